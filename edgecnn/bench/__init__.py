@@ -1,0 +1,1 @@
+"""edgecnn.bench stage."""

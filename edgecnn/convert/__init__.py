@@ -1,0 +1,1 @@
+"""Keras -> .tflite conversion (filled in by the convert stage)."""

@@ -1,0 +1,1 @@
+"""edgecnn.evaluate stage."""

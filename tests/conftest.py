@@ -1,0 +1,25 @@
+"""Shared test fixtures and the rule for system parts that may be missing.
+
+A test that needs a system part (qemu, sshd, Chromium, a C compiler, the Debian Fashion-MNIST package) calls
+`require(available, why)`: on a user's machine it skips with the reason; under CI (`EDGECNN_REQUIRE_ALL=1`, set by
+`.ci/run`) a missing part fails the test instead, so CI never silently skips a check.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+REQUIRE_ALL = os.environ.get("EDGECNN_REQUIRE_ALL", "") not in ("", "0")
+
+
+def require(available: bool, why: str) -> None:
+    """Skip (user machine) or fail (CI) when a system part is missing."""
+    if available:
+        return
+    if REQUIRE_ALL:
+        pytest.fail(f"required system part missing under EDGECNN_REQUIRE_ALL: {why}")
+    pytest.skip(why)
