@@ -1,1 +1,1 @@
-"""edgecnn.train stage."""
+"""Training and fine-tuning: `train(TrainConfig, out)`."""

@@ -1,1 +1,5 @@
-"""edgecnn.zoo stage."""
+"""The model zoo: `build(name, input_shape, num_classes, **knobs)`, `list_models(pattern)`, MAC/param counts."""
+
+from edgecnn.zoo.registry import build, get_entry, list_models, register
+
+__all__ = ["build", "get_entry", "list_models", "register"]

@@ -1,0 +1,64 @@
+"""The in-memory dataset every source returns: raw uint8 images, integer labels, class names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Dataset:
+    """Raw images before preprocessing.
+
+    `images` is a uint8 (N, H, W[, C]) array when all images share a size, else a list of HxW[xC] uint8 arrays
+    (an image folder of mixed sizes); `PreprocessSpec.apply` handles both.
+    """
+
+    images: np.ndarray | list
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    name: str
+    skipped: tuple[str, ...] = ()  # files that could not be read (only when the caller allowed skipping)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def channels(self) -> int:
+        first = self.images[0] if len(self) else np.zeros((1, 1))
+        return 1 if np.asarray(first).ndim == 2 else int(np.asarray(first).shape[-1])
+
+    @property
+    def image_size(self) -> tuple[int, int] | None:
+        """(H, W) when all images share a size."""
+        if isinstance(self.images, np.ndarray):
+            return int(self.images.shape[1]), int(self.images.shape[2])
+        return None
+
+    def subset(self, idx) -> "Dataset":
+        idx = np.asarray(idx, dtype=int)
+        imgs = self.images[idx] if isinstance(self.images, np.ndarray) else [self.images[i] for i in idx]
+        return Dataset(imgs, self.labels[idx], self.class_names, self.name, self.skipped)
+
+    def take(self, n: int, seed: int | None = None) -> "Dataset":
+        """The first `n` samples, or `n` drawn without replacement with `seed` (a stratified-enough random pick)."""
+        n = min(n, len(self))
+        if seed is None:
+            return self.subset(np.arange(n))
+        return self.subset(np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False)))
+
+
+def split_indices(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic stratified split: each class keeps `val_fraction` of its samples (at least one when it has 2+)."""
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        k = int(round(len(idx) * val_fraction))
+        if val_fraction > 0 and k == 0 and len(idx) > 1:
+            k = 1
+        val.append(idx[:k])
+        train.append(idx[k:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))

@@ -1,0 +1,113 @@
+"""Train or fine-tune a zoo model (or a saved Keras model) on a data source, and save it with its spec.
+
+The preprocessing spec is decided once here (input size and channels from the model, value range from the
+architecture) and saved inside the `.keras`; every later stage reads it back instead of guessing.
+Reproducible with `seed`: Python, NumPy and TF seeds are set and TF ops run deterministically.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgecnn.data import PreprocessSpec, load_split
+from edgecnn.data.dataset import split_indices
+from edgecnn.errors import EdgecnnError
+
+
+@dataclass
+class TrainConfig:
+    model: str  # a zoo name or a path to a .keras/.h5 model to fine-tune
+    data: str = "digits"
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    val_split: float = 0.1
+    seed: int = 0
+    input_size: int | None = None  # square side; default: the architecture's own default input size
+    knobs: dict = field(default_factory=dict)  # builder options, e.g. {"alpha": 0.5}
+    skip_bad: bool = False
+    max_train_samples: int | None = None
+
+
+def default_spec(name: str, input_shape, class_names, dataset: str) -> PreprocessSpec:
+    """The spec for a zoo model: its input size and channels, the value range its architecture expects."""
+    from edgecnn.zoo import get_entry
+
+    lo, hi = get_entry(name).input_range
+    return PreprocessSpec(height=int(input_shape[0]), width=int(input_shape[1]), channels=int(input_shape[2]),
+                          scale=(hi - lo) / 255.0, offset=lo, labels=tuple(class_names), dataset=dataset)
+
+
+def _model_and_spec(cfg: TrainConfig, train_ds):
+    from edgecnn.modelfile import load_model
+    from edgecnn.zoo import build, get_entry
+
+    if Path(cfg.model).suffix in (".keras", ".h5", ".hdf5") or Path(cfg.model).is_dir():
+        model, spec = load_model(cfg.model)
+        if spec is None:
+            shape = model.input_shape[1:]
+            spec = PreprocessSpec(int(shape[0]), int(shape[1]), int(shape[2]), labels=train_ds.class_names,
+                                  dataset=train_ds.name)
+        if model.output_shape[-1] != len(train_ds.class_names):
+            raise EdgecnnError(f"{cfg.model}: model has {model.output_shape[-1]} outputs but {cfg.data} has "
+                               f"{len(train_ds.class_names)} classes")
+        return model, spec
+    entry = get_entry(cfg.model)
+    side = cfg.input_size
+    h, w = (side, side) if side else entry.default_input[:2]
+    channels = train_ds.channels if train_ds.channels in (1, 3) else 3
+    model = build(cfg.model, (h, w, channels), len(train_ds.class_names), **cfg.knobs)
+    return model, default_spec(cfg.model, (h, w, channels), train_ds.class_names, train_ds.name)
+
+
+def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
+    """Train per `cfg`, save to `out` (.keras, atomic), return a summary dict (losses, accuracies, wall time)."""
+    from edgecnn import _tf
+    from edgecnn.atomic import check_output_dir
+    from edgecnn.modelfile import save_model
+    from edgecnn.zoo.counting import summarize
+
+    if cfg.epochs < 1 or cfg.batch_size < 1:
+        raise EdgecnnError("epochs and batch size must be >= 1")
+    if not 0 <= cfg.val_split < 1:
+        raise EdgecnnError(f"--val-split must be in [0, 1), got {cfg.val_split}")
+    check_output_dir(out)
+    t0 = time.perf_counter()
+    train_ds = load_split(cfg.data, "train", skip_bad=cfg.skip_bad)
+    test_ds = load_split(cfg.data, "test", skip_bad=cfg.skip_bad)
+    if cfg.max_train_samples:
+        train_ds = train_ds.take(cfg.max_train_samples, seed=cfg.seed)
+    tf = _tf.tf()
+    keras = _tf.keras()
+    keras.utils.set_random_seed(cfg.seed)
+    tf.config.experimental.enable_op_determinism()
+    model, spec = _model_and_spec(cfg, train_ds)
+    x, y = spec.apply(train_ds.images), train_ds.labels
+    tr, va = split_indices(y, cfg.val_split, seed=cfg.seed) if cfg.val_split > 0 else (np.arange(len(y)), [])
+    val = (x[va], y[va]) if len(va) else None
+    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    steps = int(np.ceil(len(tr) / cfg.batch_size))
+    callbacks = []
+    if progress:
+        from edgecnn.train.progress import rich_progress_callback
+
+        callbacks.append(rich_progress_callback(cfg.epochs, steps))
+    hist = model.fit(x[tr], y[tr], validation_data=val, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                     shuffle=True, verbose=0, callbacks=callbacks)
+    train_secs = time.perf_counter() - t0
+    probs = model.predict(spec.apply(test_ds.images), batch_size=256, verbose=0)
+    test_top1 = float(np.mean(np.argmax(probs, axis=1) == test_ds.labels))
+    save_model(model, out, spec)
+    return {
+        "output": str(out), "model": cfg.model, "data": cfg.data, "epochs": cfg.epochs, "seed": cfg.seed,
+        "train_samples": int(len(tr)), "val_samples": int(len(va)), "test_samples": int(len(test_ds)),
+        "loss_first_epoch": float(hist.history["loss"][0]), "loss_last_epoch": float(hist.history["loss"][-1]),
+        "val_accuracy": float(hist.history["val_accuracy"][-1]) if val else None,
+        "test_top1": test_top1, "wall_seconds": round(train_secs, 2),
+        "input_shape": list(spec.input_shape), "preprocessing": spec.to_dict(), **summarize(model),
+    }

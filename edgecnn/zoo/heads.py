@@ -1,0 +1,37 @@
+"""Shared glue for builders that wrap `keras.applications`: weights choice and classifier head.
+
+- `weights=None`: the application's own top with `classes=num_classes` (random init; works offline).
+- `weights="imagenet"`: downloads (needs internet); with `num_classes != 1000` the ImageNet backbone gets a new
+  global-pool + dropout + dense head.
+- `weights="path/to/file.weights.h5"` (or `.h5`): build as with None, then load that file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgecnn.errors import EdgecnnError
+
+
+def finish(app, input_shape, num_classes, weights, name: str, **kwargs):
+    import keras
+
+    if weights == "imagenet" and num_classes != 1000:
+        base = app(input_shape=input_shape, include_top=False, weights="imagenet", **kwargs)
+        x = keras.layers.GlobalAveragePooling2D()(base.output)
+        x = keras.layers.Dropout(0.2)(x)
+        out = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+        return keras.Model(base.input, out, name=name)
+    if weights not in (None, "imagenet"):
+        path = Path(weights)
+        if not path.is_file():
+            raise EdgecnnError(f"{weights}: weights file does not exist")
+    model = app(input_shape=input_shape, include_top=True, weights="imagenet" if weights == "imagenet" else None,
+                classes=num_classes, **kwargs)
+    model.name = name
+    if weights not in (None, "imagenet"):
+        try:
+            model.load_weights(str(weights))
+        except (ValueError, OSError) as exc:
+            raise EdgecnnError(f"{weights}: cannot load weights into {name}: {str(exc).splitlines()[0]}") from None
+    return model

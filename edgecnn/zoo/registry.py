@@ -1,0 +1,97 @@
+"""The model registry: one small, boring mechanism (after timm's `register_model` / `list_models`).
+
+A builder is a function `name(input_shape=..., num_classes=..., **knobs) -> keras.Model`; `@register(...)`
+records it under its function name with its default input shape and the smallest input it can take.
+Adding a model is adding one decorated function; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import inspect
+from dataclasses import dataclass
+from typing import Callable
+
+from edgecnn.errors import EdgecnnError
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    builder: Callable
+    default_input: tuple[int, int, int]
+    min_size: int
+    family: str
+    doc: str
+    input_range: tuple[float, float] = (0.0, 1.0)
+
+    def knobs(self) -> dict[str, object]:
+        """The builder's own keyword arguments (beyond input_shape/num_classes) and their defaults."""
+        sig = inspect.signature(self.builder)
+        return {k: p.default for k, p in sig.parameters.items()
+                if k not in ("input_shape", "num_classes") and p.default is not inspect.Parameter.empty}
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register(default_input=(224, 224, 3), min_size: int = 32, family: str = "", input_range=(0.0, 1.0)):
+    """Decorator: record a builder under its function name.
+
+    `input_range` is the float range the architecture expects pixels in ((-1, 1) for MobileNets, whose
+    ImageNet weights were trained that way); it becomes the default preprocessing spec when training.
+    """
+
+    def deco(fn: Callable) -> Callable:
+        doc = (inspect.getdoc(fn) or "").split("\n")[0]
+        _REGISTRY[fn.__name__] = ModelEntry(fn.__name__, fn, tuple(default_input), min_size, family, doc,
+                                            tuple(input_range))
+        return fn
+
+    return deco
+
+
+def _ensure_loaded() -> None:
+    # importing the builder modules runs their @register decorators
+    from edgecnn.zoo import classic, compact, mobilenets, resnets  # noqa: F401
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered names matching a shell-style pattern (`mobilenet*`), sorted."""
+    _ensure_loaded()
+    return sorted(fnmatch.filter(_REGISTRY, pattern))
+
+
+def get_entry(name: str) -> ModelEntry:
+    _ensure_loaded()
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; see `edgecnn models`"
+        raise EdgecnnError(f"unknown model {name!r}{hint}")
+    return _REGISTRY[name]
+
+
+def build(name: str, input_shape=None, num_classes: int = 1000, **knobs):
+    """Build a registered model; bad shapes and knobs become one-line `EdgecnnError`s."""
+    entry = get_entry(name)
+    shape = tuple(int(v) for v in (input_shape or entry.default_input))
+    if len(shape) != 3 or shape[2] not in (1, 3):
+        raise EdgecnnError(f"{name}: input shape must be (height, width, 1|3), got {shape}")
+    if min(shape[:2]) < entry.min_size:
+        raise EdgecnnError(f"{name}: input {shape[0]}x{shape[1]} is too small; this architecture needs at least "
+                           f"{entry.min_size}x{entry.min_size}")
+    if num_classes < 1:
+        raise EdgecnnError(f"{name}: num_classes must be >= 1, got {num_classes}")
+    unknown = sorted(set(knobs) - set(entry.knobs()))
+    if unknown:
+        raise EdgecnnError(f"{name}: unknown option(s) {', '.join(unknown)}; it takes: "
+                           f"{', '.join(entry.knobs()) or 'none'}")
+    from edgecnn import _tf
+
+    _tf.quiet()
+    try:
+        return entry.builder(input_shape=shape, num_classes=num_classes, **knobs)
+    except ValueError as exc:
+        msg = str(exc).strip().split("\n")[0]
+        raise EdgecnnError(f"{name}: cannot build for input {shape} with {knobs or 'defaults'}: {msg}") from None

@@ -1,0 +1,30 @@
+"""Helpers shared by tests: run the CLI as a user would and check the one-line-error contract."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args, cwd=None, env=None, timeout=600) -> subprocess.CompletedProcess:
+    """Run `python -m edgecnn.cli ARGS` in a subprocess (the real entry point, real exit codes)."""
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "edgecnn.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=e, timeout=timeout)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
+    """A failed command: non-zero exit, exactly one line on stderr starting 'edgecnn: error:', no traceback."""
+    assert proc.returncode != 0, f"expected failure, got rc=0; stdout={proc.stdout[-500:]}"
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert len(lines) == 1, f"expected one stderr line, got {len(lines)}:\n{proc.stderr[-2000:]}"
+    assert lines[0].startswith("edgecnn: error:"), lines[0]
+    for n in needles:
+        assert n in lines[0], f"{n!r} not in {lines[0]!r}"
+    return lines[0]
