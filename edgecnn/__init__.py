@@ -5,3 +5,8 @@ zoo -> data -> train -> convert -> evaluate -> board/bench -> deploy -> store ->
 """
 
 __version__ = "0.1.0"
+
+import os as _os
+
+# Must be set before TensorFlow is first imported, whoever imports it: see edgecnn/_tf.py for why oneDNN is off.
+_os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")

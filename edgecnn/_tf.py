@@ -39,8 +39,15 @@ def silenced_fd(fd: int = 2):
 
 
 def quiet() -> None:
-    """Import TensorFlow and Keras once, quietly; later `import keras` statements are then free of noise."""
+    """Import TensorFlow and Keras once, quietly; later `import keras` statements are then free of noise.
+
+    oneDNN kernels are off by default (TF_ENABLE_ONEDNN_OPTS=0; set it to 1 to override): with them on, TF 2.21
+    corrupted the heap while training residual nets on 1-channel input here ("double free or corruption" in
+    `tensorflow::Tensor::~Tensor`, resnet8 on digits, 3 of 3 runs; 0 of 4 with oneDNN off), and off they also give
+    bit-reproducible results with `--seed`.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     if "tensorflow" in sys.modules:
         return

@@ -173,7 +173,334 @@ def run(recipe, out_dir, as_json):
 
 # --- convert / eval / compare -----------------------------------------------------------------------------------
 
+
+@main.command()
+@click.argument("model")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .tflite file.")
+@click.option("--quant", "mode", default="float32", show_default=True,
+              type=click.Choice(["float32", "float16", "dynamic", "int8", "int16x8"]))
+@click.option("--io", "io", type=click.Choice(["int8", "uint8", "float32", "int16"]),
+              help="Input/output dtype (default: int8 for --quant int8, int16 for int16x8, else float32).")
+@click.option("--per-tensor", is_flag=True, help="Per-tensor weight scales (default: per-channel).")
+@click.option("--calibration", help="Calibration set: a calibration/ set (photos), recipe:NAME, a data set, a folder.")
+@click.option("--num-calibration", default=100, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--keep-float", multiple=True, help="Layer-name pattern or op type (e.g. HARD_SWISH) left in float.")
+@click.option("--allow-float-fallback", is_flag=True, help="Let ops that cannot be quantized stay in float.")
+@click.option("--scale", type=float, help="Foreign model: input = pixel*scale + offset.")
+@click.option("--offset", type=float)
+@click.option("--mean", type=float, help="Foreign model: input = (pixel - mean) / std.")
+@click.option("--std", type=float)
+@click.option("--calibrator", default="fast", show_default=True, type=click.Choice(["fast", "stock"]))
+@click.option("--max-accuracy-drop", type=float, help="Guided mode: keep worst layers in float until the top-1 "
+              "drop (points) is within this.")
+@click.option("--eval-data", help="Data for --max-accuracy-drop (its test split).")
+@click.option("--verbose", is_flag=True, help="Show the converter's own log.")
+@click.option("--json", "as_json", is_flag=True)
+def convert(model, output, mode, io, per_tensor, calibration, num_calibration, seed, keep_float,
+            allow_float_fallback, scale, offset, mean, std, calibrator, max_accuracy_drop, eval_data, verbose,
+            as_json):
+    """Convert a Keras model (.keras, .h5, SavedModel dir) to .tflite."""
+    from edgecnn.convert.request import ConversionRequest
+
+    req = ConversionRequest(mode, io, per_tensor, calibration, num_calibration, seed, tuple(keep_float),
+                            allow_float_fallback, scale, offset, mean, std, calibrator=calibrator)
+    if max_accuracy_drop is not None:
+        from edgecnn.convert.guided import guided_convert
+
+        if not eval_data:
+            raise EdgecnnError("--max-accuracy-drop needs --eval-data SRC to measure the drop on")
+        report = guided_convert(model, output, req, max_accuracy_drop, eval_data, verbose=verbose,
+                                log=(lambda s: None) if as_json else (lambda s: click.echo(s, err=True)))
+    else:
+        from edgecnn.convert.converter import convert_model
+
+        report = convert_model(model, output, req, verbose=verbose)
+    if as_json:
+        echo_json(report)
+        return
+    from edgecnn.convert.report import print_convert_report
+
+    print_convert_report(report)
+
+
+@main.command("eval")
+@click.argument("models", nargs=-1, required=True)
+@click.option("--data", required=True, help="Data source; its test split is used.")
+@click.option("--limit", type=click.IntRange(1), help="Only the first N test samples.")
+@click.option("--json", "as_json", is_flag=True)
+def eval_cmd(models, data, limit, as_json):
+    """Top-1/top-5 of Keras and .tflite models (any IO dtype) on --data's test split."""
+    from edgecnn.evaluate.accuracy import evaluate
+
+    rows = [evaluate(m, data, limit) for m in models]
+    if as_json:
+        echo_json(rows)
+        return
+    from edgecnn.report.tables import print_table
+
+    print_table(f"accuracy on {data} (test split)", ["model", "N", "top-1", "top-5"],
+                [[r["model"], r["n"], f"{r['top1']:.4f}", f"{r['top5']:.4f}"] for r in rows])
+
+
+@main.command()
+@click.argument("float_model")
+@click.argument("quant_model")
+@click.option("--data", required=True, help="Data source; its test split is used.")
+@click.option("--limit", type=click.IntRange(1), help="Only the first N test samples.")
+@click.option("--layers", "top_layers", default=10, show_default=True, help="Worst layers to list.")
+@click.option("--json", "as_json", is_flag=True)
+def compare(float_model, quant_model, data, limit, top_layers, as_json):
+    """Quantized vs float: accuracy drop, agreement, per-class deltas, and the layers that lose it."""
+    from edgecnn.evaluate.compare import compare as run_compare
+
+    r = run_compare(float_model, quant_model, data, limit, top_layers=top_layers)
+    if as_json:
+        echo_json(r)
+        return
+    from edgecnn.report.tables import print_table
+
+    click.echo(f"float top-1 {r['float_top1']:.4f}  quant top-1 {r['quant_top1']:.4f}  drop "
+               f"{r['drop_points']:+.2f} pts  ratio {r['ratio']:.4f}  agreement {r['agreement']:.4f}  (N={r['n']})")
+    worst = sorted(r["per_class"], key=lambda c: c["delta_points"])[:5]
+    print_table("per-class delta (worst first)", ["class", "N", "float", "quant", "delta pts"],
+                [[c["name"], c["n"], f"{c['float_top1']:.3f}", f"{c['quant_top1']:.3f}", f"{c['delta_points']:+.2f}"]
+                 for c in worst])
+    print_table(f"worst layers ({r['layers_compared']} compared)", ["tensor", "op", "RMSE/scale", "rel RMSE",
+                                                                      "max |err|"],
+                [[w["tensor"][-60:], w["op"], f"{w['rmse_over_scale']:.3f}", f"{w['relative_rmse']:.4f}",
+                  f"{w['max_abs_error']:.4g}"] for w in r["worst_layers"]])
+
+
 # --- bench / history / devices ----------------------------------------------------------------------------------
+
+
+def _bench_several(db, model, profiles, settings_for, data, limit, as_json) -> None:
+    """`bench --device A --device B ...`: all devices in parallel, every run recorded, one table."""
+    from edgecnn.bench.multi import bench_devices, devices_table
+
+    def record(doc):
+        doc["run_id"] = db.record(doc)
+
+    try:
+        docs = bench_devices(model, profiles, settings_for, data, limit, record)
+    except KeyboardInterrupt:
+        click.echo("edgecnn: interrupted (unfinished runs recorded as failed)", err=True)
+        sys.exit(130)
+    if as_json:
+        echo_json(docs)
+    else:
+        from edgecnn.bench.table import print_table
+
+        print_table(devices_table(docs))
+    failed = [d for d in docs if d.get("status") != "ok"]
+    if failed:
+        raise EdgecnnError(f"{len(failed)} of {len(docs)} devices failed; first: {failed[0].get('error')} "
+                           f"(recorded as failed run {failed[0].get('run_id')})")
+
+
+@main.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="With no subcommand: the profiles as JSON.")
+@click.pass_context
+def devices(ctx, as_json):
+    """Device profiles (devices/*.yaml and ~/.config/edgecnn/devices/): list them, check a board.
+
+    With no subcommand: the same as `devices list`.
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(devices_list, as_json=as_json)
+
+
+@devices.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def devices_list(as_json):
+    """List the device profiles that `--device NAME` finds (a profile that does not parse says why)."""
+    import dataclasses
+
+    from edgecnn.bench.profiles import available, load_profile
+
+    rows = []
+    for name in available():
+        try:
+            p = load_profile(name)
+        except EdgecnnError as exc:
+            rows.append({"name": name, "kind": "?", "where": "", "emulated": False, "description": "",
+                         "error": str(exc)})
+            continue
+        where = f"{p.ssh.user + '@' if p.ssh and p.ssh.user else ''}{p.ssh.host}:{p.ssh.port}" if p.ssh else "this machine"
+        rows.append({**dataclasses.asdict(p), "where": where})
+    if as_json:
+        echo_json(rows)
+        return
+    from rich.table import Table
+
+    from edgecnn.bench.table import print_table
+
+    t = Table(title="device profiles")
+    for col in ("name", "kind", "where", "description"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["name"] + (" (emulated)" if r["emulated"] else ""), r["kind"], r["where"],
+                  f"BAD PROFILE: {r['error']}" if r.get("error") else r["description"])
+    print_table(t)
+
+
+@devices.command("check")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+def devices_check(name, as_json):
+    """Reach board NAME over SSH and report its Python, LiteRT, CPU and disk, and what is missing.
+
+    Exit code 0 when the board has everything the profile needs, 1 otherwise (each missing part is listed with
+    the command that installs it).
+    """
+    from edgecnn.bench.profiles import load_profile
+    from edgecnn.bench.remote import check_device
+
+    profile = load_profile(name)
+    if profile.kind == "local":
+        raise EdgecnnError(f"device {profile.name} is this machine (kind local): nothing to check over SSH")
+    info = check_device(profile)
+    if as_json:
+        echo_json(info)
+    else:
+        gib = info["disk_free_bytes"] / 2 ** 30 if info.get("disk_free_bytes") is not None else None
+        click.echo(f"{info['device']}: reachable at {info['user'] or ''}@{info['host']} in {info['connect_s']:.2f} s"
+                   + ("  [EMULATED: timings are not board timings]" if info["emulated"] else ""))
+        click.echo(f"  arch      {info['arch']}  ({info['os']}, kernel {info['kernel']})")
+        click.echo(f"  cpu       {info['cpu'] or '?'}  x{info['cores'] or '?'}")
+        click.echo(f"  python    {info['python'] or 'MISSING'}  ({info['python_path'] or profile.python})")
+        click.echo(f"  numpy     {info['numpy'] or 'missing'}")
+        click.echo(f"  litert    ai-edge-litert {info['ai_edge_litert'] or 'missing'}, "
+                   f"tflite-runtime {info['tflite_runtime'] or 'missing'}")
+        if profile.delegate == "edgetpu":
+            click.echo(f"  edgetpu   {info['libedgetpu'] or 'libedgetpu.so.1 missing'}")
+        click.echo(f"  disk      {gib:.1f} GiB free in {info['work_dir']}" if gib is not None else "  disk      ?")
+        for m in info["missing"]:
+            click.echo(f"  MISSING   {m['what']}: {m['install']}")
+        if not info["missing"]:
+            click.echo("  ready")
+    if info["missing"]:
+        sys.exit(1)
+
+
+@main.command("edgetpu-check")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--runtime-version", type=click.IntRange(10, 16), default=None,
+              help="Edge TPU runtime to check against [default: 14, the latest].")
+@click.option("--json", "as_json", is_flag=True, help="The full report, op by op.")
+def edgetpu_check(model, runtime_version, as_json):
+    """Offline Edge TPU preflight of MODEL.tflite (no Coral software needed).
+
+    Checks Coral's model requirements (integer-only, static shapes, batch 1, tensor rank) and every op against
+    Coral's supported-op list, and shows where edgetpu_compiler would cut the graph back to the CPU: the first
+    unsupported op and every op after it. Exit code 0 when the model maps fully, 2 when part of it would run on
+    the CPU, 1 for an error (e.g. a float model).
+    """
+    from edgecnn.bench.edgetpu import preflight, preflight_table
+
+    report = preflight(model, runtime_version)
+    if as_json:
+        echo_json(report)
+    else:
+        click.echo(preflight_table(report))
+    if not report["maps_fully"]:
+        sys.exit(2)
+
+
+@main.command()
+@click.argument("model")
+@click.option("--device", "devices", multiple=True, default=("local-cpu",), show_default=True,
+              help="Device profile: a name or a .yaml path; repeat to bench on several devices in parallel.")
+@click.option("--threads", type=int, default=None, help="CPU threads [default: the device profile's].")
+@click.option("--warmup", type=int, default=10, show_default=True, help="Untimed inferences after the first.")
+@click.option("--runs", type=int, default=100, show_default=True, help="Timed inferences (at least).")
+@click.option("--min-secs", type=float, default=0.0, show_default=True, help="Keep timing for at least S seconds.")
+@click.option("--no-xnnpack", is_flag=True, help="Plain TFLite kernels, no XNNPACK delegate.")
+@click.option("--op-profile", is_flag=True, help="Per-op report (ops and where they run).")
+@click.option("--data", default=None, help="Real inputs + top-1: a data source (edgecnn models) or an .npz of x/y.")
+@click.option("--limit", type=int, default=1000, show_default=True, help="At most this many --data samples.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
+@click.option("--db", "db_path", default=None, help="Results database [default: $EDGECNN_DB or the user data dir].")
+@click.option("--json", "as_json", is_flag=True, help="Print the full result document as JSON.")
+def bench(model, devices, threads, warmup, runs, min_secs, no_xnnpack, op_profile, data, limit, seed, db_path,
+          as_json):
+    """Benchmark MODEL.tflite on a device (this CPU by default) and store the result.
+
+    Runs the board runner (edgecnn/board/runner.py) in a fresh process: init, first inference, warm-up, then
+    steady-state latency (mean, std, min, p50, p90, p99, max), peak RSS, delegate partitions; top-1 with --data.
+    Every run, failed or not, becomes a row in the results database (see `edgecnn history`).
+    """
+    from edgecnn.bench.profiles import load_profile
+    from edgecnn.bench.protocol import BenchSettings
+    from edgecnn.bench.run import bench_model
+    from edgecnn.store.db import open_db
+
+    def settings_for(profile):
+        return BenchSettings(threads=profile.threads if threads is None else threads, warmup=warmup, runs=runs,
+                             min_secs=min_secs, xnnpack=not no_xnnpack and profile.delegate == "xnnpack",
+                             op_profile=op_profile, seed=seed)
+
+    with open_db(db_path) as db:  # a bad database fails here, before a run is wasted
+        profiles = [load_profile(d) for d in dict.fromkeys(devices)]
+        if len(profiles) > 1:
+            _bench_several(db, model, profiles, settings_for, data, limit, as_json)
+            return
+        profile = profiles[0]
+        doc = bench_model(model, profile, settings_for(profile), data, limit)
+        doc["run_id"] = db.record(doc)
+    if as_json:
+        echo_json(doc)
+    if doc.get("interrupted"):
+        click.echo(f"edgecnn: interrupted (recorded as failed run {doc['run_id']})", err=True)
+        sys.exit(130)
+    if doc["status"] != "ok":
+        raise EdgecnnError(f"{doc['error']} (recorded as failed run {doc['run_id']})")
+    if not as_json:
+        from edgecnn.bench.table import bench_table, op_table, print_table
+
+        print_table(bench_table(doc))
+        if op_table(doc) is not None:
+            print_table(op_table(doc))
+
+
+@main.command()
+@click.option("--model", default=None, help="A model file, a sha256 prefix, or part of the model's path.")
+@click.option("--device", default=None, help="Only runs on this device profile.")
+@click.option("--limit", type=int, default=50, show_default=True, help="Show the newest N runs.")
+@click.option("--db", "db_path", default=None, help="Results database [default: $EDGECNN_DB or the user data dir].")
+@click.option("--json", "as_json", is_flag=True)
+def history(model, device, limit, db_path, as_json):
+    """List stored bench runs, each compared with the previous comparable one.
+
+    Comparable = same model hash, device, threads and XNNPACK. REGRESSION p50 (or p90) means the newer run is
+    slower by more than max(spread) of the two runs, where spread = max(std, p90 - p50).
+    """
+    import re
+    from pathlib import Path
+
+    from edgecnn.store.db import open_db
+    from edgecnn.store.history import compare
+
+    sha = like = None
+    if model and Path(model).is_file():
+        import hashlib
+
+        sha = hashlib.sha256(Path(model).read_bytes()).hexdigest()
+    elif model and re.fullmatch(r"[0-9a-fA-F]{6,64}", model):
+        sha = model
+    elif model:
+        like = model
+    with open_db(db_path, write=False) as db:
+        rows = compare(db.runs(model_sha256=sha, model_like=like, device=device))
+    rows = rows[-limit:] if limit > 0 else rows
+    if as_json:
+        echo_json([{k: v for k, v in r.items() if k != "result_json"} for r in rows])
+        return
+    from edgecnn.bench.table import history_table, print_table
+
+    print_table(history_table(rows))
+
 
 # --- deploy -----------------------------------------------------------------------------------------------------
 

@@ -7,5 +7,6 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     dataset-fashion-mnist \
     gcc \
+    debootstrap qemu-user-static binfmt-support zstd \
     >/dev/null
 echo "system parts installed"

@@ -12,6 +12,7 @@ import os
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # before any TF import: see edgecnn/_tf.py
 
 REQUIRE_ALL = os.environ.get("EDGECNN_REQUIRE_ALL", "") not in ("", "0")
 

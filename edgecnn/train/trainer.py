@@ -31,6 +31,7 @@ class TrainConfig:
     knobs: dict = field(default_factory=dict)  # builder options, e.g. {"alpha": 0.5}
     skip_bad: bool = False
     max_train_samples: int | None = None
+    lr_schedule: str = "cosine"  # "cosine" (decay to 0 over the run) or "constant"
 
 
 def default_spec(name: str, input_shape, class_names, dataset: str) -> PreprocessSpec:
@@ -64,6 +65,22 @@ def _model_and_spec(cfg: TrainConfig, train_ds):
     return model, default_spec(cfg.model, (h, w, channels), train_ds.class_names, train_ds.name)
 
 
+def fit_bn_momentum(model, total_steps: int) -> None:
+    """Shorten batch-norm moving averages so they settle within the run.
+
+    keras.applications MobileNets use momentum 0.999 (a ~1000-step horizon), tuned for ImageNet-length runs; on a
+    short run (digits: ~20 steps an epoch) the moving statistics never settle and the trained model predicts at
+    chance in inference mode (measured: MobileNetV3-Small on digits, 6 epochs, test top-1 0.10). Capping momentum
+    at 1 - 10/total_steps keeps the horizon within a tenth of the run and leaves long runs untouched.
+    """
+    import keras
+
+    cap = max(0.0, 1.0 - 10.0 / max(total_steps, 1))
+    for layer in model._flatten_layers(include_self=False) if hasattr(model, "_flatten_layers") else model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.momentum > cap:
+            layer.momentum = cap
+
+
 def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     """Train per `cfg`, save to `out` (.keras, atomic), return a summary dict (losses, accuracies, wall time)."""
     from edgecnn import _tf
@@ -89,9 +106,13 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     x, y = spec.apply(train_ds.images), train_ds.labels
     tr, va = split_indices(y, cfg.val_split, seed=cfg.seed) if cfg.val_split > 0 else (np.arange(len(y)), [])
     val = (x[va], y[va]) if len(va) else None
-    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
     steps = int(np.ceil(len(tr) / cfg.batch_size))
+    if cfg.lr_schedule not in ("cosine", "constant"):
+        raise EdgecnnError(f"--lr-schedule {cfg.lr_schedule!r}: use cosine or constant")
+    fit_bn_momentum(model, cfg.epochs * steps)
+    lr = (keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=cfg.epochs * steps)
+          if cfg.lr_schedule == "cosine" else cfg.learning_rate)
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     callbacks = []
     if progress:
         from edgecnn.train.progress import rich_progress_callback

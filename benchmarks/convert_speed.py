@@ -1,0 +1,126 @@
+"""Wall time of `edgecnn convert --quant int8` against the stock TFLite path, side by side in one run.
+
+    .venv/bin/python benchmarks/convert_speed.py [--samples 100] [--rounds 2]
+
+Model: MobileNetV2 1.0 224x224x3 (keras.applications, weights=None, 1000 classes), saved as .keras once.
+Stock: `tf.lite.TFLiteConverter.from_keras_model` + representative dataset + TFLITE_BUILTINS_INT8, int8 IO.
+edgecnn: `convert_model(... ConversionRequest("int8"))` with the same samples (fast calibrator).
+Both start from the loaded Keras model file; rounds alternate. Also compares every tensor's quantization
+parameters and the outputs on the samples, and the per-sample calibration cost against one float inference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--samples", type=int, default=100)
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    from edgecnn import _tf
+
+    tf = _tf.tf()
+    keras = _tf.keras()
+    from edgecnn.convert.converter import convert_model
+    from edgecnn.convert.frontend import converter_quiet
+    from edgecnn.convert.request import ConversionRequest
+    from edgecnn.data.spec import PreprocessSpec
+    from edgecnn.modelfile import save_model
+
+    tmp = Path(tempfile.mkdtemp(prefix="edgecnn-speed-"))
+    spec = PreprocessSpec(224, 224, 3, 2 / 255, -1.0)
+    model_path = tmp / "mnv2.keras"
+    save_model(keras.applications.MobileNetV2(weights=None), model_path, spec)
+    # the same calibration images for both: the shipped photo set, preprocessed by the spec
+    from edgecnn.data.calibration import calibration_samples
+
+    x, _ = calibration_samples("photos", spec, args.samples, seed=0)  # exactly what edgecnn draws below
+
+    def stock():
+        m = keras.models.load_model(model_path, compile=False)
+        conv = tf.lite.TFLiteConverter.from_keras_model(m)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([x[i:i + 1]] for i in range(len(x)))
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = conv.inference_output_type = tf.int8
+        with converter_quiet():
+            return conv.convert()
+
+    def ours():
+        r = convert_model(model_path, tmp / "ours.tflite", ConversionRequest("int8", calibration="photos",
+                                                                             num_calibration=args.samples, seed=0))
+        return (tmp / "ours.tflite").read_bytes(), r
+
+    t_stock, t_ours, report = [], [], None
+    for _ in range(args.rounds):
+        t = time.perf_counter()
+        stock_bytes = stock()
+        t_stock.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        ours_bytes, report = ours()
+        t_ours.append(time.perf_counter() - t)
+    # quantization parameters, tensor by tensor (matched by name)
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    def qparams(b):
+        m = flatbuffer_utils.convert_bytearray_to_object(bytearray(b))
+        return {t.name: (np.asarray(t.quantization.scale), np.asarray(t.quantization.zeroPoint))
+                for t in m.subgraphs[0].tensors if t.quantization is not None and t.quantization.scale is not None
+                and len(t.quantization.scale)}
+
+    a, b = qparams(stock_bytes), qparams(ours_bytes)
+    common = sorted(set(a) & set(b))
+    max_scale_rel = max(float(np.max(np.abs(a[k][0] - b[k][0]) / np.maximum(np.abs(a[k][0]), 1e-30)))
+                        for k in common)
+    max_zp = max(int(np.max(np.abs(a[k][1].astype(int) - b[k][1].astype(int)))) for k in common)
+    from edgecnn.evaluate.predict import predict_tflite
+
+    ps, po = predict_tflite(stock_bytes, x), predict_tflite(ours_bytes, x)
+    # calibration cost per sample vs one float inference
+    from edgecnn.evaluate.predict import allocate, make_interpreter
+
+    f32 = tf.lite.TFLiteConverter.from_keras_model(keras.models.load_model(model_path, compile=False))
+    with converter_quiet():
+        f32 = f32.convert()
+    interp = make_interpreter(f32, threads=1)
+    allocate(interp)
+    inp = interp.get_input_details()[0]["index"]
+    interp.set_tensor(inp, x[:1])
+    interp.invoke()
+    t = time.perf_counter()
+    for i in range(20):
+        interp.set_tensor(inp, x[i % len(x): i % len(x) + 1])
+        interp.invoke()
+    infer_s = (time.perf_counter() - t) / 20
+    cal_per_sample = report["timings_s"]["calibrate_s"] / args.samples
+    res = {
+        "samples": args.samples, "rounds": args.rounds, "stock_s": t_stock, "edgecnn_s": t_ours,
+        "ratio_median": statistics.median(t_ours) / statistics.median(t_stock),
+        "edgecnn_timings_s": report["timings_s"], "tensors_compared": len(common),
+        "max_rel_scale_diff": max_scale_rel, "max_zero_point_diff": max_zp,
+        "top1_agreement_stock_vs_edgecnn": float(np.mean(ps.argmax(1) == po.argmax(1))),
+        "max_abs_output_diff": float(np.max(np.abs(ps - po))),
+        "float_inference_ms": infer_s * 1000, "calibration_ms_per_sample": cal_per_sample * 1000,
+        "calibration_cost_vs_inference": cal_per_sample / infer_s,
+    }
+    print(json.dumps(res, indent=2))
+    print(f"\nstock median {statistics.median(t_stock):.1f} s, edgecnn median {statistics.median(t_ours):.1f} s, "
+          f"ratio {res['ratio_median']:.2f}; calibration {res['calibration_cost_vs_inference']:.2f}x a float "
+          f"inference per sample; scales equal to {max_scale_rel:.1e} (rel), zero points within {max_zp}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

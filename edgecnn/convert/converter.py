@@ -1,0 +1,218 @@
+"""`convert_model`: one Keras model file in, one .tflite out, and a report of what it holds.
+
+Steps: load (.keras/.h5/SavedModel) -> float32 flatbuffer at batch 1 (frontend.py) -> per mode:
+float16 / dynamic via the public converter flags; int8 = calibrate once (calibration.py) then quantize with the
+MLIR pass (layers matching --keep-float stay float); int16x8 via the stock 16x8 path -> integer-only check ->
+spec and labels embedded -> atomic write -> report.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import time
+from pathlib import Path
+
+from edgecnn.convert.request import ConversionRequest
+from edgecnn.data.spec import PreprocessSpec
+from edgecnn.errors import EdgecnnError
+
+
+def resolve_spec(model, spec: PreprocessSpec | None, req: ConversionRequest, source: str) -> PreprocessSpec:
+    """The model's saved spec, or one built from --scale/--offset or --mean/--std for a foreign model."""
+    flags = [req.scale, req.offset, req.mean, req.std]
+    if spec is not None and not any(v is not None for v in flags):
+        return spec
+    shape = model.input_shape[1:]
+    if len(shape) != 3 or shape[2] not in (1, 3):
+        raise EdgecnnError(f"{source}: input shape {shape} is not an image (H, W, 1|3)")
+    if req.mean is not None or req.std is not None:
+        std = req.std if req.std is not None else 1.0
+        scale, offset = 1.0 / std, -(req.mean or 0.0) / std
+    elif req.scale is not None or req.offset is not None:
+        scale, offset = req.scale if req.scale is not None else 1.0, req.offset or 0.0
+    elif req.needs_calibration:
+        raise EdgecnnError(f"{source}: model has no saved preprocessing spec; say how inputs are scaled with "
+                           "--scale/--offset (x*scale+offset on 0..255 pixels) or --mean/--std")
+    else:
+        scale, offset = 1.0 / 255.0, 0.0
+    base = spec or PreprocessSpec(int(shape[0]), int(shape[1]), int(shape[2]))
+    return base.replace(height=int(shape[0]), width=int(shape[1]), channels=int(shape[2]), scale=float(scale),
+                        offset=float(offset))
+
+
+def match_keep_float(info, patterns: tuple[str, ...]) -> tuple[list[str], list[str], dict[str, list[str]]]:
+    """Split --keep-float patterns into op types (UPPER_CASE, e.g. HARD_SWISH) and node names.
+
+    A name pattern matches an op whose output tensor name fnmatches it, or whose any '/'-separated part does
+    (so the Keras layer name `expanded_conv_6_project` matches `model/expanded_conv_6_project/Conv2D`).
+    Returns (ops, nodes, matches per pattern); a pattern that matches nothing is an error.
+    """
+    ops, nodes, matches = [], [], {}
+    present = {op.op for op in info.ops}
+    for pat in patterns:
+        if re.fullmatch(r"[A-Z0-9_]+", pat):
+            if pat not in present:
+                raise EdgecnnError(f"--keep-float {pat}: the model has no {pat} op (ops: {', '.join(sorted(present))})")
+            ops.append(pat)
+            matches[pat] = [pat]
+            continue
+        hit = []
+        for op in info.ops:
+            for name in op.output_names:
+                parts = [re.sub(r"_\d+$", "", p) for p in name.split("/")] + name.split("/")
+                if fnmatch.fnmatch(name, pat) or any(fnmatch.fnmatch(p, pat) for p in parts):
+                    hit.append(name)
+        if not hit:
+            raise EdgecnnError(f"--keep-float {pat!r} matches no layer or op in the model")
+        nodes.extend(hit)
+        matches[pat] = hit
+    return ops, sorted(set(nodes)), matches
+
+
+def _convert_with_flags(model, mode: str, verbose: bool) -> bytes:
+    import tensorflow as tf
+
+    from edgecnn.convert.frontend import _first_line, add_signature, converter_quiet, make_converter
+
+    conv = make_converter(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "float16":
+        conv.target_spec.supported_types = [tf.float16]
+    with converter_quiet(verbose):
+        try:
+            return add_signature(conv.convert())
+        except Exception as exc:
+            raise EdgecnnError(f"{model.name}: {mode} conversion failed: {_first_line(exc)}") from None
+
+
+def quantize_int8(calibrated: bytes, req: ConversionRequest, nodes=(), ops=(), verbose: bool = False) -> bytes:
+    from edgecnn.convert import tflite_private
+    from edgecnn.convert.frontend import _first_line, add_signature, converter_quiet
+
+    with converter_quiet(verbose):
+        try:
+            out = tflite_private.mlir_quantize(calibrated, req.per_tensor, req.io_type, nodes, ops)
+        except Exception as exc:
+            raise EdgecnnError(f"int8 quantization failed: {_first_line(exc)}") from None
+    return add_signature(out)
+
+
+def check_integer_only(info, req: ConversionRequest, kept_nodes: list[str], kept_ops: list[str]) -> list[str]:
+    """Ops left computing in float; an error for --quant int8 unless allowed or asked for with --keep-float."""
+    left = [f"{op.op}({op.output_names[0] if op.output_names else op.index})" for op in info.float_ops()
+            if not (op.op in kept_ops or set(op.output_names) & set(kept_nodes))]
+    if left and req.mode == "int8" and not req.allow_float_fallback:
+        raise EdgecnnError(f"--quant int8 is integer-only but {len(left)} op(s) could not be quantized: "
+                           f"{', '.join(left[:5])}{' ...' if len(left) > 5 else ''}; pass --allow-float-fallback "
+                           "to keep them in float")
+    return [f"{op.op}({op.output_names[0] if op.output_names else op.index})" for op in info.float_ops()]
+
+
+class Prepared:
+    """What every int8 variant of one model shares: the float flatbuffer, the spec, calibration, timings."""
+
+    def __init__(self, model_path, req: ConversionRequest, verbose: bool = False):
+        from edgecnn import _tf
+        from edgecnn.convert.frontend import float_tflite
+        from edgecnn.convert.inspect_tflite import TfliteInfo
+        from edgecnn.modelfile import load_model
+
+        self.t0 = time.perf_counter()
+        self.model_path, self.req, self.verbose = model_path, req, verbose
+        _tf.quiet()
+        self.model, spec = load_model(model_path)
+        self.spec = resolve_spec(self.model, spec, req, str(model_path))
+        self.timings = {}
+        t = time.perf_counter()
+        self.f32 = float_tflite(self.model, verbose)
+        self.timings["float_convert_s"] = time.perf_counter() - t
+        self.f32_info = TfliteInfo(self.f32)
+        self.kept_ops, self.kept_nodes, self.matches = match_keep_float(self.f32_info, req.keep_float)
+        self.calib_desc = None
+        self.samples = None
+        self.calibrated = None
+
+    def calibrate(self) -> None:
+        from edgecnn.convert.calibrate import calibrate
+        from edgecnn.data.calibration import calibration_samples
+
+        if not self.req.calibration:
+            raise EdgecnnError(f"--quant {self.req.mode} needs --calibration SRC (a calibration/ set, a data set, "
+                               "or an image folder)")
+        self.samples, self.calib_desc = calibration_samples(self.req.calibration, self.spec,
+                                                            self.req.num_calibration, self.req.seed)
+        if self.req.mode == "int8":
+            t = time.perf_counter()
+            self.calibrated = calibrate(self.f32, self.samples, self.req.calibrator)
+            self.timings["calibrate_s"] = time.perf_counter() - t
+
+    def quantized(self, nodes=(), ops=()) -> bytes:
+        """The int8 model with these nodes/op types (plus --keep-float ones) left in float."""
+        t = time.perf_counter()
+        data = quantize_int8(self.calibrated, self.req, sorted(set(self.kept_nodes) | set(nodes)),
+                             sorted(set(self.kept_ops) | set(ops)), self.verbose)
+        self.timings["quantize_s"] = time.perf_counter() - t
+        return data
+
+    def build(self) -> bytes:
+        req = self.req
+        if req.mode == "float32":
+            return self.f32
+        if req.mode in ("float16", "dynamic"):
+            return _convert_with_flags(self.model, req.mode, self.verbose)
+        self.calibrate()
+        if req.mode == "int8":
+            return self.quantized()
+        from edgecnn.convert import tflite_private
+        from edgecnn.convert.frontend import _first_line, add_signature, converter_quiet
+
+        t = time.perf_counter()
+        with converter_quiet(self.verbose):
+            try:
+                data = add_signature(tflite_private.quantize_16x8(self.f32, self.samples, req.io_type,
+                                                                  req.allow_float_fallback or bool(self.kept_ops)))
+            except Exception as exc:
+                raise EdgecnnError(f"{self.model_path}: int16x8 quantization failed: {_first_line(exc)}") from None
+        self.timings["calibrate_quantize_s"] = time.perf_counter() - t
+        return data
+
+    def finish(self, data: bytes, out_path, extra_nodes=(), extra_ops=()) -> dict:
+        """Integer-only check, embed spec and labels, write atomically, and report."""
+        from edgecnn.atomic import write_bytes_atomic
+        from edgecnn.convert import metadata
+        from edgecnn.convert.inspect_tflite import TfliteInfo
+
+        info = TfliteInfo(data)
+        float_ops = check_integer_only(info, self.req, list(self.kept_nodes) + list(extra_nodes),
+                                       list(self.kept_ops) + list(extra_ops)) if self.req.needs_calibration else []
+        data = metadata.embed(data, self.spec)
+        write_bytes_atomic(out_path, data)
+        return {
+            "output": str(out_path), "model": str(self.model_path), "request": self.req.to_dict(),
+            "size_bytes": len(data), "float32_size_bytes": len(self.f32),
+            "size_ratio_to_float32": len(data) / len(self.f32),
+            "op_histogram": info.op_histogram(), "ops_in_float": float_ops, "keep_float_matches": self.matches,
+            "weight_dtypes": info.weight_dtypes(),
+            "inputs": [t.to_dict() for t in info.inputs], "outputs": [t.to_dict() for t in info.outputs],
+            "calibration": self.calib_desc, "preprocessing": self.spec.to_dict(),
+            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+            "wall_seconds": round(time.perf_counter() - self.t0, 3),
+        }
+
+
+def check_output(out_path) -> Path:
+    from edgecnn.atomic import check_output_dir
+
+    out_path = check_output_dir(out_path)
+    if out_path.suffix != ".tflite":
+        raise EdgecnnError(f"{out_path}: output must end in .tflite")
+    return out_path
+
+
+def convert_model(model_path: str | Path, out_path: str | Path, req: ConversionRequest,
+                  verbose: bool = False) -> dict:
+    """Convert per `req`, write `out_path` atomically, return the report dict (keys documented in README)."""
+    out_path = check_output(out_path)
+    prep = Prepared(model_path, req, verbose)
+    return prep.finish(prep.build(), out_path)

@@ -1,0 +1,119 @@
+"""The fast calibrator: run the float model once per sample in LiteRT + XNNPACK with every activation exposed.
+
+The stock TF calibrator interprets the model one sample per call with reference kernels (~10x a float inference
+per sample). Here the float flatbuffer is rewritten so that every non-constant float tensor is a subgraph
+output (`tensorflow.lite.tools.flatbuffer_utils`), LiteRT runs it with XNNPACK, and a running global min/max per
+tensor is kept. The ranges are then written into each tensor's `quantization.min/max` of the model that the
+converter's own quantize pass reads, exactly where the stock calibrator writes them.
+
+One behaviour of the stock calibrator is reproduced on purpose: TFLite runs some element-wise ops (ADD, MUL,
+...) in place, and the stock calibrator reads an op's inputs after the op has run, so for an input whose buffer
+the output took over it records the union of the input's range and the output's. `_inplace_pairs` reads which
+inputs share their output's buffer from LiteRT's own arena plan (same builtin kernels, no delegate), and the
+same union is applied, so both calibrators give the same quantization parameters (tests/test_convert.py
+compares them tensor by tensor).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _activation_tensors(model) -> list[int]:
+    sub = model.subgraphs[0]
+    float_types = (0, 1)  # TensorType.FLOAT32, FLOAT16
+    out = []
+    for i, t in enumerate(sub.tensors):
+        buf = model.buffers[t.buffer]
+        const = buf.data is not None and len(buf.data) > 0
+        if not const and t.type in float_types and t.shape is not None and len(t.shape) > 0:
+            out.append(i)
+    return out
+
+
+def _ranges(float_model: bytes, tensors: list[int], samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from ai_edge_litert.interpreter import Interpreter
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from edgecnn._tf import silenced_fd
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(float_model))
+    sub = model.subgraphs[0]
+    sub.outputs = np.asarray(tensors, dtype=np.int32)
+    model.signatureDefs = []
+    exposed = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    with silenced_fd(2):  # "Created TensorFlow Lite XNNPACK delegate" is printed from C++
+        interp = Interpreter(model_content=exposed, num_threads=1)
+        interp.allocate_tensors()
+    inp = interp.get_input_details()[0]["index"]
+    outs = [d["index"] for d in interp.get_output_details()]
+    lo = np.full(len(outs), np.inf, dtype=np.float64)
+    hi = np.full(len(outs), -np.inf, dtype=np.float64)
+    for i in range(len(samples)):
+        interp.set_tensor(inp, samples[i: i + 1])
+        interp.invoke()
+        for j, idx in enumerate(outs):
+            a = interp.get_tensor(idx)
+            lo[j] = min(lo[j], float(a.min()))
+            hi[j] = max(hi[j], float(a.max()))
+    # outputs come back in subgraph-output order, which is `tensors`
+    return lo, hi
+
+
+def _inplace_pairs(model_bytes: bytes) -> list[tuple[int, int]]:
+    """(input, output) tensor pairs that share one buffer at run time (ops executed in place).
+
+    Read off LiteRT's own arena plan for the builtin kernels the stock calibrator runs: an op's input whose data
+    address equals its output's was overwritten by the op.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interp = Interpreter(model_content=model_bytes,
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interp.allocate_tensors()
+
+    def addr(t):
+        try:
+            return interp.tensor(t)().ctypes.data
+        except (ValueError, AttributeError):  # no buffer yet, or a scalar
+            return None
+
+    pairs = []
+    for op in interp._get_ops_details():
+        outs = [int(t) for t in op["outputs"] if t >= 0]
+        out_addr = {addr(t): t for t in outs}
+        for t in (int(t) for t in op["inputs"] if t >= 0):
+            a = addr(t)
+            if a is not None and a in out_addr and t not in outs:
+                pairs.append((t, out_addr[a]))
+    return pairs
+
+
+def _apply_inplace_union(pairs, lo: dict, hi: dict) -> None:
+    """Reproduce the stock calibrator's reading of in-place op inputs (see module docstring)."""
+    for t, out in pairs:
+        if t in lo and out in lo:
+            lo[t], hi[t] = min(lo[t], lo[out]), max(hi[t], hi[out])
+
+
+def fast_calibrate(float_model: bytes, samples: np.ndarray) -> bytes:
+    """Return the model (with intermediate tensors added, as the stock path does) carrying min/max per tensor."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from edgecnn.convert.tflite_private import add_intermediate_tensors
+
+    base = add_intermediate_tensors(float_model)
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(base))
+    tensors = _activation_tensors(model)
+    lo_arr, hi_arr = _ranges(base, tensors, samples.astype(np.float32, copy=False))
+    lo = dict(zip(tensors, lo_arr))
+    hi = dict(zip(tensors, hi_arr))
+    _apply_inplace_union(_inplace_pairs(base), lo, hi)
+    sub = model.subgraphs[0]
+    for t in tensors:
+        q = sub.tensors[t].quantization or schema.QuantizationParametersT()
+        q.min = [float(np.float32(lo[t]))]
+        q.max = [float(np.float32(hi[t]))]
+        sub.tensors[t].quantization = q
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))

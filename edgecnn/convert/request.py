@@ -1,0 +1,60 @@
+"""A conversion request is data (after ai-edge-quantizer's recipes): the CLI builds it, the converter consumes it,
+and the JSON report is this request plus measurements."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from edgecnn.errors import EdgecnnError
+
+MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
+IO_TYPES = ("int8", "uint8", "float32", "int16")
+
+
+@dataclass(frozen=True)
+class ConversionRequest:
+    mode: str = "float32"
+    io: str | None = None  # None: int8 for --quant int8, int16 for int16x8, float32 otherwise
+    per_tensor: bool = False
+    calibration: str | None = None  # calibration set, dataset name, image folder, recipe
+    num_calibration: int = 100
+    seed: int = 0
+    keep_float: tuple[str, ...] = ()  # layer-name patterns or op types (e.g. HARD_SWISH) left in float
+    allow_float_fallback: bool = False
+    scale: float | None = None  # preprocessing for foreign models without a spec: x*scale + offset
+    offset: float | None = None
+    mean: float | None = None  # ... or (x - mean) / std
+    std: float | None = None
+    target: str = "cpu"
+    calibrator: str = "fast"  # "fast" (LiteRT+XNNPACK, batched) or "stock" (TF's calibrator)
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise EdgecnnError(f"--quant {self.mode!r}: use one of {', '.join(MODES)}")
+        if self.io is not None and self.io not in IO_TYPES:
+            raise EdgecnnError(f"--io {self.io!r}: use one of {', '.join(IO_TYPES)}")
+        if self.io in ("int8", "uint8") and self.mode != "int8":
+            raise EdgecnnError(f"--io {self.io} needs --quant int8 (integer inputs need quantized activations)")
+        if self.io == "int16" and self.mode != "int16x8":
+            raise EdgecnnError("--io int16 needs --quant int16x8")
+        if self.num_calibration < 1:
+            raise EdgecnnError(f"--num-calibration must be >= 1, got {self.num_calibration}")
+        if self.calibrator not in ("fast", "stock"):
+            raise EdgecnnError(f"--calibrator {self.calibrator!r}: use fast or stock")
+
+    @property
+    def io_type(self) -> str:
+        if self.io:
+            return self.io
+        return {"int8": "int8", "int16x8": "int16"}.get(self.mode, "float32")
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.mode in ("int8", "int16x8")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["keep_float"] = list(self.keep_float)
+        d["io"] = self.io_type
+        return d

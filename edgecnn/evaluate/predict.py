@@ -1,0 +1,106 @@
+"""Run a model on preprocessed inputs and return float scores, whatever the model's IO dtype.
+
+.tflite inputs are quantized with the model's own scale/zero-point (`q = clip(round(x/scale) + zp)`) and outputs
+dequantized (`(q - zp) * scale`). The interpreter is resized to a batch when the graph allows it (much faster
+than one sample at a time); graphs with a fixed batch in a RESHAPE fall back to one sample per call.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgecnn.errors import EdgecnnError
+
+BATCH = 64
+
+
+def quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    dtype = detail["dtype"]
+    scale, zp = detail["quantization"]
+    if np.issubdtype(dtype, np.integer):
+        if not scale:
+            raise EdgecnnError(f"input {detail['name']} is {np.dtype(dtype).name} without quantization parameters")
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x / scale) + zp, info.min, info.max).astype(dtype)
+    return x.astype(dtype)
+
+
+def dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zp = detail["quantization"]
+    if np.issubdtype(y.dtype, np.integer) and scale:
+        return (y.astype(np.float32) - zp) * scale
+    return y.astype(np.float32)
+
+
+def make_interpreter(model: str | Path | bytes, threads: int = 2, preserve_all: bool = False, delegate=True):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from edgecnn._tf import silenced_fd
+
+    kw = {"model_content": bytes(model)} if isinstance(model, (bytes, bytearray)) else {"model_path": str(model)}
+    if preserve_all or not delegate:
+        kw["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    try:
+        with silenced_fd(2):
+            return Interpreter(num_threads=threads, experimental_preserve_all_tensors=preserve_all, **kw)
+    except (ValueError, RuntimeError) as exc:
+        name = "model bytes" if "model_content" in kw else kw["model_path"]
+        raise EdgecnnError(f"{name}: LiteRT cannot load it ({str(exc).splitlines()[0][:200]})") from None
+
+
+def allocate(interp) -> None:
+    """allocate_tensors without the "Created TensorFlow Lite XNNPACK delegate" line LiteRT prints from C++."""
+    from edgecnn._tf import silenced_fd
+
+    with silenced_fd(2):
+        interp.allocate_tensors()
+
+
+def predict_tflite(model: str | Path | bytes, x: np.ndarray, threads: int = 2) -> np.ndarray:
+    interp = make_interpreter(model, threads)
+    inp = interp.get_input_details()[0]
+    shape = list(inp["shape"])
+    if list(x.shape[1:]) != shape[1:]:
+        raise EdgecnnError(f"data shape {list(x.shape[1:])} does not fit the model input {shape[1:]}")
+    out_idx = interp.get_output_details()[0]["index"]
+    batch = min(BATCH, len(x))
+    try:
+        interp.resize_tensor_input(inp["index"], [batch, *shape[1:]])
+        allocate(interp)
+        return _run_batches(interp, inp, out_idx, x, batch)
+    except (RuntimeError, ValueError):
+        interp = make_interpreter(model, threads)
+        allocate(interp)
+        return _run_batches(interp, interp.get_input_details()[0], out_idx, x, 1)
+
+
+def _run_batches(interp, inp, out_idx, x, batch):
+    outs = []
+    out_detail = [d for d in interp.get_output_details() if d["index"] == out_idx][0]
+    for i in range(0, len(x), batch):
+        chunk = x[i: i + batch]
+        n = len(chunk)
+        if n < batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, axis=0)])
+        interp.set_tensor(inp["index"], quantize(chunk, inp))
+        interp.invoke()
+        outs.append(dequantize(interp.get_tensor(out_idx), out_detail)[:n])
+    return np.concatenate(outs).reshape(len(x), -1)
+
+
+def predict_keras(model, x: np.ndarray) -> np.ndarray:
+    return np.asarray(model.predict(x, batch_size=256, verbose=0)).reshape(len(x), -1)
+
+
+def predict(model_path: str | Path, x: np.ndarray) -> np.ndarray:
+    from edgecnn.modelfile import load_model, model_kind
+
+    if model_kind(model_path) == "tflite":
+        return predict_tflite(model_path, x)
+    model, _ = load_model(model_path)
+    if list(model.input_shape[1:]) != list(x.shape[1:]):
+        raise EdgecnnError(f"{model_path}: data shape {list(x.shape[1:])} does not fit the model input "
+                           f"{list(model.input_shape[1:])}")
+    return predict_keras(model, x)

@@ -1,0 +1,59 @@
+"""Accuracy-guided int8 (`--max-accuracy-drop`): keeps layers in float until the drop is within the limit."""
+
+import pytest
+
+from edgecnn.convert.guided import guided_convert
+from edgecnn.convert.request import ConversionRequest
+from edgecnn.errors import EdgecnnError
+from edgecnn.evaluate.accuracy import evaluate
+from edgecnn.train.trainer import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def v3_digits(tmp_path_factory):
+    """MobileNetV3-Small (hard-swish, squeeze-excite) trained on digits: the family int8 hurts most."""
+    out = tmp_path_factory.mktemp("guided") / "v3.keras"
+    r = train(TrainConfig("mobilenet_v3_small", "digits", epochs=5, input_size=32, knobs={"alpha": 0.35}), out,
+              progress=False)
+    assert r["test_top1"] > 0.5, r  # trained for real, batch-norm statistics settled
+    return out
+
+
+@pytest.mark.slow
+def test_guided_reaches_the_limit(v3_digits, tmp_path):
+    out = tmp_path / "g.tflite"
+    r = guided_convert(v3_digits, out, ConversionRequest("int8", calibration="digits"), 0.0, "digits")
+    g = r["guided"]
+    assert g["final_drop_points"] <= 0.0 + 1e-9
+    first = g["steps"][0]
+    if first["drop_points"] > 0:  # full int8 lost accuracy: layers had to go back to float
+        assert g["kept_in_float"] and len(g["steps"]) >= 2
+        assert g["cost"]["size_bytes_guided"] > g["cost"]["size_bytes_full_int8"]
+    # the written file is the one measured
+    assert evaluate(out, "digits")["top1"] == pytest.approx(g["final_top1"])
+    assert g["cost"]["p50_ms_guided"] is not None and g["cost"]["p50_ms_full_int8"] is not None
+
+
+@pytest.mark.slow
+def test_guided_says_why_not(v3_digits, tmp_path, monkeypatch):
+    import edgecnn.evaluate.layer_error as le
+
+    monkeypatch.setattr(le, "layer_errors", lambda *a, **k: [])  # nothing left to keep in float
+    from edgecnn.convert import guided
+
+    calls = []
+
+    def fake_top1(model, x, y):  # the float model is measured first at 1.0, every int8 variant at 0.5
+        calls.append(1)
+        return 1.0 if len(calls) == 1 else 0.5
+
+    monkeypatch.setattr(guided, "_top1", fake_top1)
+    with pytest.raises(EdgecnnError, match="cannot reach a drop"):
+        guided_convert(v3_digits, tmp_path / "g.tflite", ConversionRequest("int8", calibration="digits"), 0.0,
+                       "digits")
+    assert not (tmp_path / "g.tflite").exists()
+
+
+def test_guided_rejects_non_int8(tmp_path):
+    with pytest.raises(EdgecnnError, match="works with --quant int8"):
+        guided_convert("x.keras", tmp_path / "g.tflite", ConversionRequest("float16"), 0.3, "digits")
