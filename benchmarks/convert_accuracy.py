@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 MODELS = [  # (label, zoo name, knobs, epochs)
     ("lenet5", "lenet5", {}, 15),
-    ("mobilenet_v2_0.35", "mobilenet_v2", {"alpha": 0.35}, 10),
-    ("mobilenet_v3_small_0.75", "mobilenet_v3_small", {"alpha": 0.75}, 10),
+    ("mobilenet_v2_0.35", "mobilenet_v2", {"alpha": 0.35}, 6),
+    ("mobilenet_v3_small_0.75", "mobilenet_v3_small", {"alpha": 0.75}, 6),
 ]
 
 

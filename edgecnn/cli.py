@@ -131,14 +131,17 @@ def build(name, output, input_shape, num_classes, options, as_json):
 @click.option("--input-size", type=click.IntRange(1), help="Square input side (default: the architecture's).")
 @click.option("-O", "--option", "options", multiple=True, help="Builder option KEY=VALUE (e.g. alpha=0.5).")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable/non-image files in an image folder (counted).")
+@click.option("--augment", default="", help="Comma-separated training augmentations: flip, shift.")
+@click.option("--lr-schedule", default="cosine", show_default=True, type=click.Choice(["cosine", "constant"]))
 @click.option("--json", "as_json", is_flag=True)
 def train(model, data, output, epochs, batch_size, learning_rate, val_split, seed, input_size, options, skip_bad,
-          as_json):
+          augment, lr_schedule, as_json):
     """Train zoo model MODEL (a name) or fine-tune a saved model on --data; saves the preprocessing spec."""
     from edgecnn.train.trainer import TrainConfig, train as run_train
 
     cfg = TrainConfig(model, data, epochs, batch_size, learning_rate, val_split, seed, input_size,
-                      _parse_knobs(options), skip_bad)
+                      _parse_knobs(options), skip_bad, lr_schedule=lr_schedule,
+                      augment=tuple(a.strip() for a in augment.split(",") if a.strip()))
     result = run_train(cfg, output, progress=not as_json)
     if as_json:
         echo_json(result)
@@ -165,10 +168,16 @@ def run(recipe, out_dir, as_json):
         return
     from edgecnn.report.tables import print_table
 
-    print_table(f"edgecnn run: {r.name} on {r.data}", ["model", "precision", "top-1", "params", "MACs", "file"],
-                [[x["model"], x["precision"], f"{x['top1']:.4f}", f"{x['params']:,}", f"{x['macs'] / 1e6:.2f}M",
-                  x["path"]] for x in summary["rows"]])
-    click.echo(f"results in {summary['run_dir']}")
+    def ms(v):
+        return "-" if v is None else f"{v:.3f}"
+
+    print_table(f"edgecnn run: {r.name} on {r.data}",
+                ["model", "precision", "device", "size", "x f32", "top-1", "drop pts", "p50 ms", "p90 ms"],
+                [[x["model"], x["precision"], x["device"] + (" (emulated)" if x["emulated"] else ""),
+                  f"{x['size_bytes'] / 1024:,.1f} KiB", f"{x['size_ratio']:.2f}", f"{x['top1']:.4f}",
+                  f"{x['drop_points']:+.2f}", ms(x["p50_ms"]) if x["bench_status"] == "ok" else "failed",
+                  ms(x["p90_ms"])] for x in summary["rows"]])
+    click.echo(f"results in {summary['run_dir']} (database {summary['database']})")
 
 
 # --- convert / eval / compare -----------------------------------------------------------------------------------
@@ -195,13 +204,22 @@ def run(recipe, out_dir, as_json):
 @click.option("--max-accuracy-drop", type=float, help="Guided mode: keep worst layers in float until the top-1 "
               "drop (points) is within this.")
 @click.option("--eval-data", help="Data for --max-accuracy-drop (its test split).")
+@click.option("--target", default="cpu", show_default=True, type=click.Choice(["cpu", "edgetpu"]),
+              help="edgetpu: int8, then the Edge TPU preflight and edgetpu_compiler (must be installed).")
 @click.option("--verbose", is_flag=True, help="Show the converter's own log.")
 @click.option("--json", "as_json", is_flag=True)
 def convert(model, output, mode, io, per_tensor, calibration, num_calibration, seed, keep_float,
-            allow_float_fallback, scale, offset, mean, std, calibrator, max_accuracy_drop, eval_data, verbose,
+            allow_float_fallback, scale, offset, mean, std, calibrator, max_accuracy_drop, eval_data, target, verbose,
             as_json):
     """Convert a Keras model (.keras, .h5, SavedModel dir) to .tflite."""
     from edgecnn.convert.request import ConversionRequest
+
+    if target == "edgetpu":
+        from edgecnn.bench.edgetpu import find_compiler
+
+        if mode != "int8" or allow_float_fallback or keep_float:
+            raise EdgecnnError("--target edgetpu needs a full-integer model: --quant int8 without float fallback")
+        find_compiler()  # before converting: without the compiler, say what to install and write nothing
 
     req = ConversionRequest(mode, io, per_tensor, calibration, num_calibration, seed, tuple(keep_float),
                             allow_float_fallback, scale, offset, mean, std, calibrator=calibrator)
@@ -216,6 +234,13 @@ def convert(model, output, mode, io, per_tensor, calibration, num_calibration, s
         from edgecnn.convert.converter import convert_model
 
         report = convert_model(model, output, req, verbose=verbose)
+    if target == "edgetpu":
+        from pathlib import Path
+
+        from edgecnn.bench.edgetpu import compile_model, preflight
+
+        report["edgetpu"] = {"preflight": preflight(output),
+                             "compiler": compile_model(output, Path(output).resolve().parent)}
     if as_json:
         echo_json(report)
         return
@@ -504,7 +529,177 @@ def history(model, device, limit, db_path, as_json):
 
 # --- deploy -----------------------------------------------------------------------------------------------------
 
+
+@main.command("export-c")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", default="model_data", show_default=True,
+              help="Output base path: writes OUTPUT.c and OUTPUT.h.")
+@click.option("--name", default=None, help="C identifier of the array [default: the output's file name].")
+@click.option("--json", "as_json", is_flag=True)
+def export_c(model, output, name, as_json):
+    """Write MODEL.tflite as a 16-byte aligned C array (+ header) for TFLM, ESP-IDF, Arduino or Zephyr."""
+    from edgecnn.deploy.export_c import export_c as run_export
+
+    info = run_export(model, output, name)
+    if as_json:
+        echo_json(info)
+        return
+    click.echo(f"{info['source']} + {info['header']}: {info['identifier']}[{info['bytes']}] "
+               f"sha256 {info['sha256'][:16]}... fnv1a32 {info['fnv1a32']}")
+
+
+def _kb(n) -> str:
+    return "-" if n is None else f"{n} B ({n / 1024:.1f} KB)"
+
+
+@main.command("mcu-check")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--device", default=None, help="An MCU profile (kind: mcu), e.g. cortex-m4-256k: sets the budgets.")
+@click.option("--ram", default=None, help="RAM budget for the tensor arena, e.g. 256K [default: the device's].")
+@click.option("--flash", default=None, help="Flash budget for the model, e.g. 1M [default: the device's].")
+@click.option("--data", default=None, help="Data source: top-1 under TFLM vs LiteRT on its test split.")
+@click.option("--limit", type=click.IntRange(1), default=1000, show_default=True, help="At most this many --data samples.")
+@click.option("--allow-float", is_flag=True, help="Check a model with float tensors instead of refusing it.")
+@click.option("--json", "as_json", is_flag=True)
+def mcu_check(model, device, ram, flash, data, limit, allow_float, as_json):
+    """Run MODEL.tflite in TensorFlow Lite for Microcontrollers on this host: arena, flash, missing ops, fit.
+
+    Exits 1 (one line on stderr) when TFLM cannot run it or it does not fit the budget.
+    """
+    from edgecnn.deploy.mcu import failure_line, mcu_check as run_check
+
+    r = run_check(model, ram, flash, device, data, limit, allow_float)
+    if as_json:
+        echo_json(r)
+    else:
+        click.echo(f"{r['model']}" + (f" on {r['device']}" if r["device"] else "") + f" (TFLM {r['tflm_version']})")
+        click.echo(f"  runs in TFLM   {'yes' if r['runs_in_tflm'] else 'no'}"
+                   + (f"; missing ops: {', '.join(r['tflm_missing_ops'])}" if r["tflm_missing_ops"] else ""))
+        click.echo(f"  tensor arena   {_kb(r.get('arena_bytes'))}  (budget {_kb(r['ram_budget'])})")
+        click.echo(f"  flash (model)  {_kb(r['flash_bytes'])}  (budget {_kb(r['flash_budget'])}; code not included)")
+        if r.get("accuracy"):
+            a = r["accuracy"]
+            click.echo(f"  top-1 ({a['data']}, {a['samples']} test samples): TFLM {a['top1_tflm']:.2%}, "
+                       f"LiteRT {a['top1_litert']:.2%}, agreement {a['prediction_agreement']:.2%} "
+                       f"({a['disagreements']} differ; identical outputs {a['identical_outputs']:.1%})")
+        if r["fits"] is not None and not r["problems"]:
+            click.echo("  fits the budget")
+    line = failure_line(r)
+    if line:
+        raise EdgecnnError(line)
+
+
+@main.command()
+@click.argument("model", required=False, type=click.Path(dir_okay=False))
+@click.option("--device", required=True, help="SSH board profile: a name or a .yaml path.")
+@click.option("--name", default=None, help="Name on the board [default: MODEL's file name without .tflite].")
+@click.option("--smoke", is_flag=True, help="Run one inference on the board before installing (IO checked).")
+@click.option("--rollback", is_flag=True, help="Put the previous version of --name back instead of flashing.")
+@click.option("--db", "db_path", default=None, help="Results database [default: $EDGECNN_DB or the user data dir].")
+@click.option("--json", "as_json", is_flag=True)
+def flash(model, device, name, smoke, rollback, db_path, as_json):
+    """Install MODEL.tflite on an SSH board: temp copy, sha256 checked there, atomic rename; previous kept.
+
+    `flash --rollback --device D --name N` restores the previous version. Every flash is recorded in the results
+    database. The board always keeps a complete model: a failed copy, check or --smoke leaves the old one.
+    """
+    from pathlib import Path
+
+    from edgecnn.deploy import flash as fl
+
+    if rollback:
+        if smoke:
+            raise EdgecnnError("--smoke applies to a flash, not to --rollback")
+        if not name and not model:
+            names = [m["name"] for m in fl.deployed(device)["models"]]
+            if len(names) != 1:
+                raise EdgecnnError(f"--rollback: say which model with --name ({', '.join(names) or 'none deployed'})")
+            name = names[0]
+        doc = fl.rollback(device, name or Path(model).stem, db_path)
+    else:
+        if not model:
+            raise EdgecnnError("flash: give MODEL.tflite (or --rollback)")
+        doc = fl.flash(model, device, name, smoke, db_path)
+    if as_json:
+        echo_json(doc)
+    elif rollback:
+        click.echo(f"{doc['device']}: rolled back {doc['name']} to {doc['model_sha256'][:16]} "
+                   f"(was {str(doc['previous_sha256'])[:16]})")
+    elif doc.get("unchanged"):
+        click.echo(f"{doc['device']}: {doc['name']} is already {doc['model_sha256'][:16]}; nothing changed")
+    else:
+        click.echo(f"{doc['device']}: {doc['board_path']} sha256 {doc['model_sha256'][:16]} verified on the board"
+                   + (", smoke test ok" if smoke else "")
+                   + (f"; previous {doc['previous_sha256'][:16]} kept" if doc.get("previous_sha256") else ""))
+
+
+@main.command()
+@click.option("--device", required=True, help="SSH board profile: a name or a .yaml path.")
+@click.option("--json", "as_json", is_flag=True)
+def deployed(device, as_json):
+    """List the models flashed on a board, with hashes computed on the board and dates."""
+    from edgecnn.deploy.flash import deployed as list_deployed
+
+    info = list_deployed(device)
+    if as_json:
+        echo_json(info)
+        return
+    if not info["models"]:
+        click.echo(f"{info['device']}: nothing deployed in {info['dir']}")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"deployed on {info['device']} ({info['dir']})" + (" [emulated]" if info["emulated"] else ""))
+    for col in ("name", "sha256", "bytes", "installed", "previous"):
+        t.add_column(col, justify="right" if col == "bytes" else "left")
+    for m in info["models"]:
+        prev = m["previous"]
+        t.add_row(m["name"], m["sha256"][:16], f"{m['size']:,}", m["installed_at"],
+                  f"{prev['sha256'][:16]} ({prev['installed_at']})" if prev else "-")
+    Console().print(t)
+
 # --- report -----------------------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("source", required=False, type=click.Path())
+@click.option("--db", "db_path", default=None,
+              help="Report a results database instead of a run directory [default: $EDGECNN_DB or the user data dir].")
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
+              help="report.html (self-contained) or report.md (+ PNGs beside it) [default: SOURCE/report.html, "
+                   "else ./report.html].")
+@click.option("--json", "as_json", is_flag=True)
+def report(source, db_path, output, as_json):
+    """Write an HTML or Markdown report of a run directory (SOURCE, from `edgecnn run`) or of a results database.
+
+    A table (model x precision x device: size, top-1, drop vs float, p50/p90, peak memory, delegate partitions) and
+    plots: accuracy vs latency with the Pareto front, latency distributions, sizes, per-class change of the worst
+    int8 model, and p50 history when a configuration was benched more than once. A device that failed keeps its
+    rows, marked failed with its error.
+    """
+    from pathlib import Path
+
+    from edgecnn.report import make_report
+
+    if source and db_path:
+        raise EdgecnnError("give a run directory or --db PATH, not both")
+    if db_path and Path(db_path).is_dir():
+        raise EdgecnnError(f"{db_path}: is a directory, expected a results database file")
+    src = source or db_path
+    if output is None:
+        output = str(Path(source) / "report.html") if source and Path(source).is_dir() else "report.html"
+    info = make_report(src, output)
+    if as_json:
+        echo_json(info)
+        return
+    failed = info["failed"]
+    click.echo(f"{info['output']}: {info['rows']} configurations, {len(info['plots'])} plots"
+               + (f" (+ {len(info['images'])} PNG files beside it)" if info["images"] else "")
+               + (f"; {len(failed)} benches failed, on {', '.join(sorted({f['device'] for f in failed}))}"
+                  if failed else ""))
+    for note in info["notes"]:
+        click.echo(f"note: {note}", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

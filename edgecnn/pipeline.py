@@ -17,6 +17,7 @@ from edgecnn.errors import EdgecnnError
 from edgecnn.recipe import Recipe
 
 MANIFEST_VERSION = 1
+SUMMARY_SCHEMA = "edgecnn.run/1"  # RUN_DIR/summary.json, what `edgecnn report` reads
 
 
 def file_hash(path: str | Path) -> str:
@@ -66,20 +67,108 @@ class RunDir:
         return result, False
 
 
-def run_pipeline(recipe: Recipe, out_dir: str | Path, log: Callable[[str], None] = print,
-                 progress: bool = True) -> dict:
-    """Run every stage of `recipe` into `out_dir`; returns a summary with one row per model (and precision)."""
+def _train_step(run: RunDir, recipe: Recipe, m, progress: bool) -> tuple[dict, bool, Path]:
     from edgecnn.train.trainer import TrainConfig, train
 
+    path = run.root / f"{m.key}.keras"
+    cfg = TrainConfig(m.name, recipe.data, m.epochs, m.batch_size, m.learning_rate, 0.1, recipe.seed,
+                      m.input_size, dict(m.options), max_train_samples=recipe.max_train_samples)
+    result, cached = run.step(f"train/{m.key}", cfg.__dict__, [], [path], lambda: train(cfg, path, progress))
+    return result, cached, path
+
+
+def _convert_step(run: RunDir, recipe: Recipe, key: str, keras_path: Path, mode: str) -> tuple[dict, bool, Path]:
+    from edgecnn.convert.converter import convert_model
+    from edgecnn.convert.request import ConversionRequest
+
+    out = run.root / f"{key}_{mode}.tflite"
+    req = ConversionRequest(mode, calibration=recipe.calibration or recipe.data,
+                            num_calibration=recipe.calibration_samples, seed=recipe.seed)
+    return (*run.step(f"convert/{key}/{mode}", req.to_dict(), [keras_path], [out],
+                      lambda: convert_model(keras_path, out, req)), out)
+
+
+def _eval_step(run: RunDir, recipe: Recipe, key: str, model_path: Path) -> dict:
+    from edgecnn.evaluate.accuracy import evaluate
+
+    result, _ = run.step(f"eval/{model_path.name}", {"data": recipe.data, "limit": recipe.eval_samples},
+                         [model_path], [], lambda: evaluate(model_path, recipe.data, recipe.eval_samples))
+    return result
+
+
+def _compare_step(run: RunDir, recipe: Recipe, keras_path: Path, tflite: Path) -> dict:
+    from edgecnn.evaluate.compare import compare
+
+    result, _ = run.step(f"compare/{tflite.name}", {"data": recipe.data, "limit": recipe.eval_samples},
+                         [keras_path, tflite], [],
+                         lambda: compare(keras_path, tflite, recipe.data, recipe.eval_samples, top_layers=5))
+    return result
+
+
+def _bench_step(run: RunDir, recipe: Recipe, tflite: Path, device: str) -> dict:
+    """Bench on one device and record the run in the run directory's results database (failures included)."""
+    from edgecnn.bench.profiles import load_profile
+    from edgecnn.bench.protocol import BenchSettings
+    from edgecnn.bench.run import bench_model
+    from edgecnn.store.db import open_db
+
+    profile = load_profile(device)
+    settings = BenchSettings(threads=profile.threads, warmup=10, runs=recipe.bench_runs, seed=recipe.seed)
+
+    def measure():
+        doc = bench_model(str(tflite), profile, settings)
+        with open_db(run.root / "results.sqlite") as db:
+            doc["run_id"] = db.record(doc)
+        if doc.get("interrupted"):
+            raise KeyboardInterrupt
+        return doc
+
+    result, _ = run.step(f"bench/{tflite.name}/{device}", settings.to_dict(), [tflite], [], measure)
+    if result.get("status") != "ok":  # a failed measurement is reported, and retried on the next run
+        run.steps.pop(f"bench/{tflite.name}/{device}", None)
+        run.save()
+    return result
+
+
+def run_pipeline(recipe: Recipe, out_dir: str | Path, log: Callable[[str], None] = print,
+                 progress: bool = True) -> dict:
+    """Run every stage of `recipe` into `out_dir`: train -> convert (each precision) -> evaluate -> bench (each
+    device) -> results database; returns the summary, one row per model x precision x device."""
     run = RunDir(out_dir)
     rows = []
     for m in recipe.models:
-        model_path = run.root / f"{m.key}.keras"
-        cfg = TrainConfig(m.name, recipe.data, m.epochs, m.batch_size, m.learning_rate, 0.1, recipe.seed,
-                          m.input_size, dict(m.options), max_train_samples=recipe.max_train_samples)
-        result, cached = run.step(f"train/{m.key}", cfg.__dict__, [], [model_path],
-                                  lambda cfg=cfg, p=model_path: train(cfg, p, progress))
-        log(f"train {m.key}: test top-1 {result['test_top1']:.4f}" + (" (cached)" if cached else ""))
-        rows.append({"model": m.key, "precision": "keras", "path": str(model_path), "top1": result["test_top1"],
-                     "params": result["params"], "macs": result["macs"], "cached": cached})
-    return {"recipe": recipe.name, "run_dir": str(run.root), "rows": rows}
+        trained, cached, keras_path = _train_step(run, recipe, m, progress)
+        log(f"train {m.key}: test top-1 {trained['test_top1']:.4f}" + (" (cached)" if cached else ""))
+        float_top1 = None
+        for mode in recipe.quant:
+            conv, cached, tflite = _convert_step(run, recipe, m.key, keras_path, mode)
+            acc = _eval_step(run, recipe, m.key, tflite)
+            if mode == "float32" or float_top1 is None:
+                float_top1 = _eval_step(run, recipe, m.key, keras_path)["top1"]
+            log(f"convert {m.key} {mode}: {conv['size_bytes']:,} B, top-1 {acc['top1']:.4f}"
+                + (" (cached)" if cached else ""))
+            cmp = _compare_step(run, recipe, keras_path, tflite) if mode != "float32" else None
+            for device in recipe.devices:
+                b = _bench_step(run, recipe, tflite, device)
+                steady = (b.get("timing") or {}).get("steady") or {}
+                rows.append({"model": m.key, "precision": mode, "device": device, "path": str(tflite),
+                             "size_bytes": conv["size_bytes"], "size_ratio": conv["size_ratio_to_float32"],
+                             "top1": acc["top1"], "float_top1": float_top1,
+                             "drop_points": 100 * (float_top1 - acc["top1"]),
+                             "p50_ms": steady.get("p50_ms"), "p90_ms": steady.get("p90_ms"),
+                             "peak_rss_mb": b.get("peak_rss_mb"),
+                             "partitions": (b.get("delegation") or {}).get("partitions"),
+                             "emulated": bool((b.get("device") or {}).get("emulated")),
+                             "bench_status": b.get("status"), "bench_error": b.get("error"),
+                             "bench_run_id": b.get("run_id"), "agreement": cmp["agreement"] if cmp else None,
+                             "per_class": cmp["per_class"] if cmp else None,
+                             "worst_layers": cmp["worst_layers"] if cmp else None,
+                             "timing": (b.get("timing") or {}).get("steady"),
+                             "params": trained["params"], "macs": trained["macs"]})
+                log(f"bench {m.key} {mode} on {device}: " + (f"p50 {steady['p50_ms']:.3f} ms" if steady
+                                                              else f"FAILED: {b.get('error')}"))
+    summary = {"schema": SUMMARY_SCHEMA, "recipe": recipe.name, "data": recipe.data, "run_dir": str(run.root),
+               "database": str(run.root / "results.sqlite"), "created_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+               "rows": rows}
+    write_text_atomic(run.root / "summary.json", json.dumps(summary, indent=2, default=str))
+    return summary

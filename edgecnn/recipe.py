@@ -52,6 +52,7 @@ class Recipe:
     quant: tuple[str, ...] = ("float32", "int8")
     devices: tuple[str, ...] = ("local-cpu",)
     seed: int = 0
+    calibration: str | None = None  # default: the recipe's data set (its train split)
     calibration_samples: int = 200
     eval_samples: int | None = None
     max_train_samples: int | None = None

@@ -8,5 +8,6 @@ apt-get install -y -qq --no-install-recommends \
     dataset-fashion-mnist \
     gcc \
     debootstrap qemu-user-static binfmt-support zstd \
+    chromium fonts-liberation \
     >/dev/null
 echo "system parts installed"

@@ -192,3 +192,17 @@ def test_integer_only_names_unquantizable_op(tmp_path):
     r = convert_model(path, tmp_path / "erf.tflite", ConversionRequest("int8", calibration="digits",
                                                                        allow_float_fallback=True))
     assert r["ops_in_float"]
+
+
+def test_target_edgetpu_without_compiler(lenet_digits, tmp_path):
+    """No Coral software can be installed here: the path up to the compiler runs, and its absence is one clear
+    line that says what to install, with nothing written."""
+    import shutil
+
+    out = tmp_path / "tpu.tflite"
+    if shutil.which("edgetpu_compiler") is None:
+        assert_one_line_error(run_cli("convert", lenet_digits, "-o", out, "--quant", "int8", "--calibration",
+                                      "digits", "--target", "edgetpu"), "edgetpu_compiler not found", "install")
+        assert not out.exists()
+    assert_one_line_error(run_cli("convert", lenet_digits, "-o", out, "--quant", "float16", "--target", "edgetpu"),
+                          "needs a full-integer model")

@@ -7,14 +7,23 @@ from helpers import assert_one_line_error, run_cli
 
 def test_run_then_cached(tmp_path):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("name: t\ndata: digits\nmodels:\n  - {name: lenet5, input_size: 16, epochs: 2}\n")
+    recipe.write_text("name: t\ndata: digits\nmodels:\n  - {name: lenet5, input_size: 16, epochs: 2}\n"
+                      "quant: [float32, int8]\ndevices: [local-cpu]\nbench_runs: 20\n")
     p = run_cli("run", recipe, "-o", tmp_path / "run", "--json")
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
-    row = out["rows"][0]
-    assert row["model"] == "lenet5" and row["top1"] > 0.3 and not row["cached"]
+    rows = out["rows"]
+    assert [(r["model"], r["precision"], r["device"]) for r in rows] == [("lenet5", "float32", "local-cpu"),
+                                                                          ("lenet5", "int8", "local-cpu")]
+    f32, i8 = rows
+    assert f32["top1"] > 0.3 and f32["bench_status"] == "ok" and f32["p50_ms"] > 0
+    assert i8["size_ratio"] < 0.45 and abs(i8["drop_points"]) < 5 and i8["agreement"] > 0.9
+    assert 1 < f32["peak_rss_mb"] < 400  # the runner's own memory, not the TF-loaded parent's
+    assert (tmp_path / "run" / "summary.json").exists() and (tmp_path / "run" / "results.sqlite").exists()
     p2 = run_cli("run", recipe, "-o", tmp_path / "run", "--json")
-    assert json.loads(p2.stdout)["rows"][0]["cached"] is True
+    assert p2.returncode == 0, p2.stderr
+    assert "(cached)" in p2.stderr and "train lenet5" in p2.stderr
+    assert json.loads(p2.stdout)["rows"][0]["p50_ms"] == f32["p50_ms"]  # a cached step is not re-measured
 
 
 def test_bad_recipes(tmp_path):

@@ -155,7 +155,20 @@ def machine_info() -> dict:
 
 
 def peak_rss_mb() -> float | None:
-    """Peak resident set size of this process in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    """Peak resident set size of this process in MiB.
+
+    Linux: VmHWM from /proc/self/status, the high-water mark of this program's own address space. Not ru_maxrss:
+    Linux carries ru_maxrss across execve, so a runner started from a large parent (a TensorFlow-loaded
+    `edgecnn run`, ~800 MB) would report the parent's peak instead of its own (~50 MB for a small model).
+    Elsewhere: ru_maxrss (KiB on Linux, bytes on macOS).
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 2)
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import resource
     except ImportError:

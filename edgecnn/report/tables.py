@@ -12,7 +12,10 @@ def print_table(title: str, columns: list[str], rows: list[list], console=None, 
         table.add_column(col, justify="left" if i == 0 else "right" if _numeric(rows, i) else "left")
     for row in rows:
         table.add_row(*[str(v) for v in row])
-    (console or Console()).print(table)
+    import sys
+
+    # piped output (CI logs, READMEs) gets a wide table instead of rich's 80-column default
+    (console or Console(width=None if sys.stdout.isatty() else 160)).print(table)
 
 
 def _numeric(rows, i) -> bool:

@@ -32,6 +32,7 @@ class TrainConfig:
     skip_bad: bool = False
     max_train_samples: int | None = None
     lr_schedule: str = "cosine"  # "cosine" (decay to 0 over the run) or "constant"
+    augment: tuple[str, ...] = ()  # "flip" (random left-right) and/or "shift" (random +-10% translation)
 
 
 def default_spec(name: str, input_shape, class_names, dataset: str) -> PreprocessSpec:
@@ -65,6 +66,27 @@ def _model_and_spec(cfg: TrainConfig, train_ds):
     return model, default_spec(cfg.model, (h, w, channels), train_ds.class_names, train_ds.name)
 
 
+AUGMENTATIONS = ("flip", "shift")
+
+
+def augmented(x: np.ndarray, y: np.ndarray, cfg: TrainConfig):
+    """A shuffled, batched tf.data pipeline with seeded random flips/shifts (training data only)."""
+    import keras
+    import tensorflow as tf
+
+    unknown = sorted(set(cfg.augment) - set(AUGMENTATIONS))
+    if unknown:
+        raise EdgecnnError(f"--augment {','.join(unknown)}: use {', '.join(AUGMENTATIONS)}")
+    layers = []
+    if "flip" in cfg.augment:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=cfg.seed))
+    if "shift" in cfg.augment:
+        layers.append(keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=cfg.seed + 1))
+    aug = keras.Sequential(layers)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=cfg.seed, reshuffle_each_iteration=True)
+    return ds.batch(cfg.batch_size).map(lambda a, b: (aug(a, training=True), b)).prefetch(2)
+
+
 def fit_bn_momentum(model, total_steps: int) -> None:
     """Shorten batch-norm moving averages so they settle within the run.
 
@@ -93,6 +115,8 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     if not 0 <= cfg.val_split < 1:
         raise EdgecnnError(f"--val-split must be in [0, 1), got {cfg.val_split}")
     check_output_dir(out)
+    if Path(out).suffix != ".keras":  # checked before training, not after the time is spent
+        raise EdgecnnError(f"{out}: model output must end in .keras")
     t0 = time.perf_counter()
     train_ds = load_split(cfg.data, "train", skip_bad=cfg.skip_bad)
     test_ds = load_split(cfg.data, "test", skip_bad=cfg.skip_bad)
@@ -118,8 +142,10 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
         from edgecnn.train.progress import rich_progress_callback
 
         callbacks.append(rich_progress_callback(cfg.epochs, steps))
-    hist = model.fit(x[tr], y[tr], validation_data=val, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                     shuffle=True, verbose=0, callbacks=callbacks)
+    train_data = augmented(x[tr], y[tr], cfg) if cfg.augment else x[tr]
+    hist = model.fit(train_data, None if cfg.augment else y[tr], validation_data=val, epochs=cfg.epochs,
+                     batch_size=None if cfg.augment else cfg.batch_size, shuffle=not cfg.augment, verbose=0,
+                     callbacks=callbacks)
     train_secs = time.perf_counter() - t0
     probs = model.predict(spec.apply(test_ds.images), batch_size=256, verbose=0)
     test_top1 = float(np.mean(np.argmax(probs, axis=1) == test_ds.labels))
@@ -129,6 +155,6 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
         "train_samples": int(len(tr)), "val_samples": int(len(va)), "test_samples": int(len(test_ds)),
         "loss_first_epoch": float(hist.history["loss"][0]), "loss_last_epoch": float(hist.history["loss"][-1]),
         "val_accuracy": float(hist.history["val_accuracy"][-1]) if val else None,
-        "test_top1": test_top1, "wall_seconds": round(train_secs, 2),
+        "test_top1": test_top1, "augment": list(cfg.augment), "wall_seconds": round(train_secs, 2),
         "input_shape": list(spec.input_shape), "preprocessing": spec.to_dict(), **summarize(model),
     }
