@@ -178,6 +178,7 @@ def run(recipe, out_dir, as_json):
                   f"{x['drop_points']:+.2f}", ms(x["p50_ms"]) if x["bench_status"] == "ok" else "failed",
                   ms(x["p90_ms"])] for x in summary["rows"]])
     click.echo(f"results in {summary['run_dir']} (database {summary['database']})")
+    click.echo(f"report: {summary['report']}")
 
 
 # --- convert / eval / compare -----------------------------------------------------------------------------------

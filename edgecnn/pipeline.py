@@ -171,4 +171,10 @@ def run_pipeline(recipe: Recipe, out_dir: str | Path, log: Callable[[str], None]
                "database": str(run.root / "results.sqlite"), "created_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
                "rows": rows}
     write_text_atomic(run.root / "summary.json", json.dumps(summary, indent=2, default=str))
+    from edgecnn.report import make_report
+
+    for name in ("report.html", "report.md"):
+        make_report(run.root, run.root / name)
+    summary["report"] = str(run.root / "report.html")
+    log(f"report: {summary['report']} (and report.md)")
     return summary

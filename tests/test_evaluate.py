@@ -80,3 +80,14 @@ def test_eval_cli_and_bad_inputs(models, tmp_path):
     assert_one_line_error(run_cli("eval", rnd, "--data", "digits"), "r.tflite")
     assert_one_line_error(run_cli("compare", models["keras"], models["keras"], "--data", "digits"),
                           "must be a .tflite")
+
+
+def test_top1_ties_resolve_like_argmax():
+    """int8 outputs tie often; top-1 must count a tie exactly as argmax does (compare/per-class use argmax)."""
+    from edgecnn.evaluate.accuracy import topk
+
+    scores = np.zeros((50, 10), dtype=np.float32)
+    scores[:, 3] = scores[:, 7] = 0.5  # every row ties between class 3 and class 7
+    labels = np.full(50, 3)
+    assert topk(scores, labels, 1) == 1.0 == float(np.mean(scores.argmax(1) == labels))
+    assert topk(scores, np.full(50, 7), 2) == 1.0

@@ -115,7 +115,6 @@ class Prepared:
     def __init__(self, model_path, req: ConversionRequest, verbose: bool = False):
         from edgecnn import _tf
         from edgecnn.convert.frontend import float_tflite
-        from edgecnn.convert.inspect_tflite import TfliteInfo
         from edgecnn.modelfile import load_model
 
         self.t0 = time.perf_counter()
@@ -125,13 +124,23 @@ class Prepared:
         self.spec = resolve_spec(self.model, spec, req, str(model_path))
         self.timings = {}
         t = time.perf_counter()
-        self.f32 = float_tflite(self.model, verbose)
+        self.f32 = float_tflite(self.model, verbose, signature=False)
         self.timings["float_convert_s"] = time.perf_counter() - t
-        self.f32_info = TfliteInfo(self.f32)
-        self.kept_ops, self.kept_nodes, self.matches = match_keep_float(self.f32_info, req.keep_float)
+        self._f32_info = None
+        self.kept_ops, self.kept_nodes, self.matches = (match_keep_float(self.f32_info, req.keep_float)
+                                                        if req.keep_float else ([], [], {}))
         self.calib_desc = None
         self.samples = None
         self.calibrated = None
+
+    @property
+    def f32_info(self):
+        """The parsed float model (parsed only when needed: a large float flatbuffer takes a while)."""
+        from edgecnn.convert.inspect_tflite import TfliteInfo
+
+        if self._f32_info is None:
+            self._f32_info = TfliteInfo(self.f32)
+        return self._f32_info
 
     def calibrate(self) -> None:
         from edgecnn.convert.calibrate import calibrate
@@ -158,7 +167,9 @@ class Prepared:
     def build(self) -> bytes:
         req = self.req
         if req.mode == "float32":
-            return self.f32
+            from edgecnn.convert.frontend import add_signature
+
+            return add_signature(self.f32)
         if req.mode in ("float16", "dynamic"):
             return _convert_with_flags(self.model, req.mode, self.verbose)
         self.calibrate()

@@ -31,19 +31,25 @@ def _activation_tensors(model) -> list[int]:
     return out
 
 
-def _ranges(float_model: bytes, tensors: list[int], samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _ranges(model, tensors: list[int], samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Global min/max of each tensor in `tensors` over `samples` (`model` is the parsed flatbuffer object)."""
+    import os
+
     from ai_edge_litert.interpreter import Interpreter
     from tensorflow.lite.tools import flatbuffer_utils
 
     from edgecnn._tf import silenced_fd
 
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(float_model))
     sub = model.subgraphs[0]
+    saved_outputs, saved_sigs = sub.outputs, model.signatureDefs
     sub.outputs = np.asarray(tensors, dtype=np.int32)
     model.signatureDefs = []
-    exposed = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    try:
+        exposed = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    finally:
+        sub.outputs, model.signatureDefs = saved_outputs, saved_sigs
     with silenced_fd(2):  # "Created TensorFlow Lite XNNPACK delegate" is printed from C++
-        interp = Interpreter(model_content=exposed, num_threads=1)
+        interp = Interpreter(model_content=exposed, num_threads=os.cpu_count() or 1)
         interp.allocate_tensors()
     inp = interp.get_input_details()[0]["index"]
     outs = [d["index"] for d in interp.get_output_details()]
@@ -52,10 +58,10 @@ def _ranges(float_model: bytes, tensors: list[int], samples: np.ndarray) -> tupl
     for i in range(len(samples)):
         interp.set_tensor(inp, samples[i: i + 1])
         interp.invoke()
-        for j, idx in enumerate(outs):
-            a = interp.get_tensor(idx)
-            lo[j] = min(lo[j], float(a.min()))
-            hi[j] = max(hi[j], float(a.max()))
+        views = [interp.tensor(idx)() for idx in outs]  # no copies; read before the next invoke
+        lo = np.minimum(lo, [v.min() for v in views])
+        hi = np.maximum(hi, [v.max() for v in views])
+        del views
     # outputs come back in subgraph-output order, which is `tensors`
     return lo, hi
 
@@ -106,7 +112,7 @@ def fast_calibrate(float_model: bytes, samples: np.ndarray) -> bytes:
     base = add_intermediate_tensors(float_model)
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(base))
     tensors = _activation_tensors(model)
-    lo_arr, hi_arr = _ranges(base, tensors, samples.astype(np.float32, copy=False))
+    lo_arr, hi_arr = _ranges(model, tensors, samples.astype(np.float32, copy=False))
     lo = dict(zip(tensors, lo_arr))
     hi = dict(zip(tensors, hi_arr))
     _apply_inplace_union(_inplace_pairs(base), lo, hi)

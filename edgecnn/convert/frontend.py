@@ -74,14 +74,15 @@ def add_signature(tflite: bytes) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-def float_tflite(model, verbose: bool = False) -> bytes:
-    """The float32 .tflite of a Keras model (batch 1, with signature)."""
+def float_tflite(model, verbose: bool = False, signature: bool = True) -> bytes:
+    """The float32 .tflite of a Keras model (batch 1; with a signature unless `signature=False`, for internal
+    use as the calibration/quantization source, where rewriting a large float flatbuffer would only cost time)."""
     with converter_quiet(verbose):
         try:
             data = make_converter(model).convert()
         except Exception as exc:  # the converter raises ConverterError and friends
             raise EdgecnnError(f"{model.name}: TFLite conversion failed: {_first_line(exc)}") from None
-    return add_signature(data)
+    return add_signature(data) if signature else data
 
 
 def _first_line(exc) -> str:
