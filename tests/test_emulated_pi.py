@@ -193,8 +193,13 @@ def test_int8_bench_on_arm64_matches_x86_and_is_stored_as_emulated(board, digits
     assert r.returncode == 0, r.stderr
     x86 = json.loads(r.stdout)
     assert x86["machine"]["arch"] == "x86_64"
-    assert arm["outputs_top1"] == x86["outputs_top1"]  # same predictions, sample for sample
-    assert arm["accuracy"]["n"] == 120 and arm["accuracy"]["top1"] == x86["accuracy"]["top1"] > 0.7
+    # Same predictions, sample for sample, up to one: XNNPACK's aarch64 and x86-64 int8 kernels are not bit-exact
+    # for every op mix (MobileNetV2 was, in ../shared's measurements; this net's depthwise+mean once flipped a
+    # near-tie on 1 of 120 samples after a retrain). More than one difference is a real divergence.
+    diffs = [i for i, (a, b) in enumerate(zip(arm["outputs_top1"], x86["outputs_top1"])) if a != b]
+    assert len(arm["outputs_top1"]) == len(x86["outputs_top1"]) == 120 and len(diffs) <= 1, diffs
+    assert arm["accuracy"]["n"] == 120 and x86["accuracy"]["top1"] > 0.7
+    assert abs(arm["accuracy"]["top1"] - x86["accuracy"]["top1"]) <= 1 / 120 + 1e-9
     rows = _rows(db)
     emu = [row for row in rows if row["device"] == "emulated-pi-test"]
     assert len(emu) == 1 and emu[0]["status"] == "ok" and emu[0]["emulated"] == 1 and emu[0]["arch"] == "aarch64"

@@ -478,13 +478,20 @@ def run_remote_edgetpu(profile, model_path, settings, samples_npz=None, cancel=N
             info = remote.probe(board, profile)
             if not info.libedgetpu:
                 raise EdgecnnError(f"device {target.name}: {RUNTIME_LIB} not found on the board; {INSTALL_RUNTIME}")
-            with tempfile.TemporaryDirectory(prefix="edgecnn-edgetpu-") as tmp:
-                compiled = compile_model(model_path, tmp, board=board)
-            # The board runner has no delegate option yet (edgecnn/board/runner.py): say so rather than run the
-            # compiled model on the CPU and store that as an Edge TPU timing.
-            raise EdgecnnError(
-                f"device {target.name}: the board runner in this edgecnn cannot load the Edge TPU delegate yet "
-                f"(compiled: {compiled.get('ops_edgetpu', '?')}/{compiled.get('ops_total', '?')} ops mapped)")
+            tmp = tempfile.mkdtemp(prefix="edgecnn-edgetpu-")
+            compiled = compile_model(model_path, tmp, board=board)
+        # the compiled model runs through the same board runner, with the Edge TPU delegate loaded
+        import dataclasses
+        import shutil
+
+        try:
+            doc = remote.run_remote(profile, compiled["output"],
+                                    dataclasses.replace(settings, delegate=RUNTIME_LIB), samples_npz)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        doc["edgetpu_compiler"] = {k: v for k, v in compiled.items() if k != "output"}
+        doc["edgetpu_preflight"] = {k: pre[k] for k in ("maps_fully", "ops_total", "ops_edgetpu", "first_cpu_op")}
+        return doc
     except EdgecnnError as exc:
         doc = remote._failed(str(exc), profile, target, model_path, settings=settings)
         if "pre" in locals():

@@ -28,6 +28,7 @@ class BenchSettings:
     xnnpack: bool = True
     op_profile: bool = False
     seed: int = 0
+    delegate: str | None = None  # an external delegate library on the device (libedgetpu.so.1 for Coral)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -41,6 +42,8 @@ def runner_args(model: str, settings: BenchSettings, samples: str | None = None)
         args.append("--no-xnnpack")
     if settings.op_profile:
         args.append("--op-profile")
+    if settings.delegate:
+        args += ["--delegate", settings.delegate]
     if samples:
         args += ["--samples", str(samples)]
     return args

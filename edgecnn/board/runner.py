@@ -70,10 +70,31 @@ def _dist_version(name: str) -> str:
         return "unknown"
 
 
-def make_interpreter(runtime, model_path: str, threads: int, xnnpack: bool):
-    """Build and allocate an interpreter; XNNPACK (the default delegate) is left out with `xnnpack=False`."""
+def load_external_delegate(runtime_name: str, library: str):
+    """Load a delegate library (e.g. libedgetpu.so.1 for a Coral Edge TPU) with the runtime's own loader."""
+    try:
+        if runtime_name == "ai_edge_litert":
+            from ai_edge_litert.interpreter import load_delegate
+        elif runtime_name == "tflite_runtime":
+            from tflite_runtime.interpreter import load_delegate
+        else:
+            import tensorflow as tf
+
+            load_delegate = tf.lite.experimental.load_delegate
+        return load_delegate(library)
+    except (ValueError, OSError, RuntimeError) as exc:
+        hint = " (Coral: install the Edge TPU runtime, apt-get install libedgetpu1-std, and plug the accelerator in)" \
+            if "edgetpu" in library else ""
+        raise RunnerError(f"cannot load delegate {library}: {' '.join(str(exc).split())[:200]}{hint}") from None
+
+
+def make_interpreter(runtime, model_path: str, threads: int, xnnpack: bool, delegate: str | None = None):
+    """Build and allocate an interpreter; XNNPACK (the default delegate) is left out with `xnnpack=False`;
+    `delegate` names an external delegate library (the Edge TPU's libedgetpu.so.1) to run the model with."""
     _, _, interpreter_cls, resolver = runtime
     kwargs = {"model_path": model_path, "num_threads": threads}
+    if delegate:
+        kwargs["experimental_delegates"] = [load_external_delegate(runtime[0], delegate)]
     if not xnnpack:
         if resolver is None:
             raise RunnerError("this runtime cannot disable XNNPACK (no OpResolverType); drop --no-xnnpack")
@@ -399,6 +420,7 @@ def parse_args(argv=None):
     p.add_argument("--op-profile", action="store_true")
     p.add_argument("--samples", default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--delegate", default=None, help="external delegate library, e.g. libedgetpu.so.1")
     return p.parse_args(argv)
 
 
@@ -420,13 +442,13 @@ def run(a) -> dict:
     check_settings(a)
     settings = {"threads": a.threads, "warmup": a.warmup, "runs": a.runs, "min_secs": a.min_secs,
                 "xnnpack": not a.no_xnnpack, "op_profile": a.op_profile, "seed": a.seed,
-                "samples": a.samples}
+                "samples": a.samples, "delegate": a.delegate}
     model = check_model_file(a.model)
     runtime = load_runtime()
     import numpy as np
 
     t0 = time.perf_counter_ns()
-    interp = make_interpreter(runtime, a.model, a.threads, not a.no_xnnpack)
+    interp = make_interpreter(runtime, a.model, a.threads, not a.no_xnnpack, a.delegate)
     init_ms = (time.perf_counter_ns() - t0) / 1e6
     inputs, outputs = interp.get_input_details(), interp.get_output_details()
 
