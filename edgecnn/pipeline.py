@@ -134,8 +134,23 @@ def run_pipeline(recipe: Recipe, out_dir: str | Path, log: Callable[[str], None]
                  progress: bool = True) -> dict:
     """Run every stage of `recipe` into `out_dir`: train -> convert (each precision) -> evaluate -> bench (each
     device) -> results database; returns the summary, one row per model x precision x device."""
+    from edgecnn.bench.profiles import load_profile
+    from edgecnn.convert.request import ConversionRequest
+
+    for device in recipe.devices:  # an unknown device or a bad profile stops the run before any work is done
+        load_profile(device)
+    for mode in recipe.quant:
+        ConversionRequest(mode)
     run = RunDir(out_dir)
     rows = []
+    total = len(recipe.models) * (1 + len(recipe.quant) * (1 + len(recipe.devices))) + 1
+    done = [0]
+    plain_log = log
+
+    def log(msg: str) -> None:  # every finished stage is numbered, so a long run shows how far it is
+        done[0] += 1
+        plain_log(f"[{done[0]}/{total}] {msg}")
+
     for m in recipe.models:
         trained, cached, keras_path = _train_step(run, recipe, m, progress)
         log(f"train {m.key}: test top-1 {trained['test_top1']:.4f}" + (" (cached)" if cached else ""))

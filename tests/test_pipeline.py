@@ -24,6 +24,23 @@ def test_run_then_cached(tmp_path):
     assert p2.returncode == 0, p2.stderr
     assert "(cached)" in p2.stderr and "train lenet5" in p2.stderr
     assert json.loads(p2.stdout)["rows"][0]["p50_ms"] == f32["p50_ms"]  # a cached step is not re-measured
+    assert "[1/6] train lenet5" in p2.stderr and "[6/6] report" in p2.stderr and (tmp_path / "run" / "report.html").exists()
+
+
+def test_device_down_is_reported_and_the_rest_is_made(tmp_path):
+    """A board nobody answers: its rows say failed, the other device's rows and the report are still made."""
+    down = tmp_path / "down.yaml"
+    down.write_text("name: down-board\nkind: ssh\nssh: {host: 127.0.0.1, port: 1, user: pi, connect_timeout: 3}\n")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: t\ndata: digits\nmodels:\n  - {{name: lenet5, input_size: 16, epochs: 1}}\n"
+                      f"quant: [int8]\ndevices: [local-cpu, {down}]\nbench_runs: 10\n")
+    p = run_cli("run", recipe, "-o", tmp_path / "run", "--json")
+    assert p.returncode == 0, p.stderr
+    rows = {r["device"]: r for r in json.loads(p.stdout)["rows"]}
+    assert rows["local-cpu"]["bench_status"] == "ok"
+    assert rows[str(down)]["bench_status"] == "failed" and rows[str(down)]["bench_error"]
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert "failed" in html and "local-cpu" in html
 
 
 def test_bad_recipes(tmp_path):
@@ -35,3 +52,8 @@ def test_bad_recipes(tmp_path):
     r.write_text("name: [unclosed\n")
     assert_one_line_error(run_cli("run", r), "not valid YAML")
     assert_one_line_error(run_cli("run", tmp_path / "none.yaml"), "does not exist")
+    r.write_text("name: t\ndata: digits\nmodels: [lenet5]\ndevices: [raspberry-pi-9]\n")
+    assert_one_line_error(run_cli("run", r, "-o", tmp_path / "out"), "raspberry-pi-9")
+    r.write_text("name: t\ndata: digits\nmodels: [lenet5]\nquant: [int4]\n")
+    assert_one_line_error(run_cli("run", r, "-o", tmp_path / "out"), "int4")
+    assert not (tmp_path / "out").exists()  # nothing started
