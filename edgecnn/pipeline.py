@@ -20,12 +20,7 @@ MANIFEST_VERSION = 1
 SUMMARY_SCHEMA = "edgecnn.run/1"  # RUN_DIR/summary.json, what `edgecnn report` reads
 
 
-def file_hash(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from edgecnn.modelfile import sha256_file as file_hash
 
 
 class RunDir:

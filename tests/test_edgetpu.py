@@ -113,7 +113,7 @@ def test_not_a_tflite(tmp_path):
     bad = tmp_path / "x.tflite"
     bad.write_bytes(b"not a model at all")
     assert_one_line_error(run_cli("edgetpu-check", bad), "not a .tflite")
-    assert_one_line_error(run_cli("edgetpu-check", tmp_path / "missing.tflite"), "no such model file")
+    assert_one_line_error(run_cli("edgetpu-check", tmp_path / "missing.tflite"), "model file does not exist")
 
 
 def test_cli_json_and_exit_codes(tmp_path):

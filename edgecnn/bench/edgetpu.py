@@ -62,12 +62,10 @@ def _enum_names(enum_cls) -> dict[int, str]:
 
 def read_model(path: str | Path):
     """The .tflite at `path` as the flatbuffer's object API (ModelT), or one clear error."""
+    from edgecnn.modelfile import read_tflite
+
     p = Path(path)
-    if not p.is_file():
-        raise EdgecnnError(f"{p}: no such model file")
-    data = p.read_bytes()
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise EdgecnnError(f"{p}: not a .tflite flatbuffer (no TFL3 identifier)")
+    data = read_tflite(p)
     schema = _schema()
     try:
         return schema.ModelT.InitFromObj(schema.Model.GetRootAs(data, 0))

@@ -73,12 +73,7 @@ def fingerprint(key) -> str:
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+from edgecnn.modelfile import sha256_file  # noqa: E402  (re-exported: flash and remote use it from here)
 
 
 class SshBoard:

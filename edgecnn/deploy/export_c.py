@@ -20,6 +20,7 @@ from pathlib import Path
 
 from edgecnn.atomic import write_text_atomic
 from edgecnn.errors import EdgecnnError
+from edgecnn.modelfile import read_tflite
 
 ALIGN = 16
 _BYTES_PER_LINE = 12
@@ -40,14 +41,6 @@ def c_identifier(text: str) -> str:
     return ident
 
 
-def read_tflite(path: str | Path) -> bytes:
-    p = Path(path)
-    if not p.is_file():
-        raise EdgecnnError(f"{p}: model file does not exist")
-    data = p.read_bytes()
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise EdgecnnError(f"{p}: not a .tflite flatbuffer (no TFL3 identifier)")
-    return data
 
 
 def io_summary(data: bytes) -> dict:

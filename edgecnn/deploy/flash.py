@@ -199,7 +199,7 @@ def flash(model: str | Path, device: str, name: str | None = None, smoke: bool =
     """Install `model` on the board of `device` as `<name>.tflite` (see the module table); returns the record."""
     from edgecnn.bench.remote import ssh_target
     from edgecnn.bench.ssh import SshBoard
-    from edgecnn.deploy.export_c import read_tflite
+    from edgecnn.modelfile import read_tflite
 
     model = Path(model)
     data = read_tflite(model)

@@ -266,7 +266,7 @@ def mcu_check(model: str | Path, ram: str | None = None, flash: str | None = Non
     """The mcu-check report (see the module table). Raises EdgecnnError for inputs it cannot check."""
     from edgecnn import _tf
     from edgecnn.convert.metadata import strip
-    from edgecnn.deploy.export_c import read_tflite
+    from edgecnn.modelfile import read_tflite
 
     t0 = time.perf_counter()
     path = Path(model)
