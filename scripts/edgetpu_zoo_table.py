@@ -4,13 +4,12 @@
     .venv/bin/python scripts/edgetpu_zoo_table.py [PATTERN] [--input-size N] [--json]
 
 Each model is built untrained (weights do not change which ops the compiler maps), given a fixed batch of 1,
-converted to full-integer int8 with a few random calibration samples, and checked by `edgecnn.bench.edgetpu`.
+converted to full-integer int8 by edgecnn's converter (8 calibration images), and checked by
+`edgecnn.bench.edgetpu`.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
 import sys
@@ -22,23 +21,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def int8_batch1(model, calib: int = 4) -> bytes:
-    import keras
-    import numpy as np
-    import tensorflow as tf
+def int8_batch1(name: str, shape, tmp: Path) -> Path:
+    """The zoo model converted by edgecnn's own converter: full-integer int8, batch 1, 8 calibration samples."""
+    from edgecnn.convert.converter import convert_model
+    from edgecnn.convert.request import ConversionRequest
+    from edgecnn.modelfile import save_model
+    from edgecnn.train.trainer import default_spec
+    from edgecnn.zoo.registry import build
 
-    shape = tuple(int(d) for d in model.inputs[0].shape[1:])
-    inp = keras.Input(shape, batch_size=1)
-    fixed = keras.Model(inp, model(inp))
-    rng = np.random.default_rng(0)
-    conv = tf.lite.TFLiteConverter.from_keras_model(fixed)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([rng.uniform(-1, 1, (1, *shape)).astype("float32")] for _ in range(calib))
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    with contextlib.redirect_stdout(io.StringIO()):
-        return conv.convert()
+    keras_path, out = tmp / f"{name}.keras", tmp / f"{name}.tflite"
+    save_model(build(name, input_shape=shape, num_classes=10), keras_path,
+               default_spec(name, shape, [str(i) for i in range(10)], ""))
+    convert_model(keras_path, out, ConversionRequest("int8", calibration="photos" if shape[2] == 3 else "digits",
+                                                     num_calibration=8))
+    return out
 
 
 def main() -> int:
@@ -48,7 +44,7 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     from edgecnn.bench.edgetpu import preflight
-    from edgecnn.zoo.registry import build, get_entry, list_models
+    from edgecnn.zoo.registry import get_entry, list_models
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -58,8 +54,7 @@ def main() -> int:
             if a.input_size:
                 shape = (a.input_size, a.input_size, shape[2])
             t0 = time.time()
-            path = Path(tmp) / f"{name}.tflite"
-            path.write_bytes(int8_batch1(build(name, input_shape=shape, num_classes=10)))
+            path = int8_batch1(name, shape, Path(tmp))
             r = preflight(path)
             cut = r["first_cpu_op"]
             failed = [c["check"] for c in r["checks"] if not c["ok"]]
