@@ -27,7 +27,7 @@ MODELS = [  # (label, zoo name, knobs, epochs)
 
 def main() -> int:
     from edgecnn.convert.converter import convert_model
-    from edgecnn.convert.guided import guided_convert
+    from edgecnn.guided import guided_convert
     from edgecnn.convert.request import ConversionRequest
     from edgecnn.evaluate.accuracy import evaluate
     from edgecnn.train.trainer import TrainConfig, train

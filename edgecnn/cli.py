@@ -225,7 +225,7 @@ def convert(model, output, mode, io, per_tensor, calibration, num_calibration, s
     req = ConversionRequest(mode, io, per_tensor, calibration, num_calibration, seed, tuple(keep_float),
                             allow_float_fallback, scale, offset, mean, std, calibrator=calibrator)
     if max_accuracy_drop is not None:
-        from edgecnn.convert.guided import guided_convert
+        from edgecnn.guided import guided_convert
 
         if not eval_data:
             raise EdgecnnError("--max-accuracy-drop needs --eval-data SRC to measure the drop on")

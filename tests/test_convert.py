@@ -206,3 +206,18 @@ def test_target_edgetpu_without_compiler(lenet_digits, tmp_path):
         assert not out.exists()
     assert_one_line_error(run_cli("convert", lenet_digits, "-o", out, "--quant", "float16", "--target", "edgetpu"),
                           "needs a full-integer model")
+
+
+def test_int16x8_model_litert_cannot_load_is_refused(tmp_path):
+    """Untrained MobileNetV2 converts to int16x8 but overflows a kernel at allocate_tensors: refused, not written."""
+    from edgecnn.modelfile import save_model
+    from edgecnn.train.trainer import default_spec
+    from edgecnn.zoo import build
+
+    src = tmp_path / "m.keras"
+    save_model(build("mobilenet_v2", (32, 32, 3), 10, alpha=0.35), src,
+               default_spec("mobilenet_v2", (32, 32, 3), list("0123456789"), ""))
+    out = tmp_path / "m16.tflite"
+    with pytest.raises(EdgecnnError, match="converts but LiteRT cannot load it"):
+        convert_model(src, out, ConversionRequest("int16x8", calibration="photos", num_calibration=8))
+    assert not out.exists()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from edgecnn.convert.guided import guided_convert
+from edgecnn.guided import guided_convert
 from edgecnn.convert.request import ConversionRequest
 from edgecnn.errors import EdgecnnError
 from edgecnn.evaluate.accuracy import evaluate
@@ -39,7 +39,7 @@ def test_guided_says_why_not(v3_digits, tmp_path, monkeypatch):
     import edgecnn.evaluate.layer_error as le
 
     monkeypatch.setattr(le, "layer_errors", lambda *a, **k: [])  # nothing left to keep in float
-    from edgecnn.convert import guided
+    from edgecnn import guided
 
     calls = []
 

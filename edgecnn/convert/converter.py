@@ -109,6 +109,23 @@ def check_integer_only(info, req: ConversionRequest, kept_nodes: list[str], kept
     return [f"{op.op}({op.output_names[0] if op.output_names else op.index})" for op in info.float_ops()]
 
 
+def check_loads(data: bytes, model_path, mode: str) -> None:
+    """Refuse to write a model that LiteRT cannot load: the converter can emit one (int16x8 MobileNets overflow a
+    kernel's integer range and fail at allocate_tensors: measured on untrained MobileNet V1/V2 224)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from edgecnn._tf import silenced_fd
+
+    try:
+        with silenced_fd(2):
+            Interpreter(model_content=data, num_threads=1,
+                        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+                        ).allocate_tensors()
+    except (RuntimeError, ValueError) as exc:
+        msg = " ".join(str(exc).split())[:240]
+        raise EdgecnnError(f"{model_path}: the {mode} model converts but LiteRT cannot load it ({msg})") from None
+
+
 class Prepared:
     """What every int8 variant of one model shares: the float flatbuffer, the spec, calibration, timings."""
 
@@ -195,6 +212,7 @@ class Prepared:
         from edgecnn.convert.inspect_tflite import TfliteInfo
 
         info = TfliteInfo(data)
+        check_loads(data, self.model_path, self.req.mode)
         float_ops = check_integer_only(info, self.req, list(self.kept_nodes) + list(extra_nodes),
                                        list(self.kept_ops) + list(extra_ops)) if self.req.needs_calibration else []
         data = metadata.embed(data, self.spec)

@@ -1,4 +1,4 @@
-"""Accuracy-guided int8: keep the most damaging layers in float until the top-1 drop is within a limit.
+"""Accuracy-guided int8 (an orchestrator over convert, evaluate and bench, so it sits on top like pipeline.py):
 
 After OpenVINO NNCF's `quantize_with_accuracy_control` (max_drop), which has no TFLite counterpart:
 1. calibrate once; quantize everything; measure float and int8 top-1 on the evaluation data;
