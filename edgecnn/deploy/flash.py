@@ -20,6 +20,7 @@ dates. Every flash and rollback, ok or failed, is a row in the results database'
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -209,8 +210,7 @@ def flash(model: str | Path, device: str, name: str | None = None, smoke: bool =
     _open_db_first(db_path)
     doc = _doc("flash", profile, name, model_path=str(model), model_sha256=digest, model_size=size,
                smoke=bool(smoke))
-    t0 = time.monotonic()
-    try:
+    with _recorded(db_path, doc, f"device {profile.name}: interrupted (Ctrl-C); the deployed model is unchanged"):
         with SshBoard(ssh_target(profile)) as board:
             dep = Deployer(board, profile)
             doc["board_dir"] = dep.dir
@@ -222,15 +222,6 @@ def flash(model: str | Path, device: str, name: str | None = None, smoke: bool =
                 doc.update(status="ok", unchanged=True, board_path=final)
             else:
                 _install(dep, model, data, name, digest, current, smoke, doc)
-    except KeyboardInterrupt:
-        doc["error"] = f"device {profile.name}: interrupted (Ctrl-C); the deployed model is unchanged"
-        _finish(db_path, doc, t0)
-        raise
-    except EdgecnnError as exc:
-        doc["error"] = str(exc)
-        _finish(db_path, doc, t0)
-        raise
-    _finish(db_path, doc, t0)
     return doc
 
 
@@ -289,9 +280,22 @@ def _install(dep: Deployer, model: Path, data: bytes, name: str, digest: str, cu
     doc.update(status="ok", board_path=final, kept_previous=prev if current is not None else None)
 
 
-def _finish(db_path, doc: dict, t0: float) -> None:
-    doc["seconds"] = round(time.monotonic() - t0, 3)
-    _record(db_path, doc)
+@contextlib.contextmanager
+def _recorded(db_path, doc: dict, interrupted: str):
+    """Time the block and record `doc` in the results database whatever happens: ok, an EdgecnnError (its
+    message becomes the row's error) or Ctrl-C (`interrupted`); errors are re-raised after recording."""
+    t0 = time.monotonic()
+    try:
+        yield
+    except KeyboardInterrupt:
+        doc["error"] = interrupted
+        raise
+    except EdgecnnError as exc:
+        doc["error"] = str(exc)
+        raise
+    finally:
+        doc["seconds"] = round(time.monotonic() - t0, 3)
+        _record(db_path, doc)
 
 
 def rollback(device: str, name: str, db_path=None) -> dict:
@@ -303,8 +307,7 @@ def rollback(device: str, name: str, db_path=None) -> dict:
     name = check_name(name)
     _open_db_first(db_path)
     doc = _doc("rollback", profile, name)
-    t0 = time.monotonic()
-    try:
+    with _recorded(db_path, doc, f"device {profile.name}: interrupted (Ctrl-C) during rollback"):
         with SshBoard(ssh_target(profile)) as board:
             dep = Deployer(board, profile)
             doc["board_dir"] = dep.dir
@@ -337,11 +340,6 @@ def rollback(device: str, name: str, db_path=None) -> dict:
             manifest[name] = restored
             dep.write_manifest(manifest)
             doc.update(status="ok", board_path=final)
-    except EdgecnnError as exc:
-        doc["error"] = str(exc)
-        _finish(db_path, doc, t0)
-        raise
-    _finish(db_path, doc, t0)
     return doc
 
 
