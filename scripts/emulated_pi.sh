@@ -63,7 +63,7 @@ mirror() {
     local m=${MIRROR:-}
     [ -n "$m" ] || m=$(grep -hm1 "^URIs:" /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2; exit}')
     [ -n "$m" ] || m=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list 2>/dev/null)
-    [ -n "$m" ] || m=http://deb.debian.org/debian
+    [ -n "$m" ] || die "no Debian mirror configured: set MIRROR=<url> or configure apt (sources.list or sources.list.d/*.sources)"
     echo "$m"
 }
 
