@@ -1,4 +1,5 @@
-"""Atomic output: write to a temporary file beside the target, then `os.replace` it into place.
+"""Files: atomic output (write to a temporary file beside the target, then `os.replace` it into place), and
+the content hash every cache key is made of (`sha256_file`).
 
 An interrupted run (exception, Ctrl-C) leaves no half-written output: the temporary file is removed and the
 target is either absent or the previous complete version.
@@ -55,3 +56,14 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write `text` (UTF-8) to `path` atomically and return the path."""
     return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks (model files can be large)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -87,7 +87,7 @@ def models(pattern, num_classes, input_shape, as_json):
     if as_json:
         echo_json(rows)
         return
-    from edgecnn.report.tables import print_table
+    from edgecnn.console import print_table
 
     print_table("edgecnn model zoo", ["name", "family", "input", "params", "MACs"],
                 [[r["name"], r["family"], "x".join(map(str, r["input_shape"])), f"{r['params']:,}",
@@ -166,7 +166,7 @@ def run(recipe, out_dir, as_json):
     if as_json:
         echo_json(summary)
         return
-    from edgecnn.report.tables import print_table
+    from edgecnn.console import print_table
 
     def ms(v):
         return "-" if v is None else f"{v:.3f}"
@@ -216,7 +216,7 @@ def convert(model, output, mode, io, per_tensor, calibration, num_calibration, s
     from edgecnn.convert.request import ConversionRequest
 
     if target == "edgetpu":
-        from edgecnn.bench.edgetpu import find_compiler
+        from edgecnn.convert.edgetpu import find_compiler
 
         if mode != "int8" or allow_float_fallback or keep_float:
             raise EdgecnnError("--target edgetpu needs a full-integer model: --quant int8 without float fallback")
@@ -238,14 +238,14 @@ def convert(model, output, mode, io, per_tensor, calibration, num_calibration, s
     if target == "edgetpu":
         from pathlib import Path
 
-        from edgecnn.bench.edgetpu import compile_model, preflight
+        from edgecnn.convert.edgetpu import compile_model, preflight
 
         report["edgetpu"] = {"preflight": preflight(output),
                              "compiler": compile_model(output, Path(output).resolve().parent)}
     if as_json:
         echo_json(report)
         return
-    from edgecnn.convert.report import print_convert_report
+    from edgecnn.console import print_convert_report
 
     print_convert_report(report)
 
@@ -263,7 +263,7 @@ def eval_cmd(models, data, limit, as_json):
     if as_json:
         echo_json(rows)
         return
-    from edgecnn.report.tables import print_table
+    from edgecnn.console import print_table
 
     print_table(f"accuracy on {data} (test split)", ["model", "N", "top-1", "top-5"],
                 [[r["model"], r["n"], f"{r['top1']:.4f}", f"{r['top5']:.4f}"] for r in rows])
@@ -284,7 +284,7 @@ def compare(float_model, quant_model, data, limit, top_layers, as_json):
     if as_json:
         echo_json(r)
         return
-    from edgecnn.report.tables import print_table
+    from edgecnn.console import print_table
 
     click.echo(f"float top-1 {r['float_top1']:.4f}  quant top-1 {r['quant_top1']:.4f}  drop "
                f"{r['drop_points']:+.2f} pts  ratio {r['ratio']:.4f}  agreement {r['agreement']:.4f}  (N={r['n']})")
@@ -303,7 +303,7 @@ def compare(float_model, quant_model, data, limit, top_layers, as_json):
 
 def _bench_several(db, model, profiles, settings_for, data, limit, as_json) -> None:
     """`bench --device A --device B ...`: all devices in parallel, every run recorded, one table."""
-    from edgecnn.bench.multi import bench_devices, devices_table
+    from edgecnn.bench.multi import bench_devices
 
     def record(doc):
         doc["run_id"] = db.record(doc)
@@ -316,9 +316,9 @@ def _bench_several(db, model, profiles, settings_for, data, limit, as_json) -> N
     if as_json:
         echo_json(docs)
     else:
-        from edgecnn.bench.table import print_table
+        from edgecnn.console import devices_table, show
 
-        print_table(devices_table(docs))
+        show(devices_table(docs))
     failed = [d for d in docs if d.get("status") != "ok"]
     if failed:
         raise EdgecnnError(f"{len(failed)} of {len(docs)} devices failed; first: {failed[0].get('error')} "
@@ -341,9 +341,7 @@ def devices(ctx, as_json):
 @click.option("--json", "as_json", is_flag=True)
 def devices_list(as_json):
     """List the device profiles that `--device NAME` finds (a profile that does not parse says why)."""
-    import dataclasses
-
-    from edgecnn.bench.profiles import available, load_profile
+    from edgecnn.devices.profiles import available, load_profile
 
     rows = []
     for name in available():
@@ -354,21 +352,15 @@ def devices_list(as_json):
                          "error": str(exc)})
             continue
         where = f"{p.ssh.user + '@' if p.ssh and p.ssh.user else ''}{p.ssh.host}:{p.ssh.port}" if p.ssh else "this machine"
-        rows.append({**dataclasses.asdict(p), "where": where})
+        rows.append({**p.model_dump(), "where": where})
     if as_json:
         echo_json(rows)
         return
-    from rich.table import Table
+    from edgecnn.console import print_table
 
-    from edgecnn.bench.table import print_table
-
-    t = Table(title="device profiles")
-    for col in ("name", "kind", "where", "description"):
-        t.add_column(col)
-    for r in rows:
-        t.add_row(r["name"] + (" (emulated)" if r["emulated"] else ""), r["kind"], r["where"],
-                  f"BAD PROFILE: {r['error']}" if r.get("error") else r["description"])
-    print_table(t)
+    print_table("device profiles", ["name", "kind", "where", "description"],
+                [[r["name"] + (" (emulated)" if r["emulated"] else ""), r["kind"], r["where"],
+                  f"BAD PROFILE: {r['error']}" if r.get("error") else r["description"]] for r in rows])
 
 
 @devices.command("check")
@@ -380,8 +372,8 @@ def devices_check(name, as_json):
     Exit code 0 when the board has everything the profile needs, 1 otherwise (each missing part is listed with
     the command that installs it).
     """
-    from edgecnn.bench.profiles import load_profile
-    from edgecnn.bench.remote import check_device
+    from edgecnn.devices.profiles import load_profile
+    from edgecnn.devices.board import check_device
 
     profile = load_profile(name)
     if profile.kind == "local":
@@ -423,7 +415,8 @@ def edgetpu_check(model, runtime_version, as_json):
     unsupported op and every op after it. Exit code 0 when the model maps fully, 2 when part of it would run on
     the CPU, 1 for an error (e.g. a float model).
     """
-    from edgecnn.bench.edgetpu import preflight, preflight_table
+    from edgecnn.convert.edgetpu import preflight
+    from edgecnn.console import preflight_table
 
     report = preflight(model, runtime_version)
     if as_json:
@@ -457,7 +450,7 @@ def bench(model, devices, threads, warmup, runs, min_secs, no_xnnpack, op_profil
     steady-state latency (mean, std, min, p50, p90, p99, max), peak RSS, delegate partitions; top-1 with --data.
     Every run, failed or not, becomes a row in the results database (see `edgecnn history`).
     """
-    from edgecnn.bench.profiles import load_profile
+    from edgecnn.devices.profiles import load_profile
     from edgecnn.bench.protocol import BenchSettings
     from edgecnn.bench.run import bench_model
     from edgecnn.store.db import open_db
@@ -483,11 +476,11 @@ def bench(model, devices, threads, warmup, runs, min_secs, no_xnnpack, op_profil
     if doc["status"] != "ok":
         raise EdgecnnError(f"{doc['error']} (recorded as failed run {doc['run_id']})")
     if not as_json:
-        from edgecnn.bench.table import bench_table, op_table, print_table
+        from edgecnn.console import bench_table, op_table, show
 
-        print_table(bench_table(doc))
+        show(bench_table(doc))
         if op_table(doc) is not None:
-            print_table(op_table(doc))
+            show(op_table(doc))
 
 
 @main.command()
@@ -523,9 +516,9 @@ def history(model, device, limit, db_path, as_json):
     if as_json:
         echo_json([{k: v for k, v in r.items() if k != "result_json"} for r in rows])
         return
-    from edgecnn.bench.table import history_table, print_table
+    from edgecnn.console import history_table, show
 
-    print_table(history_table(rows))
+    show(history_table(rows))
 
 
 # --- deploy -----------------------------------------------------------------------------------------------------
@@ -648,17 +641,13 @@ def deployed(device, as_json):
     if not info["models"]:
         click.echo(f"{info['device']}: nothing deployed in {info['dir']}")
         return
-    from rich.console import Console
-    from rich.table import Table
+    from edgecnn.console import print_table
 
-    t = Table(title=f"deployed on {info['device']} ({info['dir']})" + (" [emulated]" if info["emulated"] else ""))
-    for col in ("name", "sha256", "bytes", "installed", "previous"):
-        t.add_column(col, justify="right" if col == "bytes" else "left")
-    for m in info["models"]:
-        prev = m["previous"]
-        t.add_row(m["name"], m["sha256"][:16], f"{m['size']:,}", m["installed_at"],
-                  f"{prev['sha256'][:16]} ({prev['installed_at']})" if prev else "-")
-    Console().print(t)
+    print_table(f"deployed on {info['device']} ({info['dir']})" + (" [emulated]" if info["emulated"] else ""),
+                ["name", "sha256", "bytes", "installed", "previous"],
+                [[m["name"], m["sha256"][:16], f"{m['size']:,}", m["installed_at"],
+                  f"{m['previous']['sha256'][:16]} ({m['previous']['installed_at']})" if m["previous"] else "-"]
+                 for m in info["models"]])
 
 # --- report -----------------------------------------------------------------------------------------------------
 

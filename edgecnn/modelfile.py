@@ -45,28 +45,6 @@ def read_keras_spec(path: str | Path) -> PreprocessSpec | None:
         raise EdgecnnError(f"{path}: not a valid .keras file (corrupt or truncated zip)") from None
 
 
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks (model files can be large)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def read_tflite(path: str | Path) -> bytes:
-    """The bytes of a .tflite file, or one clear error (missing, or not a TFLite flatbuffer)."""
-    p = Path(path)
-    if not p.is_file():
-        raise EdgecnnError(f"{p}: model file does not exist")
-    data = p.read_bytes()
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise EdgecnnError(f"{p}: not a .tflite flatbuffer (no TFL3 identifier)")
-    return data
-
-
 def model_kind(path: str | Path) -> str:
     """'keras', 'h5', 'savedmodel' or 'tflite', from the file's content; a clear error for anything else."""
     p = Path(path)

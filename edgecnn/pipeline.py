@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from edgecnn.atomic import sha256_file as file_hash
 from edgecnn.atomic import write_text_atomic
 from edgecnn.errors import EdgecnnError
 from edgecnn.recipe import Recipe
@@ -19,8 +20,6 @@ from edgecnn.recipe import Recipe
 MANIFEST_VERSION = 1
 SUMMARY_SCHEMA = "edgecnn.run/1"  # RUN_DIR/summary.json, what `edgecnn report` reads
 
-
-from edgecnn.modelfile import sha256_file as file_hash
 
 
 class RunDir:
@@ -102,7 +101,7 @@ def _compare_step(run: RunDir, recipe: Recipe, keras_path: Path, tflite: Path) -
 
 def _bench_step(run: RunDir, recipe: Recipe, tflite: Path, device: str) -> dict:
     """Bench on one device and record the run in the run directory's results database (failures included)."""
-    from edgecnn.bench.profiles import load_profile
+    from edgecnn.devices.profiles import load_profile
     from edgecnn.bench.protocol import BenchSettings
     from edgecnn.bench.run import bench_model
     from edgecnn.store.db import open_db
@@ -129,7 +128,7 @@ def run_pipeline(recipe: Recipe, out_dir: str | Path, log: Callable[[str], None]
                  progress: bool = True) -> dict:
     """Run every stage of `recipe` into `out_dir`: train -> convert (each precision) -> evaluate -> bench (each
     device) -> results database; returns the summary, one row per model x precision x device."""
-    from edgecnn.bench.profiles import load_profile
+    from edgecnn.devices.profiles import load_profile
     from edgecnn.convert.request import ConversionRequest
 
     for device in recipe.devices:  # an unknown device or a bad profile stops the run before any work is done

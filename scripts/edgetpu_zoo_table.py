@@ -5,7 +5,7 @@
 
 Each model is built untrained (weights do not change which ops the compiler maps), given a fixed batch of 1,
 converted to full-integer int8 by edgecnn's converter (8 calibration images), and checked by
-`edgecnn.bench.edgetpu`.
+`edgecnn.convert.edgetpu`.
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def main() -> int:
     ap.add_argument("--input-size", type=int, default=None, help="square input side (default: each model's own)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    from edgecnn.bench.edgetpu import preflight
+    from edgecnn.convert.edgetpu import preflight
     from edgecnn.zoo.registry import get_entry, list_models
 
     rows = []

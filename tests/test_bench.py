@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgecnn.bench import profiles
+from edgecnn.devices import profiles
 from edgecnn.cli import main
 from edgecnn.errors import EdgecnnError
 from tflite_models import zoo_fixture
@@ -91,7 +91,7 @@ ssh:
     assert p.ssh.host == "127.0.0.1" and p.ssh.port == 2222 and p.ssh.run_timeout == 900 and p.ssh.user == "pi"
     minimal = profiles.load_profile(str(write_profile(tmp_path, "kind: ssh\nssh: {host: b}\n", "b.yaml")))
     assert minimal.name == "b" and minimal.ssh.port == 22 and minimal.ssh.connect_timeout == 10
-    assert minimal.ssh.key is None and minimal.work_dir == "~/.edgecnn" and minimal.python == "python3"
+    assert minimal.ssh.key is None and minimal.work_dir == "~/edgecnn" and minimal.python == "python3"
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -99,14 +99,14 @@ ssh:
     ("kind: ssh\nssh: {host: a, prot: 22}\n", "unknown field 'ssh.prot'"),
     ("kind: ssh\nssh: {port: 22}\n", "missing field 'ssh.host'"),
     ("kind: ssh\n", "needs an 'ssh:' mapping"),
-    ("kind: fpga\n", "field 'kind' must be one of local, ssh, edgetpu"),
+    ("kind: fpga\n", "field 'kind' must be one of local, ssh, edgetpu, mcu, got 'fpga'"),
     ("threads: 2\n", "missing field 'kind'"),
     ("kind: local\nthreads: 0\n", "field 'threads' must be at least 1"),
-    ("kind: local\nthreads: two\n", "field 'threads' must be int"),
+    ("kind: local\nthreads: two\n", "field 'threads' must be int, got 'two'"),
     ("kind: local\nemulated: maybe\n", "field 'emulated' must be bool"),
     ("kind: local\nruntime: onnx\n", "field 'runtime' must be one of"),
     ("kind: local\ndelegate: gpu\n", "field 'delegate' must be one of"),
-    ("kind: ssh\nssh: {host: a, port: 70000}\n", "field 'ssh.port' must be 1..65535"),
+    ("kind: ssh\nssh: {host: a, port: 70000}\n", "field 'ssh.port' must be at most 65535, got 70000"),
     ("kind: ssh\nssh: {host: a, host_key_fingerprint: abc}\n", "SHA256:"),
     ("kind: ssh\nssh: {host: a, run_timeout: 0}\n", "field 'ssh.run_timeout' must be positive"),
     ("- a\n- b\n", "must be a YAML mapping"),
@@ -234,7 +234,7 @@ def test_data_npz_for_a_foreign_model_gives_top1(tflite_zoo, tmp_path, db_path):
 
 
 def test_data_source_for_an_edgecnn_model_uses_its_spec(tflite_zoo, tmp_path):
-    from edgecnn.convert.metadata import embed
+    from edgecnn.tflite.metadata import embed
     from edgecnn.data.spec import PreprocessSpec
 
     spec = PreprocessSpec(height=8, width=8, channels=1, scale=1 / 255, labels=("a", "b", "c"))

@@ -8,7 +8,7 @@ import pytest
 
 from helpers import assert_one_line_error, run_cli
 from edgecnn.convert.converter import convert_model
-from edgecnn.convert.metadata import read_spec
+from edgecnn.tflite.metadata import read_spec
 from edgecnn.convert.request import ConversionRequest
 from edgecnn.errors import EdgecnnError
 from edgecnn.evaluate.accuracy import evaluate

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from edgecnn.bench import edgetpu
+from edgecnn.console import preflight_table
+from edgecnn.convert import edgetpu
 from edgecnn.errors import EdgecnnError
 from helpers import assert_one_line_error, run_cli
 from tflite_models import float32_model, quantized_model, write
@@ -70,7 +71,7 @@ def zoo_int8(tmp_path_factory):
 @pytest.mark.parametrize("name", ["mobilenet_v1", "mobilenet_v2"])
 def test_mobilenet_v1_v2_map_fully(zoo_int8, name):
     r = edgetpu.preflight(zoo_int8[name])
-    assert r["maps_fully"], edgetpu.preflight_table(r)
+    assert r["maps_fully"], preflight_table(r)
     assert r["first_cpu_op"] is None and r["ops_edgetpu"] == r["ops_total"] > 20
     assert all(c["ok"] for c in r["checks"])
 
@@ -195,11 +196,17 @@ def test_no_compiler_says_what_to_install(tmp_path, monkeypatch):
         edgetpu.find_compiler()
 
 
-def test_no_runtime_says_what_to_install():
+def test_runner_without_the_runtime_says_what_to_install(tmp_path):
+    """The board runner, asked for the Edge TPU delegate where libedgetpu.so.1 is missing, names it and the fix."""
     if ctypes.util.find_library("edgetpu"):
         pytest.skip("this machine has the Edge TPU runtime")
-    with pytest.raises(EdgecnnError, match=r"libedgetpu\.so\.1 not found.*libedgetpu1-std"):
-        edgetpu.require_runtime()
+    from edgecnn.bench.local import run_local
+    from edgecnn.bench.protocol import BenchSettings
+
+    path = write(tmp_path, "q.tflite", quantized_model("int8"))
+    doc = run_local(str(path), BenchSettings(warmup=1, runs=1, delegate="libedgetpu.so.1"))
+    assert doc["status"] == "failed"
+    assert "cannot load delegate libedgetpu.so.1" in doc["error"] and "libedgetpu1-std" in doc["error"], doc
 
 
 def test_bench_float_model_on_edgetpu_device_is_one_line(tmp_path):

@@ -18,7 +18,7 @@ from helpers import assert_one_line_error, run_cli
 from test_emulated_pi import ROOTFS, board  # noqa: F401  (the session fixture)
 
 import tflite_models
-from edgecnn.bench.ssh import ConnectionDropped
+from edgecnn.devices.ssh import ConnectionDropped
 from edgecnn.errors import EdgecnnError
 
 pytestmark = pytest.mark.slow

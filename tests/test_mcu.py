@@ -91,7 +91,7 @@ def test_missing_tflite_micro_says_how_to_install(small, monkeypatch):
 
 
 def test_sizes_and_mcu_profiles(tmp_path):
-    from edgecnn.bench.profiles import load_profile
+    from edgecnn.devices.profiles import load_profile
     from edgecnn.deploy.mcu import parse_size
 
     assert parse_size("256K") == 262144 and parse_size("1M") == 1048576 and parse_size("1000") == 1000

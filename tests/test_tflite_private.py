@@ -8,7 +8,7 @@ import numpy as np
 def test_mlir_quantize_signature():
     from tensorflow.lite.python import convert
 
-    from edgecnn.convert.tflite_private import MLIR_QUANTIZE_PARAMS
+    from edgecnn.tflite.private import MLIR_QUANTIZE_PARAMS
 
     params = list(inspect.signature(convert.mlir_quantize).parameters)
     missing = [p for p in MLIR_QUANTIZE_PARAMS if p not in params]
@@ -37,7 +37,7 @@ def test_round_trip_on_a_real_model():
     """Calibrate + quantize through the pinned calls on a tiny real conv net."""
     import keras
 
-    from edgecnn.convert import tflite_private
+    from edgecnn.tflite import private as tflite_private
     from edgecnn.convert.frontend import float_tflite
 
     inp = keras.Input((8, 8, 1))

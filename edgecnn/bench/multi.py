@@ -10,7 +10,6 @@ from __future__ import annotations
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Callable
 
-from rich.table import Table
 
 
 def bench_devices(model: str, profiles: list, settings_for: Callable, data: str | None, limit: int,
@@ -49,27 +48,3 @@ def bench_devices(model: str, profiles: list, settings_for: Callable, data: str 
         raise
     pool.shutdown(wait=True)
     return docs
-
-
-def devices_table(docs: list[dict]) -> Table:
-    """One row per device: status, latency, top-1, runtime, CPU; emulated boards say so in the device column."""
-    from edgecnn.bench.table import device_label
-
-    t = Table(title=f"bench {(docs[0].get('model') or {}).get('path', '')}" if docs else "bench")
-    for col in ("device", "status", "p50 ms", "mean ms", "top-1", "runtime", "cpu / error"):
-        t.add_column(col, justify="right" if "ms" in col or col == "top-1" else "left")
-    for d in docs:
-        dev = d.get("device") or {}
-        steady = (d.get("timing") or {}).get("steady") or {}
-        acc = (d.get("accuracy") or {}).get("top1")
-        rt = d.get("runtime") or {}
-        ok = d.get("status") == "ok"
-        t.add_row(device_label(dev.get("name"), dev.get("emulated")),
-                  "ok" if ok else "FAILED",
-                  f"{steady['p50_ms']:.3f}" if ok and steady.get("p50_ms") is not None else "-",
-                  f"{steady['mean_ms']:.3f}" if ok and steady.get("mean_ms") is not None else "-",
-                  "-" if acc is None else f"{acc:.4f}",
-                  f"{rt.get('name', '')} {rt.get('version', '')}".strip() or "-",
-                  ((d.get("machine") or {}).get("cpu_model", "") + f" ({(d.get('machine') or {}).get('arch', '')})")
-                  if ok else str(d.get("error", ""))[:120])
-    return t

@@ -3,7 +3,8 @@
 `bench_model` never raises for a failed run — a missing model, bad --data, a runtime error, a crash or Ctrl-C all
 come back as a document with `"status": "failed"` (Ctrl-C adds `"interrupted": true`), so the caller can record
 every run, then report it. Device kinds other than `local` are dispatched through `RUNNERS`, which the board
-runners (ssh, edgetpu) extend.
+runners (ssh, edgetpu) extend: an Edge TPU profile goes to `bench.edgetpu` (compile, then run), every
+other SSH profile to `bench.remote`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from edgecnn import __version__
-from edgecnn.bench.profiles import DeviceProfile
+from edgecnn.devices.profiles import DeviceProfile
 from edgecnn.bench.protocol import BenchSettings, failed_doc
 from edgecnn.errors import EdgecnnError
 
@@ -32,7 +33,11 @@ RUNNERS["local"] = _local
 
 
 def _ssh(model: str, settings: BenchSettings, samples: str | None, profile: DeviceProfile) -> dict:
-    from edgecnn.bench.remote import run_remote  # SSH boards and Edge TPU hosts (edgecnn/bench/remote.py)
+    if profile.kind == "edgetpu" or profile.delegate == "edgetpu":
+        from edgecnn.bench.edgetpu import run_edgetpu  # compile once, then run with the Edge TPU delegate
+
+        return run_edgetpu(profile, model, settings, samples)
+    from edgecnn.bench.remote import run_remote
 
     return run_remote(profile, model, settings, samples)
 
@@ -50,7 +55,7 @@ def prepare_samples(model: str, data: str, out: Path, limit: int) -> tuple[Path,
     """
     import numpy as np
 
-    from edgecnn.convert.metadata import read_spec
+    from edgecnn.tflite.metadata import read_spec
 
     spec = read_spec(model)
     if spec is not None:

@@ -11,7 +11,7 @@ import numpy as np
 
 
 def calibrate(float_model: bytes, samples: np.ndarray, method: str = "fast") -> bytes:
-    from edgecnn.convert import tflite_private
+    from edgecnn.tflite import private as tflite_private
 
     if method == "stock":
         return tflite_private.stock_calibrate(float_model, samples)

@@ -87,7 +87,7 @@ def _convert_with_flags(model, mode: str, verbose: bool) -> bytes:
 
 
 def quantize_int8(calibrated: bytes, req: ConversionRequest, nodes=(), ops=(), verbose: bool = False) -> bytes:
-    from edgecnn.convert import tflite_private
+    from edgecnn.tflite import private as tflite_private
     from edgecnn.convert.frontend import _first_line, add_signature, converter_quiet
 
     with converter_quiet(verbose):
@@ -153,7 +153,7 @@ class Prepared:
     @property
     def f32_info(self):
         """The parsed float model (parsed only when needed: a large float flatbuffer takes a while)."""
-        from edgecnn.convert.inspect_tflite import TfliteInfo
+        from edgecnn.tflite.reader import TfliteInfo
 
         if self._f32_info is None:
             self._f32_info = TfliteInfo(self.f32)
@@ -192,7 +192,7 @@ class Prepared:
         self.calibrate()
         if req.mode == "int8":
             return self.quantized()
-        from edgecnn.convert import tflite_private
+        from edgecnn.tflite import private as tflite_private
         from edgecnn.convert.frontend import _first_line, add_signature, converter_quiet
 
         t = time.perf_counter()
@@ -208,8 +208,8 @@ class Prepared:
     def finish(self, data: bytes, out_path, extra_nodes=(), extra_ops=()) -> dict:
         """Integer-only check, embed spec and labels, write atomically, and report."""
         from edgecnn.atomic import write_bytes_atomic
-        from edgecnn.convert import metadata
-        from edgecnn.convert.inspect_tflite import TfliteInfo
+        from edgecnn.tflite import metadata
+        from edgecnn.tflite.reader import TfliteInfo
 
         info = TfliteInfo(data)
         check_loads(data, self.model_path, self.req.mode)

@@ -107,7 +107,7 @@ def fast_calibrate(float_model: bytes, samples: np.ndarray) -> bytes:
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
-    from edgecnn.convert.tflite_private import add_intermediate_tensors
+    from edgecnn.tflite.private import add_intermediate_tensors
 
     base = add_intermediate_tensors(float_model)
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(base))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from edgecnn.atomic import write_text_atomic
 from edgecnn.errors import EdgecnnError
-from edgecnn.modelfile import read_tflite
+from edgecnn.tflite.reader import read_tflite
 
 ALIGN = 16
 _BYTES_PER_LINE = 12
@@ -70,7 +70,7 @@ def _describe(t: dict) -> str:
 
 def render(data: bytes, ident: str, source_name: str, header_name: str | None = None) -> tuple[str, str, dict]:
     """(header text, source text, info dict) for `data` under the C name `ident`."""
-    from edgecnn.convert.metadata import strip
+    from edgecnn.tflite.metadata import strip
 
     sha = hashlib.sha256(data).hexdigest()
     fnv = fnv1a32(data)

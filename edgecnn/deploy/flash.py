@@ -53,7 +53,7 @@ def check_name(name: str) -> str:
 
 def ssh_profile(device: str):
     """The profile of `device`, which must be reachable over SSH."""
-    from edgecnn.bench.profiles import load_profile
+    from edgecnn.devices.profiles import load_profile
 
     profile = load_profile(device)
     if profile.ssh is None:
@@ -68,10 +68,10 @@ class Deployer:
 
     def __init__(self, board, profile):
         self.board, self.profile = board, profile
-        self.dir = posixpath.join(board.resolve(profile.work_dir or "~/edgecnn"), "deployed")
+        self.dir = posixpath.join(board.resolve(profile.work_dir), "deployed")
 
     def err(self, msg: str) -> EdgecnnError:
-        return EdgecnnError(self.board._err(msg))
+        return EdgecnnError(self.board.message(msg))
 
     def path(self, name: str, suffix: str = "") -> str:
         return posixpath.join(self.dir, f"{name}.tflite{suffix}")
@@ -120,11 +120,11 @@ class Deployer:
                 fh.write(json.dumps(data, indent=2, sort_keys=True).encode("utf-8"))
             self.board.sftp.posix_rename(tmp, final)
         except OSError as exc:
-            self.board._cleanup(tmp)
+            self.board.remove_quietly(tmp)
             raise self.err(f"model installed, but the manifest could not be written: {exc}") from None
 
     def remove(self, path: str) -> None:
-        self.board._cleanup(path)
+        self.board.remove_quietly(path)
 
     def remove_stale_temps(self, name: str) -> None:
         self.sh(f"rm -f {shlex.quote(self.path(name))}.tmp-* {shlex.quote(self.path(name))}.swap-*")
@@ -198,9 +198,9 @@ def _doc(action: str, profile, name: str, **fields) -> dict:
 
 def flash(model: str | Path, device: str, name: str | None = None, smoke: bool = False, db_path=None) -> dict:
     """Install `model` on the board of `device` as `<name>.tflite` (see the module table); returns the record."""
-    from edgecnn.bench.remote import ssh_target
-    from edgecnn.bench.ssh import SshBoard
-    from edgecnn.modelfile import read_tflite
+    from edgecnn.devices.board import ssh_target
+    from edgecnn.devices.ssh import SshBoard
+    from edgecnn.tflite.reader import read_tflite
 
     model = Path(model)
     data = read_tflite(model)
@@ -300,8 +300,8 @@ def _recorded(db_path, doc: dict, interrupted: str):
 
 def rollback(device: str, name: str, db_path=None) -> dict:
     """Put `<name>.tflite.prev` back as `<name>.tflite` (atomically); the replaced version becomes the previous."""
-    from edgecnn.bench.remote import ssh_target
-    from edgecnn.bench.ssh import SshBoard
+    from edgecnn.devices.board import ssh_target
+    from edgecnn.devices.ssh import SshBoard
 
     profile = ssh_profile(device)
     name = check_name(name)
@@ -345,8 +345,8 @@ def rollback(device: str, name: str, db_path=None) -> dict:
 
 def deployed(device: str) -> dict:
     """What is installed on the board: name, sha256 (computed there), size, date, and the previous version."""
-    from edgecnn.bench.remote import ssh_target
-    from edgecnn.bench.ssh import SshBoard
+    from edgecnn.devices.board import ssh_target
+    from edgecnn.devices.ssh import SshBoard
 
     profile = ssh_profile(device)
     with SshBoard(ssh_target(profile)) as board:

@@ -179,7 +179,7 @@ def budgets(ram: str | None, flash: str | None, device: str | None) -> tuple[int
     """(ram bytes, flash bytes, device name): explicit --ram/--flash win over the profile's."""
     ram_b, flash_b, name = parse_size(ram, "ram"), parse_size(flash, "flash"), None
     if device:
-        from edgecnn.bench.profiles import load_profile
+        from edgecnn.devices.profiles import load_profile
 
         prof = load_profile(device)
         if prof.kind != "mcu":
@@ -205,7 +205,7 @@ def compare_on_data(runtime, data: bytes, model_path: Path, src: str, limit: int
     """Top-1 of TFLM and of LiteRT on `src`'s test split (batch 1 each), and their prediction agreement."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgecnn.convert.metadata import read_spec
+    from edgecnn.tflite.metadata import read_spec
     from edgecnn.data import load_split
 
     spec = read_spec(data)
@@ -265,8 +265,8 @@ def mcu_check(model: str | Path, ram: str | None = None, flash: str | None = Non
               data: str | None = None, limit: int = 1000, allow_float: bool = False) -> dict:
     """The mcu-check report (see the module table). Raises EdgecnnError for inputs it cannot check."""
     from edgecnn import _tf
-    from edgecnn.convert.metadata import strip
-    from edgecnn.modelfile import read_tflite
+    from edgecnn.tflite.metadata import strip
+    from edgecnn.tflite.reader import read_tflite
 
     t0 = time.perf_counter()
     path = Path(model)
@@ -274,7 +274,7 @@ def mcu_check(model: str | Path, ram: str | None = None, flash: str | None = Non
     blob = read_tflite(path)
     runtime = _runtime()
     _tf.quiet()
-    from edgecnn.convert.inspect_tflite import TfliteInfo
+    from edgecnn.tflite.reader import TfliteInfo
 
     try:
         info = TfliteInfo(blob)

@@ -15,7 +15,7 @@ from edgecnn.errors import EdgecnnError
 
 
 def model_spec(model_path: str | Path) -> PreprocessSpec:
-    from edgecnn.convert.metadata import read_spec
+    from edgecnn.tflite.metadata import read_spec
     from edgecnn.modelfile import model_kind, read_keras_spec
 
     kind = model_kind(model_path)

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgecnn.atomic import sha256_file
 from edgecnn.errors import EdgecnnError
 
 
@@ -73,7 +74,6 @@ def fingerprint(key) -> str:
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
-from edgecnn.modelfile import sha256_file  # noqa: E402  (re-exported: flash and remote use it from here)
 
 
 class SshBoard:
@@ -93,7 +93,8 @@ class SshBoard:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _err(self, msg: str) -> str:
+    def message(self, msg: str) -> str:
+        """`msg` prefixed with the device and address, as every error of this board reads."""
         return f"device {self.t.name} ({self.t.user + '@' if self.t.user else ''}{self.t.address}): {msg}"
 
     def connect(self) -> None:
@@ -103,11 +104,11 @@ class SshBoard:
         try:
             sock = socket.create_connection((t.host, t.port), timeout=t.connect_timeout)
         except socket.timeout:
-            raise EdgecnnError(self._err(f"unreachable: no answer within {t.connect_timeout:g} s (connect_timeout)"))
+            raise EdgecnnError(self.message(f"unreachable: no answer within {t.connect_timeout:g} s (connect_timeout)"))
         except ConnectionRefusedError:
-            raise EdgecnnError(self._err("connection refused: is sshd running on that port?"))
+            raise EdgecnnError(self.message("connection refused: is sshd running on that port?"))
         except OSError as exc:
-            raise EdgecnnError(self._err(f"unreachable: {exc.strerror or exc}"))
+            raise EdgecnnError(self.message(f"unreachable: {exc.strerror or exc}"))
         transport = paramiko.Transport(sock)
         transport.banner_timeout = t.connect_timeout
         transport.auth_timeout = t.connect_timeout
@@ -115,7 +116,7 @@ class SshBoard:
             transport.start_client(timeout=t.connect_timeout)
         except (paramiko.SSHException, EOFError, OSError) as exc:
             transport.close()
-            raise EdgecnnError(self._err(f"SSH handshake failed: {exc or type(exc).__name__}"))
+            raise EdgecnnError(self.message(f"SSH handshake failed: {exc or type(exc).__name__}"))
         self._transport = transport
         try:
             self._check_host_key(transport.get_remote_server_key())
@@ -134,9 +135,9 @@ class SshBoard:
         if t.host_key_fingerprint:
             want = t.host_key_fingerprint.strip()
             if not want.startswith("SHA256:"):
-                raise EdgecnnError(self._err(f"host_key_fingerprint must look like SHA256:... (ssh-keygen -lf), got {want!r}"))
+                raise EdgecnnError(self.message(f"host_key_fingerprint must look like SHA256:... (ssh-keygen -lf), got {want!r}"))
             if want.rstrip("=") != seen:
-                raise EdgecnnError(self._err(
+                raise EdgecnnError(self.message(
                     f"HOST KEY MISMATCH: the profile expects {want}, the board offered {seen_desc} "
                     "(a reinstalled board or a man-in-the-middle; if you trust the new key, update host_key_fingerprint)"))
             return
@@ -146,16 +147,16 @@ class SshBoard:
             try:
                 known.load(str(path))
             except (OSError, paramiko.SSHException) as exc:
-                raise EdgecnnError(self._err(f"cannot read known_hosts {path}: {exc}"))
+                raise EdgecnnError(self.message(f"cannot read known_hosts {path}: {exc}"))
         entry = known.lookup(t.known_hosts_name)
         if not entry:
-            raise EdgecnnError(self._err(
+            raise EdgecnnError(self.message(
                 f"host key not known ({seen_desc}); to trust it, set host_key_fingerprint: {seen} in the profile "
                 f"or add it to {path} (ssh-keyscan -p {t.port} {t.host} >> {path})"))
         if key.get_name() in entry and entry[key.get_name()] == key:
             return
         expected = ", ".join(f"{k.get_name()} {fingerprint(k)}" for k in entry.values())
-        raise EdgecnnError(self._err(
+        raise EdgecnnError(self.message(
             f"HOST KEY MISMATCH: {path} has {expected}, the board offered {seen_desc} (a reinstalled board or a "
             f"man-in-the-middle; if you trust the new key: ssh-keygen -f {path} -R '{t.known_hosts_name}')"))
 
@@ -168,13 +169,13 @@ class SshBoard:
         if t.key:
             path = Path(os.path.expanduser(t.key))
             if not path.is_file():
-                raise EdgecnnError(self._err(f"key file {path} not found"))
+                raise EdgecnnError(self.message(f"key file {path} not found"))
             try:
                 keys.append((str(path), paramiko.PKey.from_path(str(path))))
             except paramiko.PasswordRequiredException:
-                raise EdgecnnError(self._err(f"key file {path} is encrypted: add it to ssh-agent and leave `key` unset"))
+                raise EdgecnnError(self.message(f"key file {path} is encrypted: add it to ssh-agent and leave `key` unset"))
             except (paramiko.SSHException, OSError, ValueError) as exc:
-                raise EdgecnnError(self._err(f"cannot load key file {path}: {type(exc).__name__}"))
+                raise EdgecnnError(self.message(f"cannot load key file {path}: {type(exc).__name__}"))
         else:
             try:
                 keys.extend(("ssh-agent", k) for k in paramiko.Agent().get_keys())
@@ -188,7 +189,7 @@ class SshBoard:
                     except (paramiko.SSHException, OSError, ValueError):
                         continue  # encrypted or unreadable: the agent is the way for those
         if not keys:
-            raise EdgecnnError(self._err("no SSH key: set `key:` in the profile or load one into ssh-agent"))
+            raise EdgecnnError(self.message("no SSH key: set `key:` in the profile or load one into ssh-agent"))
         tried = []
         for label, key in keys:
             tried.append(label)
@@ -197,10 +198,10 @@ class SshBoard:
             except paramiko.AuthenticationException:
                 continue
             except (paramiko.SSHException, EOFError, OSError) as exc:
-                raise EdgecnnError(self._err(f"login failed: {exc or type(exc).__name__}"))
+                raise EdgecnnError(self.message(f"login failed: {exc or type(exc).__name__}"))
             if transport.is_authenticated():
                 return
-        raise EdgecnnError(self._err(f"authentication failed for user {user} with key {', '.join(tried)}"))
+        raise EdgecnnError(self.message(f"authentication failed for user {user} with key {', '.join(tried)}"))
 
     def close(self) -> None:
         if self._sftp is not None:
@@ -228,7 +229,7 @@ class SshBoard:
 
         timeout = self.t.run_timeout if timeout is None else timeout
         if not self.alive:
-            raise ConnectionDropped(self._err("connection dropped"))
+            raise ConnectionDropped(self.message("connection dropped"))
         t0 = time.monotonic()
         try:
             chan = self._transport.open_session(timeout=self.t.connect_timeout)
@@ -255,11 +256,11 @@ class SshBoard:
                     err += _drain(chan.recv_stderr, chan.recv_stderr_ready)
                     if chan.exit_status_ready():
                         break
-                    raise ConnectionDropped(self._err(
+                    raise ConnectionDropped(self.message(
                         f"connection dropped during the run after {time.monotonic() - t0:.1f} s"))
                 if time.monotonic() - t0 > timeout:
                     chan.close()
-                    raise RunTimeout(self._err(f"command did not finish within {timeout:g} s (run_timeout)"))
+                    raise RunTimeout(self.message(f"command did not finish within {timeout:g} s (run_timeout)"))
                 if not got:
                     chan.status_event.wait(0.05)
             status = chan.recv_exit_status()
@@ -267,10 +268,10 @@ class SshBoard:
         except (paramiko.SSHException, EOFError, OSError) as exc:
             if isinstance(exc, EdgecnnError):
                 raise
-            raise ConnectionDropped(self._err(
+            raise ConnectionDropped(self.message(
                 f"connection dropped during the run after {time.monotonic() - t0:.1f} s ({exc or type(exc).__name__})"))
         if status == -1:
-            raise ConnectionDropped(self._err(f"connection dropped during the run after {time.monotonic() - t0:.1f} s"))
+            raise ConnectionDropped(self.message(f"connection dropped during the run after {time.monotonic() - t0:.1f} s"))
         return RunResult(status, out.decode(errors="replace"), err.decode(errors="replace"),
                          time.monotonic() - t0)
 
@@ -285,7 +286,7 @@ class SshBoard:
                 self._sftp.get_channel().settimeout(max(self.t.connect_timeout, 30.0))
                 self.home = self._sftp.normalize(".")
             except (paramiko.SSHException, EOFError, OSError) as exc:
-                raise ConnectionDropped(self._err(f"SFTP unavailable: {exc or type(exc).__name__}"))
+                raise ConnectionDropped(self.message(f"SFTP unavailable: {exc or type(exc).__name__}"))
         return self._sftp
 
     def resolve(self, path: str) -> str:
@@ -307,9 +308,9 @@ class SshBoard:
                 try:
                     self.sftp.mkdir(cur)
                 except OSError as exc:
-                    raise EdgecnnError(self._err(f"cannot create {cur} on the board: {exc}"))
+                    raise EdgecnnError(self.message(f"cannot create {cur} on the board: {exc}"))
             except OSError as exc:
-                raise ConnectionDropped(self._err(f"SFTP failed: {exc}")) from None
+                raise ConnectionDropped(self.message(f"SFTP failed: {exc}")) from None
 
     def free_bytes(self, path: str) -> int | None:
         """Free space at `path` on the board (df), or None when it cannot be told."""
@@ -335,33 +336,34 @@ class SshBoard:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise ConnectionDropped(self._err(f"SFTP failed: {exc}")) from None
+            raise ConnectionDropped(self.message(f"SFTP failed: {exc}")) from None
         tmp = f"{final}.tmp-{secrets.token_hex(4)}"
         try:
             self.sftp.put(str(local), tmp, confirm=True)
         except (OSError, EOFError) as exc:
-            self._cleanup(tmp)
+            self.remove_quietly(tmp)
             if not self.alive:
-                raise ConnectionDropped(self._err(f"connection dropped while copying {local.name}")) from None
+                raise ConnectionDropped(self.message(f"connection dropped while copying {local.name}")) from None
             free = self.free_bytes(remote_dir)
             if free is not None and free < size + (1 << 20):
-                raise EdgecnnError(self._err(
+                raise EdgecnnError(self.message(
                     f"board disk full: {free // 1024} KiB free in {remote_dir}, {local.name} needs {size // 1024} KiB"))
-            raise EdgecnnError(self._err(f"copying {local.name} to {remote_dir} failed: {exc}")) from None
+            raise EdgecnnError(self.message(f"copying {local.name} to {remote_dir} failed: {exc}")) from None
         check = self.run(f"sha256sum {shlex.quote(tmp)}", timeout=120)
         seen = check.stdout.split()[0] if check.stdout.split() else ""
         if check.exit_status != 0 or seen != digest:
-            self._cleanup(tmp)
-            raise EdgecnnError(self._err(
+            self.remove_quietly(tmp)
+            raise EdgecnnError(self.message(
                 f"copy of {local.name} is corrupted on the board (sha256 {seen[:16] or 'unavailable'} != {digest[:16]})"))
         try:
             self.sftp.posix_rename(tmp, final)
         except OSError as exc:
-            self._cleanup(tmp)
-            raise EdgecnnError(self._err(f"cannot rename {tmp} on the board: {exc}")) from None
+            self.remove_quietly(tmp)
+            raise EdgecnnError(self.message(f"cannot rename {tmp} on the board: {exc}")) from None
         return final
 
-    def _cleanup(self, path: str) -> None:
+    def remove_quietly(self, path: str) -> None:
+        """Remove `path` on the board if the connection is up; a failure is ignored (it was a temporary file)."""
         if not self.alive:
             return
         try:

@@ -1,0 +1,196 @@
+"""Every table and summary edgecnn prints for people (rich); `--json` output is the dicts themselves.
+
+| function               | prints / builds                                                      | used by              |
+|------------------------|----------------------------------------------------------------------|----------------------|
+| `print_table`          | a titled table from columns and rows (numbers right-aligned)          | models, eval, run, ...|
+| `show`                 | any rich table, 160 columns wide when piped                           | every command        |
+| `bench_table`, `op_table` | one bench document: metrics; per-op times                         | bench                |
+| `devices_table`        | one row per device of a multi-device bench                            | bench --device A -d B |
+| `history_table`        | stored runs with regression flags                                     | history              |
+| `preflight_table`      | the Edge TPU preflight verdict                                        | edgetpu-check, convert |
+| `print_convert_report` | what a conversion wrote                                               | convert              |
+
+Emulated devices are labelled wherever a device is shown.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _ms(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.4g}" if v < 100 else f"{v:.1f}"
+
+
+def device_label(name, emulated) -> str:
+    return f"{name} (EMULATED: not board timings)" if emulated else str(name)
+
+
+def bench_table(doc: dict) -> Table:
+    """Metric/value table of one bench document."""
+    t = Table(title=f"edgecnn bench: {doc.get('model', {}).get('path', '?')}", show_header=True)
+    t.add_column("metric")
+    t.add_column("value", overflow="fold")
+    m, dev, s = doc.get("model") or {}, doc.get("device") or {}, doc.get("settings") or {}
+    rt, mach, tm = doc.get("runtime") or {}, doc.get("machine") or {}, doc.get("timing") or {}
+    st, dl = tm.get("steady") or {}, doc.get("delegation") or {}
+    rows = [
+        ("model size", f"{m.get('size_bytes', 0) / 1024:.1f} KiB" if m.get("size_bytes") else "-"),
+        ("model sha256", (m.get("sha256") or "-")[:16]),
+        ("device", device_label(dev.get("name"), dev.get("emulated"))),
+        ("machine", f"{mach.get('cpu_model', '?')} ({mach.get('arch', '?')}, {mach.get('cores', '?')} cores)"),
+        ("runtime", f"{rt.get('name', '?')} {rt.get('version', '')} (python {rt.get('python', '?')})"),
+        ("threads / XNNPACK", f"{s.get('threads')} / {'on' if s.get('xnnpack') else 'off'}"),
+        ("inputs", doc.get("input_source", "-") + (f" ({s['data']})" if s.get("data") else "")),
+        ("delegate partitions", str(dl.get("partitions", "-"))),
+        ("ops outside XNNPACK", ", ".join(f"{o['op']}×{o['count']}" for o in dl.get("ops_outside", [])) or "none"),
+        ("init", f"{_ms(tm.get('init_ms'))} ms"),
+        ("first inference", f"{_ms(tm.get('first_ms'))} ms"),
+        ("warm-up", f"{(tm.get('warmup') or {}).get('n', 0)} runs, mean {_ms((tm.get('warmup') or {}).get('mean_ms'))} ms"),
+        ("runs", f"{st.get('n')} in {st.get('wall_s')} s"),
+    ]
+    for k in ("mean", "std", "min", "p50", "p90", "p99", "max"):
+        rows.append((f"{k}", f"{_ms(st.get(k + '_ms'))} ms"))
+    rows.append(("peak RSS", f"{doc.get('peak_rss_mb')} MiB"))
+    acc = doc.get("accuracy")
+    if acc:
+        top1 = acc.get("top1")
+        rows.append(("top-1", f"{top1 * 100:.2f}% of {acc['n']}" if top1 is not None else f"(no labels, {acc['n']})"))
+    for k, v in rows:
+        t.add_row(k, v)
+    return t
+
+
+def op_table(doc: dict) -> Table | None:
+    prof = doc.get("op_profile")
+    if not prof:
+        return None
+    t = Table(title="op profile" + ("" if prof.get("available") else f" — no per-op times: {prof.get('reason')}"))
+    t.add_column("#", justify="right")
+    t.add_column("op")
+    t.add_column("ms", justify="right")
+    for op in prof.get("ops", []):
+        t.add_row(str(op.get("index")), op.get("op", "?"), _ms(op.get("avg_ms")))
+    return t
+
+
+def history_table(rows: list[dict]) -> Table:
+    t = Table(title="edgecnn history")
+    for c in ("id", "time (UTC)", "model", "sha", "device", "thr", "xnn", "status", "p50 ms", "p90 ms", "std",
+              "Δp50", "flag"):
+        t.add_column(c, justify="right" if c in ("id", "thr", "p50 ms", "p90 ms", "std", "Δp50") else "left")
+    for r in rows:
+        flag = ", ".join(f"REGRESSION {m}" for m in r.get("regressions", []))
+        if r.get("status") != "ok":
+            flag = (r.get("error") or "").split(": ", 1)[-1][:48]
+        d = r.get("delta_p50_pct")
+        t.add_row(
+            str(r["id"]), (r.get("created_at") or "")[5:16].replace("T", " "),
+            (r.get("model_path") or "?").rsplit("/", 1)[-1], (r.get("model_sha256") or "-")[:8],
+            device_label(r.get("device"), r.get("emulated")), "-" if r.get("threads") is None else str(r["threads"]),
+            {1: "on", 0: "off"}.get(r.get("xnnpack"), "-"), r.get("status") or "?",
+            _ms(r.get("p50_ms")), _ms(r.get("p90_ms")), _ms(r.get("std_ms")),
+            "-" if d is None else f"{d:+.1f}%", flag,
+            style="red" if r.get("regressions") else None,
+        )
+    return t
+
+
+def show(table: Table) -> None:
+    """Print to stdout; a pipe or file gets 160 columns instead of rich's 80 so rows stay on one line."""
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    console.print(table)
+
+
+def preflight_table(report: dict) -> str:
+    """A short human summary (the CLI's non-JSON output)."""
+    lines = [f"{report['model']}: " + ("maps fully to the Edge TPU" if report["maps_fully"] else
+             f"{report['ops_edgetpu']}/{report['ops_total']} ops on the Edge TPU")]
+    for c in report["checks"]:
+        lines.append(f"  [{'ok' if c['ok'] else 'NO'}] {c['check']}" + (f": {c['detail']}" if c["detail"] else ""))
+    cut = report["first_cpu_op"]
+    if cut:
+        lines.append(f"  first op on the CPU: #{cut['index']} {cut['op']}: {cut['reason']} "
+                     f"-> it and the {report['ops_total'] - cut['index'] - 1} ops after it run on the CPU")
+    lines.append(f"  (Coral's op list: {report['source']}, compiler {report['compiler_version']}, "
+                 f"runtime {report['runtime_version']})")
+    return "\n".join(lines)
+
+
+def print_table(title: str, columns: list[str], rows: list[list], console=None, caption: str | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, caption=caption)
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if i == 0 else "right" if _numeric(rows, i) else "left")
+    for row in rows:
+        table.add_row(*[str(v) for v in row])
+    # piped output (CI logs, READMEs) gets a wide table instead of rich's 80-column default
+    (console or Console(width=None if sys.stdout.isatty() else 160)).print(table)
+
+
+def _numeric(rows, i) -> bool:
+    vals = [str(r[i]) for r in rows if i < len(r) and str(r[i]) not in ("", "-")]
+    return bool(vals) and all(v.replace(",", "").replace(".", "").replace("%", "").replace("M", "").replace("-", "")
+                              .replace("+", "").strip().isdigit() for v in vals)
+
+
+def devices_table(docs: list[dict]) -> Table:
+    """One row per device: status, latency, top-1, runtime, CPU; emulated boards say so in the device column."""
+    t = Table(title=f"bench {(docs[0].get('model') or {}).get('path', '')}" if docs else "bench")
+    for col in ("device", "status", "p50 ms", "mean ms", "top-1", "runtime", "cpu / error"):
+        t.add_column(col, justify="right" if "ms" in col or col == "top-1" else "left")
+    for d in docs:
+        dev = d.get("device") or {}
+        steady = (d.get("timing") or {}).get("steady") or {}
+        acc = (d.get("accuracy") or {}).get("top1")
+        rt = d.get("runtime") or {}
+        ok = d.get("status") == "ok"
+        t.add_row(device_label(dev.get("name"), dev.get("emulated")),
+                  "ok" if ok else "FAILED",
+                  f"{steady['p50_ms']:.3f}" if ok and steady.get("p50_ms") is not None else "-",
+                  f"{steady['mean_ms']:.3f}" if ok and steady.get("mean_ms") is not None else "-",
+                  "-" if acc is None else f"{acc:.4f}",
+                  f"{rt.get('name', '')} {rt.get('version', '')}".strip() or "-",
+                  ((d.get("machine") or {}).get("cpu_model", "") + f" ({(d.get('machine') or {}).get('arch', '')})")
+                  if ok else str(d.get("error", ""))[:120])
+    return t
+
+
+def _io(t: dict) -> str:
+    q = f" scale={t['scale']:.6g} zp={t['zero_point']}" if t.get("scale") is not None else ""
+    return f"{t['name']} {t['dtype']}{list(t['shape'])}{q}"
+
+
+def print_convert_report(r: dict) -> None:
+    from rich.console import Console
+
+    c = Console()
+    req = r["request"]
+    c.print(f"[bold]{r['output']}[/]  {req['mode']} (io {req['io']}, "
+            f"{'per-tensor' if req['per_tensor'] else 'per-channel'})")
+    c.print(f"  size {r['size_bytes']:,} B = {r['size_ratio_to_float32']:.3f} x float32 ({r['float32_size_bytes']:,} B)")
+    c.print("  ops  " + ", ".join(f"{k}x{v}" for k, v in r["op_histogram"].items()))
+    c.print(f"  ops in float: {', '.join(r['ops_in_float']) or 'none'}")
+    for t in r["inputs"]:
+        c.print(f"  input  {_io(t)}")
+    for t in r["outputs"]:
+        c.print(f"  output {_io(t)}")
+    if r.get("calibration"):
+        cal = r["calibration"]
+        p = cal["preprocessing"]
+        c.print(f"  calibration: {cal['samples']} samples from {cal['source']} (seed {cal['seed']}; "
+                f"x*{p['scale']:.6g}{p['offset']:+g})")
+    if r.get("guided"):
+        g = r["guided"]
+        c.print(f"  guided: drop {g['final_drop_points']:.2f} pts (limit {g['max_drop_points']}); kept in float: "
+                f"{', '.join(g['kept_in_float']) or 'none'}")
+    c.print(f"  wall time {r['wall_seconds']:.2f} s")
