@@ -223,7 +223,7 @@ def convert(model, output, mode, io, per_tensor, calibration, num_calibration, s
         find_compiler()  # before converting: without the compiler, say what to install and write nothing
 
     req = ConversionRequest(mode, io, per_tensor, calibration, num_calibration, seed, tuple(keep_float),
-                            allow_float_fallback, scale, offset, mean, std, calibrator=calibrator)
+                            allow_float_fallback, scale, offset, mean, std, target=target, calibrator=calibrator)
     if max_accuracy_drop is not None:
         from edgecnn.guided import guided_convert
 

@@ -165,13 +165,8 @@ def devices_table(docs: list[dict]) -> Table:
     return t
 
 
-def _io(t: dict) -> str:
-    q = f" scale={t['scale']:.6g} zp={t['zero_point']}" if t.get("scale") is not None else ""
-    return f"{t['name']} {t['dtype']}{list(t['shape'])}{q}"
-
-
 def print_convert_report(r: dict) -> None:
-    from rich.console import Console
+    from edgecnn.tflite.reader import describe_io
 
     c = Console()
     req = r["request"]
@@ -181,9 +176,9 @@ def print_convert_report(r: dict) -> None:
     c.print("  ops  " + ", ".join(f"{k}x{v}" for k, v in r["op_histogram"].items()))
     c.print(f"  ops in float: {', '.join(r['ops_in_float']) or 'none'}")
     for t in r["inputs"]:
-        c.print(f"  input  {_io(t)}")
+        c.print(f"  input  {describe_io(t)}")
     for t in r["outputs"]:
-        c.print(f"  output {_io(t)}")
+        c.print(f"  output {describe_io(t)}")
     if r.get("calibration"):
         cal = r["calibration"]
         p = cal["preprocessing"]

@@ -4,10 +4,15 @@ After OpenVINO NNCF's `quantize_with_accuracy_control` (max_drop), which has no 
 1. calibrate once; quantize everything; measure float and int8 top-1 on the evaluation data;
 2. rank the quantized layers by how much they depart from float (relative RMSE of the dequantized activation
    against the float one, on a few samples — see evaluate/layer_error.py);
-3. re-quantize (no recalibration: the MLIR quantize pass is re-run with those nodes denylisted) with the worst
+3. know what it cannot give back before searching: quantize once with *every* ranked layer in float. What that
+   model still loses comes from what guided mode does not rank — the int8 input and output tensors (`--io int8`
+   quantizes the softmax output to 256 levels, so close scores tie and top-1 can flip) and the ops left out of
+   the ranking (SOFTMAX, RESHAPE, LOGISTIC). If that floor is above the limit, it stops there with one line giving
+   the floor, what the same model loses with float IO, and the two ways out (a limit >= the floor, `--io float32`);
+4. re-quantize (no recalibration: the MLIR quantize pass is re-run with those nodes denylisted) with the worst
    1, 2, 4, 8, ... layers in float, until the drop is within the limit;
-4. report the layers kept, every step tried, and what keeping them costs in size and latency.
-If even every ranked layer in float does not bring the drop within the limit, it says so (and writes nothing).
+5. report the layers kept, every step tried, the floor, and what keeping them costs in size and latency.
+Nothing is written when the limit cannot be reached.
 """
 
 from __future__ import annotations
@@ -20,6 +25,14 @@ import numpy as np
 
 from edgecnn.convert.request import ConversionRequest
 from edgecnn.errors import EdgecnnError
+
+
+class UnreachableDrop(EdgecnnError):
+    """The limit is below what int8 loses with every ranked layer in float (`floor_points`)."""
+
+    def __init__(self, message: str, floor_points: float):
+        super().__init__(message)
+        self.floor_points = floor_points
 
 
 def _top1(model: bytes, x: np.ndarray, y: np.ndarray) -> float:
@@ -62,13 +75,16 @@ def guided_convert(model_path: str | Path, out_path: str | Path, req: Conversion
     q1 = _top1(full, x, y)
     steps = [{"kept": 0, "nodes": [], "top1": q1, "drop_points": 100 * (f1 - q1), "size_bytes": len(full)}]
     log(f"float top-1 {f1:.4f}; int8 top-1 {q1:.4f} (drop {100 * (f1 - q1):.2f} pts, limit {max_drop_points})")
-    best, best_nodes = full, []
+    best, best_nodes, floor = full, [], None
     if 100 * (f1 - q1) > max_drop_points:
         ranked = [r for r in layer_errors(prep.f32, full, x, max_samples=32)
                   if r["op"] not in ("SOFTMAX", "RESHAPE", "LOGISTIC") and r["index"] not in
                   {o for op in prep.f32_info.ops for o in op.outputs if op.op == "SOFTMAX"}]
         ranked.sort(key=lambda r: -r["relative_rmse"])
         names = [r["tensor"] for r in ranked]
+        floor = _floor(prep, names, x, y, f1, max_drop_points, model_path)
+        log(f"  every ranked layer ({len(names)}) in float: drop {floor['drop_points']:.2f} pts (what guided mode "
+            "can reach at best)")
         k = 1
         while True:
             nodes = names[:k]
@@ -80,14 +96,14 @@ def guided_convert(model_path: str | Path, out_path: str | Path, req: Conversion
             if 100 * (f1 - top1) <= max_drop_points:
                 best, best_nodes = data, nodes
                 break
-            if k >= len(names) or len(steps) > max_steps:
+            if k >= len(names):  # not expected: the floor was within the limit
                 closest = min(steps, key=lambda s: s["drop_points"])
                 raise EdgecnnError(
                     f"{model_path}: cannot reach a drop of {max_drop_points} pts: the best was "
                     f"{closest['drop_points']:.2f} pts with {closest['kept']} layer(s) in float "
                     f"(of {len(names)} ranked); the loss is spread over many layers — try more/better calibration "
                     "data, per-channel weights, or a quantization-friendly architecture (e.g. minimalistic V3)")
-            k = min(2 * k, len(names))
+            k = len(names) if len(steps) >= max_steps else min(2 * k, len(names))  # the last step: all of them
     report = prep.finish(best, out_path, extra_nodes=best_nodes)
     t = time.perf_counter()
     lat_int8, lat_best, lat_f32 = _latency_ms(full), _latency_ms(best), _latency_ms(prep.f32)
@@ -95,7 +111,7 @@ def guided_convert(model_path: str | Path, out_path: str | Path, req: Conversion
         "max_drop_points": max_drop_points, "eval_data": eval_data, "eval_n": int(len(y)),
         "float_top1": f1, "int8_top1": q1, "final_top1": steps[-1]["top1"] if best_nodes else q1,
         "final_drop_points": 100 * (f1 - (steps[-1]["top1"] if best_nodes else q1)),
-        "kept_in_float": best_nodes, "steps": steps,
+        "kept_in_float": best_nodes, "steps": steps, "floor": floor,
         "cost": {"size_bytes_full_int8": len(full), "size_bytes_guided": len(best),
                  "size_increase_bytes": len(best) - len(full),
                  "p50_ms_float32": lat_f32, "p50_ms_full_int8": lat_int8, "p50_ms_guided": lat_best,
@@ -103,3 +119,31 @@ def guided_convert(model_path: str | Path, out_path: str | Path, req: Conversion
     }
     report["timings_s"]["latency_cost_s"] = round(time.perf_counter() - t, 3)
     return report
+
+
+def _floor(prep, names: list[str], x, y, f1: float, max_drop_points: float, model_path) -> dict:
+    """The drop with every ranked layer in float: the best any search can do. Raise `UnreachableDrop` when it is
+    above the limit, saying how much of it the int8 input/output accounts for."""
+    import dataclasses
+
+    from edgecnn.convert.converter import quantize_int8
+
+    top1 = _top1(prep.quantized(nodes=names), x, y)
+    floor = {"layers_in_float": len(names), "top1": top1, "drop_points": 100 * (f1 - top1)}
+    if floor["drop_points"] <= max_drop_points:
+        return floor
+    io_note = ""
+    if prep.req.io_type != "float32":
+        float_io = dataclasses.replace(prep.req, io="float32")
+        t = _top1(quantize_int8(prep.calibrated, float_io, sorted(set(prep.kept_nodes) | set(names)),
+                                prep.kept_ops, prep.verbose), x, y)
+        floor["float_io_drop_points"] = 100 * (f1 - t)
+        io_note = (f"; the same with --io float32 loses {floor['float_io_drop_points']:.2f} pts, so the "
+                   f"{prep.req.io_type} input/output accounts for "
+                   f"{floor['drop_points'] - floor['float_io_drop_points']:.2f} of them")
+    raise UnreachableDrop(
+        f"{model_path}: cannot reach a drop of {max_drop_points} pts: with every ranked layer ({len(names)}) in "
+        f"float the model still loses {floor['drop_points']:.2f} pts, which keeping layers in float cannot give back "
+        f"(it comes from the int8 input/output and the unranked SOFTMAX/RESHAPE/LOGISTIC ops){io_note}; use a limit "
+        f">= {floor['drop_points']:.2f}" + (" or --io float32" if prep.req.io_type != "float32" else ""),
+        floor["drop_points"])

@@ -2,6 +2,8 @@
 keep-float, integer-only, embedded metadata, bad inputs."""
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -206,6 +208,32 @@ def test_target_edgetpu_without_compiler(lenet_digits, tmp_path):
         assert not out.exists()
     assert_one_line_error(run_cli("convert", lenet_digits, "-o", out, "--quant", "float16", "--target", "edgetpu"),
                           "needs a full-integer model")
+
+
+def test_target_edgetpu_with_a_stand_in_compiler(lenet_digits, tmp_path, monkeypatch):
+    """With a compiler on PATH (a stand-in here: the real one is x86-64 Debian-only and not installable on these
+    machines), `--target edgetpu` converts, runs the preflight, compiles once, and says so in `--json`."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls.txt"
+    log = (Path(__file__).parent / "data" / "edgetpu" / "v16_all_mapped.txt").read_text()
+    log = "\n".join(ln for ln in log.splitlines() if not ln.startswith("# "))
+    (bin_dir / "edgetpu_compiler").write_text(
+        "#!/usr/bin/env python3\nimport shutil, sys, pathlib\n"
+        f"open({str(calls)!r}, 'a').write(' '.join(sys.argv[1:]) + '\\n')\n"
+        "out, model = pathlib.Path(sys.argv[sys.argv.index('-o') + 1]), pathlib.Path(sys.argv[-1])\n"
+        "shutil.copy(model, out / (model.stem + '_edgetpu.tflite'))\n"
+        f"print({log!r})\n")
+    (bin_dir / "edgetpu_compiler").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    out = tmp_path / "tpu.tflite"
+    r = run_cli("convert", lenet_digits, "-o", out, "--quant", "int8", "--calibration", "digits", "--target",
+                "edgetpu", "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["request"]["target"] == "edgetpu"  # was always "cpu": the flag never reached the request
+    assert report["edgetpu"]["preflight"]["maps_fully"] and report["edgetpu"]["compiler"]["compiled"]
+    assert len(calls.read_text().splitlines()) == 1 and (tmp_path / "tpu_edgetpu.tflite").is_file()
 
 
 def test_int16x8_model_litert_cannot_load_is_refused(tmp_path):

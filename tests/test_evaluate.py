@@ -9,7 +9,7 @@ from helpers import assert_one_line_error, run_cli
 from edgecnn.convert.converter import convert_model
 from edgecnn.convert.request import ConversionRequest
 from edgecnn.evaluate.accuracy import evaluate
-from edgecnn.evaluate.predict import dequantize, quantize
+from edgecnn.tflite.quant import dequantize, quantize
 from edgecnn.train.trainer import TrainConfig, train
 
 

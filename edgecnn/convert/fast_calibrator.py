@@ -2,7 +2,7 @@
 
 The stock TF calibrator interprets the model one sample per call with reference kernels (~10x a float inference
 per sample). Here the float flatbuffer is rewritten so that every non-constant float tensor is a subgraph
-output (`tensorflow.lite.tools.flatbuffer_utils`), LiteRT runs it with XNNPACK, and a running global min/max per
+output (`edgecnn.tflite.reader`), LiteRT runs it with XNNPACK, and a running global min/max per
 tensor is kept. The ranges are then written into each tensor's `quantization.min/max` of the model that the
 converter's own quantize pass reads, exactly where the stock calibrator writes them.
 
@@ -36,7 +36,8 @@ def _ranges(model, tensors: list[int], samples: np.ndarray) -> tuple[np.ndarray,
     import os
 
     from ai_edge_litert.interpreter import Interpreter
-    from tensorflow.lite.tools import flatbuffer_utils
+
+    from edgecnn.tflite.reader import serialize
 
     from edgecnn._tf import silenced_fd
 
@@ -45,7 +46,7 @@ def _ranges(model, tensors: list[int], samples: np.ndarray) -> tuple[np.ndarray,
     sub.outputs = np.asarray(tensors, dtype=np.int32)
     model.signatureDefs = []
     try:
-        exposed = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+        exposed = serialize(model)
     finally:
         sub.outputs, model.signatureDefs = saved_outputs, saved_sigs
     with silenced_fd(2):  # "Created TensorFlow Lite XNNPACK delegate" is printed from C++
@@ -104,13 +105,11 @@ def _apply_inplace_union(pairs, lo: dict, hi: dict) -> None:
 
 def fast_calibrate(float_model: bytes, samples: np.ndarray) -> bytes:
     """Return the model (with intermediate tensors added, as the stock path does) carrying min/max per tensor."""
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
-
     from edgecnn.tflite.private import add_intermediate_tensors
+    from edgecnn.tflite.reader import parse, schema, serialize
 
     base = add_intermediate_tensors(float_model)
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(base))
+    model = parse(base)
     tensors = _activation_tensors(model)
     lo_arr, hi_arr = _ranges(model, tensors, samples.astype(np.float32, copy=False))
     lo = dict(zip(tensors, lo_arr))
@@ -118,8 +117,8 @@ def fast_calibrate(float_model: bytes, samples: np.ndarray) -> bytes:
     _apply_inplace_union(_inplace_pairs(base), lo, hi)
     sub = model.subgraphs[0]
     for t in tensors:
-        q = sub.tensors[t].quantization or schema.QuantizationParametersT()
+        q = sub.tensors[t].quantization or schema().QuantizationParametersT()
         q.min = [float(np.float32(lo[t]))]
         q.max = [float(np.float32(hi[t]))]
         sub.tensors[t].quantization = q
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    return serialize(model)

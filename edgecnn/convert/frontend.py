@@ -52,26 +52,26 @@ def make_converter(model):
 
 def add_signature(tflite: bytes) -> bytes:
     """Add a `serving_default` SignatureDef (inputs `input`/`input_N`, outputs `output_N`) if there is none."""
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
+    from edgecnn.tflite import reader
 
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite))
+    fb = reader.schema()
+    model = reader.parse(tflite)
     if model.signatureDefs:
         return tflite
     sub = model.subgraphs[0]
 
     def tmap(name, idx):
-        t = schema.TensorMapT()
+        t = fb.TensorMapT()
         t.name, t.tensorIndex = name, int(idx)
         return t
 
-    sig = schema.SignatureDefT()
+    sig = fb.SignatureDefT()
     sig.signatureKey = SIGNATURE_KEY
     sig.subgraphIndex = 0
     sig.inputs = [tmap("input" if i == 0 else f"input_{i}", t) for i, t in enumerate(sub.inputs)]
     sig.outputs = [tmap(f"output_{i}", t) for i, t in enumerate(sub.outputs)]
     model.signatureDefs = [sig]
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    return reader.serialize(model)
 
 
 def float_tflite(model, verbose: bool = False, signature: bool = True) -> bytes:

@@ -10,6 +10,7 @@ from edgecnn.errors import EdgecnnError
 
 MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
 IO_TYPES = ("int8", "uint8", "float32", "int16")
+TARGETS = ("cpu", "edgetpu")
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class ConversionRequest:
     offset: float | None = None
     mean: float | None = None  # ... or (x - mean) / std
     std: float | None = None
-    target: str = "cpu"
+    target: str = "cpu"  # where the model will run: "edgetpu" adds the preflight and the compiler (cli.convert)
     calibrator: str = "fast"  # "fast" (LiteRT+XNNPACK, batched) or "stock" (TF's calibrator)
 
     def __post_init__(self):
@@ -40,6 +41,8 @@ class ConversionRequest:
             raise EdgecnnError("--io int16 needs --quant int16x8")
         if self.num_calibration < 1:
             raise EdgecnnError(f"--num-calibration must be >= 1, got {self.num_calibration}")
+        if self.target not in TARGETS:
+            raise EdgecnnError(f"--target {self.target!r}: use one of {', '.join(TARGETS)}")
         if self.calibrator not in ("fast", "stock"):
             raise EdgecnnError(f"--calibrator {self.calibrator!r}: use fast or stock")
 

@@ -12,26 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
+from edgecnn.tflite.quant import dequantize, quantize
 
 BATCH = 64
-
-
-def quantize(x: np.ndarray, detail: dict) -> np.ndarray:
-    dtype = detail["dtype"]
-    scale, zp = detail["quantization"]
-    if np.issubdtype(dtype, np.integer):
-        if not scale:
-            raise EdgecnnError(f"input {detail['name']} is {np.dtype(dtype).name} without quantization parameters")
-        info = np.iinfo(dtype)
-        return np.clip(np.round(x / scale) + zp, info.min, info.max).astype(dtype)
-    return x.astype(dtype)
-
-
-def dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
-    scale, zp = detail["quantization"]
-    if np.issubdtype(y.dtype, np.integer) and scale:
-        return (y.astype(np.float32) - zp) * scale
-    return y.astype(np.float32)
 
 
 def make_interpreter(model: str | Path | bytes, threads: int = 2, preserve_all: bool = False, delegate=True):

@@ -127,6 +127,13 @@ class TensorIO:
         return self.__dict__.copy()
 
 
+def describe_io(t: dict) -> str:
+    """One line for a tensor's `TensorIO.to_dict()`: `name: int8 [1x32x32x1], scale 0.0039, zero point -128`."""
+    shape = "x".join(str(v) for v in t["shape"])
+    q = f", scale {t['scale']:.9g}, zero point {t['zero_point']}" if t.get("scale") else ", not quantized"
+    return f"{t['name']}: {t['dtype']} [{shape}]{q}"
+
+
 class TfliteInfo:
     """Parsed view of one .tflite (first subgraph for ops; all subgraphs counted)."""
 
