@@ -1,7 +1,9 @@
 """edgecnn: compact CNNs from Keras to edge devices.
 
 Stages, left to right (a stage never imports one to its right):
-zoo -> data -> train -> convert -> evaluate -> board/bench -> deploy -> store -> report.
+zoo -> data -> train -> convert -> evaluate -> bench (board/runner.py runs on the device) -> deploy -> store -> report.
+Shared infrastructure any stage may use: `devices/` (profiles, SSH, board probe), `tflite/` (the TensorFlow-free
+.tflite reader, metadata, private-API shims), `schema.py`, `console.py`, `atomic.py`, `errors.py`.
 """
 
 __version__ = "0.1.0"

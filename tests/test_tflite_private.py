@@ -1,4 +1,4 @@
-"""The private TensorFlow Lite APIs edgecnn pins (edgecnn/convert/tflite_private.py): fail loudly on upgrade."""
+"""The private TensorFlow Lite APIs edgecnn pins (edgecnn/tflite/private.py): fail loudly on upgrade."""
 
 import inspect
 
