@@ -4,37 +4,54 @@
 name: quick
 data: digits                 # any data source (see edgecnn.data.sources)
 models:
-  - {name: lenet5, input_size: 32, epochs: 20}
+  - lenet5                   # short form: a zoo name with the defaults below
   - {name: mobilenet_v2, input_size: 32, epochs: 10, options: {alpha: 0.35}}
-quant: [float32, int8]       # precisions to convert to (later stages)
-devices: [local-cpu]         # device profiles to bench on (later stages)
+quant: [float32, int8]       # precisions to convert to: float32, float16, dynamic, int8, int16x8
+devices: [local-cpu]         # device profiles to bench on
 seed: 0
 ```
-Unknown keys are rejected with their name, so a typo never silently runs the default.
+Per model: `input_size` (int >= 1, default: the model's own), `epochs` (10), `batch_size` (64), `learning_rate`
+(1e-3), `options` (zoo builder options), `label` (name in reports). Top level: `calibration` (default: the data's
+train split), `calibration_samples` (200), `eval_samples`, `max_train_samples` (default: all), `bench_runs` (50).
+The schema is strict (`edgecnn.schema`): a wrong type, a bad value or an unknown key is one error line naming the
+file and the field, e.g. `models[0].epochs`, so a typo never silently runs the default.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
 from pathlib import Path
+from typing import Literal, Optional
 
+from pydantic import Field, field_validator
+
+from edgecnn.convert.request import MODES
 from edgecnn.errors import EdgecnnError
+from edgecnn.schema import Strict, load_yaml, validate
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RECIPES_DIR = REPO_ROOT / "models"
 QUICK = {"name": "quick", "data": "digits", "models": [{"name": "lenet5", "input_size": 32, "epochs": 20}],
          "quant": ["float32", "int8"], "devices": ["local-cpu"], "seed": 0}
+# PyYAML (YAML 1.1) reads `1e-3` as the string "1e-3"; such strings, and only they, are taken as numbers
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
-@dataclass(frozen=True)
-class ModelRecipe:
+class ModelRecipe(Strict):
+    """One model to train: a zoo name and its training settings."""
+
     name: str
-    input_size: int | None = None
-    epochs: int = 10
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    options: dict = field(default_factory=dict)
+    input_size: Optional[int] = Field(None, ge=1)
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(1e-3, gt=0, allow_inf_nan=False)
+    options: dict = Field(default_factory=dict)
     label: str = ""  # unique label in reports (default: name, plus options)
+
+    @field_validator("learning_rate", mode="before")
+    @classmethod
+    def _yaml_float(cls, v):
+        return float(v) if isinstance(v, str) and _NUMBER.fullmatch(v.strip()) else v
 
     @property
     def key(self) -> str:
@@ -44,61 +61,46 @@ class ModelRecipe:
         return self.name + (f"_{opts}" if opts else "")
 
 
-@dataclass(frozen=True)
-class Recipe:
+class Recipe(Strict):
+    """A whole `edgecnn run`: data, models, precisions, devices. YAML lists are kept as tuples (immutable)."""
+
     name: str
     data: str
-    models: tuple[ModelRecipe, ...]
-    quant: tuple[str, ...] = ("float32", "int8")
-    devices: tuple[str, ...] = ("local-cpu",)
+    models: tuple[ModelRecipe, ...] = Field(strict=False, min_length=1)
+    quant: tuple[Literal[MODES], ...] = Field(("float32", "int8"), strict=False, min_length=1)
+    devices: tuple[str, ...] = Field(("local-cpu",), strict=False, min_length=1)
     seed: int = 0
-    calibration: str | None = None  # default: the recipe's data set (its train split)
-    calibration_samples: int = 200
-    eval_samples: int | None = None
-    max_train_samples: int | None = None
-    bench_runs: int = 50
+    calibration: Optional[str] = None  # default: the recipe's data set (its train split)
+    calibration_samples: int = Field(200, ge=1)
+    eval_samples: Optional[int] = Field(None, ge=1)
+    max_train_samples: Optional[int] = Field(None, ge=1)
+    bench_runs: int = Field(50, ge=1)
 
-
-def _check_keys(d: dict, allowed: set, where: str) -> None:
-    unknown = sorted(set(d) - allowed)
-    if unknown:
-        raise EdgecnnError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+    @field_validator("models", mode="before")
+    @classmethod
+    def _short_form(cls, v):
+        """`- lenet5` means `- {name: lenet5}`."""
+        return [{"name": m} if isinstance(m, str) else m for m in v] if isinstance(v, list) else v
 
 
 def recipe_from_dict(d: dict, source: str) -> Recipe:
-    if not isinstance(d, dict):
-        raise EdgecnnError(f"{source}: a recipe must be a YAML mapping")
-    top = {f for f in Recipe.__dataclass_fields__}
-    _check_keys(d, top, source)
-    for req in ("name", "data", "models"):
-        if req not in d:
-            raise EdgecnnError(f"{source}: missing required key {req!r}")
-    if not isinstance(d["models"], list) or not d["models"]:
-        raise EdgecnnError(f"{source}: 'models' must be a non-empty list")
+    """The validated recipe, or one EdgecnnError line naming `source` and the field (or the model) at fault."""
+    recipe = validate(Recipe, d, source)
     from edgecnn.zoo import get_entry
 
-    models = []
-    for i, m in enumerate(d["models"]):
-        m = {"name": m} if isinstance(m, str) else m
-        if not isinstance(m, dict):
-            raise EdgecnnError(f"{source}: models[{i}] must be a name or a mapping")
-        _check_keys(m, set(ModelRecipe.__dataclass_fields__), f"{source}: models[{i}]")
+    for i, m in enumerate(recipe.models):
         try:
-            get_entry(m.get("name", ""))
+            get_entry(m.name)
         except EdgecnnError as exc:
             raise EdgecnnError(f"{source}: models[{i}]: {exc}") from None
-        models.append(ModelRecipe(**m))
-    keys = [m.key for m in models]
+    keys = [m.key for m in recipe.models]
     if len(set(keys)) != len(keys):
         raise EdgecnnError(f"{source}: two models share the label {keys}; give them distinct 'label's")
-    rest = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k != "models"}
-    return Recipe(models=tuple(models), **rest)
+    return recipe
 
 
 def load_recipe(name_or_path: str | None) -> Recipe:
     """A recipe from a YAML path, or a bare name looked up in `models/` (`quick` is built in)."""
-    import yaml
-
     if not name_or_path:
         name_or_path = "quick"
     path = Path(name_or_path)
@@ -110,8 +112,4 @@ def load_recipe(name_or_path: str | None) -> Recipe:
             raise EdgecnnError(f"{name_or_path}: no such recipe (looked in {RECIPES_DIR})")
     if not path.is_file():
         raise EdgecnnError(f"{path}: recipe file does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise EdgecnnError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return recipe_from_dict(data, str(path))
+    return recipe_from_dict(load_yaml(path), str(path))

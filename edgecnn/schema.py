@@ -8,7 +8,8 @@
 | preprocessing spec (JSON)     | `PreprocessSpec`                          | `edgecnn.data.spec`        |
 
 Every schema is strict (`"ten"` is not an int, `1` is not a string), rejects unknown fields (a typo never silently
-runs the default) and is frozen. `validate` turns pydantic's report into edgecnn's one line, the first problem only:
+runs the default) and is frozen. `validate` turns pydantic's report into edgecnn's one line, one problem only
+(an unknown field first, since a typo is often also why a field is missing):
 `<file>: field 'ssh.port' must be at most 65535, got 70000`, `<file>: unknown field 'threds' (did you mean
 'threads'?)`, `<file>: missing field 'kind'`.
 """
@@ -103,7 +104,9 @@ def validate(model: type[M], data, source: str | Path, prefix: str = "") -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise EdgecnnError(f"{source}: {_line(model, exc.errors(include_url=False)[0], prefix)}") from None
+        errors = exc.errors(include_url=False)  # a typo first: `model:` explains the missing 'models'
+        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+        raise EdgecnnError(f"{source}: {_line(model, first, prefix)}") from None
 
 
 def load_yaml(path: Path):

@@ -165,7 +165,7 @@ def test_resize_matches_tensorflow():
 def test_spec_round_trip_and_unknown_field():
     spec = PreprocessSpec(32, 32, 3, 2 / 255, -1.0, labels=("a", "b"), dataset="x")
     assert PreprocessSpec.from_json(spec.to_json()) == spec
-    with pytest.raises(EdgecnnError, match="unknown preprocessing field"):
+    with pytest.raises(EdgecnnError, match="spec: unknown field .mean."):
         PreprocessSpec.from_dict({**spec.to_dict(), "mean": 3})
     x = spec.apply(np.full((1, 8, 8), 255, np.uint8))
     assert x.shape == (1, 32, 32, 3) and np.allclose(x, 1.0)

@@ -6,45 +6,53 @@ zip entry) and inside the `.tflite` file (an associated-file zip appended to the
 
 raw uint8 image (any size, 1/3/4 channels) --resize(method)--> (height, width) --channels--> C
     --> float32 x * scale + offset
+
+`PreprocessSpec` is itself the pydantic schema (`edgecnn.schema.Strict`) rather than a dataclass checked through a
+pydantic mirror: one list of fields, nothing to keep in sync. Its dataclass-era API stays (positional
+construction, `replace`, `to_dict`/`from_dict`, JSON); a bad spec read back from a model file is one EdgecnnError
+line: `<model file>: field 'channels' must be one of 1, 3, got 4`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from edgecnn.errors import EdgecnnError
+from edgecnn.schema import Strict, validate
 
 RESIZE_METHODS = ("bilinear", "nearest")
 
 
-@dataclass(frozen=True)
-class PreprocessSpec:
+class PreprocessSpec(Strict):
     """How to turn raw uint8 images into the model's float input, plus the class labels.
 
     `scale`/`offset` map uint8 to the model's range: 1/255, 0 gives [0, 1]; 2/255, -1 gives [-1, 1]
     (MobileNet); 1, 0 keeps 0..255 (models with their own Rescaling layer).
     """
 
-    height: int
-    width: int
-    channels: int
+    height: int = Field(ge=1)
+    width: int = Field(ge=1)
+    channels: Literal[1, 3]
     scale: float = 1.0 / 255.0
     offset: float = 0.0
-    resize: str = "bilinear"
-    labels: tuple[str, ...] = field(default_factory=tuple)
+    resize: Literal[RESIZE_METHODS] = "bilinear"
+    labels: tuple[str, ...] = Field((), strict=False)  # JSON gives a list; each label must still be a str
     dataset: str = ""
 
-    def __post_init__(self):
-        if self.height < 1 or self.width < 1:
-            raise EdgecnnError(f"preprocessing spec: bad input size {self.height}x{self.width}")
-        if self.channels not in (1, 3):
-            raise EdgecnnError(f"preprocessing spec: channels must be 1 or 3, got {self.channels}")
-        if self.resize not in RESIZE_METHODS:
-            raise EdgecnnError(f"preprocessing spec: resize must be one of {RESIZE_METHODS}, got {self.resize!r}")
+    def __init__(self, *args, **fields):
+        """Fields by keyword, or positionally in declaration order (`PreprocessSpec(32, 32, 3)`).
+
+        pydantic also runs this when validating a file's dict, so it only maps arguments: the caller names the
+        source of a bad value (`from_dict`); a bad value from code is a bug and raises pydantic's error.
+        """
+        names = list(type(self).model_fields)
+        if len(args) > len(names) or set(names[:len(args)]) & set(fields):
+            raise TypeError(f"PreprocessSpec: too many or repeated arguments {args} {sorted(fields)}")
+        super().__init__(**dict(zip(names, args)), **fields)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -63,7 +71,7 @@ class PreprocessSpec:
         return (x * np.float32(self.scale) + np.float32(self.offset)).astype(np.float32)
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
+        d = self.model_dump()
         d["labels"] = list(self.labels)
         return d
 
@@ -72,23 +80,19 @@ class PreprocessSpec:
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "spec") -> "PreprocessSpec":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise EdgecnnError(f"{source}: unknown preprocessing field(s): {', '.join(unknown)}")
-        try:
-            d = dict(d)
-            d["labels"] = tuple(str(x) for x in d.get("labels", ()))
-            return cls(**d)
-        except TypeError as exc:
-            raise EdgecnnError(f"{source}: bad preprocessing spec: {exc}") from None
+        """The spec in `d` (as read back from a model file), or one line naming `source` and the bad field."""
+        if not isinstance(d, dict):
+            raise EdgecnnError(f"{source}: preprocessing spec must be a JSON object, got {type(d).__name__}")
+        return validate(cls, d, source)
 
     @classmethod
     def from_json(cls, text: str, source: str = "spec") -> "PreprocessSpec":
         try:
-            return cls.from_dict(json.loads(text), source)
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise EdgecnnError(f"{source}: preprocessing spec is not valid JSON ({exc.msg})") from None
+        return cls.from_dict(data, source)
 
     def replace(self, **changes) -> "PreprocessSpec":
-        return dataclasses.replace(self, **changes)
+        """A copy with `changes` applied, validated like a new spec."""
+        return type(self)(**{**self.model_dump(), **changes})
