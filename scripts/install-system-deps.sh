@@ -6,7 +6,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     dataset-fashion-mnist \
-    gcc \
+    gcc gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
     debootstrap qemu-user-static binfmt-support zstd \
     chromium fonts-liberation \
     >/dev/null

@@ -1,7 +1,9 @@
 """Edge TPU: the offline preflight on zoo models, the compiler-log parser on real compiler output, the error paths.
 
-No Coral software exists on these machines (and none is faked): the compiler and the runtime are tested only for
-the clear error that says what to install.
+No Coral software exists on these machines and the product fakes none. Here the compiler and the runtime are
+tested for the clear error that says what to install. The whole Edge TPU bench path up to the hardware (preflight,
+one compile, the compiled model run on an arm64 board with `--delegate libedgetpu.so.1`, the failure recorded) is
+tested in tests/test_emulated_pi.py, with a stand-in edgetpu_compiler and a stub libedgetpu.so.1 on the emulated Pi.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import ctypes.util
 import io
 import json
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,6 +22,7 @@ import pytest
 from edgecnn.console import preflight_table
 from edgecnn.convert import edgetpu
 from edgecnn.errors import EdgecnnError
+from conftest import require
 from helpers import assert_one_line_error, run_cli
 from tflite_models import float32_model, quantized_model, write
 
@@ -184,6 +189,16 @@ def test_internal_compiler_error():
     assert not r["compiled"] and "Internal compiler error" in r["error"]
 
 
+
+def test_console_table_and_log_file_count_each_op_once():
+    """`-s` prints the operation table that `*_edgetpu.log` also holds: compile_model must not count ops twice."""
+    table = _log("v14_operation_log.txt").split("\n\n", 1)[1]  # the Operator/Count/Status table
+    log_file = _log("v14_operation_log.txt")
+    with_s = edgetpu._parse_console_and_log(_log("v16_all_mapped.txt") + "\n\n" + table, log_file)
+    assert len(with_s["operations"]) == 8 and with_s["ops_total"] == 50 and with_s["ops_edgetpu"] == 19
+    without_s = edgetpu._parse_console_and_log(_log("v16_all_mapped.txt"), log_file)  # table only in the file
+    assert len(without_s["operations"]) == 8 and without_s["compile_ms"] == 542
+
 # --- without Coral's software ----------------------------------------------------------------------------------
 
 
@@ -207,6 +222,23 @@ def test_runner_without_the_runtime_says_what_to_install(tmp_path):
     doc = run_local(str(path), BenchSettings(warmup=1, runs=1, delegate="libedgetpu.so.1"))
     assert doc["status"] == "failed"
     assert "cannot load delegate libedgetpu.so.1" in doc["error"] and "libedgetpu1-std" in doc["error"], doc
+
+
+def test_runner_with_a_library_that_is_no_delegate_says_so(tmp_path):
+    """A libedgetpu.so.1 without `tflite_plugin_create_delegate` (ctypes: AttributeError) is the same one line."""
+    require(shutil.which("gcc") is not None, "gcc not installed")
+    from edgecnn.bench.local import run_local
+    from edgecnn.bench.protocol import BenchSettings
+
+    src = tmp_path / "stub.c"
+    src.write_text("int edgecnn_libedgetpu_stub(void) { return 0; }\n")
+    lib = tmp_path / "libedgetpu.so.1"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-Wl,-soname,libedgetpu.so.1", "-o", str(lib), str(src)], check=True)
+    path = write(tmp_path, "q.tflite", quantized_model("int8"))
+    doc = run_local(str(path), BenchSettings(warmup=1, runs=1, delegate=str(lib)))
+    assert doc["status"] == "failed", doc
+    assert doc["error"].startswith(f"cannot load delegate {lib}: ") and "tflite_plugin_create_delegate" in doc["error"]
+    assert "libedgetpu1-std" in doc["error"]
 
 
 def test_bench_float_model_on_edgetpu_device_is_one_line(tmp_path):

@@ -5,7 +5,9 @@ filesystem with Python 3.11 and ai-edge-litert's aarch64 wheels; the `board` fix
 127.0.0.1:<free port> with a fresh key, writes a device profile for it (host key pinned by fingerprint), and stops
 it at the end. Tests bench a trained int8 model on it through `edgecnn bench --device PROFILE.yaml`, compare the
 arm64 predictions with the x86 run of the same runner, and inject the faults users meet (wrong port, wrong key,
-changed host key, missing LiteRT/Python, full disk, sshd gone mid-run, Ctrl-C).
+changed host key, missing LiteRT/Python, full disk, sshd gone mid-run, Ctrl-C). The Coral tests run the Edge TPU
+bench up to the hardware with a stand-in edgetpu_compiler and a stub libedgetpu.so.1 (built with
+aarch64-linux-gnu-gcc, put into the board's `ldconfig -p` for one test and removed after it).
 
 Needs root (chroot, mounts, binfmt_misc): skipped on a user's machine, required under CI (EDGECNN_REQUIRE_ALL=1).
 """
@@ -16,6 +18,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -359,3 +362,214 @@ def test_next_run_after_faults_succeeds(board, digits_model, db):
 def test_coral_profile_on_a_board_without_the_edgetpu_runtime(board, digits_model, db):
     _fault(digits_model[0], board.profile(kind="edgetpu", delegate="edgetpu"), db,
            "libedgetpu.so.1 not found on the board", "libedgetpu1-std")
+
+
+# --- Coral: the Edge TPU bench up to the hardware ---------------------------------------------------------------
+#
+# Neither Coral part can exist here: edgetpu_compiler is an x86-64 binary from Coral's own apt repository, and the
+# Edge TPU delegate (libedgetpu.so.1) needs the accelerator. The product fakes neither; these tests put stand-ins
+# where the product looks for them (a compiler on PATH, a library in the board's `ldconfig -p`) and check the whole
+# path up to the hardware: preflight, probe, ONE compile, the compiled model copied to the board, the runner
+# started there with `--delegate libedgetpu.so.1`, and its "cannot load delegate" recorded as the failed run.
+
+# Called like the real compiler (`edgetpu_compiler -s -o OUTDIR MODEL`): appends its arguments to @CALLS@, copies
+# MODEL to OUTDIR/<stem>_edgetpu.tflite, writes OUTDIR/<stem>_edgetpu.log (the operation log file) and prints what
+# the real one prints with -s (tests/data/edgetpu/v16_*.txt: the summary, then the operation table). /bin/sh only,
+# so the same script runs here and on the arm64 board.
+_STAND_IN_COMPILER = r"""#!/bin/sh
+echo "$*" >> @CALLS@
+out=.
+model=
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -o) out=$2; shift 2 ;;
+        -*) shift ;;
+        *) model=$1; shift ;;
+    esac
+done
+[ -f "$model" ] || { echo "ERROR: cannot read $model" >&2; exit 1; }
+stem=$(basename "$model" .tflite)
+cp "$model" "$out/${stem}_edgetpu.tflite" || exit 1
+table() {
+    echo "Operator                       Count      Status"
+    echo
+    echo "CONV_2D                        2          Mapped to Edge TPU"
+    echo "DEPTHWISE_CONV_2D              1          Mapped to Edge TPU"
+    echo "MEAN                           1          Mapped to Edge TPU"
+    echo "FULLY_CONNECTED                1          Mapped to Edge TPU"
+}
+{
+    echo "Edge TPU Compiler version 16.0.384591198"
+    echo "Input: $(basename "$model")"
+    echo "Output: ${stem}_edgetpu.tflite"
+    echo
+    table
+} > "$out/${stem}_edgetpu.log"
+echo "Edge TPU Compiler version 16.0.384591198"
+echo "Started a compilation timeout timer of 180 seconds."
+echo
+echo "Model compiled successfully in 7 ms."
+echo
+echo "Input model: $model"
+echo "Input size: 5.50KiB"
+echo "Output model: $out/${stem}_edgetpu.tflite"
+echo "Output size: 5.50KiB"
+echo "On-chip memory used for caching model parameters: 3.25KiB"
+echo "On-chip memory remaining for caching model parameters: 7.98MiB"
+echo "Off-chip memory used for streaming uncached model parameters: 0.00B"
+echo "Number of Edge TPU subgraphs: 1"
+echo "Total number of operations: 5"
+echo "Operation log: $out/${stem}_edgetpu.log"
+echo
+table
+echo "Compilation child process completed within timeout period."
+echo "Compilation succeeded!"
+"""
+
+_STUB_LIB_DIR = "/usr/local/lib/edgecnn-edgetpu-test"  # on the board
+_STUB_LIB_CONF = "/etc/ld.so.conf.d/zz-edgecnn-edgetpu-test.conf"
+
+
+def _in_rootfs(path: str) -> Path:
+    return ROOTFS / path.lstrip("/")
+
+
+def _ldconfig(*args) -> subprocess.CompletedProcess:
+    """The board's own (arm64) ldconfig, run in its root through qemu-user + binfmt."""
+    return subprocess.run(["chroot", str(ROOTFS), "/sbin/ldconfig", *args], capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, QEMU_CPU="cortex-a72"))
+
+
+@pytest.fixture()
+def edgetpu_runtime_stub(board, tmp_path):
+    """A stub libedgetpu.so.1 (aarch64) listed by the board's `ldconfig -p` for one test, then removed again.
+
+    It exports no `tflite_plugin_create_delegate`, so LiteRT cannot load it as a delegate: the board runner is
+    reached and reports the delegate it could not load. Removed afterwards because
+    test_coral_profile_on_a_board_without_the_edgetpu_runtime needs the board without it.
+    """
+    cc = shutil.which("aarch64-linux-gnu-gcc")
+    require(cc is not None, "no aarch64 cross compiler to build a stub libedgetpu.so.1 for the emulated Pi "
+                            "(apt-get install gcc-aarch64-linux-gnu)")
+    src = tmp_path / "libedgetpu_stub.c"
+    src.write_text("/* edgecnn test stub: NOT the Edge TPU runtime (no tflite_plugin_create_delegate) */\n"
+                   "int edgecnn_libedgetpu_stub(void) { return 0; }\n")
+    lib = tmp_path / "libedgetpu.so.1"
+    res = subprocess.run([cc, "-shared", "-fPIC", "-Wl,-soname,libedgetpu.so.1", "-o", str(lib), str(src)],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    lib_dir, conf = _in_rootfs(_STUB_LIB_DIR), _in_rootfs(_STUB_LIB_CONF)
+    assert not lib_dir.exists() and not conf.exists(), "a stub libedgetpu from an earlier run was left behind"
+    try:
+        lib_dir.mkdir(parents=True)
+        shutil.copy(lib, lib_dir / lib.name)
+        conf.write_text(_STUB_LIB_DIR + "\n")
+        res = _ldconfig()
+        assert res.returncode == 0, res.stderr
+        listed = _ldconfig("-p").stdout
+        assert f"libedgetpu.so.1 (libc6,AArch64) => {_STUB_LIB_DIR}/libedgetpu.so.1" in listed, listed
+        yield f"{_STUB_LIB_DIR}/libedgetpu.so.1"
+    finally:
+        conf.unlink(missing_ok=True)
+        shutil.rmtree(lib_dir, ignore_errors=True)
+        _ldconfig()
+    assert "libedgetpu.so.1" not in _ldconfig("-p").stdout
+
+
+@pytest.fixture()
+def local_compiler(tmp_path, monkeypatch):
+    """The stand-in edgetpu_compiler first on this machine's PATH; returns the file that counts its calls."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "edgetpu_compiler.calls"
+    calls.write_text("")
+    script = bin_dir / "edgetpu_compiler"
+    script.write_text(_STAND_IN_COMPILER.replace("@CALLS@", str(calls)))
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    return calls
+
+
+@pytest.fixture()
+def board_compiler(board, monkeypatch):
+    """The stand-in edgetpu_compiler only on the board's host (/usr/local/bin), none on this machine's PATH."""
+    monkeypatch.setenv("PATH", os.pathsep.join(d for d in os.environ.get("PATH", "").split(os.pathsep)
+                                               if d and not (Path(d) / "edgetpu_compiler").exists()))
+    assert shutil.which("edgetpu_compiler") is None
+    script = _in_rootfs("/usr/local/bin/edgetpu_compiler")
+    assert not script.exists(), "an edgetpu_compiler is already on the emulated Pi"
+    calls = _in_rootfs(f"/tmp/edgecnn-edgetpu-compiler-{os.getpid()}.calls")
+    try:
+        calls.write_text("")
+        calls.chmod(0o666)  # the board user `pi` appends to it
+        script.write_text(_STAND_IN_COMPILER.replace("@CALLS@", "/" + str(calls.relative_to(ROOTFS))))
+        script.chmod(0o755)
+        yield calls
+    finally:
+        script.unlink(missing_ok=True)
+        calls.unlink(missing_ok=True)
+
+
+def _coral_bench(model, profile, db) -> tuple[dict, str]:
+    """Bench on the Coral profile: it must fail at the runner on the board; returns the document and error line."""
+    r = _bench(model, profile, db, "--json")
+    line = assert_one_line_error(r, "emulated-coral-test", "cannot load delegate libedgetpu.so.1", "libedgetpu1-std")
+    return json.loads(r.stdout), line
+
+
+def _check_reached_the_runner(doc: dict, line: str, db) -> None:
+    """The runner ran on the board with the compiled model and the Edge TPU delegate, and said what was wrong."""
+    assert doc["status"] == "failed" and doc["error"] in line
+    assert "tflite_plugin_create_delegate" in doc["error"]  # LiteRT's own reason for our stub library
+    argv = doc["argv"]  # the runner's own failed document: it was started, on the board, with these arguments
+    assert argv[argv.index("--delegate") + 1] == "libedgetpu.so.1" and "--no-xnnpack" in argv
+    assert argv[0].endswith("-digits_int8_edgetpu.tflite"), argv  # the compiled model, from the board's cache
+    assert doc["transport"] == "ssh" and doc["board"]["arch"] == "aarch64"
+    assert doc["device"] == {"name": "emulated-coral-test", "kind": "edgetpu", "emulated": True}
+    pre = doc["edgetpu_preflight"]
+    assert pre["maps_fully"] is True and pre["ops_total"] == pre["ops_edgetpu"] == 5 and pre["first_cpu_op"] is None
+    comp = doc["edgetpu_compiler"]
+    assert comp["compiler_version"] == "16.0.384591198" and comp["compiled"] is True and comp["compile_ms"] == 7
+    assert comp["subgraphs"] == 1 and comp["ops_total"] == comp["ops_edgetpu"] == 5 and comp["ops_cpu"] == 0
+    assert [(o["op"], o["count"]) for o in comp["operations"]] == \
+        [("CONV_2D", 2), ("DEPTHWISE_CONV_2D", 1), ("MEAN", 1), ("FULLY_CONNECTED", 1)]  # the table once
+    assert comp["on_chip_used_bytes"] == 3328 and comp["off_chip_bytes"] == 0
+    rows = _rows(db)
+    assert len(rows) == 1, rows
+    row = rows[0]
+    assert row["status"] == "failed" and row["device"] == "emulated-coral-test" and row["emulated"] == 1
+    assert row["error"] == doc["error"]
+    stored = json.loads(row["result_json"])
+    assert stored["edgetpu_compiler"] == comp and stored["edgetpu_preflight"] == pre
+
+
+def test_coral_bench_compiles_once_and_reaches_the_runner_on_the_board(board, digits_model, db,
+                                                                       edgetpu_runtime_stub, local_compiler):
+    from edgecnn.convert.edgetpu import preflight
+
+    model, _ = digits_model
+    assert preflight(model)["maps_fully"]
+    profile = board.profile("emulated-coral-test", kind="edgetpu", delegate="edgetpu", work_dir="~/edgecnn-coral")
+    doc, line = _coral_bench(model, profile, db)
+    calls = local_compiler.read_text().splitlines()
+    assert len(calls) == 1 and calls[0].startswith("-s -o ") and calls[0].endswith(str(model)), calls
+    _check_reached_the_runner(doc, line, db)
+    assert doc["edgetpu_compiler"]["where"] == "local"
+    assert doc["model"]["path"] == str(model)
+
+
+def test_coral_bench_with_the_compiler_only_on_the_board(board, digits_model, db, edgetpu_runtime_stub,
+                                                         board_compiler):
+    model, _ = digits_model
+    profile = board.profile("emulated-coral-test", kind="edgetpu", delegate="edgetpu",
+                            work_dir="~/edgecnn-coral-remote")
+    doc, line = _coral_bench(model, profile, db)
+    calls = board_compiler.read_text().splitlines()
+    work = "/home/pi/edgecnn-coral-remote/edgetpu"
+    assert len(calls) == 1 and calls[0].startswith(f"-s -o {work} {work}/"), calls  # ran there, on its copy
+    assert calls[0].endswith("-digits_int8.tflite")
+    _check_reached_the_runner(doc, line, db)
+    assert doc["edgetpu_compiler"]["where"] == "emulated-coral-test"
+    made = sorted(p.name for p in _in_rootfs(work).iterdir())
+    assert any(n.endswith("-digits_int8_edgetpu.tflite") for n in made), made  # compiled there, copied back
+    assert any(n.endswith("-digits_int8_edgetpu.log") for n in made), made

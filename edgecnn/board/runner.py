@@ -82,7 +82,8 @@ def load_external_delegate(runtime_name: str, library: str):
 
             load_delegate = tf.lite.experimental.load_delegate
         return load_delegate(library)
-    except (ValueError, OSError, RuntimeError) as exc:
+    except (ValueError, OSError, RuntimeError, AttributeError) as exc:  # AttributeError: ctypes finds no
+        # tflite_plugin_create_delegate in the library (not a delegate, or a broken/foreign libedgetpu)
         hint = " (Coral: install the Edge TPU runtime, apt-get install libedgetpu1-std, and plug the accelerator in)" \
             if "edgetpu" in library else ""
         raise RunnerError(f"cannot load delegate {library}: {' '.join(str(exc).split())[:200]}{hint}") from None

@@ -334,9 +334,7 @@ def compile_model(path: str | Path, out_dir: str | Path, timeout: float = 600.0,
             raise EdgecnnError(f"{path}: {COMPILER} did not finish within {timeout:g} s") from None
         text = res.stdout + "\n" + res.stderr
         log = out_dir / f"{path.stem}_edgetpu.log"
-        if log.is_file():
-            text += "\n" + log.read_text(errors="replace")
-        parsed = parse_compiler_log(text)
+        parsed = _parse_console_and_log(text, log.read_text(errors="replace") if log.is_file() else "")
         output = out_dir / f"{path.stem}_edgetpu.tflite"
         if res.returncode != 0 or not output.is_file():
             raise EdgecnnError(f"{path}: {COMPILER} failed (exit {res.returncode}): "
@@ -354,7 +352,7 @@ def compile_model(path: str | Path, out_dir: str | Path, timeout: float = 600.0,
                             timeout=timeout)
             stem = Path(remote).stem
             log = board.run(f"cat {shlex.quote(work)}/{shlex.quote(stem)}_edgetpu.log 2>/dev/null", timeout=30)
-            parsed = parse_compiler_log(res.stdout + "\n" + res.stderr + "\n" + log.stdout)
+            parsed = _parse_console_and_log(res.stdout + "\n" + res.stderr, log.stdout)
             if res.exit_status != 0:
                 raise EdgecnnError(f"{path}: {COMPILER} on {board.t.name} failed (exit {res.exit_status}): "
                                    f"{parsed.get('error') or _last(res.stdout + res.stderr)}")
@@ -367,6 +365,17 @@ def compile_model(path: str | Path, out_dir: str | Path, timeout: float = 600.0,
             return {**parsed, "output": str(output), "where": board.t.name}
     where = " here or on the board's host" if board is not None else ""
     raise EdgecnnError(f"{COMPILER} not found on PATH{where}; {INSTALL_COMPILER}")
+
+
+def _parse_console_and_log(console: str, log: str) -> dict:
+    """The compiler's console output plus its operation log file (`*_edgetpu.log`), parsed once.
+
+    With `-s` the console already prints the log's Operator/Count/Status table: the file is added only when the
+    console has no table, else every operation would be counted twice.
+    """
+    if re.search(r"^\s*Operator\s+Count\s+Status", console, re.M):
+        return parse_compiler_log(console)
+    return parse_compiler_log(console + "\n" + log)
 
 
 def _last(text: str) -> str:
