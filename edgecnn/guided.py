@@ -7,8 +7,10 @@ After OpenVINO NNCF's `quantize_with_accuracy_control` (max_drop), which has no 
 3. know what it cannot give back before searching: quantize once with *every* ranked layer in float. What that
    model still loses comes from what guided mode does not rank — the int8 input and output tensors (`--io int8`
    quantizes the softmax output to 256 levels, so close scores tie and top-1 can flip) and the ops left out of
-   the ranking (SOFTMAX, RESHAPE, LOGISTIC). If that floor is above the limit, it stops there with one line giving
-   the floor, what the same model loses with float IO, and the two ways out (a limit >= the floor, `--io float32`);
+   the ranking (SOFTMAX, RESHAPE, LOGISTIC), which stay integer. If that floor is above the limit, it stops there
+   with one line giving the floor, the ops still integer, what the same model loses with float IO, and the way
+   out (a limit >= the floor; `--io float32` when that alone is enough). Measured on MobileNetV3-Small trained 5
+   epochs on digits: a 0.56-point floor, all of it from RESHAPEx3 + SOFTMAX (float IO changed nothing);
 4. re-quantize (no recalibration: the MLIR quantize pass is re-run with those nodes denylisted) with the worst
    1, 2, 4, 8, ... layers in float, until the drop is within the limit;
 5. report the layers kept, every step tried, the floor, and what keeping them costs in size and latency.
@@ -128,8 +130,16 @@ def _floor(prep, names: list[str], x, y, f1: float, max_drop_points: float, mode
 
     from edgecnn.convert.converter import quantize_int8
 
-    top1 = _top1(prep.quantized(nodes=names), x, y)
-    floor = {"layers_in_float": len(names), "top1": top1, "drop_points": 100 * (f1 - top1)}
+    from collections import Counter
+
+    from edgecnn.tflite.reader import TfliteInfo
+
+    model = prep.quantized(nodes=names)
+    top1 = _top1(model, x, y)
+    still_int = Counter(op.op for op in TfliteInfo(model).ops if not op.float_compute
+                        and op.op not in ("QUANTIZE", "DEQUANTIZE"))
+    floor = {"layers_in_float": len(names), "top1": top1, "drop_points": 100 * (f1 - top1),
+             "ops_still_integer": dict(still_int)}
     if floor["drop_points"] <= max_drop_points:
         return floor
     io_note = ""
@@ -144,6 +154,8 @@ def _floor(prep, names: list[str], x, y, f1: float, max_drop_points: float, mode
     raise UnreachableDrop(
         f"{model_path}: cannot reach a drop of {max_drop_points} pts: with every ranked layer ({len(names)}) in "
         f"float the model still loses {floor['drop_points']:.2f} pts, which keeping layers in float cannot give back "
-        f"(it comes from the int8 input/output and the unranked SOFTMAX/RESHAPE/LOGISTIC ops){io_note}; use a limit "
-        f">= {floor['drop_points']:.2f}" + (" or --io float32" if prep.req.io_type != "float32" else ""),
+        f"(what stays integer then: {', '.join(f'{k}x{v}' for k, v in still_int.items()) or 'nothing'}, and the "
+        f"{prep.req.io_type} input/output){io_note}; use a limit "
+        f">= {floor['drop_points']:.2f}" + (" or --io float32" if floor.get("float_io_drop_points", 1e9) <=
+                                             max_drop_points else ""),
         floor["drop_points"])

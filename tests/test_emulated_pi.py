@@ -555,7 +555,8 @@ def test_coral_bench_compiles_once_and_reaches_the_runner_on_the_board(board, di
     assert len(calls) == 1 and calls[0].startswith("-s -o ") and calls[0].endswith(str(model)), calls
     _check_reached_the_runner(doc, line, db)
     assert doc["edgetpu_compiler"]["where"] == "local"
-    assert doc["model"]["path"] == str(model)
+    assert doc["model"]["path"] == str(model)  # stored under the user's model, not its compiled twin
+    assert doc["model"]["sha256"] == hashlib.sha256(Path(model).read_bytes()).hexdigest()
 
 
 def test_coral_bench_with_the_compiler_only_on_the_board(board, digits_model, db, edgetpu_runtime_stub,

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from edgecnn.bench import remote
-from edgecnn.bench.protocol import BenchSettings
+from edgecnn.bench.protocol import BenchSettings, failed_doc
 from edgecnn.errors import EdgecnnError
 
 PREFLIGHT_KEYS = ("maps_fully", "ops_total", "ops_edgetpu", "first_cpu_op")
@@ -45,9 +45,12 @@ def run_edgetpu(profile, model_path, settings: BenchSettings, samples_npz=None, 
         # the compiled model runs through the same board runner, with the Edge TPU delegate loaded
         doc = remote.run_remote(profile, compiled["output"], dataclasses.replace(settings, delegate=RUNTIME_LIB),
                                 samples_npz, cancel=cancel)
-        if isinstance(doc.get("model"), dict):  # stored under the user's model; the runner ran its compiled twin
-            doc["model"]["edgetpu_compiled_path"] = doc["model"].get("path")
-            doc["model"]["path"] = str(model_path)
+        ran = doc.get("model") if isinstance(doc.get("model"), dict) else {}
+        # stored under the user's model (path, size, hash), so its runs group with its other benches; the
+        # compiled twin the runner ran is named by its hash
+        doc["model"] = {**failed_doc("", str(model_path))["model"], "edgetpu_compiled_sha256": ran.get("sha256"),
+                        "edgetpu_compiled_size_bytes": ran.get("size_bytes"),
+                        "board_path": ran.get("board_path")}
         doc["edgetpu_compiler"] = {k: v for k, v in compiled.items() if k != "output"}
     except EdgecnnError as exc:
         doc = remote.failed(str(exc), profile, model_path, settings=settings)
