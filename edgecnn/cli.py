@@ -192,7 +192,7 @@ def run(recipe, out_dir, as_json):
 @click.option("--io", "io", type=click.Choice(["int8", "uint8", "float32", "int16"]),
               help="Input/output dtype (default: int8 for --quant int8, int16 for int16x8, else float32).")
 @click.option("--per-tensor", is_flag=True, help="Per-tensor weight scales (default: per-channel).")
-@click.option("--calibration", help="Calibration set: a calibration/ set (photos), recipe:NAME, a data set, a folder.")
+@click.option("--calibration", help="Any data source (its train split), e.g. photos, recipe:NAME, digits, a folder.")
 @click.option("--num-calibration", default=100, show_default=True, type=int)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--keep-float", multiple=True, help="Layer-name pattern or op type (e.g. HARD_SWISH) left in float.")
@@ -437,7 +437,7 @@ def edgetpu_check(model, runtime_version, as_json):
 @click.option("--min-secs", type=float, default=0.0, show_default=True, help="Keep timing for at least S seconds.")
 @click.option("--no-xnnpack", is_flag=True, help="Plain TFLite kernels, no XNNPACK delegate.")
 @click.option("--op-profile", is_flag=True, help="Per-op report (ops and where they run).")
-@click.option("--data", default=None, help="Real inputs + top-1: a data source (edgecnn models) or an .npz of x/y.")
+@click.option("--data", default=None, help="Real inputs (top-1 if labeled): a data source, or an .npz of x/y.")
 @click.option("--limit", type=int, default=1000, show_default=True, help="At most this many --data samples.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
 @click.option("--db", "db_path", default=None, help="Results database [default: $EDGECNN_DB or the user data dir].")

@@ -184,6 +184,8 @@ def print_convert_report(r: dict) -> None:
         p = cal["preprocessing"]
         c.print(f"  calibration: {cal['samples']} samples from {cal['source']} (seed {cal['seed']}; "
                 f"x*{p['scale']:.6g}{p['offset']:+g})")
+        for note in cal.get("notes", ()):
+            c.print(f"  note: {note}", markup=False, highlight=False)
     if r.get("guided"):
         g = r["guided"]
         c.print(f"  guided: drop {g['final_drop_points']:.2f} pts (limit {g['max_drop_points']}); kept in float: "

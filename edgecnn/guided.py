@@ -71,7 +71,7 @@ def guided_convert(model_path: str | Path, out_path: str | Path, req: Conversion
     out_path = check_output(out_path)
     prep = Prepared(model_path, req, verbose)
     prep.calibrate()
-    x, y, _ = eval_arrays(eval_data, prep.spec, eval_limit)
+    x, y, _ = eval_arrays(eval_data, prep.spec, eval_limit, "--max-accuracy-drop")
     f1 = _top1(prep.f32, x, y)
     full = prep.quantized()
     q1 = _top1(full, x, y)

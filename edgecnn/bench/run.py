@@ -47,39 +47,35 @@ RUNNERS["edgetpu"] = _ssh
 
 
 def prepare_samples(model: str, data: str, out: Path, limit: int) -> tuple[Path, str]:
-    """Write the runner's samples .npz (float32 model input `x`, labels `y`) for `data`; return it and a label.
+    """Write the runner's samples .npz (float32 model input `x`, labels `y` if known) for `data`; return it and a label.
 
-    A model made by edgecnn carries its preprocessing spec: `data` is any data source (`edgecnn.data.sources`)
-    and its raw images are preprocessed with that spec. A foreign model has no spec: `data` must then be an .npz
-    whose `x` is already the model's float input (N, H, W, C) and `y` the labels.
+    A model made by edgecnn carries its preprocessing spec: `data` is any data source (`edgecnn.data.sources`),
+    labeled or not (a flat folder such as `calibration:photos` gives real inputs and no top-1), and its raw images
+    are preprocessed with that spec. A foreign model has no spec: `data` must then be an .npz whose `x` is already
+    the model's float input (N, H, W, C) and `y` the labels (optional).
     """
     import numpy as np
 
+    from edgecnn.data.sources import load_split, read_npz
     from edgecnn.tflite.metadata import read_spec
 
     spec = read_spec(model)
     if spec is not None:
-        from edgecnn.data.sources import load_split
-
         ds = load_split(data, "test")
         if len(ds) == 0:
             raise EdgecnnError(f"{data}: no samples in its test split")
         n = min(limit, len(ds))
         x = spec.apply(ds.images[:n])
-        y = np.asarray(ds.labels[:n], dtype=np.int64)
-        label = f"{data} (test split, {n} samples, model's preprocessing)"
+        y = np.asarray(ds.labels[:n], dtype=np.int64) if ds.labeled else None
+        label = (f"{data} (test split, {n} samples, model's preprocessing)" if ds.labeled else
+                 f"{data} ({n} unlabeled images, model's preprocessing)")
     else:
         p = Path(data)
         if p.suffix != ".npz" or not p.is_file():
             raise EdgecnnError(f"{data}: {model} has no edgecnn preprocessing spec, so --data must be an .npz "
                                "file with the model's float input 'x' (N, H, W, C) and labels 'y'")
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                if "x" not in z.files:
-                    raise EdgecnnError(f"{data}: .npz has no array 'x' (found: {', '.join(z.files) or 'none'})")
-                x, y = z["x"][:limit], (z["y"][:limit] if "y" in z.files else None)
-        except (OSError, ValueError) as exc:
-            raise EdgecnnError(f"{data}: not a readable .npz file ({exc})") from None
+        arrays = read_npz(p, ("x", "y"))
+        x, y = arrays["x"][:limit], (arrays["y"][:limit] if "y" in arrays else None)
         if x.dtype.kind != "f":
             raise EdgecnnError(f"{data}: 'x' must be the model's preprocessed float input, got {x.dtype} "
                                "(a foreign model has no spec to preprocess raw images with)")

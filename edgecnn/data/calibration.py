@@ -1,111 +1,103 @@
-"""Calibration data for post-training quantization, fed exactly like training data (through the model's spec).
+"""Calibration data for post-training quantization: samples drawn from any data source, fed through the model's spec.
 
-| --calibration SRC        | samples drawn from                                                        |
-|--------------------------|---------------------------------------------------------------------------|
-| `photos` (a set name)    | `calibration/photos/`: real public-domain photos shipped with the project   |
-| `recipe:NAME`            | `calibration/recipes/NAME.yaml`: {data, split, samples, seed}                |
-| a dataset name / path    | its *train* split (never the test split that accuracy is measured on)      |
-| an image folder          | every image below it (class sub-folders optional)                          |
+| name                   | what                                                                                  |
+|------------------------|---------------------------------------------------------------------------------------|
+| `calibration_root`     | the folder of calibration sets and recipes (`calibration/`, or $EDGECNN_CALIBRATION_DIR) |
+| `calibration_dir`      | the set `NAME` (a flat folder of images, e.g. `photos`), or one line naming the sets    |
+| `CalibrationRecipe`    | `calibration/recipes/NAME.yaml`: {data, split, samples, seed, description}             |
+| `read_recipe`          | a recipe file read through that schema (`<file>: field 'samples' must be int, ...`)     |
+| `calibration_samples`  | N preprocessed samples and a description (with notes) for the convert report           |
 
-Checks: a missing or empty set, fewer images than asked for, unreadable files, and images whose channel count
-does not match the model (an RGB set for a grayscale model) are errors naming the set and the problem.
+The source string is resolved by `edgecnn.data.sources` (the one resolver); here samples are only drawn from its
+train split (never the test split accuracy is measured on). Like the stock converter, which takes whatever the
+representative dataset yields, a small set is used whole and an image's colour mode is converted to the model's
+(as Keras' loaders do with `color_mode`); each adjustment is a note in the description, never a refusal.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
-from edgecnn.data.dataset import Dataset
 from edgecnn.data.spec import PreprocessSpec
 from edgecnn.errors import EdgecnnError
+from edgecnn.schema import Strict, load_yaml, validate
 
 REPO_CALIBRATION = Path(__file__).resolve().parents[2] / "calibration"
+USUAL = "100-500 is the usual advice"
 
 
 def calibration_root() -> Path:
     return Path(os.environ.get("EDGECNN_CALIBRATION_DIR", REPO_CALIBRATION))
 
 
+def calibration_sets() -> list[str]:
+    """Names of the calibration sets (every folder under the root but `recipes`)."""
+    root = calibration_root()
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != "recipes") if root.is_dir() else []
+
+
 def calibration_dir(name: str) -> Path:
     d = calibration_root() / name
-    if not d.is_dir():
-        sets = sorted(p.name for p in calibration_root().iterdir() if p.is_dir() and p.name != "recipes") \
-            if calibration_root().is_dir() else []
+    if not name or "/" in name or not d.is_dir():
         raise EdgecnnError(f"calibration set {name!r} not found in {calibration_root()} "
-                           f"(sets: {', '.join(sets) or 'none'})")
+                           f"(sets: {', '.join(calibration_sets()) or 'none'})")
     return d
 
 
-def _load_flat_folder(root: Path) -> Dataset:
-    from edgecnn.data.folder import IMAGE_SUFFIXES, read_image
+class CalibrationRecipe(Strict):
+    """`samples` images drawn with `seed` from split `split` of the data source `data`."""
 
-    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
-    images, bad, other = [], [], []
-    for p in files:
-        if p.suffix.lower() not in IMAGE_SUFFIXES:
-            if p.suffix.lower() not in (".md", ".txt", ".yaml", ".json"):  # provenance notes are expected
-                other.append(p)
-            continue
-        try:
-            images.append(read_image(p))
-        except ValueError as exc:
-            bad.append(f"{p} ({exc})")
-    if bad:
-        raise EdgecnnError(f"{root}: {len(bad)} unreadable calibration image(s): {', '.join(bad[:3])}")
-    if other:
-        raise EdgecnnError(f"{root}: {len(other)} non-image file(s) in the calibration set: "
-                           f"{', '.join(map(str, other[:3]))}")
-    if not images:
-        raise EdgecnnError(f"{root}: calibration set is empty (no images)")
-    if len({im.shape for im in images}) == 1:  # one size: resized as a batch, several times faster
-        images = np.stack(images)
-    return Dataset(images, np.zeros(len(images), dtype=np.int64), (), root.name)
+    data: str
+    split: Literal["train", "test", "all"] = "train"
+    samples: int = Field(ge=1)
+    seed: int = Field(0, ge=0)
+    description: str = ""
 
 
-def _recipe(name: str) -> tuple[str, str, int | None, int]:
-    import yaml
-
+def read_recipe(name: str) -> tuple[Path, CalibrationRecipe]:
     path = calibration_root() / "recipes" / f"{name}.yaml"
     if not path.is_file():
         raise EdgecnnError(f"calibration recipe {name!r}: {path} does not exist")
-    d = yaml.safe_load(path.read_text()) or {}
-    unknown = sorted(set(d) - {"data", "split", "samples", "seed", "description"})
-    if unknown:
-        raise EdgecnnError(f"{path}: unknown key(s) {', '.join(unknown)}")
-    return d["data"], d.get("split", "train"), d.get("samples"), int(d.get("seed", 0))
+    recipe = validate(CalibrationRecipe, load_yaml(path), path)
+    if recipe.data.startswith("recipe:"):
+        raise EdgecnnError(f"{path}: field 'data' must be a data set, not another recipe, got {recipe.data!r}")
+    return path, recipe
 
 
-def load_calibration_set(src: str) -> tuple[Dataset, int | None, int | None]:
-    """(raw dataset, samples the recipe asks for or None, seed or None)."""
-    from edgecnn.data.sources import load_split
-
-    if src.startswith("recipe:"):
-        data, split, n, seed = _recipe(src.split(":", 1)[1])
-        return load_split(data, split), n, seed
-    if (calibration_root() / src).is_dir() and "/" not in src:
-        return _load_flat_folder(calibration_dir(src)), None, None
-    if src.startswith("calibration:"):
-        return _load_flat_folder(calibration_dir(src.split(":", 1)[1])), None, None
-    path = Path(src)
-    if path.is_dir() and not any(p.is_dir() for p in path.iterdir()):
-        return _load_flat_folder(path), None, None
-    return load_split(src, "train"), None, None
+def _channel_note(src: str, have: int, want: int) -> str | None:
+    """What `PreprocessSpec.apply` (data.transform.convert_channels) does to this set's colour mode, in words."""
+    have = {4: 3, 2: 1}.get(have, have)  # alpha is dropped
+    if have == want:
+        return None
+    if have == 3:
+        return (f"calibration set {src!r} has colour (RGB) images: converted to the model's 1 channel with the "
+                "ITU-R 601 luma weights (as PIL's 'L')")
+    return f"calibration set {src!r} has grayscale images: repeated to the model's {want} channels"
 
 
 def calibration_samples(src: str, spec: PreprocessSpec, n: int, seed: int = 0) -> tuple[np.ndarray, dict]:
-    """`n` preprocessed samples (float32, the model's input) and a description of what was used."""
-    ds, recipe_n, recipe_seed = load_calibration_set(src)
-    n = recipe_n or n
-    seed = recipe_seed if recipe_seed is not None else seed
+    """Up to `n` preprocessed samples (float32, the model's input) and a description of what was used.
+
+    A recipe sets its own sample count and seed. `notes` in the description say what was adjusted (fewer images
+    than asked for, colour mode converted); library code prints nothing, the convert report shows them.
+    """
+    from edgecnn.data.sources import resolve
+
+    source = resolve(src)
+    ds = source.load("train")
+    if source.recipe is not None:
+        n, seed = source.recipe.samples, source.recipe.seed
+    notes = []
     if len(ds) < n:
-        raise EdgecnnError(f"calibration set {src!r} has {len(ds)} images, fewer than the {n} asked for "
-                           f"(lower --num-calibration)")
+        notes.append(f"calibration set {src!r} has {len(ds)} images, fewer than the {n} asked for: using all "
+                     f"{len(ds)} ({USUAL})")
     ds = ds.take(n, seed=seed)
-    if ds.channels not in (spec.channels, 4, 2) and not (ds.channels == 3 and spec.channels == 3):
-        raise EdgecnnError(f"calibration set {src!r} has {ds.channels}-channel images but the model takes "
-                           f"{spec.channels} channel(s)")
+    note = _channel_note(src, ds.channels, spec.channels)
+    notes += [note] if note else []
     x = spec.apply(ds.images)
-    return x, {"source": src, "samples": int(len(x)), "seed": seed, "preprocessing": spec.to_dict()}
+    return x, {"source": src, "samples": int(len(x)), "seed": seed, "preprocessing": spec.to_dict(), "notes": notes}

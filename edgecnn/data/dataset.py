@@ -1,4 +1,10 @@
-"""The in-memory dataset every source returns: raw uint8 images, integer labels, class names."""
+"""The in-memory dataset every source returns: raw uint8 images, integer labels, class names.
+
+| name             | what                                                                            |
+|------------------|---------------------------------------------------------------------------------|
+| `Dataset`        | raw images + labels; `labeled=False` for a source without labels (labels -1)     |
+| `split_indices`  | the deterministic stratified split every source and the trainer use             |
+"""
 
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ class Dataset:
     class_names: tuple[str, ...]
     name: str
     skipped: tuple[str, ...] = ()  # files that could not be read (only when the caller allowed skipping)
+    labeled: bool = True  # False: a flat image folder or an .npz without 'y' (labels are -1, class_names empty)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -39,7 +46,7 @@ class Dataset:
     def subset(self, idx) -> "Dataset":
         idx = np.asarray(idx, dtype=int)
         imgs = self.images[idx] if isinstance(self.images, np.ndarray) else [self.images[i] for i in idx]
-        return Dataset(imgs, self.labels[idx], self.class_names, self.name, self.skipped)
+        return Dataset(imgs, self.labels[idx], self.class_names, self.name, self.skipped, self.labeled)
 
     def take(self, n: int, seed: int | None = None) -> "Dataset":
         """The first `n` samples, or `n` drawn without replacement with `seed` (a stratified-enough random pick)."""

@@ -1,9 +1,15 @@
-"""An image folder `root/<class>/<image>`: the format users bring their own data in.
+"""Image folders: the format users bring their own data in.
+
+| layout                                  | loads as                                                           |
+|-----------------------------------------|--------------------------------------------------------------------|
+| `root/<class>/*.jpg|png|...`            | labeled; a fixed stratified split (seed 0, 20% test)               |
+| `root/{train,test|val}/<class>/*`       | labeled; those folders are the splits                              |
+| `root/*.jpg|png|...` (no sub-folders)   | unlabeled (`labeled=False`); every split is all of its images      |
 
 Every PIL mode is normalised to uint8 gray or RGB: palette (with or without transparency), alpha (dropped),
 16-bit and 32-bit integer (scaled to 8 bits), float, CMYK; EXIF orientation is applied so a photo taken
-sideways is fed upright. If the root holds `train/` and `test/` (or `val/`) folders, those are the splits;
-otherwise a fixed stratified split (seed 0, 20% test) is made.
+sideways is fed upright. A flat folder may hold notes beside its images (README.md, PROVENANCE.md: .md, .txt, .yaml,
+.json are ignored there).
 
 Files that cannot be decoded, and files that are not images, stop the load with an error naming them and their
 count, unless the caller allows skipping; then they are counted in `Dataset.skipped`, never dropped silently.
@@ -21,6 +27,7 @@ from edgecnn.errors import EdgecnnError
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm"}
 TEST_FRACTION = 0.2
 _IGNORED = {".ds_store", "thumbs.db", "desktop.ini"}
+_NOTES = {".md", ".txt", ".yaml", ".json"}  # provenance/readme files beside a flat folder's images
 
 
 def _to_uint8(img) -> np.ndarray:
@@ -83,25 +90,13 @@ def _describe(paths: list[Path], reasons: dict[Path, str] | None = None) -> str:
     return shown + more
 
 
-def load_folder(root: str | Path, split: str = "train", skip_bad: bool = False) -> Dataset:
-    """Load `root/<class>/*` (or `root/<split>/<class>/*`) into a Dataset of raw uint8 images."""
-    root = Path(root)
-    if not root.exists():
-        raise EdgecnnError(f"{root}: data path does not exist")
-    if not root.is_dir():
-        raise EdgecnnError(f"{root}: not a directory of class folders")
-    split_dirs = {p.name: p for p in _class_dirs(root) if p.name in ("train", "test", "val")}
-    if "train" in split_dirs and ("test" in split_dirs or "val" in split_dirs):
-        want = {"train": "train", "test": "test" if "test" in split_dirs else "val", "val": "val"}.get(split, split)
-        if split == "all":
-            a, b = load_folder(split_dirs["train"], "all", skip_bad), load_folder(root, "test", skip_bad)
-            return Dataset(list(a.images) + list(b.images), np.concatenate([a.labels, b.labels]), a.class_names,
-                           root.name, a.skipped + b.skipped)
-        return load_folder(split_dirs.get(want, split_dirs["train"]), "all", skip_bad)
-    class_names = [p.name for p in _class_dirs(root)]
-    if not class_names:
-        raise EdgecnnError(f"{root}: empty image folder (expected one sub-folder per class)")
-    files, labels, non_images = _scan(root, class_names)
+def is_flat(root: Path) -> bool:
+    """A folder of images with no (non-hidden) sub-folders: unlabeled."""
+    return root.is_dir() and not _class_dirs(root)
+
+
+def _decode(root: Path, files: list[Path], non_images: list[Path], skip_bad: bool):
+    """(images stacked when all share a size, indices of `files` decoded, skipped paths) or one error line."""
     if non_images and not skip_bad:
         raise EdgecnnError(f"{root}: {len(non_images)} non-image file(s): {_describe(non_images)} "
                            "(remove them or pass --skip-bad)")
@@ -117,12 +112,44 @@ def load_folder(root: str | Path, split: str = "train", skip_bad: bool = False) 
                            "(fix or remove them, or pass --skip-bad)")
     if not images:
         raise EdgecnnError(f"{root}: no readable images")
-    y = np.asarray(labels, dtype=np.int64)[keep]
-    skipped = tuple(str(p) for p in list(non_images) + list(bad))
-    if len({im.shape for im in images}) == 1:
+    if len({im.shape for im in images}) == 1:  # one size: resized as a batch, several times faster
         images = np.stack(images)
-    ds = Dataset(images, y, tuple(class_names), root.name, skipped)
+    return images, keep, tuple(str(p) for p in list(non_images) + list(bad))
+
+
+def load_flat_folder(root: Path, skip_bad: bool = False) -> Dataset:
+    """Every image directly in `root` (no class sub-folders), unlabeled: for calibration and bench inputs."""
+    files = sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")
+                   and p.name.lower() not in _IGNORED and p.suffix.lower() not in _NOTES)
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
+        raise EdgecnnError(f"{root}: empty image folder (expected images, or one sub-folder per class)")
+    x, keep, skipped = _decode(root, images, [p for p in files if p not in images], skip_bad)
+    return Dataset(x, np.full(len(keep), -1, dtype=np.int64), (), root.name, skipped, labeled=False)
+
+
+def load_folder(root: str | Path, split: str = "train", skip_bad: bool = False) -> Dataset:
+    """Load `root/<class>/*` (or `root/<split>/<class>/*`) into a Dataset of raw uint8 images."""
+    root = Path(root)
+    if not root.exists():
+        raise EdgecnnError(f"{root}: data path does not exist")
+    if not root.is_dir():
+        raise EdgecnnError(f"{root}: not a directory of class folders")
+    if is_flat(root):
+        return load_flat_folder(root, skip_bad)
+    split_dirs = {p.name: p for p in _class_dirs(root) if p.name in ("train", "test", "val")}
+    if "train" in split_dirs and ("test" in split_dirs or "val" in split_dirs):
+        want = {"train": "train", "test": "test" if "test" in split_dirs else "val", "val": "val"}.get(split, split)
+        if split == "all":
+            a, b = load_folder(split_dirs["train"], "all", skip_bad), load_folder(root, "test", skip_bad)
+            return Dataset(list(a.images) + list(b.images), np.concatenate([a.labels, b.labels]), a.class_names,
+                           root.name, a.skipped + b.skipped, a.labeled and b.labeled)
+        return load_folder(split_dirs.get(want, split_dirs["train"]), "all", skip_bad)
+    class_names = [p.name for p in _class_dirs(root)]
+    files, labels, non_images = _scan(root, class_names)
+    images, keep, skipped = _decode(root, files, non_images, skip_bad)
+    ds = Dataset(images, np.asarray(labels, dtype=np.int64)[keep], tuple(class_names), root.name, skipped)
     if split == "all":
         return ds
-    train, test = split_indices(y, TEST_FRACTION, seed=0)
+    train, test = split_indices(ds.labels, TEST_FRACTION, seed=0)
     return ds.subset(train if split == "train" else test)

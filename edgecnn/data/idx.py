@@ -24,8 +24,8 @@ FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-HOW_TO_GET = ("install it with `apt-get install dataset-fashion-mnist` (Debian), point $EDGECNN_FASHION_MNIST at a "
-              "folder of the IDX files, or run `edgecnn data download fashion-mnist` with internet")
+HOW_TO_GET = ("install it with `apt-get install dataset-fashion-mnist` (Debian), or point $EDGECNN_FASHION_MNIST "
+              "(or --data fashion-mnist:DIR) at a folder of its IDX files")
 
 
 def _find(folder: Path, stem: str) -> Path | None:

@@ -202,7 +202,7 @@ def compare_on_data(runtime, data: bytes, model_path: Path, src: str, limit: int
     if spec is None:
         raise EdgecnnError(f"{model_path}: no preprocessing spec embedded (convert it with edgecnn), so --data "
                            "cannot be preprocessed for it")
-    ds = load_split(src, "test")
+    ds = load_split(src, "test", needs_labels="mcu-check --data")
     if len(ds) == 0:
         raise EdgecnnError(f"{src}: the test split is empty")
     ds = ds.take(limit, seed=0) if limit and limit < len(ds) else ds

@@ -26,11 +26,11 @@ def model_spec(model_path: str | Path) -> PreprocessSpec:
     return spec
 
 
-def eval_arrays(src: str, spec: PreprocessSpec, limit: int | None = None):
-    """(x, y, class_names) of `src`'s test split, preprocessed with `spec`."""
+def eval_arrays(src: str, spec: PreprocessSpec, limit: int | None = None, command: str = "eval"):
+    """(x, y, class_names) of `src`'s test split, preprocessed with `spec`; `command` names who needs the labels."""
     from edgecnn.data import load_split
 
-    ds = load_split(src, "test")
+    ds = load_split(src, "test", needs_labels=command)
     if limit:
         ds = ds.take(limit)
     if spec.labels and ds.class_names and len(ds.class_names) != len(spec.labels):

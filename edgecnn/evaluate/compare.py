@@ -35,7 +35,7 @@ def compare(float_path: str | Path, quant_path: str | Path, src: str, limit: int
     fspec, qspec = model_spec(float_path), model_spec(quant_path)
     if fspec.input_shape != qspec.input_shape or (fspec.scale, fspec.offset) != (qspec.scale, qspec.offset):
         raise EdgecnnError(f"{quant_path}: preprocessing differs from {float_path}'s; they are not the same model")
-    x, y, names = eval_arrays(src, fspec, limit)
+    x, y, names = eval_arrays(src, fspec, limit, "compare")
     fs, qs = predict(float_path, x), predict(quant_path, x)
     fp, qp = fs.argmax(1), qs.argmax(1)
     f1, q1 = float(np.mean(fp == y)), float(np.mean(qp == y))

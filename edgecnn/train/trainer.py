@@ -119,8 +119,8 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     if Path(out).suffix != ".keras":  # checked before training, not after the time is spent
         raise EdgecnnError(f"{out}: model output must end in .keras")
     t0 = time.perf_counter()
-    train_ds = load_split(cfg.data, "train", skip_bad=cfg.skip_bad)
-    test_ds = load_split(cfg.data, "test", skip_bad=cfg.skip_bad)
+    train_ds = load_split(cfg.data, "train", skip_bad=cfg.skip_bad, needs_labels="train")
+    test_ds = load_split(cfg.data, "test", skip_bad=cfg.skip_bad, needs_labels="train")
     if cfg.max_train_samples:
         train_ds = train_ds.take(cfg.max_train_samples, seed=cfg.seed)
     tf = _tf.tf()
