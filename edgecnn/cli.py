@@ -205,25 +205,23 @@ def run(recipe, out_dir, as_json):
 @click.option("--max-accuracy-drop", type=float, help="Guided mode: keep worst layers in float until the top-1 "
               "drop (points) is within this.")
 @click.option("--eval-data", help="Data for --max-accuracy-drop (its test split).")
-@click.option("--target", default="cpu", show_default=True, type=click.Choice(["cpu", "edgetpu"]),
-              help="edgetpu: int8, then the Edge TPU preflight and edgetpu_compiler (must be installed).")
+@click.option("--target", default="cpu", show_default=True, type=click.Choice(["cpu", "edgetpu", "tflm"]),
+              help="Where the int8 model runs: picks the rewrite passes (cpu: XNNPACK; edgetpu: + the preflight and "
+                   "edgetpu_compiler when installed; tflm: none) and the report's delegate check.")
+@click.option("--no-rewrite", is_flag=True, help="Keep the converter's plain int8 graph (no rewrite passes).")
 @click.option("--verbose", is_flag=True, help="Show the converter's own log.")
 @click.option("--json", "as_json", is_flag=True)
 def convert(model, output, mode, io, per_tensor, calibration, num_calibration, seed, keep_float,
-            allow_float_fallback, scale, offset, mean, std, calibrator, max_accuracy_drop, eval_data, target, verbose,
-            as_json):
+            allow_float_fallback, scale, offset, mean, std, calibrator, max_accuracy_drop, eval_data, target, no_rewrite,
+            verbose, as_json):
     """Convert a Keras model (.keras, .h5, SavedModel dir) to .tflite."""
     from edgecnn.convert.request import ConversionRequest
 
-    if target == "edgetpu":
-        from edgecnn.convert.edgetpu import find_compiler
-
-        if mode != "int8" or allow_float_fallback or keep_float:
-            raise EdgecnnError("--target edgetpu needs a full-integer model: --quant int8 without float fallback")
-        find_compiler()  # before converting: without the compiler, say what to install and write nothing
-
+    if target == "edgetpu" and (mode != "int8" or allow_float_fallback or keep_float):
+        raise EdgecnnError("--target edgetpu needs a full-integer model: --quant int8 without float fallback")
     req = ConversionRequest(mode, io, per_tensor, calibration, num_calibration, seed, tuple(keep_float),
-                            allow_float_fallback, scale, offset, mean, std, target=target, calibrator=calibrator)
+                            allow_float_fallback, scale, offset, mean, std, target=target, rewrite=not no_rewrite,
+                            calibrator=calibrator)
     if max_accuracy_drop is not None:
         from edgecnn.guided import guided_convert
 
@@ -236,12 +234,13 @@ def convert(model, output, mode, io, per_tensor, calibration, num_calibration, s
 
         report = convert_model(model, output, req, verbose=verbose)
     if target == "edgetpu":
-        from pathlib import Path
+        from edgecnn.convert.edgetpu import for_edgetpu
 
-        from edgecnn.convert.edgetpu import compile_model, preflight
+        report["edgetpu"] = for_edgetpu(output)
+    elif target == "cpu" and mode == "int8":
+        from edgecnn.bench.delegation import measure
 
-        report["edgetpu"] = {"preflight": preflight(output),
-                             "compiler": compile_model(output, Path(output).resolve().parent)}
+        report["delegate"] = measure(output)
     if as_json:
         echo_json(report)
         return

@@ -48,7 +48,9 @@ def bench_table(doc: dict) -> Table:
         ("threads / XNNPACK", f"{s.get('threads')} / {'on' if s.get('xnnpack') else 'off'}"),
         ("inputs", doc.get("input_source", "-") + (f" ({s['data']})" if s.get("data") else "")),
         ("delegate partitions", str(dl.get("partitions", "-"))),
-        ("ops outside XNNPACK", ", ".join(f"{o['op']}×{o['count']}" for o in dl.get("ops_outside", [])) or "none"),
+        ("ops outside XNNPACK", "; ".join(f"{o['op']}×{o['count']}" + (f" ({o['reason']}" + (
+            f"; `edgecnn convert` rewrites it: pass {o['rewrite']}" if o.get("rewrite") else "") + ")"
+            if dl.get("partitions", 0) > 1 and o.get("reason") else "") for o in dl.get("ops_outside", [])) or "none"),
         ("init", f"{_ms(tm.get('init_ms'))} ms"),
         ("first inference", f"{_ms(tm.get('first_ms'))} ms"),
         ("warm-up", f"{(tm.get('warmup') or {}).get('n', 0)} runs, mean {_ms((tm.get('warmup') or {}).get('mean_ms'))} ms"),
@@ -190,4 +192,25 @@ def print_convert_report(r: dict) -> None:
         g = r["guided"]
         c.print(f"  guided: drop {g['final_drop_points']:.2f} pts (limit {g['max_drop_points']}); kept in float: "
                 f"{', '.join(g['kept_in_float']) or 'none'}")
+    for row in r.get("rewrites") or []:
+        if row["count"]:
+            c.print(f"  rewrite {row['pass']}: {row['count']}x {row['replaces']} "
+                    + ("applied" if row["applied"] else f"NOT applied ({row.get('note', '')})")
+                    + (f" (outputs within {row['max_diff_steps']:g} steps, top-1 agreement {row['top1_agreement']:.3f}"
+                       f" on {row['samples']} samples)" if "max_diff_steps" in row and row["applied"] else ""))
+    dl = r.get("delegate")
+    if dl and dl.get("available"):
+        c.print(f"  CPU delegate (XNNPACK): {dl['partitions']} partition(s), {dl['ops_delegated']}/{dl['ops_total']} ops "
+                "delegated")
+        for o in dl["ops_outside"]:
+            fix = f"; convert rewrites it (pass {o['rewrite']})" if o.get("rewrite") else ""
+            c.print(f"    outside: {o['op']}x{o['count']}: {o['reason']}{fix}")
+    tpu = r.get("edgetpu")
+    if tpu:
+        c.print("  " + preflight_table(tpu["preflight"]).replace("\n", "\n  "))
+        comp = tpu["compiler"]
+        if comp.get("compiled"):
+            c.print(f"  compiled: {comp.get('output')}")
+        else:
+            c.print(f"  edgetpu_compiler is not installed here; compile with: {comp['command']}  ({comp['install']})")
     c.print(f"  wall time {r['wall_seconds']:.2f} s")

@@ -167,6 +167,7 @@ def run_pipeline(recipe: Recipe, out_dir: str | Path, log: Callable[[str], None]
                              "p50_ms": steady.get("p50_ms"), "p90_ms": steady.get("p90_ms"),
                              "peak_rss_mb": b.get("peak_rss_mb"),
                              "partitions": (b.get("delegation") or {}).get("partitions"),
+                             "ops_outside": (b.get("delegation") or {}).get("ops_outside"),
                              "emulated": bool((b.get("device") or {}).get("emulated")),
                              "bench_status": b.get("status"), "bench_error": b.get("error"),
                              "bench_run_id": b.get("run_id"), "agreement": cmp["agreement"] if cmp else None,

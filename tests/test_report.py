@@ -245,3 +245,23 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     # where the page puts them: the header's dark band, and the failed cells' pink
     assert tuple(img[20, 640]) == (31, 41, 55)
     assert (np.abs(flat - (254, 242, 242)).sum(axis=1) < 6).any()
+
+
+def test_slow_int8_is_explained():
+    """When int8 is slower than float32 the report says why: the ops outside the delegate (and the rewrite that
+    removes them), or, when it runs whole, that the int8 kernels themselves are the cost on this CPU."""
+    from edgecnn.report.load import slow_int8_notes
+
+    def row(model, precision, p50, partitions=1, outside=()):
+        return {"model": model, "precision": precision, "device": "local-cpu", "p50_ms": p50,
+                "partitions": partitions, "ops_outside": list(outside)}
+
+    hs = {"op": "HARD_SWISH", "count": 19, "reason": "int8 HARD_SWISH is not taken by XNNPACK", "rewrite": "hard_swish"}
+    rows = [row("v3", "float32", 1.0), row("v3", "int8", 2.9, 20, [hs]),
+            row("lenet", "float32", 0.02), row("lenet", "int8", 0.03, 1, [{"op": "SOFTMAX", "count": 1}]),
+            row("v2", "float32", 4.9), row("v2", "int8", 3.1)]
+    notes = slow_int8_notes(rows)
+    assert len(notes) == 2  # v2's int8 is faster: nothing to explain
+    assert notes[0].startswith("int8 is slower than float32 for v3") and "20 delegate partitions" in notes[0]
+    assert "HARD_SWISHx19" in notes[0] and "pass hard_swish" in notes[0]
+    assert "lenet" in notes[1] and "runs whole on the CPU delegate (1 partition, SOFTMAX last)" in notes[1]

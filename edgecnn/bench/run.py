@@ -108,6 +108,10 @@ def bench_model(model: str, profile: DeviceProfile, settings: BenchSettings, dat
         doc = failed_doc(str(exc), model, settings)
     except KeyboardInterrupt:
         doc = failed_doc("interrupted", model, settings)
+    if (doc.get("delegation") or {}).get("ops_outside"):  # say why, and whether convert can fix it
+        from edgecnn.bench.delegation import explain
+
+        doc["delegation"]["ops_outside"] = explain(doc["delegation"]["ops_outside"])
     if doc.get("status") == "failed" and doc.get("error") == "interrupted":
         doc["interrupted"] = True
     if doc.get("model") is None or "sha256" not in (doc.get("model") or {}):

@@ -2,8 +2,9 @@
 
 Steps: load (.keras/.h5/SavedModel) -> float32 flatbuffer at batch 1 (frontend.py) -> per mode:
 float16 / dynamic via the public converter flags; int8 = calibrate once (calibration.py) then quantize with the
-MLIR pass (layers matching --keep-float stay float); int16x8 via the stock 16x8 path -> integer-only check ->
-spec and labels embedded -> atomic write -> report.
+MLIR pass (layers matching --keep-float stay float), then the target's rewrite passes (rewrite/, each checked on
+the calibration samples); int16x8 via the stock 16x8 path -> load check -> integer-only check -> spec and labels
+embedded -> atomic write -> report.
 """
 
 from __future__ import annotations
@@ -211,6 +212,13 @@ class Prepared:
         from edgecnn.tflite import metadata
         from edgecnn.tflite.reader import TfliteInfo
 
+        rewrites = None
+        if self.req.mode == "int8" and self.req.rewrite:
+            from edgecnn.convert.rewrite import run_passes
+
+            t = time.perf_counter()
+            data, rewrites = run_passes(data, self.req.target, self.samples)
+            self.timings["rewrite_s"] = time.perf_counter() - t
         info = TfliteInfo(data)
         check_loads(data, self.model_path, self.req.mode)
         float_ops = check_integer_only(info, self.req, list(self.kept_nodes) + list(extra_nodes),
@@ -224,7 +232,7 @@ class Prepared:
             "op_histogram": info.op_histogram(), "ops_in_float": float_ops, "keep_float_matches": self.matches,
             "weight_dtypes": info.weight_dtypes(),
             "inputs": [t.to_dict() for t in info.inputs], "outputs": [t.to_dict() for t in info.outputs],
-            "calibration": self.calib_desc, "preprocessing": self.spec.to_dict(),
+            "calibration": self.calib_desc, "preprocessing": self.spec.to_dict(), "rewrites": rewrites,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "wall_seconds": round(time.perf_counter() - self.t0, 3),
         }

@@ -5,6 +5,7 @@
 | `preflight`          | reads the .tflite: integer-only, static shapes, batch 1, tensor rank, each op against Coral's supported-op list (`data/edgetpu_ops.yaml`), and where the compiler would cut the graph back to the CPU | no |
 | `parse_compiler_log` | edgetpu_compiler's stdout / `*_edgetpu.log` -> JSON (ops mapped, on-chip/off-chip memory, subgraphs) | no |
 | `compile_model`      | runs `edgetpu_compiler` (this machine, or the board's host over SSH) and parses its log | edgetpu_compiler |
+| `for_edgetpu`        | `convert --target edgetpu`: preflight, then compile once, or the exact command to run | no            |
 
 Everything here works without Coral's software except `compile_model`, which fails with one line naming the
 package and where to get it: Coral's packages come only from Coral's own apt repository. Running a compiled model
@@ -376,6 +377,23 @@ def _parse_console_and_log(console: str, log: str) -> dict:
     if re.search(r"^\s*Operator\s+Count\s+Status", console, re.M):
         return parse_compiler_log(console)
     return parse_compiler_log(console + "\n" + log)
+
+
+def for_edgetpu(path: str | Path) -> dict:
+    """`convert --target edgetpu` after the model is written: the preflight, then one compile when
+    edgetpu_compiler is installed; without it (x86-64 Debian/Ubuntu only, absent on most hosts) the exact command
+    to run where it is, and where to get it. Never an error for a missing compiler: the model is ready for it."""
+    import shlex
+
+    path = Path(path)
+    out = {"preflight": preflight(path)}
+    if shutil.which(COMPILER):
+        out["compiler"] = compile_model(path, path.resolve().parent)
+    else:
+        out["compiler"] = {"compiled": False, "install": INSTALL_COMPILER,
+                           "command": f"{COMPILER} -s -o {shlex.quote(str(path.resolve().parent))} "
+                                      f"{shlex.quote(str(path))}"}
+    return out
 
 
 def _last(text: str) -> str:

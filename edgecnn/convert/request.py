@@ -10,7 +10,7 @@ from edgecnn.errors import EdgecnnError
 
 MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
 IO_TYPES = ("int8", "uint8", "float32", "int16")
-TARGETS = ("cpu", "edgetpu")
+TARGETS = ("cpu", "edgetpu", "tflm")
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,8 @@ class ConversionRequest:
     offset: float | None = None
     mean: float | None = None  # ... or (x - mean) / std
     std: float | None = None
-    target: str = "cpu"  # where the model will run: "edgetpu" adds the preflight and the compiler (cli.convert)
+    target: str = "cpu"  # where the model runs: chooses the int8 rewrite passes (convert/rewrite) and the checks
+    rewrite: bool = True  # False (--no-rewrite): the converter's plain int8 output
     calibrator: str = "fast"  # "fast" (LiteRT+XNNPACK, batched) or "stock" (TF's calibrator)
 
     def __post_init__(self):

@@ -26,8 +26,8 @@ from edgecnn.errors import EdgecnnError
 RUN_SCHEMA = "edgecnn.run/1"  # = edgecnn.pipeline.SUMMARY_SCHEMA; copied so reading a report never imports the pipeline
 PRECISIONS = ("float32", "float16", "dynamic", "int16x8", "int8")  # widest first: the order of every table and plot
 ROW_KEYS = ("model", "precision", "device", "path", "size_bytes", "size_ratio", "top1", "float_top1", "drop_points",
-            "p50_ms", "p90_ms", "peak_rss_mb", "partitions", "emulated", "status", "error", "run_id", "per_class",
-            "timing", "created_at")
+            "p50_ms", "p90_ms", "peak_rss_mb", "partitions", "ops_outside", "emulated", "status", "error", "run_id",
+            "per_class", "timing", "created_at")
 _TIMING_KEYS = ("mean_ms", "std_ms", "min_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms")
 
 
@@ -86,6 +86,7 @@ def load_run_dir(run_dir: Path) -> ReportData:
         except EdgecnnError as exc:
             data.notes.append(f"latency history not shown: {exc}")
     _device_names(data)
+    data.notes.extend(slow_int8_notes(data.rows))
     return data
 
 
@@ -127,9 +128,33 @@ def _row_from_summary(r, path: Path, i: int) -> dict:
     row["run_id"] = r.get("bench_run_id")
     row["emulated"] = bool(r.get("emulated"))
     if row["status"] != "ok":  # a failed bench measured nothing; keep no stale numbers beside the error
-        for k in ("p50_ms", "p90_ms", "peak_rss_mb", "partitions", "timing"):
+        for k in ("p50_ms", "p90_ms", "peak_rss_mb", "partitions", "ops_outside", "timing"):
             row[k] = None
     return row
+
+
+def slow_int8_notes(rows: list[dict]) -> list[str]:
+    """For each model and device where int8 is slower than float32: why, from the bench's delegation."""
+    notes = []
+    f32 = {(r["model"], r["device"]): r for r in rows if r["precision"] == "float32" and r.get("p50_ms")}
+    for r in rows:
+        base = f32.get((r["model"], r["device"]))
+        if r["precision"] != "int8" or not r.get("p50_ms") or base is None or r["p50_ms"] <= base["p50_ms"]:
+            continue
+        head = (f"int8 is slower than float32 for {r['model']} on {r['device']} (p50 {r['p50_ms']:.3f} vs "
+                f"{base['p50_ms']:.3f} ms): ")
+        outside = r.get("ops_outside") or []
+        if (r.get("partitions") or 0) > 1 and outside:
+            why = "; ".join(f"{o['op']}x{o['count']} outside the CPU delegate ({o.get('reason', '?')}"
+                            + (f"; `edgecnn convert` rewrites it: pass {o['rewrite']}" if o.get("rewrite") else "")
+                            + ")" for o in outside)
+            notes.append(head + f"{r['partitions']} delegate partitions: {why}")
+        else:
+            notes.append(head + f"it runs whole on the CPU delegate ({r.get('partitions')} partition"
+                         + (f", {outside[0]['op']} last" if outside else "") + "), so the difference is the "
+                         "int8 kernels themselves: on x86 CPUs without fast int8 dot products a model this small "
+                         "gains nothing from int8; ARM boards (NEON dot product) usually do")
+    return notes
 
 
 def config_key(h: dict) -> tuple:

@@ -18,19 +18,25 @@ def _conv_bn(x, filters, kernel, strides=1, activation="relu", padding="same", n
 
 
 @register(default_input=(32, 32, 1), min_size=16, family="classic")
-def lenet5(input_shape=(32, 32, 1), num_classes=10, activation="relu"):
-    """LeNet-5 (LeCun 1998): conv 6@5x5, pool, conv 16@5x5, pool, dense 120-84; ~83k params at 32x32.
+def lenet5(input_shape=(32, 32, 1), num_classes=10, activation="relu", pooling="max"):
+    """LeNet-5 as the primer describes it: conv 6@5x5, max-pool, conv 16@5x5, max-pool, dense 120-84; ~83k params.
 
+    `pooling="avg"` gives LeCun's (1998) subsampling layers instead (average pooling). Max pooling is the default
+    because it is what the primer describes and what int8 runs best: int8 MAX_POOL_2D is delegated by XNNPACK,
+    while int8 AVERAGE_POOL_2D is not (convert's `avg_pool` rewrite turns it into a depthwise convolution).
     The first conv pads ("same"), so 28x28 inputs work too (the original, unpadded, has ~60k at 32x32).
     """
     import keras
     from keras import layers
 
+    if pooling not in ("max", "avg"):
+        raise ValueError(f"pooling must be 'max' or 'avg', got {pooling!r}")
+    pool = layers.MaxPooling2D if pooling == "max" else layers.AveragePooling2D
     inp = keras.Input(input_shape)
     x = layers.Conv2D(6, 5, padding="same", activation=activation, name="c1")(inp)
-    x = layers.AveragePooling2D(2, name="s2")(x)
+    x = pool(2, name="s2")(x)
     x = layers.Conv2D(16, 5, activation=activation, name="c3")(x)
-    x = layers.AveragePooling2D(2, name="s4")(x)
+    x = pool(2, name="s4")(x)
     x = layers.Flatten()(x)
     x = layers.Dense(120, activation=activation, name="c5")(x)
     x = layers.Dense(84, activation=activation, name="f6")(x)

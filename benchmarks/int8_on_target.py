@@ -1,0 +1,99 @@
+"""int8 on its target, before and after the rewrite passes: every zoo model, on this CPU and for the Edge TPU.
+
+    .venv/bin/python benchmarks/int8_on_target.py [--out runs/bench/int8_target] [--pattern '*'] [--runs 100]
+                                                  [--rounds 3]
+
+Each model is built at its default input (untrained: which ops run where, and their speed, do not depend on the
+weights), converted to float32, to int8 with `--no-rewrite` (the converter's plain graph) and to int8 (`--target
+cpu`, the default), and for the Edge TPU (`--target edgetpu`). The three CPU models are benched side by side by the
+board runner (1 thread, XNNPACK), in rounds that alternate their order, so their ratios come from one run on one
+machine; the table gives medians over rounds. Edge TPU: the offline preflight's mapped ops, plain vs rewritten.
+Prints a Markdown table and writes results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def _outside(doc: dict) -> str:
+    rows = (doc.get("delegation") or {}).get("ops_outside") or []
+    return ", ".join(f"{o['op']}x{o['count']}" for o in rows) or "none"
+
+
+def main() -> int:
+    from edgecnn.bench.local import run_local
+    from edgecnn.bench.protocol import BenchSettings
+    from edgecnn.convert.converter import convert_model
+    from edgecnn.convert.edgetpu import preflight
+    from edgecnn.convert.request import ConversionRequest
+    from edgecnn.modelfile import save_model
+    from edgecnn.train.trainer import default_spec
+    from edgecnn.zoo import build, get_entry, list_models
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="runs/bench/int8_target")
+    ap.add_argument("--pattern", default="*")
+    ap.add_argument("--runs", type=int, default=100)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--calibration", type=int, default=16)
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = BenchSettings(threads=1, warmup=10, runs=args.runs)
+    results = []
+    for name in list_models(args.pattern):
+        shape = get_entry(name).default_input
+        classes = 1000 if shape[0] >= 224 else 10
+        src = out / f"{name}.keras"
+        save_model(build(name, shape, classes), src, default_spec(name, shape, [str(i) for i in range(classes)], ""))
+        cal = "photos" if shape[2] == 3 else "digits"
+        paths = {"float32": out / f"{name}_float32.tflite", "int8_plain": out / f"{name}_int8_plain.tflite",
+                 "int8": out / f"{name}_int8.tflite", "edgetpu": out / f"{name}_int8_edgetpu.tflite"}
+        convert_model(src, paths["float32"], ConversionRequest("float32"))
+        q = dict(calibration=cal, num_calibration=args.calibration)
+        convert_model(src, paths["int8_plain"], ConversionRequest("int8", rewrite=False, **q))
+        rep = convert_model(src, paths["int8"], ConversionRequest("int8", **q))
+        convert_model(src, paths["edgetpu"], ConversionRequest("int8", target="edgetpu", **q))
+        p50: dict[str, list[float]] = {k: [] for k in ("float32", "int8_plain", "int8")}
+        docs = {}
+        for r in range(args.rounds):
+            order = list(p50) if r % 2 == 0 else list(reversed(p50))
+            for k in order:
+                doc = run_local(str(paths[k]), settings)
+                if doc.get("status") != "ok":
+                    raise SystemExit(f"{name} {k}: {doc.get('error')}")
+                docs[k] = doc
+                p50[k].append(doc["timing"]["steady"]["p50_ms"])
+        med = {k: statistics.median(v) for k, v in p50.items()}
+        tpu_plain, tpu = preflight(paths["int8_plain"]), preflight(paths["edgetpu"])
+        row = {"model": name, "input": "x".join(map(str, shape)), "p50_ms": med, "p50_rounds_ms": p50,
+               "partitions": {k: docs[k]["delegation"]["partitions"] for k in docs},
+               "ops_outside": {k: _outside(docs[k]) for k in docs},
+               "rewrites": [x for x in rep["rewrites"] if x["count"]],
+               "edgetpu": {"plain": f"{tpu_plain['ops_edgetpu']}/{tpu_plain['ops_total']}",
+                           "rewritten": f"{tpu['ops_edgetpu']}/{tpu['ops_total']}",
+                           "maps_fully": tpu["maps_fully"]}}
+        results.append(row)
+        print(json.dumps(row), flush=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    print("\n| model | input | partitions plain → rewritten | ops outside XNNPACK, plain → rewritten | "
+          "p50 f32 ms | int8 plain / f32 | int8 rewritten / f32 | Edge TPU ops mapped, plain → rewritten |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        m = r["p50_ms"]
+        print(f"| {r['model']} | {r['input']} | {r['partitions']['int8_plain']} → {r['partitions']['int8']} | "
+              f"{r['ops_outside']['int8_plain']} → {r['ops_outside']['int8']} | {m['float32']:.3f} | "
+              f"{m['int8_plain'] / m['float32']:.2f} | {m['int8'] / m['float32']:.2f} | "
+              f"{r['edgetpu']['plain']} → {r['edgetpu']['rewritten']}{' (full)' if r['edgetpu']['maps_fully'] else ''} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

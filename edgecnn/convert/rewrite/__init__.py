@@ -1,0 +1,70 @@
+"""Rewrite passes on the quantized model: int8 that runs whole on its target.
+
+The converter's int8 graph uses ops that some targets do not run in int8: XNNPACK (LiteRT's CPU delegate) leaves
+int8 HARD_SWISH and AVERAGE_POOL_2D to slow reference kernels, splitting the graph; the Edge TPU compiler stops at
+the first op it does not know (HARD_SWISH, LEAKY_RELU) and runs the rest on the CPU. Each pass replaces one such op
+with ops the target takes, on the quantized flatbuffer, after the quantize pass and before the load check.
+
+| pass         | replaces          | with                                         | exact?               | targets      |
+|--------------|-------------------|----------------------------------------------|----------------------|--------------|
+| `hard_swish` | HARD_SWISH        | DEPTHWISE_CONV_2D 1x1 (gate) + MUL            | gate rounded to 1/255 | cpu, edgetpu |
+| `avg_pool`   | AVERAGE_POOL_2D   | MEAN (global) / DEPTHWISE_CONV_2D (windowed)  | division rounding     | cpu          |
+| `leaky_relu` | LEAKY_RELU        | PRELU with a constant slope                   | to one step           | edgetpu      |
+
+Every pass is checked when applied (`check.compare`: the model before and after it, on the calibration samples):
+a pass whose outputs move by more than its tolerance (in output quantization steps), or whose top-1 agreement
+outside ties falls under 99%, is not applied, and the report says so. `--no-rewrite` gives the converter's plain output;
+`--target tflm` applies none (TFLite Micro runs these ops natively).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import numpy as np
+
+from edgecnn.convert.rewrite import avg_pool, hard_swish, leaky_relu
+
+PASSES: dict[str, ModuleType] = {"hard_swish": hard_swish, "avg_pool": avg_pool, "leaky_relu": leaky_relu}
+TARGETS = ("cpu", "edgetpu", "tflm")
+MIN_TOP1_AGREEMENT = 0.99
+
+
+def passes_for(target: str) -> list[str]:
+    """The passes that `target` wants, in the order they run."""
+    return [name for name, mod in PASSES.items() if target in mod.TARGETS]
+
+
+def run_passes(model: bytes, target: str, samples: np.ndarray | None) -> tuple[bytes, list[dict]]:
+    """Apply `target`'s passes one at a time, each checked against the model before it; (model, report rows)."""
+    from edgecnn.convert.rewrite.check import compare
+    from edgecnn.convert.rewrite.graph import Graph
+    from edgecnn.tflite.reader import parse
+
+    rows = []
+    for name in passes_for(target):
+        mod = PASSES[name]
+        g = Graph(parse(model))
+        count = mod.apply(g)
+        row = {"pass": name, "replaces": mod.REPLACES, "count": count, "applied": False,
+               "tolerance_steps": mod.TOLERANCE_STEPS}
+        if count == 0:
+            row["note"] = f"no int8 {mod.REPLACES} in the model"
+            rows.append(row)
+            continue
+        after = g.serialize()
+        if samples is None or len(samples) == 0:
+            row["note"] = "not applied: no calibration samples to check it on"
+            rows.append(row)
+            continue
+        row.update(compare(model, after, samples))
+        ok = row["max_diff_steps"] <= mod.TOLERANCE_STEPS and row["top1_agreement_outside_ties"] >= MIN_TOP1_AGREEMENT
+        if ok:
+            model, row["applied"] = after, True
+        else:
+            row["note"] = (f"not applied: outputs moved by {row['max_diff_steps']:g} steps (tolerance "
+                           f"{mod.TOLERANCE_STEPS}), top-1 agreement outside ties "
+                           f"{row['top1_agreement_outside_ties']:.3f} on "
+                           f"{row['samples']} calibration samples")
+        rows.append(row)
+    return model, rows

@@ -1,0 +1,156 @@
+"""int8 rewrite passes (edgecnn/convert/rewrite/): each on a small graph — what it replaces, that outputs stay
+within its tolerance, that the result runs whole on XNNPACK / maps on the Edge TPU, and that a pass outside its
+tolerance is skipped with a note."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from edgecnn.convert.converter import convert_model
+from edgecnn.convert.edgetpu import preflight
+from edgecnn.convert.request import ConversionRequest
+from edgecnn.errors import EdgecnnError
+from edgecnn.tflite.reader import TfliteInfo, read_tflite
+from helpers import run_cli
+
+
+def _save(model, path):
+    from edgecnn.modelfile import save_model
+    from edgecnn.train.trainer import default_spec
+
+    shape = tuple(int(d) for d in model.input_shape[1:])
+    save_model(model, path, default_spec("lenet5", shape, [str(i) for i in range(10)], ""))  # [0, 1] input range
+    return path
+
+
+def _net(kind: str, shape=(16, 16, 3)):
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input(shape)
+    x = layers.Conv2D(8, 3, padding="same")(inp)
+    if kind == "hard_swish":
+        x = layers.Activation("hard_swish")(x)
+        x = layers.DepthwiseConv2D(3, padding="same")(x)
+        x = layers.Activation("hard_swish")(x)
+        x = layers.GlobalAveragePooling2D()(x)
+    elif kind == "avg_pool":
+        x = layers.Activation("relu")(x)
+        x = layers.AveragePooling2D(2)(x)  # windowed, VALID: 16 -> 8
+        x = layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+        x = layers.AveragePooling2D(3, strides=2, padding="same")(x)  # SAME and padded: 8 -> 4, kept
+        x = layers.AveragePooling2D(4)(x)  # the whole 4x4: global
+        x = layers.Flatten()(x)
+    elif kind == "leaky_relu":
+        x = layers.LeakyReLU(negative_slope=0.1)(x)
+        x = layers.GlobalAveragePooling2D()(x)
+    out = layers.Dense(10, activation="softmax")(x)
+    return keras.Model(inp, out)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("rewrite")
+    return {k: _save(_net(k), d / f"{k}.keras") for k in ("hard_swish", "avg_pool", "leaky_relu")}
+
+
+def _convert(src, out, **kw):
+    r = convert_model(src, out, ConversionRequest("int8", calibration="photos", num_calibration=16, **kw))
+    return r, Counter(op.op for op in TfliteInfo(read_tflite(out)).ops)
+
+
+def test_hard_swish_runs_whole_on_xnnpack_and_maps_on_the_edgetpu(models, tmp_path):
+    from edgecnn.bench.delegation import measure
+
+    plain, ops0 = _convert(models["hard_swish"], tmp_path / "plain.tflite", rewrite=False)
+    r, ops = _convert(models["hard_swish"], tmp_path / "rw.tflite")
+    assert plain["rewrites"] is None and ops0["HARD_SWISH"] == 2
+    assert ops["HARD_SWISH"] == 0 and ops["MUL"] == ops0["MUL"] + 2
+    assert ops["DEPTHWISE_CONV_2D"] == ops0["DEPTHWISE_CONV_2D"] + 2
+    row = next(x for x in r["rewrites"] if x["pass"] == "hard_swish")
+    assert row["applied"] and row["count"] == 2 and row["samples"] == 16
+    assert row["max_diff_steps"] <= row["tolerance_steps"] and row["top1_agreement_outside_ties"] >= 0.99
+    before, after = measure(tmp_path / "plain.tflite"), measure(tmp_path / "rw.tflite")
+    assert before["partitions"] > 1 and {o["op"] for o in before["ops_outside"]} >= {"HARD_SWISH"}
+    hs = next(o for o in before["ops_outside"] if o["op"] == "HARD_SWISH")
+    assert hs["rewrite"] == "hard_swish" and "XNNPACK" in hs["reason"]
+    assert after["partitions"] == 1 and [o["op"] for o in after["ops_outside"]] in ([], ["SOFTMAX"])
+    assert not preflight(tmp_path / "plain.tflite")["maps_fully"]
+    assert preflight(tmp_path / "rw.tflite")["maps_fully"]
+
+
+def test_avg_pool_becomes_mean_or_depthwise_and_padded_same_is_kept(models, tmp_path):
+    _, ops0 = _convert(models["avg_pool"], tmp_path / "plain.tflite", rewrite=False)
+    r, ops = _convert(models["avg_pool"], tmp_path / "rw.tflite")
+    assert ops0["AVERAGE_POOL_2D"] == 3
+    assert ops["AVERAGE_POOL_2D"] == 1  # the padded SAME pool: a convolution would divide differently at borders
+    assert ops["MEAN"] == ops0.get("MEAN", 0) + 1 and ops["DEPTHWISE_CONV_2D"] == ops0.get("DEPTHWISE_CONV_2D", 0) + 1
+    row = next(x for x in r["rewrites"] if x["pass"] == "avg_pool")
+    assert row["applied"] and row["count"] == 2 and row["max_diff_steps"] <= row["tolerance_steps"]
+
+
+def test_leaky_relu_becomes_prelu_for_the_edgetpu_only(models, tmp_path):
+    _, cpu_ops = _convert(models["leaky_relu"], tmp_path / "cpu.tflite")
+    r, tpu_ops = _convert(models["leaky_relu"], tmp_path / "tpu.tflite", target="edgetpu")
+    assert cpu_ops["LEAKY_RELU"] == 1  # XNNPACK takes int8 LEAKY_RELU: nothing to do for the CPU
+    assert tpu_ops["LEAKY_RELU"] == 0 and tpu_ops["PRELU"] == 1
+    assert not preflight(tmp_path / "cpu.tflite")["maps_fully"] and preflight(tmp_path / "tpu.tflite")["maps_fully"]
+    row = next(x for x in r["rewrites"] if x["pass"] == "leaky_relu")
+    assert row["applied"] and row["max_diff_steps"] <= row["tolerance_steps"]
+
+
+def test_a_rewrite_outside_its_tolerance_is_skipped_with_a_note(models, tmp_path, monkeypatch):
+    from edgecnn.convert.rewrite import hard_swish
+
+    monkeypatch.setattr(hard_swish, "TOLERANCE_STEPS", -1)  # no difference is small enough
+    r, ops = _convert(models["hard_swish"], tmp_path / "q.tflite")
+    row = next(x for x in r["rewrites"] if x["pass"] == "hard_swish")
+    assert not row["applied"] and row["note"].startswith("not applied: outputs moved by")
+    assert ops["HARD_SWISH"] == 2  # the plain graph was written
+
+
+def test_tflm_target_rewrites_nothing(models, tmp_path):
+    r, ops = _convert(models["hard_swish"], tmp_path / "m.tflite", target="tflm")
+    assert r["rewrites"] == [] and ops["HARD_SWISH"] == 2
+    with pytest.raises(EdgecnnError, match="--target 'gpu'"):
+        ConversionRequest("int8", target="gpu")
+
+
+def test_cli_target_and_no_rewrite(models, tmp_path):
+    out = tmp_path / "m.tflite"
+    r = run_cli("convert", models["hard_swish"], "-o", out, "--quant", "int8", "--calibration", "photos",
+                "--num-calibration", "8", "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["request"]["target"] == "cpu" and rep["delegate"]["partitions"] == 1
+    assert [x["pass"] for x in rep["rewrites"] if x["applied"]] == ["hard_swish"]
+    r = run_cli("convert", models["hard_swish"], "-o", out, "--quant", "int8", "--calibration", "photos",
+                "--num-calibration", "8", "--no-rewrite")
+    assert r.returncode == 0 and "HARD_SWISHx2" in r.stdout.replace(" ", "") and "outside: HARD_SWISHx2" in r.stdout
+    bad = run_cli("convert", models["hard_swish"], "-o", out, "--quant", "int8", "--target", "npu")
+    assert bad.returncode == 2 and "Invalid value for '--target'" in bad.stderr
+
+
+def test_bench_says_why_int8_is_split(models, tmp_path):
+    out = tmp_path / "plain.tflite"
+    _convert(models["hard_swish"], out, rewrite=False)
+    r = run_cli("bench", out, "--runs", "3", "--warmup", "1", "--db", tmp_path / "db.sqlite", "--json")
+    assert r.returncode == 0, r.stderr
+    outside = {o["op"]: o for o in json.loads(r.stdout)["delegation"]["ops_outside"]}
+    assert outside["HARD_SWISH"]["count"] == 2 and outside["HARD_SWISH"]["rewrite"] == "hard_swish"
+    assert "not taken by XNNPACK" in outside["HARD_SWISH"]["reason"]
+    r = run_cli("bench", out, "--runs", "3", "--warmup", "1", "--db", tmp_path / "db.sqlite")
+    assert r.returncode == 0 and "HARD_SWISH×2" in r.stdout and "not taken by" in r.stdout
+
+
+def test_lenet_is_the_primers_max_pool_net_and_avg_is_an_option():
+    from edgecnn.zoo import build
+
+    layers = {type(layer).__name__ for layer in build("lenet5", (32, 32, 1), 10).layers}
+    assert "MaxPooling2D" in layers and "AveragePooling2D" not in layers
+    layers = {type(layer).__name__ for layer in build("lenet5", (32, 32, 1), 10, pooling="avg").layers}
+    assert "AveragePooling2D" in layers
