@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/int8_on_target.py [--out runs/bench/int8_target] [--pattern '*'] [--runs 100]
                                                   [--rounds 3]
 
-Each model is built at its default input (untrained: which ops run where, and their speed, do not depend on the
+Each zoo model (and LeNet-5 with average pooling, `lenet5_avg`) is built at its default input (untrained: which ops run where, and their speed, do not depend on the
 weights), converted to float32, to int8 with `--no-rewrite` (the converter's plain graph) and to int8 (`--target
 cpu`, the default), and for the Edge TPU (`--target edgetpu`). The three CPU models are benched side by side by the
 board runner (1 thread, XNNPACK), in rounds that alternate their order, so their ratios come from one run on one
@@ -20,6 +20,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+VARIANTS = [("lenet5_avg", "lenet5", {"pooling": "avg"})]  # LeCun's average-pooling LeNet: the avg_pool pass
 
 
 def _outside(doc: dict) -> str:
@@ -48,11 +51,16 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     settings = BenchSettings(threads=1, warmup=10, runs=args.runs)
     results = []
-    for name in list_models(args.pattern):
-        shape = get_entry(name).default_input
+    import fnmatch
+
+    items = [(name, name, {}) for name in list_models(args.pattern)]
+    items += [(label, zoo, knobs) for label, zoo, knobs in VARIANTS if fnmatch.fnmatch(label, args.pattern)]
+    for name, zoo, knobs in items:
+        shape = get_entry(zoo).default_input
         classes = 1000 if shape[0] >= 224 else 10
         src = out / f"{name}.keras"
-        save_model(build(name, shape, classes), src, default_spec(name, shape, [str(i) for i in range(classes)], ""))
+        save_model(build(zoo, shape, classes, **knobs), src,
+                   default_spec(zoo, shape, [str(i) for i in range(classes)], ""))
         cal = "photos" if shape[2] == 3 else "digits"
         paths = {"float32": out / f"{name}_float32.tflite", "int8_plain": out / f"{name}_int8_plain.tflite",
                  "int8": out / f"{name}_int8.tflite", "edgetpu": out / f"{name}_int8_edgetpu.tflite"}

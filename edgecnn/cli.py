@@ -217,8 +217,13 @@ def convert(model, output, mode, io, per_tensor, calibration, num_calibration, s
     """Convert a Keras model (.keras, .h5, SavedModel dir) to .tflite."""
     from edgecnn.convert.request import ConversionRequest
 
-    if target == "edgetpu" and (mode != "int8" or allow_float_fallback or keep_float):
-        raise EdgecnnError("--target edgetpu needs a full-integer model: --quant int8 without float fallback")
+    if target == "edgetpu" and mode != "int8":
+        raise EdgecnnError(f"--target edgetpu needs a full-integer model: --quant int8, not {mode}")
+    if target == "edgetpu" and (keep_float or allow_float_fallback):
+        kept = f"--keep-float {' '.join(keep_float)}" if keep_float else "--allow-float-fallback"
+        raise EdgecnnError(f"--target edgetpu needs a full-integer model: {kept} keeps ops in float, and the Edge "
+                           "TPU compiler cuts the graph at the first float op; without it, ops that cannot be "
+                           "quantized are named")
     req = ConversionRequest(mode, io, per_tensor, calibration, num_calibration, seed, tuple(keep_float),
                             allow_float_fallback, scale, offset, mean, std, target=target, rewrite=not no_rewrite,
                             calibrator=calibrator)

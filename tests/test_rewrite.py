@@ -154,3 +154,16 @@ def test_lenet_is_the_primers_max_pool_net_and_avg_is_an_option():
     assert "MaxPooling2D" in layers and "AveragePooling2D" not in layers
     layers = {type(layer).__name__ for layer in build("lenet5", (32, 32, 1), 10, pooling="avg").layers}
     assert "AveragePooling2D" in layers
+
+
+def test_a_tensor_whose_bias_would_not_fit_int32_is_left_alone(models, tmp_path):
+    """A near-zero activation range (a dead channel of an untrained net) would overflow the gate's int32 bias."""
+    from edgecnn.convert.rewrite import hard_swish
+    from edgecnn.convert.rewrite.graph import Graph
+    from edgecnn.tflite.reader import parse
+
+    _convert(models["hard_swish"], tmp_path / "plain.tflite", rewrite=False)
+    g = Graph(parse(read_tflite(tmp_path / "plain.tflite")))
+    first = g.ops("HARD_SWISH")[0]
+    g.tensor(int(first.inputs[0])).quantization.scale = [1e-12]
+    assert hard_swish.apply(g) == 1 and len(g.ops("HARD_SWISH")) == 1  # the other one was rewritten

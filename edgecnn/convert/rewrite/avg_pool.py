@@ -50,7 +50,10 @@ def apply(g: Graph) -> int:
         same = int(o.padding) == 0  # Padding.SAME
         if same and (_pads(h, kh, sh, oh) or _pads(w, kw, sw, ow)):
             continue
-        wt, b = depthwise_constant(g, x, f"{name}/avg", 1.0 / (kh * kw), 0.0, kh, kw)
+        consts = depthwise_constant(g, x, f"{name}/avg", 1.0 / (kh * kw), 0.0, kh, kw)
+        if consts is None:
+            continue
+        wt, b = consts
         g.replace(op, [g.make_op("DEPTHWISE_CONV_2D", 3, [x, wt, b], [y], "DepthwiseConv2DOptions", padding=1,
                                  strideW=sw, strideH=sh, depthMultiplier=1,
                                  fusedActivationFunction=int(o.fusedActivationFunction or 0),

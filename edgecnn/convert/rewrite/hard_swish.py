@@ -34,8 +34,11 @@ def apply(g: Graph) -> int:
         if not usable_int8(g, x):
             continue
         name = f"{g.tensor(y).name.decode()}/hard_swish_gate"
+        consts = depthwise_constant(g, x, name, 1.0 / 6.0, 0.5)
+        if consts is None:
+            continue
+        w, b = consts
         gate = g.add_tensor(name, g.shape(x), "int8", Quant(np.float32([1 / 255]), np.int64([-128])))
-        w, b = depthwise_constant(g, x, name, 1.0 / 6.0, 0.5)
         dw = g.make_op("DEPTHWISE_CONV_2D", 3, [x, w, b], [gate], "DepthwiseConv2DOptions", padding=1, strideW=1,
                        strideH=1, depthMultiplier=1, fusedActivationFunction=0, dilationWFactor=1,
                        dilationHFactor=1)

@@ -1,0 +1,84 @@
+"""Do the int8 rewrites cost accuracy? MobileNetV3-Small (hard-swish + squeeze-excite) on all of Fashion-MNIST.
+
+    .venv/bin/python benchmarks/rewrite_accuracy.py [--out runs/bench/accuracy] [--epochs 6]
+
+Trains (or reuses, if present in --out: the same file benchmarks/convert_accuracy.py makes) MobileNetV3-Small
+alpha 0.75 at 32x32 on the Fashion-MNIST train split, converts it to full-integer int8 twice from the same
+calibration (200 train images, `recipe:fashion-mnist-200`) — the converter's plain graph (`--no-rewrite`) and the
+rewritten one (`--target cpu`, and `--target edgetpu`) — and evaluates all on the 10,000 test images: top-1 of
+each, the difference in points, how often their predictions agree, and each model's delegate partitions and p50
+on this CPU (1 thread, XNNPACK, side by side). Prints a Markdown table and writes rewrite_accuracy.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main() -> int:
+    from edgecnn.bench.local import run_local
+    from edgecnn.bench.protocol import BenchSettings
+    from edgecnn.convert.converter import convert_model
+    from edgecnn.convert.edgetpu import preflight
+    from edgecnn.convert.request import ConversionRequest
+    from edgecnn.data.sources import load_split
+    from edgecnn.evaluate.predict import predict_tflite
+    from edgecnn.tflite.metadata import read_spec
+    from edgecnn.train.trainer import TrainConfig, train
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="runs/bench/accuracy")
+    ap.add_argument("--epochs", type=int, default=6)
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    src = out / "mobilenet_v3_small_0.75.keras"
+    if not src.exists():
+        t = time.perf_counter()
+        train(TrainConfig("mobilenet_v3_small", "fashion-mnist", epochs=args.epochs, batch_size=128, input_size=32,
+                          knobs={"alpha": 0.75}), src)
+        print(f"trained {src.name} in {time.perf_counter() - t:.0f} s", flush=True)
+    variants = {"plain": dict(rewrite=False), "cpu": dict(target="cpu"), "edgetpu": dict(target="edgetpu")}
+    test = load_split("fashion-mnist", "test")
+    rows, preds, reports = {}, {}, {}
+    for name, kw in variants.items():
+        path = out / f"v3s_rewrite_{name}.tflite"
+        reports[name] = convert_model(src, path, ConversionRequest("int8", calibration="recipe:fashion-mnist-200",
+                                                                   **kw))
+        x = read_spec(path).apply(test.images)
+        preds[name] = predict_tflite(path, x).argmax(1)
+        rows[name] = {"top1": float(np.mean(preds[name] == test.labels)), "path": str(path),
+                      "rewrites": [r for r in reports[name]["rewrites"] or [] if r["count"]],
+                      "edgetpu_ops": "{ops_edgetpu}/{ops_total}".format(**preflight(path))}
+    settings = BenchSettings(threads=1, warmup=10, runs=200)
+    for name in ("plain", "cpu"):
+        doc = run_local(rows[name]["path"], settings)
+        rows[name]["p50_ms"] = doc["timing"]["steady"]["p50_ms"]
+        rows[name]["partitions"] = doc["delegation"]["partitions"]
+    for name in ("cpu", "edgetpu"):
+        rows[name]["diff_points_vs_plain"] = 100 * (rows[name]["top1"] - rows["plain"]["top1"])
+        rows[name]["prediction_agreement_vs_plain"] = float(np.mean(preds[name] == preds["plain"]))
+    (out / "rewrite_accuracy.json").write_text(json.dumps(rows, indent=2))
+    print(json.dumps(rows, indent=2))
+    print(f"\nMobileNetV3-Small 0.75, Fashion-MNIST test set ({len(test)} images), int8:\n")
+    print("| int8 graph | top-1 | vs plain (points) | predictions equal to plain | partitions | p50 ms | "
+          "Edge TPU ops mapped |")
+    print("|---|---|---|---|---|---|---|")
+    for name in variants:
+        r = rows[name]
+        print(f"| {name} | {r['top1']:.4f} | {r.get('diff_points_vs_plain', 0):+.2f} | "
+              f"{r.get('prediction_agreement_vs_plain', 1):.4f} | {r.get('partitions', '-')} | "
+              f"{r.get('p50_ms', '-')} | {r['edgetpu_ops']} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
