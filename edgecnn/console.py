@@ -196,8 +196,10 @@ def print_convert_report(r: dict) -> None:
         if row["count"]:
             c.print(f"  rewrite {row['pass']}: {row['count']}x {row['replaces']} "
                     + ("applied" if row["applied"] else f"NOT applied ({row.get('note', '')})")
-                    + (f" (outputs within {row['max_diff_steps']:g} steps, top-1 agreement {row['top1_agreement']:.3f}"
-                       f" on {row['samples']} samples)" if "max_diff_steps" in row and row["applied"] else ""))
+                    + (f" (vs float on {row['samples']} calibration samples: mean error {row['error_steps_before']:.2f}"
+                       f" -> {row['error_steps_after']:.2f} output steps, top-1 agreement "
+                       f"{row['top1_vs_float_before']:.3f} -> {row['top1_vs_float_after']:.3f})"
+                       if "error_steps_after" in row and row["applied"] else ""))
     dl = r.get("delegate")
     if dl and dl.get("available"):
         c.print(f"  CPU delegate (XNNPACK): {dl['partitions']} partition(s), {dl['ops_delegated']}/{dl['ops_total']} ops "

@@ -4,7 +4,8 @@
     .venv/bin/python scripts/edgetpu_zoo_table.py [PATTERN] [--input-size N] [--json]
 
 Each model is built untrained (weights do not change which ops the compiler maps), given a fixed batch of 1,
-converted to full-integer int8 by edgecnn's converter (8 calibration images), and checked by
+converted to full-integer int8 for the Edge TPU by edgecnn's converter (`--target edgetpu`: its rewrite passes;
+8 calibration images), and checked by
 `edgecnn.convert.edgetpu`.
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ def int8_batch1(name: str, shape, tmp: Path) -> Path:
     save_model(build(name, input_shape=shape, num_classes=10), keras_path,
                default_spec(name, shape, [str(i) for i in range(10)], ""))
     convert_model(keras_path, out, ConversionRequest("int8", calibration="photos" if shape[2] == 3 else "digits",
-                                                     num_calibration=8))
+                                                     num_calibration=8, target="edgetpu"))
     return out
 
 

@@ -217,7 +217,7 @@ class Prepared:
             from edgecnn.convert.rewrite import run_passes
 
             t = time.perf_counter()
-            data, rewrites = run_passes(data, self.req.target, self.samples)
+            data, rewrites = run_passes(data, self.req.target, self.samples, self.f32)
             self.timings["rewrite_s"] = time.perf_counter() - t
         info = TfliteInfo(data)
         check_loads(data, self.model_path, self.req.mode)

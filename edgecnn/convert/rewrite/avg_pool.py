@@ -12,7 +12,7 @@ What:
   zero bias and the pool's fused activation.
 A SAME pool that pads is left alone: TFLite's pool divides by the number of valid pixels at the borders, a
 convolution by the full window. How close: the sum is the same, the rounding of the division differs by at most
-one output step; `check.py` measures it (tolerance 1 step).
+one output step; `check.py` measures the whole model against float (tolerance +0.25 mean output steps).
 Targets: cpu (XNNPACK). The Edge TPU runs AVERAGE_POOL_2D itself, and so does TFLM.
 """
 
@@ -24,7 +24,7 @@ from edgecnn.convert.rewrite.graph import Graph, depthwise_constant, usable_int8
 
 REPLACES = "AVERAGE_POOL_2D"
 TARGETS = ("cpu",)
-TOLERANCE_STEPS = 1
+TOLERANCE_STEPS = 0.25  # mean output steps further from float than the plain int8 model
 
 
 def _pads(size: int, k: int, stride: int, out: int) -> int:
@@ -50,10 +50,7 @@ def apply(g: Graph) -> int:
         same = int(o.padding) == 0  # Padding.SAME
         if same and (_pads(h, kh, sh, oh) or _pads(w, kw, sw, ow)):
             continue
-        consts = depthwise_constant(g, x, f"{name}/avg", 1.0 / (kh * kw), 0.0, kh, kw)
-        if consts is None:
-            continue
-        wt, b = consts
+        wt, b = depthwise_constant(g, x, f"{name}/avg", 1.0 / (kh * kw), 0.0, kh, kw)
         g.replace(op, [g.make_op("DEPTHWISE_CONV_2D", 3, [x, wt, b], [y], "DepthwiseConv2DOptions", padding=1,
                                  strideW=sw, strideH=sh, depthMultiplier=1,
                                  fusedActivationFunction=int(o.fusedActivationFunction or 0),

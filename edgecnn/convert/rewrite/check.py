@@ -1,10 +1,18 @@
-"""Is a rewrite safe? Run the model before and after it on the calibration samples and compare the outputs.
+"""Is a rewrite safe? Run the model before and after it on the calibration samples, and the float model they came
+from, and compare.
 
-Both models run on LiteRT's reference kernels (no delegate), so what is measured is the rewrite's arithmetic, not a
-delegate's. Per output tensor: the largest difference in output quantization steps; for the first output: how
-often the top-1 class agrees, and how often outside ties (a flip between two classes the plain model scored within
-that difference of each other is rounding breaking a tie, not a change). A pass whose difference exceeds its
-tolerance, or whose agreement outside ties is under 99%, is not applied (`rewrite.run_passes`).
+All run on LiteRT's reference kernels (no delegate), so what is measured is the rewrite's arithmetic. Reported:
+- against the model before the pass: the largest output difference in output quantization steps and the top-1
+  agreement (the issue's measure of "how different");
+- against the float model: each int8 model's mean output error in output steps and its top-1 agreement with float
+  (the measure of "how good").
+Why the decision uses the float model: in a deep int8 net any change of rounding — a gate rounded to 1/255 instead
+of the reference kernel's fixed point — moves later activations by a step here and there, and steps compound
+through the layers, so the before/after difference at the output says little (MobileNetV3-Small on
+Fashion-MNIST: 46 steps of difference at the softmax, yet the same top-1 on the 10,000 test images to 0.04 points).
+What must hold is that the rewritten model is no further from float than the plain one: its mean error may exceed
+the plain model's by at most the pass's tolerance (in steps), and its top-1 agreement with float may not fall by
+more than one sample in a hundred.
 """
 
 from __future__ import annotations
@@ -14,11 +22,12 @@ import numpy as np
 MAX_SAMPLES = 64
 
 
-def _outputs(model: bytes, x: np.ndarray) -> list[np.ndarray]:
+def _outputs(model: bytes, x: np.ndarray) -> tuple[list[np.ndarray], list[tuple[float, int]]]:
+    """Raw outputs per output tensor (ints for quantized ones) and their (scale, zero point)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     from edgecnn._tf import silenced_fd
-    from edgecnn.tflite.quant import quantize
+    from edgecnn.tflite.quant import quantize, scale_zero_point
 
     with silenced_fd(2):
         it = Interpreter(model_content=model, num_threads=2,
@@ -30,21 +39,39 @@ def _outputs(model: bytes, x: np.ndarray) -> list[np.ndarray]:
         it.set_tensor(inp["index"], quantize(x[i:i + 1], inp))
         it.invoke()
         for k, o in enumerate(outs):
-            got[k].append(it.get_tensor(o["index"]).astype(np.int64 if o["dtype"] != np.float32 else np.float64))
-    return [np.concatenate(g) for g in got]
+            got[k].append(it.get_tensor(o["index"]).astype(np.float64))
+    return [np.concatenate(g) for g in got], [scale_zero_point(o) for o in outs]
 
 
-def compare(before: bytes, after: bytes, samples: np.ndarray) -> dict:
-    """{"samples", "max_diff_steps", "top1_agreement"} of `after` against `before` on up to 64 samples."""
+def _real(raw: np.ndarray, q: tuple[float, int]) -> np.ndarray:
+    return (raw - q[1]) * q[0] if q[0] else raw
+
+
+def _top1(a: np.ndarray) -> np.ndarray:
+    return a.reshape(len(a), -1).argmax(1)
+
+
+def compare(before: bytes, after: bytes, samples: np.ndarray, reference: bytes | None = None) -> dict:
+    """The measures above for `after` against `before` (and `reference`, the float model) on up to 64 samples."""
     x = samples[:MAX_SAMPLES]
-    a, b = _outputs(before, x), _outputs(after, x)
-    diff = max(float(np.max(np.abs(p - q))) if p.size else 0.0 for p, q in zip(a, b))
-    first_a, first_b = a[0].reshape(len(x), -1), b[0].reshape(len(x), -1)
-    top_a, top_b = first_a.argmax(1), first_b.argmax(1)
-    agree = float(np.mean(top_a == top_b)) if len(x) else 1.0
-    # a flip between classes the plain model scored within `diff` steps of each other is a tie the rewrite's
-    # rounding may break either way; a flip to a class the plain model scored clearly lower is a real change
-    margin = first_a.max(1) - first_a[np.arange(len(x)), top_b]
-    clear = float(np.mean((top_a == top_b) | (margin <= diff))) if len(x) else 1.0
-    return {"samples": int(len(x)), "max_diff_steps": diff, "top1_agreement": agree,
-            "top1_agreement_outside_ties": clear}
+    (a, qa), (b, _) = _outputs(before, x), _outputs(after, x)
+    out = {"samples": int(len(x)),
+           "max_diff_steps": max(float(np.max(np.abs(p - q))) if p.size else 0.0 for p, q in zip(a, b)),
+           "top1_agreement": float(np.mean(_top1(a[0]) == _top1(b[0]))) if len(x) else 1.0}
+    if reference is not None:
+        f, _ = _outputs(reference, x)
+        step = qa[0][0] or 1.0
+        for name, raw in (("before", a[0]), ("after", b[0])):
+            real = _real(raw, qa[0])
+            out[f"error_steps_{name}"] = float(np.mean(np.abs(real - f[0]))) / step
+            out[f"top1_vs_float_{name}"] = float(np.mean(_top1(real) == _top1(f[0])))
+    return out
+
+
+def acceptable(row: dict, tolerance_steps: float) -> bool:
+    """The decision described in the module docstring (without a float model: outputs within the tolerance)."""
+    if "error_steps_after" not in row:
+        return row["max_diff_steps"] <= tolerance_steps
+    slack = max(1.0 / max(row["samples"], 1), 0.01)
+    return (row["error_steps_after"] <= row["error_steps_before"] + tolerance_steps
+            and row["top1_vs_float_after"] >= row["top1_vs_float_before"] - slack)

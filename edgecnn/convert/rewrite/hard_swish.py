@@ -10,8 +10,10 @@ What: for each int8 HARD_SWISH with input x and output y,
                                                     so saturation does the clamp: g = clip(x/6 + 1/2, 0, 1)
     y = MUL(x, g)                                   = x * relu6(x + 3) / 6, y keeps its quantization
 How close: not bit-exact — g is rounded to 1/255 (an error of at most |x|/510 before y's own rounding) where the
-reference kernel computes the gate in higher precision. The check (`check.py`) measures it against the plain model;
-the tolerance is 2 output quantization steps.
+reference kernel computes the gate in higher precision: at MobileNetV3-Small's first activation (trained on
+Fashion-MNIST) 0.63 output steps from the exact function against the reference kernel's 0.50. `check.py` measures
+the whole model against float; the tolerance is +0.25 mean output steps. Measured on that model's 10,000 test
+images: top-1 0.8826 rewritten vs 0.8822 plain (benchmarks/rewrite_accuracy.py).
 Targets: cpu (XNNPACK), edgetpu. TFLM runs HARD_SWISH natively and keeps it.
 """
 
@@ -23,7 +25,7 @@ from edgecnn.convert.rewrite.graph import Graph, Quant, depthwise_constant, usab
 
 REPLACES = "HARD_SWISH"
 TARGETS = ("cpu", "edgetpu")
-TOLERANCE_STEPS = 2
+TOLERANCE_STEPS = 0.25  # mean output steps further from float than the plain int8 model
 
 
 def apply(g: Graph) -> int:
@@ -34,10 +36,7 @@ def apply(g: Graph) -> int:
         if not usable_int8(g, x):
             continue
         name = f"{g.tensor(y).name.decode()}/hard_swish_gate"
-        consts = depthwise_constant(g, x, name, 1.0 / 6.0, 0.5)
-        if consts is None:
-            continue
-        w, b = consts
+        w, b = depthwise_constant(g, x, name, 1.0 / 6.0, 0.5)
         gate = g.add_tensor(name, g.shape(x), "int8", Quant(np.float32([1 / 255]), np.int64([-128])))
         dw = g.make_op("DEPTHWISE_CONV_2D", 3, [x, w, b], [gate], "DepthwiseConv2DOptions", padding=1, strideW=1,
                        strideH=1, depthMultiplier=1, fusedActivationFunction=0, dilationWFactor=1,

@@ -5,7 +5,7 @@ the graph at the first one and runs the rest on the CPU (google-coral/edgetpu#27
 13+, with a 1-D slope).
 What: y = LEAKY_RELU(x, alpha) becomes y = PRELU(x, a) with a constant a of shape (C,), every value alpha, int8
 with scale |alpha|/127 (alpha itself is then exact). Same function; the int8 kernels round the same products, so the
-outputs agree to one step (`check.py` measures it).
+outputs agree to one step (`check.py` measures the whole model against float: tolerance +0.25 mean steps).
 Targets: edgetpu. XNNPACK takes int8 LEAKY_RELU itself; TFLM has both.
 """
 
@@ -17,7 +17,7 @@ from edgecnn.convert.rewrite.graph import Graph, Quant, usable_int8
 
 REPLACES = "LEAKY_RELU"
 TARGETS = ("edgetpu",)
-TOLERANCE_STEPS = 1
+TOLERANCE_STEPS = 0.25  # mean output steps further from float than the plain int8 model
 
 
 def apply(g: Graph) -> int:
