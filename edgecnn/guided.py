@@ -30,7 +30,8 @@ from edgecnn.errors import EdgecnnError
 
 
 class UnreachableDrop(EdgecnnError):
-    """The limit is below what int8 loses with every ranked layer in float (`floor_points`)."""
+    """The limit is below what int8 loses with every ranked layer in float; `floor_points` is the smallest limit
+    known to be reachable."""
 
     def __init__(self, message: str, floor_points: float):
         super().__init__(message)
@@ -84,7 +85,7 @@ def guided_convert(model_path: str | Path, out_path: str | Path, req: Conversion
                   {o for op in prep.f32_info.ops for o in op.outputs if op.op == "SOFTMAX"}]
         ranked.sort(key=lambda r: -r["relative_rmse"])
         names = [r["tensor"] for r in ranked]
-        floor = _floor(prep, names, x, y, f1, max_drop_points, model_path)
+        floor = _floor(prep, names, x, y, f1, 100 * (f1 - q1), max_drop_points, model_path)
         log(f"  every ranked layer ({len(names)}) in float: drop {floor['drop_points']:.2f} pts (what guided mode "
             "can reach at best)")
         k = 1
@@ -123,15 +124,14 @@ def guided_convert(model_path: str | Path, out_path: str | Path, req: Conversion
     return report
 
 
-def _floor(prep, names: list[str], x, y, f1: float, max_drop_points: float, model_path) -> dict:
-    """The drop with every ranked layer in float: the best any search can do. Raise `UnreachableDrop` when it is
-    above the limit, saying how much of it the int8 input/output accounts for."""
+def _floor(prep, names: list[str], x, y, f1: float, full_drop: float, max_drop_points: float, model_path) -> dict:
+    """The drop with every ranked layer in float: where keeping layers in float ends up. Raise `UnreachableDrop`
+    when it is above the limit, saying what stays integer, how much the int8 input/output accounts for, and the
+    smallest limit known to be reachable (this floor, or full int8's drop if that is lower)."""
     import dataclasses
-
-    from edgecnn.convert.converter import quantize_int8
-
     from collections import Counter
 
+    from edgecnn.convert.converter import quantize_int8
     from edgecnn.tflite.reader import TfliteInfo
 
     model = prep.quantized(nodes=names)
@@ -151,11 +151,12 @@ def _floor(prep, names: list[str], x, y, f1: float, max_drop_points: float, mode
         io_note = (f"; the same with --io float32 loses {floor['float_io_drop_points']:.2f} pts, so the "
                    f"{prep.req.io_type} input/output accounts for "
                    f"{floor['drop_points'] - floor['float_io_drop_points']:.2f} of them")
+    reachable = min(floor["drop_points"], full_drop)
     raise UnreachableDrop(
         f"{model_path}: cannot reach a drop of {max_drop_points} pts: with every ranked layer ({len(names)}) in "
         f"float the model still loses {floor['drop_points']:.2f} pts, which keeping layers in float cannot give back "
         f"(what stays integer then: {', '.join(f'{k}x{v}' for k, v in still_int.items()) or 'nothing'}, and the "
-        f"{prep.req.io_type} input/output){io_note}; use a limit "
-        f">= {floor['drop_points']:.2f}" + (" or --io float32" if floor.get("float_io_drop_points", 1e9) <=
-                                             max_drop_points else ""),
-        floor["drop_points"])
+        f"{prep.req.io_type} input/output){io_note}; full int8 loses {full_drop:.2f}: use a limit "
+        f">= {reachable:.2f}" + (" or --io float32" if floor.get("float_io_drop_points", 1e9) <=
+                                  max_drop_points else ""),
+        reachable)

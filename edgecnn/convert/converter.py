@@ -150,6 +150,7 @@ class Prepared:
         self.calib_desc = None
         self.samples = None
         self.calibrated = None
+        self.rewrites: dict[int, list[dict]] = {}  # rewrite report of each int8 variant made, by hash of its bytes
 
     @property
     def f32_info(self):
@@ -175,11 +176,19 @@ class Prepared:
             self.timings["calibrate_s"] = time.perf_counter() - t
 
     def quantized(self, nodes=(), ops=()) -> bytes:
-        """The int8 model with these nodes/op types (plus --keep-float ones) left in float."""
+        """The int8 model with these nodes/op types (plus --keep-float ones) left in float, rewritten for the
+        target (unless --no-rewrite): what is measured (guided mode) is what is written."""
         t = time.perf_counter()
         data = quantize_int8(self.calibrated, self.req, sorted(set(self.kept_nodes) | set(nodes)),
                              sorted(set(self.kept_ops) | set(ops)), self.verbose)
         self.timings["quantize_s"] = time.perf_counter() - t
+        if self.req.rewrite:
+            from edgecnn.convert.rewrite import run_passes
+
+            t = time.perf_counter()
+            data, rows = run_passes(data, self.req.target, self.samples, self.f32)
+            self.rewrites[hash(data)] = rows
+            self.timings["rewrite_s"] = time.perf_counter() - t
         return data
 
     def build(self) -> bytes:
@@ -212,13 +221,7 @@ class Prepared:
         from edgecnn.tflite import metadata
         from edgecnn.tflite.reader import TfliteInfo
 
-        rewrites = None
-        if self.req.mode == "int8" and self.req.rewrite:
-            from edgecnn.convert.rewrite import run_passes
-
-            t = time.perf_counter()
-            data, rewrites = run_passes(data, self.req.target, self.samples, self.f32)
-            self.timings["rewrite_s"] = time.perf_counter() - t
+        rewrites = self.rewrites.get(hash(data))
         info = TfliteInfo(data)
         check_loads(data, self.model_path, self.req.mode)
         float_ops = check_integer_only(info, self.req, list(self.kept_nodes) + list(extra_nodes),
