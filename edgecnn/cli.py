@@ -184,6 +184,17 @@ def run(recipe, out_dir, as_json):
 # --- convert / eval / compare -----------------------------------------------------------------------------------
 
 
+_SCALING = (("--scale", "Model without a saved spec: input = pixel*scale + offset."), ("--offset", None),
+            ("--mean", "Model without a saved spec: input = (pixel - mean) / std."), ("--std", None))
+
+
+def _scaling_options(command):
+    """--scale/--offset and --mean/--std (`_SCALING`): how a model without a saved spec takes 0..255 pixels."""
+    for name, text in reversed(_SCALING):
+        command = click.option(name, type=float, help=text)(command)
+    return command
+
+
 @main.command()
 @click.argument("model")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .tflite file.")
@@ -197,10 +208,7 @@ def run(recipe, out_dir, as_json):
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--keep-float", multiple=True, help="Layer-name pattern or op type (e.g. HARD_SWISH) left in float.")
 @click.option("--allow-float-fallback", is_flag=True, help="Let ops that cannot be quantized stay in float.")
-@click.option("--scale", type=float, help="Foreign model: input = pixel*scale + offset.")
-@click.option("--offset", type=float)
-@click.option("--mean", type=float, help="Foreign model: input = (pixel - mean) / std.")
-@click.option("--std", type=float)
+@_scaling_options
 @click.option("--calibrator", default="fast", show_default=True, type=click.Choice(["fast", "stock"]))
 @click.option("--max-accuracy-drop", type=float, help="Guided mode: keep worst layers in float until the top-1 "
               "drop (points) is within this.")
@@ -256,14 +264,16 @@ def convert(model, output, mode, io, per_tensor, calibration, num_calibration, s
 
 @main.command("eval")
 @click.argument("models", nargs=-1, required=True)
-@click.option("--data", required=True, help="Data source; its test split is used.")
+@click.option("--data", required=True, help="Labeled data source; its test split is used.")
 @click.option("--limit", type=click.IntRange(1), help="Only the first N test samples.")
+@_scaling_options
 @click.option("--json", "as_json", is_flag=True)
-def eval_cmd(models, data, limit, as_json):
+def eval_cmd(models, data, limit, scale, offset, mean, std, as_json):
     """Top-1/top-5 of Keras and .tflite models (any IO dtype) on --data's test split."""
+    from edgecnn.data.spec import InputScaling
     from edgecnn.evaluate.accuracy import evaluate
 
-    rows = [evaluate(m, data, limit) for m in models]
+    rows = [evaluate(m, data, limit, InputScaling(scale, offset, mean, std)) for m in models]
     if as_json:
         echo_json(rows)
         return
@@ -276,26 +286,35 @@ def eval_cmd(models, data, limit, as_json):
 @main.command()
 @click.argument("float_model")
 @click.argument("quant_model")
-@click.option("--data", required=True, help="Data source; its test split is used.")
+@click.option("--data", required=True, help="Data source (labeled or a flat folder of images); its test split.")
 @click.option("--limit", type=click.IntRange(1), help="Only the first N test samples.")
 @click.option("--layers", "top_layers", default=10, show_default=True, help="Worst layers to list.")
+@_scaling_options
 @click.option("--json", "as_json", is_flag=True)
-def compare(float_model, quant_model, data, limit, top_layers, as_json):
-    """Quantized vs float: accuracy drop, agreement, per-class deltas, and the layers that lose it."""
+def compare(float_model, quant_model, data, limit, top_layers, scale, offset, mean, std, as_json):
+    """Quantized vs float: agreement, output SNR, KL divergence and the layers that lose it; with labels also the
+    accuracy drop and per-class deltas."""
+    from edgecnn.data.spec import InputScaling
     from edgecnn.evaluate.compare import compare as run_compare
 
-    r = run_compare(float_model, quant_model, data, limit, top_layers=top_layers)
+    r = run_compare(float_model, quant_model, data, limit, top_layers=top_layers,
+                    scaling=InputScaling(scale, offset, mean, std))
     if as_json:
         echo_json(r)
         return
     from edgecnn.console import print_table
 
-    click.echo(f"float top-1 {r['float_top1']:.4f}  quant top-1 {r['quant_top1']:.4f}  drop "
-               f"{r['drop_points']:+.2f} pts  ratio {r['ratio']:.4f}  agreement {r['agreement']:.4f}  (N={r['n']})")
-    worst = sorted(r["per_class"], key=lambda c: c["delta_points"])[:5]
-    print_table("per-class delta (worst first)", ["class", "N", "float", "quant", "delta pts"],
-                [[c["name"], c["n"], f"{c['float_top1']:.3f}", f"{c['quant_top1']:.3f}", f"{c['delta_points']:+.2f}"]
-                 for c in worst])
+    click.echo(f"{r['n']} {'labeled' if r['labeled'] else 'unlabeled'} images: top-1 agreement "
+               f"{r['top1_agreement']:.4f}  top-5 agreement {r['top5_agreement']:.4f}  output SNR "
+               f"{r['snr_db']:.1f} dB  KL(float||quant) {r['kl_divergence']:.4g} nats (on {r['kl_on']})")
+    if r["labeled"]:
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.4f}"
+        click.echo(f"float top-1 {r['float_top1']:.4f}  quant top-1 {r['quant_top1']:.4f}  drop "
+                   f"{r['drop_points']:+.2f} pts  ratio {ratio}")
+        worst = sorted(r["per_class"], key=lambda c: c["delta_points"])[:5]
+        print_table("per-class delta (worst first)", ["class", "N", "float", "quant", "delta pts"],
+                    [[c["name"], c["n"], f"{c['float_top1']:.3f}", f"{c['quant_top1']:.3f}",
+                      f"{c['delta_points']:+.2f}"] for c in worst])
     print_table(f"worst layers ({r['layers_compared']} compared)", ["tensor", "op", "RMSE/scale", "rel RMSE",
                                                                       "max |err|"],
                 [[w["tensor"][-60:], w["op"], f"{w['rmse_over_scale']:.3f}", f"{w['relative_rmse']:.4f}",

@@ -15,31 +15,8 @@ import time
 from pathlib import Path
 
 from edgecnn.convert.request import ConversionRequest
-from edgecnn.data.spec import PreprocessSpec
+from edgecnn.data.spec import spec_for
 from edgecnn.errors import EdgecnnError
-
-
-def resolve_spec(model, spec: PreprocessSpec | None, req: ConversionRequest, source: str) -> PreprocessSpec:
-    """The model's saved spec, or one built from --scale/--offset or --mean/--std for a foreign model."""
-    flags = [req.scale, req.offset, req.mean, req.std]
-    if spec is not None and not any(v is not None for v in flags):
-        return spec
-    shape = model.input_shape[1:]
-    if len(shape) != 3 or shape[2] not in (1, 3):
-        raise EdgecnnError(f"{source}: input shape {shape} is not an image (H, W, 1|3)")
-    if req.mean is not None or req.std is not None:
-        std = req.std if req.std is not None else 1.0
-        scale, offset = 1.0 / std, -(req.mean or 0.0) / std
-    elif req.scale is not None or req.offset is not None:
-        scale, offset = req.scale if req.scale is not None else 1.0, req.offset or 0.0
-    elif req.needs_calibration:
-        raise EdgecnnError(f"{source}: model has no saved preprocessing spec; say how inputs are scaled with "
-                           "--scale/--offset (x*scale+offset on 0..255 pixels) or --mean/--std")
-    else:
-        scale, offset = 1.0 / 255.0, 0.0
-    base = spec or PreprocessSpec(int(shape[0]), int(shape[1]), int(shape[2]))
-    return base.replace(height=int(shape[0]), width=int(shape[1]), channels=int(shape[2]), scale=float(scale),
-                        offset=float(offset))
 
 
 def match_keep_float(info, patterns: tuple[str, ...]) -> tuple[list[str], list[str], dict[str, list[str]]]:
@@ -139,7 +116,7 @@ class Prepared:
         self.model_path, self.req, self.verbose = model_path, req, verbose
         _tf.quiet()
         self.model, spec = load_model(model_path)
-        self.spec = resolve_spec(self.model, spec, req, str(model_path))
+        self.spec = spec_for(self.model.input_shape[1:], spec, req.scaling, str(model_path), req.needs_calibration)
         self.timings = {}
         t = time.perf_counter()
         self.f32 = float_tflite(self.model, verbose, signature=False)

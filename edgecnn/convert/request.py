@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from edgecnn.data.spec import InputScaling
 from edgecnn.errors import EdgecnnError
 
 MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
@@ -52,6 +53,10 @@ class ConversionRequest:
         if self.io:
             return self.io
         return {"int8": "int8", "int16x8": "int16"}.get(self.mode, "float32")
+
+    @property
+    def scaling(self) -> InputScaling:
+        return InputScaling(self.scale, self.offset, self.mean, self.std)
 
     @property
     def needs_calibration(self) -> bool:

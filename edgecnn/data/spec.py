@@ -1,5 +1,9 @@
 """The preprocessing spec: one description of how raw pixels become model input, saved with every model.
 
+A model that carries no spec (a foreign .tflite, a Keras .h5 or SavedModel) gets one from the user's
+--scale/--offset or --mean/--std flags (`InputScaling`) and its input shape: `spec_for`, shared by convert, eval
+and compare.
+
 A model is never fed differently at training, calibration, evaluation and benchmark time because every stage
 calls `PreprocessSpec.apply` on the same raw uint8 images. The spec travels inside the `.keras` file (an extra
 zip entry) and inside the `.tflite` file (an associated-file zip appended to the flatbuffer).
@@ -16,6 +20,7 @@ line: `<model file>: field 'channels' must be one of 1, 3, got 4`.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -96,3 +101,54 @@ class PreprocessSpec(Strict):
     def replace(self, **changes) -> "PreprocessSpec":
         """A copy with `changes` applied, validated like a new spec."""
         return type(self)(**{**self.model_dump(), **changes})
+
+
+NO_SPEC_HINT = ("no saved preprocessing spec; say how inputs are scaled with --scale/--offset (x*scale+offset on "
+                "0..255 pixels) or --mean/--std ((x-mean)/std)")
+
+
+@dataclass(frozen=True)
+class InputScaling:
+    """The --scale/--offset or --mean/--std flags for a foreign model's inputs (None: flag not given)."""
+
+    scale: float | None = None
+    offset: float | None = None
+    mean: float | None = None
+    std: float | None = None
+
+    @property
+    def given(self) -> bool:
+        return any(v is not None for v in (self.scale, self.offset, self.mean, self.std))
+
+    def scale_offset(self) -> tuple[float, float]:
+        """(scale, offset) of `x*scale + offset`; --mean/--std is `(x - mean) / std`. One pair, not both."""
+        by_mean = self.mean is not None or self.std is not None
+        if by_mean and (self.scale is not None or self.offset is not None):
+            raise EdgecnnError("--scale/--offset and --mean/--std both given; pass one pair")
+        if by_mean:
+            std = self.std if self.std is not None else 1.0
+            if std == 0:
+                raise EdgecnnError("--std 0: inputs would be divided by zero")
+            return 1.0 / std, -(self.mean or 0.0) / std
+        return (self.scale if self.scale is not None else 1.0), self.offset or 0.0
+
+
+def spec_for(input_shape, saved: PreprocessSpec | None, scaling: InputScaling | None, source: str,
+             required: bool = True) -> PreprocessSpec:
+    """The spec to feed a model with input shape (H, W, C): `saved` as is, or with the flags' scaling.
+
+    Flags override the saved scale/offset (labels and resize method stay). Without a saved spec and without flags
+    it is one line naming the flags when `required`, else [0, 1] inputs (1/255) are assumed (a conversion without
+    calibration, which never feeds the model).
+    """
+    scaling = scaling or InputScaling()
+    if saved is not None and not scaling.given:
+        return saved
+    shape = tuple(-1 if d is None else int(d) for d in input_shape)  # None/-1: a dynamic size
+    if len(shape) != 3 or shape[2] not in (1, 3) or min(shape[:2]) < 1:
+        raise EdgecnnError(f"{source}: input shape {list(shape)} is not a fixed-size image (H, W, 1|3)")
+    if not scaling.given and required:
+        raise EdgecnnError(f"{source}: {NO_SPEC_HINT}")
+    scale, offset = scaling.scale_offset() if scaling.given else (1.0 / 255.0, 0.0)
+    base = saved or PreprocessSpec(shape[0], shape[1], shape[2])
+    return base.replace(height=shape[0], width=shape[1], channels=shape[2], scale=float(scale), offset=float(offset))

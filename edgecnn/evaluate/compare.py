@@ -1,4 +1,7 @@
-"""Float vs quantized on the same data: accuracies, drop, agreement, per-class deltas, per-layer error."""
+"""Float vs quantized on the same data: output agreement, SNR, KL divergence and per-layer error on any images
+(labels not needed: a flat folder of the user's own photos will do); with labels also both accuracies, the drop
+and per-class deltas.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecnn.data.spec import InputScaling
 from edgecnn.errors import EdgecnnError
+
+SNR_CAP_DB = 200.0  # |snr_db| never exceeds this: identical outputs give +200 (JSON has no Infinity)
+EPS = 1e-7  # probabilities are clipped to [EPS, 1] (and renormalised) before the KL divergence
 
 
 def float_flatbuffer(model_path: str | Path) -> bytes:
@@ -23,20 +30,55 @@ def float_flatbuffer(model_path: str | Path) -> bytes:
     return float_tflite(model)
 
 
-def compare(float_path: str | Path, quant_path: str | Path, src: str, limit: int | None = None,
-            layer_samples: int = 32, top_layers: int = 10) -> dict:
-    from edgecnn.evaluate.accuracy import eval_arrays, model_spec, topk
-    from edgecnn.evaluate.layer_error import layer_errors
-    from edgecnn.evaluate.predict import predict
-    from edgecnn.modelfile import model_kind
+def snr_db(f: np.ndarray, q: np.ndarray) -> float:
+    """Pooled output SNR in dB: 10*log10(sum f^2 / sum (f-q)^2) over every sample and output at once (a sample
+    with tiny outputs cannot swamp the mean, as it would per sample); clipped to +-SNR_CAP_DB."""
+    f, q = f.astype(np.float64), q.astype(np.float64)
+    signal, noise = float(np.sum(f * f)), float(np.sum((f - q) ** 2))
+    if noise == 0.0:
+        return SNR_CAP_DB
+    if signal == 0.0:
+        return -SNR_CAP_DB
+    return float(np.clip(10.0 * np.log10(signal / noise), -SNR_CAP_DB, SNR_CAP_DB))
 
-    if model_kind(quant_path) != "tflite":
-        raise EdgecnnError(f"{quant_path}: the quantized model must be a .tflite")
-    fspec, qspec = model_spec(float_path), model_spec(quant_path)
-    if fspec.input_shape != qspec.input_shape or (fspec.scale, fspec.offset) != (qspec.scale, qspec.offset):
-        raise EdgecnnError(f"{quant_path}: preprocessing differs from {float_path}'s; they are not the same model")
-    x, y, names = eval_arrays(src, fspec, limit, "compare")
-    fs, qs = predict(float_path, x), predict(quant_path, x)
+
+def are_probabilities(scores: np.ndarray) -> bool:
+    """Outputs already a distribution (a softmax head): non-negative rows summing to 1 within 1%."""
+    return bool(np.all(scores >= 0) and np.allclose(scores.sum(axis=1), 1.0, atol=0.01))
+
+
+def _distribution(scores: np.ndarray, probabilities: bool) -> np.ndarray:
+    s = scores.astype(np.float64)
+    if not probabilities:
+        e = np.exp(s - s.max(axis=1, keepdims=True))
+        s = e / e.sum(axis=1, keepdims=True)
+    s = np.clip(s, EPS, 1.0)
+    return s / s.sum(axis=1, keepdims=True)
+
+
+def kl_divergence(f: np.ndarray, q: np.ndarray) -> tuple[float, str]:
+    """Mean over samples of KL(float || quant) in nats, and what it was computed on: "probabilities" when the float
+    model's outputs already are a distribution (then both are taken as they are), else "softmax" of both."""
+    probabilities = are_probabilities(f)
+    p, r = _distribution(f, probabilities), _distribution(q, probabilities)
+    kl = np.sum(p * np.log(p / r), axis=1)
+    return float(max(np.mean(kl), 0.0)), "probabilities" if probabilities else "softmax"
+
+
+def output_agreement(f: np.ndarray, q: np.ndarray) -> dict:
+    """What the quantized outputs `q` keep of the float outputs `f` (N, classes), no labels needed."""
+    from edgecnn.evaluate.accuracy import topk
+
+    fp = f.argmax(1)
+    kl, kind = kl_divergence(f, q)
+    return {"top1_agreement": float(np.mean(fp == q.argmax(1))), "top5_agreement": topk(q, fp, 5),
+            "snr_db": snr_db(f, q), "kl_divergence": kl, "kl_on": kind}
+
+
+def accuracies(fs: np.ndarray, qs: np.ndarray, y: np.ndarray, names) -> dict:
+    """Both accuracies, the drop and per-class deltas against labels `y`."""
+    from edgecnn.evaluate.accuracy import topk
+
     fp, qp = fs.argmax(1), qs.argmax(1)
     f1, q1 = float(np.mean(fp == y)), float(np.mean(qp == y))
     per_class = []
@@ -46,11 +88,37 @@ def compare(float_path: str | Path, quant_path: str | Path, src: str, limit: int
             fa, qa = float(np.mean(fp[m] == c)), float(np.mean(qp[m] == c))
             per_class.append({"class": c, "name": names[c] if c < len(names) else str(c), "n": int(m.sum()),
                               "float_top1": fa, "quant_top1": qa, "delta_points": 100 * (qa - fa)})
+    return {"float_top1": f1, "quant_top1": q1, "float_top5": topk(fs, y, 5), "quant_top5": topk(qs, y, 5),
+            "drop_points": 100 * (f1 - q1), "ratio": q1 / f1 if f1 else None, "per_class": per_class}
+
+
+def compare(float_path: str | Path, quant_path: str | Path, src: str, limit: int | None = None,
+            layer_samples: int = 32, top_layers: int = 10, scaling: InputScaling | None = None) -> dict:
+    """Compare the quantized .tflite with its float original on `src`'s test split (labeled or not).
+
+    Always: `top1_agreement` (= `agreement`), `top5_agreement` (float top-1 within quant top-5), `snr_db`,
+    `kl_divergence` (see `output_agreement`) and the worst layers; with labels (`labeled`) also the accuracies.
+    `scaling` (--scale/--offset, --mean/--std) feeds models that carry no preprocessing spec.
+    """
+    from edgecnn.evaluate.accuracy import eval_data, model_spec
+    from edgecnn.evaluate.layer_error import layer_errors
+    from edgecnn.evaluate.predict import predict
+    from edgecnn.modelfile import model_kind
+
+    if model_kind(quant_path) != "tflite":
+        raise EdgecnnError(f"{quant_path}: the quantized model must be a .tflite")
+    fspec, qspec = model_spec(float_path, scaling), model_spec(quant_path, scaling)
+    if fspec.input_shape != qspec.input_shape or (fspec.scale, fspec.offset) != (qspec.scale, qspec.offset):
+        raise EdgecnnError(f"{quant_path}: preprocessing differs from {float_path}'s; they are not the same model")
+    x, ds = eval_data(src, fspec, limit, needs_labels=None)
+    fs, qs = predict(float_path, x), predict(quant_path, x)
+    if fs.shape != qs.shape:
+        raise EdgecnnError(f"{quant_path}: {qs.shape[1]} outputs but {float_path} has {fs.shape[1]}; they are not "
+                           "the same model")
+    out = {"float_model": str(float_path), "quant_model": str(quant_path), "data": src, "n": int(len(x)),
+           "labeled": ds.labeled, **output_agreement(fs, qs)}
+    out["agreement"] = out["top1_agreement"]
+    if ds.labeled:
+        out.update(accuracies(fs, qs, ds.labels, ds.class_names))
     layers = layer_errors(float_flatbuffer(float_path), Path(quant_path).read_bytes(), x, layer_samples)
-    return {
-        "float_model": str(float_path), "quant_model": str(quant_path), "data": src, "n": int(len(y)),
-        "float_top1": f1, "quant_top1": q1, "float_top5": topk(fs, y, 5), "quant_top5": topk(qs, y, 5),
-        "drop_points": 100 * (f1 - q1), "ratio": q1 / f1 if f1 else None,
-        "agreement": float(np.mean(fp == qp)), "per_class": per_class,
-        "worst_layers": layers[:top_layers], "layers_compared": len(layers),
-    }
+    return {**out, "worst_layers": layers[:top_layers], "layers_compared": len(layers)}
