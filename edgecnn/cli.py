@@ -197,7 +197,7 @@ def run(recipe, out_dir, as_json):
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--keep-float", multiple=True, help="Layer-name pattern or op type (e.g. HARD_SWISH) left in float.")
 @click.option("--allow-float-fallback", is_flag=True, help="Let ops that cannot be quantized stay in float.")
-@click.option("--scale", type=float, help="Foreign model: input = pixel*scale + offset.")
+@click.option("--scale", type=float, help="Foreign model (no edgecnn spec): input = pixel*scale + offset.")
 @click.option("--offset", type=float)
 @click.option("--mean", type=float, help="Foreign model: input = (pixel - mean) / std.")
 @click.option("--std", type=float)
@@ -214,7 +214,7 @@ def run(recipe, out_dir, as_json):
 def convert(model, output, mode, io, per_tensor, calibration, num_calibration, seed, keep_float,
             allow_float_fallback, scale, offset, mean, std, calibrator, max_accuracy_drop, eval_data, target, no_rewrite,
             verbose, as_json):
-    """Convert a Keras model (.keras, .h5, SavedModel dir) to .tflite."""
+    """Convert a Keras model (.keras, .h5, SavedModel dir) or a float32 .tflite to .tflite."""
     from edgecnn.convert.request import ConversionRequest
 
     if target == "edgetpu" and mode != "int8":
