@@ -222,7 +222,7 @@ def _scaling_options(command):
 def convert(model, output, mode, io, per_tensor, calibration, num_calibration, seed, keep_float,
             allow_float_fallback, scale, offset, mean, std, calibrator, max_accuracy_drop, eval_data, target, no_rewrite,
             verbose, as_json):
-    """Convert a Keras model (.keras, .h5, SavedModel dir) to .tflite."""
+    """Convert a Keras model (.keras, .h5, SavedModel dir) or a float32 .tflite to .tflite."""
     from edgecnn.convert.request import ConversionRequest
 
     if target == "edgetpu" and mode != "int8":

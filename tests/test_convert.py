@@ -156,7 +156,7 @@ def test_cli_json_and_bad_inputs(lenet_digits, tmp_path):
                 "digits", "--num-calibration", "5000", "--json")  # fewer than asked for: all of them, and a note
     assert p.returncode == 0 and json.loads(p.stdout)["calibration"]["notes"][0].startswith(
         "calibration set 'digits' has 1438 images, fewer than the 5000 asked for: using all 1438"), p.stderr
-    assert_one_line_error(run_cli("convert", tmp_path / "a.tflite", "-o", out), "is a .tflite model")
+    assert_one_line_error(run_cli("convert", tmp_path / "a.tflite", "-o", out), "a.tflite: is already quantized")
     assert_one_line_error(run_cli("convert", tmp_path / "missing.keras", "-o", out), "does not exist")
     trunc = tmp_path / "trunc.keras"
     trunc.write_bytes(lenet_digits.read_bytes()[:3000])

@@ -1,4 +1,4 @@
-"""edgecnn.convert: Keras -> .tflite.
+"""edgecnn.convert: Keras (or a float .tflite) -> .tflite.
 
 | mode (`--quant`) | what the output holds                              | runs on                               |
 |------------------|----------------------------------------------------|---------------------------------------|
@@ -8,7 +8,8 @@
 | int8             | int8 weights (per channel) and activations          | CPUs (XNNPACK), Edge TPU, NPUs, MCUs  |
 | int16x8          | int16 activations, int8 weights                    | CPUs (reference kernels), some NPUs   |
 
-Modules: `frontend.py` (Keras -> float flatbuffer, batch 1), `calibrate.py` / `fast_calibrator.py` (ranges),
-`converter.py` (modes, integer-only check, load check, atomic write, report), `edgetpu.py` (Edge TPU preflight and
-compiler), `request.py` (the conversion request as data).
+Modules: `frontend.py` (Keras -> float flatbuffer, batch 1), `tflite_source.py` (a float .tflite as the source:
+checks, batch 1), `float16_weights.py` (float16 weights on a flatbuffer, both ways), `calibrate.py` /
+`fast_calibrator.py` (ranges), `converter.py` (modes, integer-only check, load check, atomic write, report),
+`edgetpu.py` (Edge TPU preflight and compiler), `request.py` (the conversion request as data).
 """

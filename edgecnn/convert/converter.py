@@ -1,10 +1,11 @@
-"""`convert_model`: one Keras model file in, one .tflite out, and a report of what it holds.
+"""`convert_model`: one model file in (Keras, or a float32 .tflite), one .tflite out, and a report of what it holds.
 
-Steps: load (.keras/.h5/SavedModel) -> float32 flatbuffer at batch 1 (frontend.py) -> per mode:
-float16 / dynamic via the public converter flags; int8 = calibrate once (calibration.py) then quantize with the
-MLIR pass (layers matching --keep-float stay float), then the target's rewrite passes (rewrite/, each checked on
-the calibration samples); int16x8 via the stock 16x8 path -> load check -> integer-only check -> spec and labels
-embedded -> atomic write -> report.
+Steps: load (.keras/.h5/SavedModel) -> float32 flatbuffer at batch 1 (frontend.py), or a float .tflite taken as
+that flatbuffer (tflite_source.py) -> per mode: float16 / dynamic via the public converter flags (float16 from a
+.tflite: float16_weights.py; dynamic from a .tflite: not supported); int8 = calibrate once (calibration.py) then
+quantize with the MLIR pass (layers matching --keep-float stay float), then the target's rewrite passes (rewrite/,
+each checked on the calibration samples); int16x8 via the stock 16x8 path -> load check -> integer-only check ->
+spec and labels embedded -> atomic write -> report.
 """
 
 from __future__ import annotations
@@ -109,18 +110,29 @@ class Prepared:
 
     def __init__(self, model_path, req: ConversionRequest, verbose: bool = False):
         from edgecnn import _tf
-        from edgecnn.convert.frontend import float_tflite
-        from edgecnn.modelfile import load_model
+        from edgecnn.modelfile import model_kind
 
         self.t0 = time.perf_counter()
         self.model_path, self.req, self.verbose = model_path, req, verbose
-        _tf.quiet()
-        self.model, spec = load_model(model_path)
-        self.spec = spec_for(self.model.input_shape[1:], spec, req.scaling, str(model_path), req.needs_calibration)
         self.timings = {}
+        _tf.quiet()
         t = time.perf_counter()
-        self.f32 = float_tflite(self.model, verbose, signature=False)
-        self.timings["float_convert_s"] = time.perf_counter() - t
+        if model_kind(model_path) == "tflite":  # a float .tflite is the flatbuffer already; no Keras object
+            from edgecnn.convert.tflite_source import read_float_tflite
+
+            self.model = None
+            self.f32, spec, shape, self.source_notes = read_float_tflite(model_path)
+            self.timings["float_read_s"] = time.perf_counter() - t
+        else:
+            from edgecnn.convert.frontend import float_tflite
+            from edgecnn.modelfile import load_model
+
+            self.model, spec = load_model(model_path)
+            self.source_notes = []
+            shape = self.model.input_shape[1:]
+            self.f32 = float_tflite(self.model, verbose, signature=False)
+            self.timings["float_convert_s"] = time.perf_counter() - t
+        self.spec = spec_for(shape, spec, req.scaling, str(model_path), req.needs_calibration)
         self._f32_info = None
         self.kept_ops, self.kept_nodes, self.matches = (match_keep_float(self.f32_info, req.keep_float)
                                                         if req.keep_float else ([], [], {}))
@@ -174,6 +186,8 @@ class Prepared:
             from edgecnn.convert.frontend import add_signature
 
             return add_signature(self.f32)
+        if req.mode in ("float16", "dynamic") and self.model is None:
+            return self._from_flatbuffer(req.mode)
         if req.mode in ("float16", "dynamic"):
             return _convert_with_flags(self.model, req.mode, self.verbose)
         self.calibrate()
@@ -192,6 +206,19 @@ class Prepared:
         self.timings["calibrate_quantize_s"] = time.perf_counter() - t
         return data
 
+    def _from_flatbuffer(self, mode: str) -> bytes:
+        """float16 / dynamic for a .tflite source (TF's public converter takes Keras or SavedModel only)."""
+        if mode == "dynamic":
+            raise EdgecnnError(f"{self.model_path}: --quant dynamic from a .tflite is not supported yet: convert the "
+                               "source model, or use --quant int8 or float16")
+        from edgecnn.convert.float16_weights import float16_weights
+        from edgecnn.convert.frontend import add_signature
+
+        t = time.perf_counter()
+        data = add_signature(float16_weights(self.f32))
+        self.timings["float16_s"] = time.perf_counter() - t
+        return data
+
     def finish(self, data: bytes, out_path, extra_nodes=(), extra_ops=()) -> dict:
         """Integer-only check, embed spec and labels, write atomically, and report."""
         from edgecnn.atomic import write_bytes_atomic
@@ -206,7 +233,8 @@ class Prepared:
         data = metadata.embed(data, self.spec)
         write_bytes_atomic(out_path, data)
         return {
-            "output": str(out_path), "model": str(self.model_path), "request": self.req.to_dict(),
+            "output": str(out_path), "model": str(self.model_path), "source_notes": self.source_notes,
+            "request": self.req.to_dict(),
             "size_bytes": len(data), "float32_size_bytes": len(self.f32),
             "size_ratio_to_float32": len(data) / len(self.f32),
             "op_histogram": info.op_histogram(), "ops_in_float": float_ops, "keep_float_matches": self.matches,
