@@ -83,7 +83,7 @@ def test_float_tflite_to_int8_keeps_top1(float_tflite, tmp_path):
 def test_no_spec_and_no_flags_names_the_flags(float_tflite, tmp_path):
     assert_one_line_error(run_cli("convert", float_tflite, "-o", tmp_path / "q.tflite", "--quant", "int8",
                                   "--calibration", "photos"),
-                          "float.tflite: model has no saved preprocessing spec", "--scale/--offset", "--mean/--std")
+                          "float.tflite: no saved preprocessing spec", "--scale/--offset", "--mean/--std")
     assert not (tmp_path / "q.tflite").exists()
 
 
