@@ -167,3 +167,22 @@ def test_dynamic_from_tflite_is_one_line(float_tflite, tmp_path):
     assert_one_line_error(run_cli("convert", float_tflite, "-o", tmp_path / "d.tflite", "--quant", "dynamic",
                                   "--mean", "127.5", "--std", "127.5"),
                           "--quant dynamic from a .tflite is not supported yet")
+
+
+def test_guided_and_edgetpu_take_a_float_tflite(float_tflite, tmp_path, monkeypatch):
+    """The other convert paths go through the same `Prepared`: the guided mode and the Edge TPU target."""
+    import os
+    import sys
+
+    from edgecnn.convert.request import ConversionRequest
+    from edgecnn.guided import guided_convert
+
+    req = ConversionRequest("int8", calibration="photos", mean=127.5, std=127.5)
+    r = guided_convert(float_tflite, tmp_path / "g.tflite", req, 100.0, "digits")
+    assert r["guided"]["kept_in_float"] == [] and read_spec(tmp_path / "g.tflite") is not None
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + ":/usr/bin:/bin")  # no edgetpu_compiler here
+    p = run_cli("convert", float_tflite, "-o", tmp_path / "tpu.tflite", "--quant", "int8", "--calibration", "photos",
+                "--mean", "127.5", "--std", "127.5", "--target", "edgetpu", "--json")
+    assert p.returncode == 0, p.stderr
+    tpu = json.loads(p.stdout)["edgetpu"]
+    assert tpu["preflight"]["maps_fully"] and tpu["compiler"]["compiled"] is False
