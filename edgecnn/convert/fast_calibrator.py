@@ -3,7 +3,8 @@
 The stock TF calibrator interprets the model one sample per call with reference kernels (~10x a float inference
 per sample). Here the float flatbuffer is rewritten so that every non-constant float tensor is a subgraph
 output (`edgecnn.tflite.reader`), LiteRT runs it with XNNPACK, and a running global min/max per
-tensor is kept. The ranges are then written into each tensor's `quantization.min/max` of the model that the
+tensor is kept (and, for `--calibration-method percentile|mse`, histograms in the same pass: `ranges.py`).
+The ranges are then written into each tensor's `quantization.min/max` of the model that the
 converter's own quantize pass reads, exactly where the stock calibrator writes them.
 
 One behaviour of the stock calibrator is reproduced on purpose: TFLite runs some element-wise ops (ADD, MUL,
@@ -31,8 +32,9 @@ def _activation_tensors(model) -> list[int]:
     return out
 
 
-def _ranges(model, tensors: list[int], samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Global min/max of each tensor in `tensors` over `samples` (`model` is the parsed flatbuffer object)."""
+def _ranges(model, tensors: list[int], samples: np.ndarray, hist=None) -> tuple[np.ndarray, np.ndarray]:
+    """Global min/max of each tensor in `tensors` over `samples` (`model` is the parsed flatbuffer object); with
+    `hist` (a `ranges.Histograms`), each tensor's values are added to its histograms in the same pass."""
     import os
 
     from ai_edge_litert.interpreter import Interpreter
@@ -62,6 +64,9 @@ def _ranges(model, tensors: list[int], samples: np.ndarray) -> tuple[np.ndarray,
         views = [interp.tensor(idx)() for idx in outs]  # no copies; read before the next invoke
         lo = np.minimum(lo, [v.min() for v in views])
         hi = np.maximum(hi, [v.max() for v in views])
+        if hist is not None:
+            for k in range(len(views)):  # no loop variable may keep a view alive past `del views`
+                hist.add(k, views[k])
         del views
     # outputs come back in subgraph-output order, which is `tensors`
     return lo, hi
@@ -103,15 +108,21 @@ def _apply_inplace_union(pairs, lo: dict, hi: dict) -> None:
             lo[t], hi[t] = min(lo[t], lo[out]), max(hi[t], hi[out])
 
 
-def fast_calibrate(float_model: bytes, samples: np.ndarray) -> bytes:
-    """Return the model (with intermediate tensors added, as the stock path does) carrying min/max per tensor."""
+def fast_calibrate(float_model: bytes, samples: np.ndarray, method: str = "minmax") -> bytes:
+    """Return the model (with intermediate tensors added, as the stock path does) carrying a range per tensor:
+    min/max, or a clipped range by `method` (`edgecnn.convert.ranges`)."""
+    from edgecnn.convert.ranges import Histograms, clipped
     from edgecnn.tflite.private import add_intermediate_tensors
     from edgecnn.tflite.reader import parse, schema, serialize
 
     base = add_intermediate_tensors(float_model)
     model = parse(base)
     tensors = _activation_tensors(model)
-    lo_arr, hi_arr = _ranges(model, tensors, samples.astype(np.float32, copy=False))
+    hist = Histograms(len(tensors)) if method != "minmax" else None
+    lo_arr, hi_arr = _ranges(model, tensors, samples.astype(np.float32, copy=False), hist)
+    if hist is not None:
+        lo_arr, hi_arr = zip(*(clipped(method, hist, k, float(lo_arr[k]), float(hi_arr[k]))
+                               for k in range(len(tensors))))
     lo = dict(zip(tensors, lo_arr))
     hi = dict(zip(tensors, hi_arr))
     _apply_inplace_union(_inplace_pairs(base), lo, hi)

@@ -7,6 +7,7 @@
 | `read_model`     | `parse(read_tflite(path))`                                                             |
 | `serialize`      | `ModelT` -> bytes (the rewrite and calibration steps edit the object and write it back) |
 | `op_name`        | an operator's builtin name (`CONV_2D`, `CUSTOM:name` for custom ops)                  |
+| `op_names`       | the set of builtin ops a model uses, without unpacking it (cheap)                     |
 | `const_ints`     | the int values of a constant tensor (axes, paddings), or None                          |
 | `TfliteInfo`     | op histogram, ops computing in float, IO tensors with scale/zero-point, weight dtypes  |
 
@@ -71,6 +72,19 @@ def serialize(model) -> bytes:
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+def op_names(data: bytes) -> set[str]:
+    """The builtin op names a model uses, read from its operator codes without unpacking the whole model (the
+    object API copies every weight buffer: ~10 s for a 17 MB MobileNet)."""
+    s = schema()
+    m = s.Model.GetRootAs(bytearray(data), 0)
+    names = enum_names(s.BuiltinOperator)
+    out = set()
+    for i in range(m.OperatorCodesLength()):
+        c = m.OperatorCodes(i)
+        out.add(names.get(max(int(c.BuiltinCode()), int(c.DeprecatedBuiltinCode())), "?"))
+    return out
 
 
 def op_name(model, op) -> str:

@@ -1,0 +1,64 @@
+"""Activation ranges from histograms (`--calibration-method percentile|mse`, edgecnn/convert/ranges.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgecnn.convert import ranges
+
+
+def _hist(values_per_sample):
+    h = ranges.Histograms(1)
+    for v in values_per_sample:
+        h.add(0, np.asarray(v, np.float32))
+    return h
+
+
+def test_histogram_range_doubles_and_keeps_counts():
+    rng = np.random.default_rng(0)
+    samples = [rng.normal(0, 1, 1000), rng.normal(0, 1, 1000) * 8]  # the second sample is 8x wider
+    h = _hist(samples)
+    assert h.r[0] >= np.abs(samples[1]).max() and h.pos[0].sum() + h.neg[0].sum() + h.zero[0] == 2000
+    x, n = h.values(0)
+    assert np.all(np.diff(x) > 0) and n.sum() == 2000
+
+
+def test_one_outlier_no_longer_sets_the_range():
+    rng = np.random.default_rng(1)
+    v = rng.uniform(0, 1, 20000)  # ReLU-like activations, and one outlier (0.005% of the values, < 0.01%)
+    h = _hist([v[i::8] for i in range(8)] + [np.float32([50.0])])
+    lo, hi = 0.0, 50.0
+    assert ranges.clipped("minmax", h, 0, lo, hi) == (0.0, 50.0)
+    p_lo, p_hi = ranges.clipped("percentile", h, 0, lo, hi)
+    assert p_lo == 0.0 and 0.9 < p_hi < 1.2
+    m_lo, m_hi = ranges.clipped("mse", h, 0, lo, hi)
+    assert m_lo == 0.0 and m_hi < 50.0
+
+
+def test_clipped_ranges_stay_inside_min_max_and_keep_zero():
+    rng = np.random.default_rng(2)
+    h = _hist([rng.uniform(0.5, 2.0, 500)])  # all positive: 0 must still be representable
+    for method in ("percentile", "mse"):
+        lo, hi = ranges.clipped(method, h, 0, 0.5, 2.0)
+        assert lo == 0.0 and 0 < hi <= 2.0
+
+
+def test_convert_with_each_method(tmp_path):
+    """Every method converts; minmax is the default and stays the stock converter's; the report says which."""
+    from edgecnn.convert.converter import convert_model
+    from edgecnn.convert.request import ConversionRequest
+    from edgecnn.errors import EdgecnnError
+    from test_rewrite import _net, _save  # the small hard-swish net the rewrite tests use
+
+    src = _save(_net("hard_swish"), tmp_path / "m.keras")
+    for method in ranges.METHODS:
+        r = convert_model(src, tmp_path / f"{method}.tflite",
+                          ConversionRequest("int8", calibration="photos", num_calibration=16,
+                                            calibration_method=method))
+        assert r["calibration"]["method"] == method and r["request"]["calibration_method"] == method
+    with pytest.raises(EdgecnnError, match="needs the fast calibrator"):
+        convert_model(src, tmp_path / "s.tflite", ConversionRequest("int8", calibration="photos", num_calibration=4,
+                                                                    calibration_method="mse", calibrator="stock"))
+    with pytest.raises(EdgecnnError, match="--calibration-method 'kl'"):
+        ConversionRequest("int8", calibration_method="kl")
