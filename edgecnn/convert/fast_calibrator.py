@@ -65,8 +65,7 @@ def _ranges(model, tensors: list[int], samples: np.ndarray, hist=None) -> tuple[
         lo = np.minimum(lo, [v.min() for v in views])
         hi = np.maximum(hi, [v.max() for v in views])
         if hist is not None:
-            for k in range(len(views)):  # no loop variable may keep a view alive past `del views`
-                hist.add(k, views[k])
+            hist.add_all(views)
         del views
     # outputs come back in subgraph-output order, which is `tensors`
     return lo, hi
