@@ -211,8 +211,9 @@ def _scaling_options(command):
 @_scaling_options
 @click.option("--calibrator", default="fast", show_default=True, type=click.Choice(["fast", "stock"]))
 @click.option("--calibration-method", default="minmax", show_default=True,
-              type=click.Choice(["minmax", "percentile", "mse"]),
-              help="How each activation range is chosen: minmax (the stock converter's), percentile (99.99%), mse.")
+              type=click.Choice(["minmax", "percentile", "mse", "best"]),
+              help="How each activation range is chosen: minmax (the stock converter's), percentile (99.99%), mse, "
+                   "or best (tries them on held-out calibration samples, keeps the one closest to float).")
 @click.option("--max-accuracy-drop", type=float, help="Guided mode: keep worst layers in float until the top-1 "
               "drop (points) is within this.")
 @click.option("--eval-data", help="Data for --max-accuracy-drop (its test split).")

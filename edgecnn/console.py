@@ -184,6 +184,11 @@ def print_convert_report(r: dict) -> None:
     if r.get("calibration"):
         cal = r["calibration"]
         p = cal["preprocessing"]
+        if cal.get("best"):
+            b = cal["best"]
+            c.print("  calibration-method best: " + ", ".join(
+                f"{m} {v['snr_db']:.1f} dB / top-1 {v['top1_agreement']:.3f}" for m, v in b["scores"].items())
+                + f" on {b['held_out_samples']} held-out samples -> {b['chosen']}")
         c.print(f"  calibration: {cal['samples']} samples from {cal['source']} (seed {cal['seed']}; "
                 f"x*{p['scale']:.6g}{p['offset']:+g})")
         for note in cal.get("notes", ()):

@@ -71,3 +71,33 @@ def test_convert_with_each_method(tmp_path):
                                                                     calibration_method="mse", calibrator="stock"))
     with pytest.raises(EdgecnnError, match="--calibration-method 'kl'"):
         ConversionRequest("int8", calibration_method="kl")
+
+
+def test_best_tries_every_method_on_held_out_samples_and_says_so(tmp_path):
+    from edgecnn.convert.converter import convert_model
+    from edgecnn.convert.request import ConversionRequest
+    from edgecnn.errors import EdgecnnError
+    from test_rewrite import _net, _save
+
+    src = _save(_net("hard_swish"), tmp_path / "m.keras")
+    r = convert_model(src, tmp_path / "best.tflite",
+                      ConversionRequest("int8", calibration="photos", num_calibration=20, calibration_method="best"))
+    b = r["calibration"]["best"]
+    assert set(b["scores"]) == set(ranges.METHODS) and b["held_out_samples"] == 4
+    assert b["chosen"] == r["calibration"]["method"]
+    assert b["scores"][b["chosen"]]["snr_db"] == max(s["snr_db"] for s in b["scores"].values())
+    with pytest.raises(EdgecnnError, match="at least 5 calibration samples"):
+        convert_model(src, tmp_path / "few.tflite",
+                      ConversionRequest("int8", calibration="photos", num_calibration=3, calibration_method="best"))
+
+
+def test_one_pass_gives_every_method_and_minmax_is_unchanged(tmp_path):
+    """calibrated_variants' minmax model is byte-identical to the plain min/max calibration (the stock-matching
+    default must not move when histograms are collected alongside)."""
+    from edgecnn.convert.fast_calibrator import calibrated_variants, fast_calibrate
+    from tflite_models import float32_model
+
+    data = float32_model()
+    x = np.random.default_rng(0).uniform(0, 1, (8, 8, 8, 1)).astype(np.float32)
+    v = calibrated_variants(data, x, ranges.METHODS)
+    assert v["minmax"] == fast_calibrate(data, x) and set(v) == set(ranges.METHODS)

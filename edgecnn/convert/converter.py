@@ -161,8 +161,16 @@ class Prepared:
                                                             self.req.num_calibration, self.req.seed)
         if self.req.mode == "int8":
             t = time.perf_counter()
-            self.calibrated = calibrate(self.f32, self.samples, self.req.calibrator, self.req.calibration_method)
-            self.calib_desc["method"] = self.req.calibration_method
+            method = self.req.calibration_method
+            if method == "best":
+                from edgecnn.convert.choose import choose
+
+                if self.req.calibrator != "fast":
+                    raise EdgecnnError("--calibration-method best needs the fast calibrator (--calibrator fast)")
+                method, self.calib_desc["best"] = choose(self.f32, self.samples, lambda cal: quantize_int8(
+                    cal, self.req, self.kept_nodes, self.kept_ops, self.verbose))
+            self.calibrated = calibrate(self.f32, self.samples, self.req.calibrator, method)
+            self.calib_desc["method"] = method
             self.timings["calibrate_s"] = time.perf_counter() - t
 
     def quantized(self, nodes=(), ops=()) -> bytes:

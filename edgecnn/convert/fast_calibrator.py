@@ -107,9 +107,9 @@ def _apply_inplace_union(pairs, lo: dict, hi: dict) -> None:
             lo[t], hi[t] = min(lo[t], lo[out]), max(hi[t], hi[out])
 
 
-def fast_calibrate(float_model: bytes, samples: np.ndarray, method: str = "minmax") -> bytes:
-    """Return the model (with intermediate tensors added, as the stock path does) carrying a range per tensor:
-    min/max, or a clipped range by `method` (`edgecnn.convert.ranges`)."""
+def calibrated_variants(float_model: bytes, samples: np.ndarray, methods: tuple[str, ...]) -> dict[str, bytes]:
+    """One pass over `samples`, then the model carrying each method's ranges (`edgecnn.convert.ranges`): min/max
+    and every histogram method come from the same pass."""
     from edgecnn.convert.ranges import Histograms, clipped
     from edgecnn.tflite.private import add_intermediate_tensors
     from edgecnn.tflite.reader import parse, schema, serialize
@@ -117,18 +117,27 @@ def fast_calibrate(float_model: bytes, samples: np.ndarray, method: str = "minma
     base = add_intermediate_tensors(float_model)
     model = parse(base)
     tensors = _activation_tensors(model)
-    hist = Histograms(len(tensors)) if method != "minmax" else None
+    hist = Histograms(len(tensors)) if any(m != "minmax" for m in methods) else None
     lo_arr, hi_arr = _ranges(model, tensors, samples.astype(np.float32, copy=False), hist)
-    if hist is not None:
-        lo_arr, hi_arr = zip(*(clipped(method, hist, k, float(lo_arr[k]), float(hi_arr[k]))
-                               for k in range(len(tensors))))
-    lo = dict(zip(tensors, lo_arr))
-    hi = dict(zip(tensors, hi_arr))
-    _apply_inplace_union(_inplace_pairs(base), lo, hi)
-    sub = model.subgraphs[0]
-    for t in tensors:
-        q = sub.tensors[t].quantization or schema().QuantizationParametersT()
-        q.min = [float(np.float32(lo[t]))]
-        q.max = [float(np.float32(hi[t]))]
-        sub.tensors[t].quantization = q
-    return serialize(model)
+    pairs = _inplace_pairs(base)
+    out = {}
+    for method in methods:
+        lo, hi = {}, {}
+        for k, t in enumerate(tensors):
+            lo[t], hi[t] = clipped(method, hist, k, float(lo_arr[k]), float(hi_arr[k])) if hist is not None \
+                else (float(lo_arr[k]), float(hi_arr[k]))
+        _apply_inplace_union(pairs, lo, hi)
+        sub = model.subgraphs[0]
+        for t in tensors:
+            q = sub.tensors[t].quantization or schema().QuantizationParametersT()
+            q.min = [float(np.float32(lo[t]))]
+            q.max = [float(np.float32(hi[t]))]
+            sub.tensors[t].quantization = q
+        out[method] = serialize(model)
+    return out
+
+
+def fast_calibrate(float_model: bytes, samples: np.ndarray, method: str = "minmax") -> bytes:
+    """Return the model (with intermediate tensors added, as the stock path does) carrying a range per tensor:
+    min/max, or a clipped range by `method` (`edgecnn.convert.ranges`)."""
+    return calibrated_variants(float_model, samples, (method,))[method]

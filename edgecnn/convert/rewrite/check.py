@@ -22,7 +22,7 @@ import numpy as np
 MAX_SAMPLES = 32  # reference kernels are slow (~50 ms a MobileNet at 224): 3 models x 32 samples
 
 
-def _outputs(model: bytes, x: np.ndarray) -> tuple[list[np.ndarray], list[tuple[float, int]]]:
+def run_outputs(model: bytes, x: np.ndarray) -> tuple[list[np.ndarray], list[tuple[float, int]]]:
     """Raw outputs per output tensor (ints for quantized ones) and their (scale, zero point)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
@@ -54,12 +54,12 @@ def _top1(a: np.ndarray) -> np.ndarray:
 def compare(before: bytes, after: bytes, samples: np.ndarray, reference: bytes | None = None) -> dict:
     """The measures above for `after` against `before` (and `reference`, the float model) on up to MAX_SAMPLES samples."""
     x = samples[:MAX_SAMPLES]
-    (a, qa), (b, _) = _outputs(before, x), _outputs(after, x)
+    (a, qa), (b, _) = run_outputs(before, x), run_outputs(after, x)
     out = {"samples": int(len(x)),
            "max_diff_steps": max(float(np.max(np.abs(p - q))) if p.size else 0.0 for p, q in zip(a, b)),
            "top1_agreement": float(np.mean(_top1(a[0]) == _top1(b[0]))) if len(x) else 1.0}
     if reference is not None:
-        f, _ = _outputs(reference, x)
+        f, _ = run_outputs(reference, x)
         step = qa[0][0] or 1.0
         for name, raw in (("before", a[0]), ("after", b[0])):
             real = _real(raw, qa[0])
