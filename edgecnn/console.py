@@ -197,6 +197,11 @@ def print_convert_report(r: dict) -> None:
         g = r["guided"]
         c.print(f"  guided: drop {g['final_drop_points']:.2f} pts (limit {g['max_drop_points']}); kept in float: "
                 f"{', '.join(g['kept_in_float']) or 'none'}")
+    if r.get("bias_correction"):
+        bc = r["bias_correction"]
+        c.print(f"  bias correction: {bc['layers']} layers on {bc['samples']} calibration samples"
+                + (f" (median mean shift {bc['mean_abs_shift_median']:.3g})" if "mean_abs_shift_median" in bc else
+                   f" ({bc.get('note', '')})"))
     for row in r.get("rewrites") or []:
         if row["count"]:
             c.print(f"  rewrite {row['pass']}: {row['count']}x {row['replaces']} "

@@ -140,6 +140,7 @@ class Prepared:
         self.samples = None
         self.calibrated = None
         self.rewrites: dict[int, list[dict]] = {}  # rewrite report of each int8 variant made, by hash of its bytes
+        self.corrections: dict[int, dict | None] = {}  # bias-correction report of each, likewise
 
     @property
     def f32_info(self):
@@ -180,6 +181,13 @@ class Prepared:
         data = quantize_int8(self.calibrated, self.req, sorted(set(self.kept_nodes) | set(nodes)),
                              sorted(set(self.kept_ops) | set(ops)), self.verbose)
         self.timings["quantize_s"] = time.perf_counter() - t
+        correction = None
+        if self.req.bias_correction:
+            from edgecnn.convert.bias_correction import correct
+
+            t = time.perf_counter()
+            data, correction = correct(self.f32, data, self.samples)
+            self.timings["bias_correction_s"] = time.perf_counter() - t
         if self.req.rewrite:
             from edgecnn.convert.rewrite import run_passes
 
@@ -187,6 +195,7 @@ class Prepared:
             data, rows = run_passes(data, self.req.target, self.samples, self.f32)
             self.rewrites[hash(data)] = rows
             self.timings["rewrite_s"] = time.perf_counter() - t
+        self.corrections[hash(data)] = correction
         return data
 
     def build(self) -> bytes:
@@ -234,6 +243,7 @@ class Prepared:
         from edgecnn.tflite import metadata
         from edgecnn.tflite.reader import TfliteInfo
 
+        data_in = data
         rewrites = self.rewrites.get(hash(data))
         info = TfliteInfo(data)
         check_loads(data, self.model_path, self.req.mode)
@@ -250,6 +260,7 @@ class Prepared:
             "weight_dtypes": info.weight_dtypes(),
             "inputs": [t.to_dict() for t in info.inputs], "outputs": [t.to_dict() for t in info.outputs],
             "calibration": self.calib_desc, "preprocessing": self.spec.to_dict(), "rewrites": rewrites,
+            "bias_correction": self.corrections.get(hash(data_in)),
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "wall_seconds": round(time.perf_counter() - self.t0, 3),
         }

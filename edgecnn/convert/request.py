@@ -31,6 +31,7 @@ class ConversionRequest:
     target: str = "cpu"  # where the model runs: chooses the int8 rewrite passes (convert/rewrite) and the checks
     rewrite: bool = True  # False (--no-rewrite): the converter's plain int8 output
     calibrator: str = "fast"  # "fast" (LiteRT+XNNPACK, batched) or "stock" (TF's calibrator)
+    bias_correction: bool = False  # --bias-correction: fold int8's mean output shift into the biases
     calibration_method: str = "minmax"  # how each activation range is chosen: edgecnn.convert.ranges.METHODS, or
     # "best": try them all on held-out calibration samples and keep the closest to float (convert/choose.py)
 
@@ -47,6 +48,8 @@ class ConversionRequest:
             raise EdgecnnError(f"--num-calibration must be >= 1, got {self.num_calibration}")
         if self.target not in TARGETS:
             raise EdgecnnError(f"--target {self.target!r}: use one of {', '.join(TARGETS)}")
+        if self.bias_correction and self.mode != "int8":
+            raise EdgecnnError(f"--bias-correction needs --quant int8, not {self.mode}")
         if self.calibration_method not in ("minmax", "percentile", "mse", "best"):
             raise EdgecnnError(f"--calibration-method {self.calibration_method!r}: use minmax, percentile, mse or best")
         if self.calibrator not in ("fast", "stock"):
