@@ -186,3 +186,12 @@ def test_guided_and_edgetpu_take_a_float_tflite(float_tflite, tmp_path, monkeypa
     assert p.returncode == 0, p.stderr
     tpu = json.loads(p.stdout)["edgetpu"]
     assert tpu["preflight"]["maps_fully"] and tpu["compiler"]["compiled"] is False
+
+
+def test_a_corrupt_tflite_is_one_line(tmp_path):
+    """Garbage behind a TFL3 header parses as a model without a graph: one line, nothing written."""
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"\0\0\0\0TFL3" + b"garbage" * 4)
+    assert_one_line_error(run_cli("convert", bad, "-o", tmp_path / "q.tflite", "--quant", "int8", "--calibration",
+                                  "photos", "--mean", "0", "--std", "1"), "bad.tflite: the model has no subgraph")
+    assert not (tmp_path / "q.tflite").exists()

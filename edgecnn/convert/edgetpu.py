@@ -62,8 +62,6 @@ def preflight(path: str | Path, runtime_version: int | None = None) -> dict:
     model = read_model(path)
     ttypes = enum_names(schema().TensorType)
     acts = enum_names(schema().ActivationFunctionType)
-    if not model.subgraphs:
-        raise EdgecnnError(f"{path}: the model has no subgraph")
     sg = model.subgraphs[0]
     tensors = sg.tensors
     ops = sg.operators or []

@@ -55,9 +55,12 @@ def parse(data: bytes, source: str = "model"):
     """The flatbuffer's object API (`ModelT`) for `data`, or one clear error naming `source`."""
     s = schema()
     try:
-        return s.ModelT.InitFromObj(s.Model.GetRootAs(bytearray(data), 0))
+        model = s.ModelT.InitFromObj(s.Model.GetRootAs(bytearray(data), 0))
     except Exception as exc:  # noqa: BLE001 - a corrupt flatbuffer raises anything from struct to IndexError
         raise EdgecnnError(f"{source}: cannot parse the .tflite flatbuffer ({type(exc).__name__})") from None
+    if not model.subgraphs:  # garbage after a TFL3 header parses as an empty model: every real one has a graph
+        raise EdgecnnError(f"{source}: the model has no subgraph (a corrupt or truncated .tflite?)")
+    return model
 
 
 def read_model(path: str | Path):
@@ -153,8 +156,6 @@ class TfliteInfo:
 
     def __init__(self, data: bytes, source: str = "model"):
         self.model = parse(data, source)
-        if not self.model.subgraphs:
-            raise EdgecnnError(f"{source}: the model has no subgraph")
         self.type_names = {k: v.lower() for k, v in enum_names(schema().TensorType).items()}
         sub = self.model.subgraphs[0]
         self.tensors = sub.tensors or []
