@@ -9,7 +9,6 @@ tested in tests/test_emulated_pi.py, with a stand-in edgetpu_compiler and a stub
 from __future__ import annotations
 
 import contextlib
-import ctypes.util
 import io
 import json
 import os
@@ -209,19 +208,6 @@ def test_no_compiler_says_what_to_install(tmp_path, monkeypatch):
         edgetpu.compile_model(path, tmp_path)
     with pytest.raises(EdgecnnError, match="coral.ai/docs/edgetpu/compiler"):
         edgetpu.find_compiler()
-
-
-def test_runner_without_the_runtime_says_what_to_install(tmp_path):
-    """The board runner, asked for the Edge TPU delegate where libedgetpu.so.1 is missing, names it and the fix."""
-    if ctypes.util.find_library("edgetpu"):
-        pytest.skip("this machine has the Edge TPU runtime")
-    from edgecnn.bench.local import run_local
-    from edgecnn.bench.protocol import BenchSettings
-
-    path = write(tmp_path, "q.tflite", quantized_model("int8"))
-    doc = run_local(str(path), BenchSettings(warmup=1, runs=1, delegate="libedgetpu.so.1"))
-    assert doc["status"] == "failed"
-    assert "cannot load delegate libedgetpu.so.1" in doc["error"] and "libedgetpu1-std" in doc["error"], doc
 
 
 def test_runner_with_a_library_that_is_no_delegate_says_so(tmp_path):
