@@ -97,7 +97,7 @@ def main() -> int:
 
     ps, po = predict_tflite(stock_bytes, x), predict_tflite(ours_bytes, x)
     # calibration cost per sample vs one float inference
-    from edgecnn.evaluate.predict import allocate, make_interpreter
+    from edgecnn.tflite.interpreter import allocate, make_interpreter
 
     f32 = tf.lite.TFLiteConverter.from_keras_model(keras.models.load_model(model_path, compile=False))
     with converter_quiet():

@@ -56,7 +56,7 @@ def main() -> int:
             except EdgecnnError as exc:
                 row[mode] = {"ok": False, "error": str(exc)[:200]}
         if row.get("int16x8", {}).get("ok"):  # converting is not enough: it must also load and run
-            from edgecnn.evaluate.predict import allocate, make_interpreter
+            from edgecnn.tflite.interpreter import allocate, make_interpreter
 
             try:
                 allocate(make_interpreter(out / f"{name}_int16x8.tflite"))

@@ -22,15 +22,9 @@ from pathlib import Path
 
 from edgecnn.bench.protocol import RUNNER_PATH as RUNNER
 from edgecnn.bench.protocol import SCHEMA
-from edgecnn.devices.board import missing, probe, python_of, ssh_target
+from edgecnn.devices.board import missing, probe, ssh_target
 from edgecnn.devices.ssh import SshBoard, SshTarget
 from edgecnn.errors import EdgecnnError
-
-
-def _get(obj, name, default=None):
-    if isinstance(obj, dict):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
 
 
 # ---- run -------------------------------------------------------------------------------------------------------
@@ -47,8 +41,7 @@ def _settings(settings):
 
 def _label(doc: dict, profile, target: SshTarget | None, extra: dict | None = None) -> dict:
     doc.setdefault("schema", SCHEMA)
-    doc["device"] = {"name": _get(profile, "name"), "kind": _get(profile, "kind"),
-                     "emulated": bool(_get(profile, "emulated", False))}
+    doc["device"] = {"name": profile.name, "kind": profile.kind, "emulated": profile.emulated}
     doc["transport"] = "ssh"
     if target is not None:
         doc["host"] = target.address
@@ -112,7 +105,7 @@ def run_remote(profile, model_path, settings=None, samples_npz=None, cancel: thr
             extra["timing_remote"]["copy_s"] = round(time.monotonic() - t1, 3)
             _check_cancel(cancel)
             args = [runner, *runner_args(model, s, samples)]
-            py = info.python_path or python_of(profile)
+            py = info.python_path or profile.python
             state["pidfile"] = f"{info.work_dir}/run-{secrets.token_hex(4)}.pid"
             cmd = (f"cd {shlex.quote(info.work_dir)} && echo $$ > {shlex.quote(state['pidfile'])} && "
                    f"exec {shlex.quote(py)} {' '.join(shlex.quote(a) for a in args)}")

@@ -27,23 +27,13 @@ OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 MAX_SAMPLES = 16
 
 
-def _interpreter(model: bytes):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    from edgecnn._tf import silenced_fd
-
-    with silenced_fd(2):
-        it = Interpreter(model_content=model, experimental_preserve_all_tensors=True, num_threads=2,
-                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        it.allocate_tensors()
-    return it
-
-
 def _channel_means(model: bytes, x: np.ndarray, tensors: list[int], dequantize: bool) -> dict[int, np.ndarray]:
     """Mean per channel (last axis) of each tensor in `tensors`, over `x`, dequantized when asked."""
+    from edgecnn.tflite.interpreter import allocate, make_interpreter
     from edgecnn.tflite.quant import quantize
 
-    it = _interpreter(model)
+    it = make_interpreter(model, preserve_all=True)
+    allocate(it)
     inp = it.get_input_details()[0]
     details = {d["index"]: d for d in it.get_tensor_details()}
     sums: dict[int, np.ndarray] = {}

@@ -25,16 +25,12 @@ MIN_SAMPLES = 5
 
 
 def _scores(reference: bytes, model: bytes, x: np.ndarray) -> dict:
-    from edgecnn.convert.rewrite.check import run_outputs
+    from edgecnn.convert.rewrite.check import real_values, run_outputs
+    from edgecnn.metrics import snr_db
 
     (f, _), (q, qp) = run_outputs(reference, x), run_outputs(model, x)
-    f0, q0 = f[0].reshape(len(x), -1), q[0].reshape(len(x), -1)
-    if qp[0][0]:
-        q0 = (q0 - qp[0][1]) * qp[0][0]
-    noise = float(np.sum((f0 - q0) ** 2))
-    snr = 10 * np.log10(float(np.sum(f0 ** 2)) / noise) if noise > 0 else 200.0
-    return {"snr_db": round(float(min(snr, 200.0)), 3),
-            "top1_agreement": float(np.mean(f0.argmax(1) == q0.argmax(1)))}
+    f0, q0 = f[0].reshape(len(x), -1), real_values(q[0], qp[0]).reshape(len(x), -1)
+    return {"snr_db": round(snr_db(f0, q0), 3), "top1_agreement": float(np.mean(f0.argmax(1) == q0.argmax(1)))}
 
 
 def choose(float_model: bytes, samples: np.ndarray, quantize: Callable[[bytes], bytes]) -> tuple[str, dict]:

@@ -243,8 +243,7 @@ class Prepared:
         from edgecnn.tflite import metadata
         from edgecnn.tflite.reader import TfliteInfo
 
-        data_in = data
-        rewrites = self.rewrites.get(hash(data))
+        rewrites, correction = self.rewrites.get(hash(data)), self.corrections.get(hash(data))
         info = TfliteInfo(data)
         check_loads(data, self.model_path, self.req.mode)
         float_ops = check_integer_only(info, self.req, list(self.kept_nodes) + list(extra_nodes),
@@ -260,7 +259,7 @@ class Prepared:
             "weight_dtypes": info.weight_dtypes(),
             "inputs": [t.to_dict() for t in info.inputs], "outputs": [t.to_dict() for t in info.outputs],
             "calibration": self.calib_desc, "preprocessing": self.spec.to_dict(), "rewrites": rewrites,
-            "bias_correction": self.corrections.get(hash(data_in)),
+            "bias_correction": correction,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "wall_seconds": round(time.perf_counter() - self.t0, 3),
         }

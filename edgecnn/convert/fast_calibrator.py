@@ -37,11 +37,8 @@ def _ranges(model, tensors: list[int], samples: np.ndarray, hist=None) -> tuple[
     `hist` (a `ranges.Histograms`), each tensor's values are added to its histograms in the same pass."""
     import os
 
-    from ai_edge_litert.interpreter import Interpreter
-
+    from edgecnn.tflite.interpreter import allocate, make_interpreter
     from edgecnn.tflite.reader import serialize
-
-    from edgecnn._tf import silenced_fd
 
     sub = model.subgraphs[0]
     saved_outputs, saved_sigs = sub.outputs, model.signatureDefs
@@ -51,9 +48,8 @@ def _ranges(model, tensors: list[int], samples: np.ndarray, hist=None) -> tuple[
         exposed = serialize(model)
     finally:
         sub.outputs, model.signatureDefs = saved_outputs, saved_sigs
-    with silenced_fd(2):  # "Created TensorFlow Lite XNNPACK delegate" is printed from C++
-        interp = Interpreter(model_content=exposed, num_threads=os.cpu_count() or 1)
-        interp.allocate_tensors()
+    interp = make_interpreter(exposed, threads=os.cpu_count() or 1)
+    allocate(interp)
     inp = interp.get_input_details()[0]["index"]
     outs = [d["index"] for d in interp.get_output_details()]
     lo = np.full(len(outs), np.inf, dtype=np.float64)
@@ -77,11 +73,10 @@ def _inplace_pairs(model_bytes: bytes) -> list[tuple[int, int]]:
     Read off LiteRT's own arena plan for the builtin kernels the stock calibrator runs: an op's input whose data
     address equals its output's was overwritten by the op.
     """
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from edgecnn.tflite.interpreter import allocate, make_interpreter
 
-    interp = Interpreter(model_content=model_bytes,
-                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    interp.allocate_tensors()
+    interp = make_interpreter(model_bytes, delegate=False)
+    allocate(interp)
 
     def addr(t):
         try:

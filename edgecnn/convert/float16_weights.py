@@ -20,26 +20,14 @@ import numpy as np
 DEQUANTIZE_FLOAT16_VERSION = 3  # the DEQUANTIZE version TF writes for a float16 input
 
 
-def _opcode(model, builtin: int, version: int) -> int:
-    from edgecnn.tflite.reader import schema
-
-    for i, c in enumerate(model.operatorCodes):
-        if max(int(c.builtinCode or 0), int(c.deprecatedBuiltinCode or 0)) == builtin:
-            c.version = max(int(c.version or 1), version)
-            return i
-    code = schema().OperatorCodeT()
-    code.builtinCode, code.deprecatedBuiltinCode, code.version = builtin, min(builtin, 127), version
-    model.operatorCodes.append(code)
-    return len(model.operatorCodes) - 1
-
-
 def float16_weights(f32: bytes) -> bytes:
     """The model with its float32 constant operands stored as float16 behind DEQUANTIZE ops."""
+    from edgecnn.convert.rewrite.graph import opcode_index
     from edgecnn.tflite.reader import is_constant, parse, schema, serialize
 
     fb = schema()
     model = parse(f32)
-    deq = _opcode(model, fb.BuiltinOperator.DEQUANTIZE, DEQUANTIZE_FLOAT16_VERSION)
+    deq = opcode_index(model, "DEQUANTIZE", DEQUANTIZE_FLOAT16_VERSION)
     halved: set[int] = set()  # buffers already rewritten to float16 (tensors may share one)
     for sub in model.subgraphs:
         read = {int(t) for op in sub.operators or [] for t in (op.inputs if op.inputs is not None else []) if t >= 0}

@@ -23,23 +23,17 @@ from edgecnn.errors import EdgecnnError
 ADVICE = "convert takes a float32 .tflite; convert the model's float source instead"
 
 
-def _dtype(model, tensor) -> str:
-    from edgecnn.tflite.reader import enum_names, schema
-
-    return enum_names(schema().TensorType).get(tensor.type, str(tensor.type)).lower()
-
-
 def quantized_content(model) -> str | None:
     """What makes a parsed model already quantized ("int8 activations, int8 weights"), or None for float32
     (only tensors an op or the graph input uses count: leftovers in a file say nothing about what it computes)."""
-    from edgecnn.tflite.reader import is_constant
+    from edgecnn.tflite.reader import is_constant, tensor_dtype
 
     acts, weights = set(), set()
     for sub in model.subgraphs:
         used = {int(i) for op in sub.operators or [] for ts in (op.inputs, op.outputs) if ts is not None
                 for i in ts if i >= 0} | {int(i) for i in (sub.inputs if sub.inputs is not None else [])}
         for t in (sub.tensors[i] for i in sorted(used)):
-            dt = _dtype(model, t)
+            dt = tensor_dtype(t)
             q = t.quantization
             scaled = q is not None and q.scale is not None and len(q.scale) > 0
             if dt == "float16" or (dt in ("int8", "uint8", "int16") and scaled):
@@ -75,7 +69,7 @@ def read_float_tflite(path: str | Path) -> tuple[bytes, PreprocessSpec | None, t
     one line on what is wrong."""
     from edgecnn.convert.float16_weights import widen_float16_weights
     from edgecnn.tflite import metadata
-    from edgecnn.tflite.reader import op_name, parse, read_tflite, serialize, tensor_name
+    from edgecnn.tflite.reader import op_name, parse, read_tflite, serialize, tensor_dtype, tensor_name
 
     data = read_tflite(path)
     spec = metadata.read_spec(data)
@@ -100,8 +94,8 @@ def read_float_tflite(path: str | Path) -> tuple[bytes, PreprocessSpec | None, t
         raise EdgecnnError(f"{path}: has {len(inputs)} inputs ({names}); convert takes models with one image input")
     t = sub.tensors[inputs[0]]
     shape = [int(d) for d in t.shape] if t.shape is not None else []
-    if _dtype(model, t) != "float32" or len(shape) != 4 or shape[3] not in (1, 3):
-        raise EdgecnnError(f"{path}: input {tensor_name(t)} is {_dtype(model, t)} {shape}, not an image "
+    if tensor_dtype(t) != "float32" or len(shape) != 4 or shape[3] not in (1, 3):
+        raise EdgecnnError(f"{path}: input {tensor_name(t)} is {tensor_dtype(t)} {shape}, not an image "
                            "(float32 [batch, H, W, 1|3])")
     if _fix_batch(model, path):
         notes.append("dynamic batch fixed to 1")

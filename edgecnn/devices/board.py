@@ -71,31 +71,11 @@ class BoardInfo:
         return {k: v for k, v in self.__dict__.items()}
 
 
-def _get(obj, name, default=None):  # a DeviceProfile or a plain dict of its fields
-    if isinstance(obj, dict):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
-
-
-def ssh_target(profile) -> SshTarget:
-    """The SshTarget of a device profile (an object with an `ssh` block, or the same as dicts)."""
-    ssh = _get(profile, "ssh")
-    name = _get(profile, "name", "board")
-    if ssh is None or not _get(ssh, "host"):
-        raise EdgecnnError(f"device {name}: the profile has no ssh.host; a remote bench needs one")
-    return SshTarget(
-        host=_get(ssh, "host"), port=int(_get(ssh, "port", 22) or 22), user=_get(ssh, "user"),
-        key=_get(ssh, "key"), host_key_fingerprint=_get(ssh, "host_key_fingerprint"),
-        known_hosts=_get(ssh, "known_hosts"), connect_timeout=float(_get(ssh, "connect_timeout", 10) or 10),
-        run_timeout=float(_get(ssh, "run_timeout", 600) or 600), name=name)
-
-
-def python_of(profile) -> str:
-    return _get(profile, "python") or "python3"
-
-
-def work_dir_of(profile) -> str:
-    return _get(profile, "work_dir") or DeviceProfile.model_fields["work_dir"].default
+def ssh_target(profile: DeviceProfile) -> SshTarget:
+    """The SshTarget of a device profile's `ssh:` block (validated by its schema)."""
+    if profile.ssh is None:
+        raise EdgecnnError(f"device {profile.name}: the profile has no ssh.host; a remote bench needs one")
+    return SshTarget(**profile.ssh.model_dump(), name=profile.name)
 
 
 # ---- probe / devices check ---------------------------------------------------------------------------------------
@@ -103,8 +83,8 @@ def work_dir_of(profile) -> str:
 
 def probe(board: SshBoard, profile, deep: bool = False) -> BoardInfo:
     """Ask the board what it has (one shell command + one Python start)."""
-    py = python_of(profile)
-    work = board.resolve(work_dir_of(profile))
+    py = profile.python
+    work = board.resolve(profile.work_dir)
     script = "\n".join([
         'echo "arch=$(uname -m)"',
         'echo "kernel=$(uname -r)"',
@@ -172,9 +152,7 @@ def probe(board: SshBoard, profile, deep: bool = False) -> BoardInfo:
 
 def missing(info: BoardInfo, profile) -> list[dict]:
     """What the board lacks for this profile, each with the command that installs it."""
-    py = python_of(profile)
-    runtime = _get(profile, "runtime") or "auto"
-    delegate = _get(profile, "delegate") or "xnnpack"
+    py, runtime, delegate = profile.python, profile.runtime, profile.delegate
     venv_hint = ("python3 -m venv ~/edgecnn-venv && ~/edgecnn-venv/bin/pip install ai-edge-litert numpy "
                  "(then set `python: ~/edgecnn-venv/bin/python` in the profile)")
     out = []
@@ -216,8 +194,8 @@ def check_device(profile) -> dict:
     with SshBoard(target) as board:
         connect_s = time.monotonic() - t0
         info = probe(board, profile, deep=True)
-    return {"device": _get(profile, "name"), "host": target.address, "user": target.user,
-            "emulated": bool(_get(profile, "emulated", False)), "reachable": True,
+    return {"device": profile.name, "host": target.address, "user": target.user,
+            "emulated": profile.emulated, "reachable": True,
             "connect_s": round(connect_s, 3), **info.as_dict(), "missing": missing(info, profile)}
 
 

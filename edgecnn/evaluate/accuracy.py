@@ -18,7 +18,7 @@ from edgecnn.errors import EdgecnnError
 def input_shape(model_path: str | Path, kind: str) -> tuple:
     """The model's input shape without the batch: (H, W, C) for an image model."""
     if kind == "tflite":
-        from edgecnn.evaluate.predict import make_interpreter
+        from edgecnn.tflite.interpreter import make_interpreter
 
         return tuple(make_interpreter(model_path).get_input_details()[0]["shape"][1:])
     from edgecnn.modelfile import load_model

@@ -11,8 +11,8 @@ import numpy as np
 
 from edgecnn.data.spec import InputScaling
 from edgecnn.errors import EdgecnnError
+from edgecnn.metrics import SNR_CAP_DB, snr_db  # noqa: F401  (SNR_CAP_DB: part of compare's surface)
 
-SNR_CAP_DB = 200.0  # |snr_db| never exceeds this: identical outputs give +200 (JSON has no Infinity)
 EPS = 1e-7  # probabilities are clipped to [EPS, 1] (and renormalised) before the KL divergence
 
 
@@ -28,18 +28,6 @@ def float_flatbuffer(model_path: str | Path) -> bytes:
     _tf.quiet()
     model, _ = load_model(model_path)
     return float_tflite(model)
-
-
-def snr_db(f: np.ndarray, q: np.ndarray) -> float:
-    """Pooled output SNR in dB: 10*log10(sum f^2 / sum (f-q)^2) over every sample and output at once (a sample
-    with tiny outputs cannot swamp the mean, as it would per sample); clipped to +-SNR_CAP_DB."""
-    f, q = f.astype(np.float64), q.astype(np.float64)
-    signal, noise = float(np.sum(f * f)), float(np.sum((f - q) ** 2))
-    if noise == 0.0:
-        return SNR_CAP_DB
-    if signal == 0.0:
-        return -SNR_CAP_DB
-    return float(np.clip(10.0 * np.log10(signal / noise), -SNR_CAP_DB, SNR_CAP_DB))
 
 
 def are_probabilities(scores: np.ndarray) -> bool:

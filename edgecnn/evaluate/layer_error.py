@@ -21,7 +21,7 @@ def _op_outputs(interp) -> dict[int, str]:
 
 
 def layer_errors(float_model: bytes, quant_model: bytes, x: np.ndarray, max_samples: int = 32) -> list[dict]:
-    from edgecnn.evaluate.predict import allocate, make_interpreter
+    from edgecnn.tflite.interpreter import allocate, make_interpreter
     from edgecnn.tflite.quant import dequantize, quantize
 
     fi = make_interpreter(float_model, preserve_all=True)

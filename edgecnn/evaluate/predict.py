@@ -12,33 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
+from edgecnn.tflite.interpreter import allocate, make_interpreter
 from edgecnn.tflite.quant import dequantize, quantize
 
 BATCH = 64
-
-
-def make_interpreter(model: str | Path | bytes, threads: int = 2, preserve_all: bool = False, delegate=True):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    from edgecnn._tf import silenced_fd
-
-    kw = {"model_content": bytes(model)} if isinstance(model, (bytes, bytearray)) else {"model_path": str(model)}
-    if preserve_all or not delegate:
-        kw["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    try:
-        with silenced_fd(2):
-            return Interpreter(num_threads=threads, experimental_preserve_all_tensors=preserve_all, **kw)
-    except (ValueError, RuntimeError) as exc:
-        name = "model bytes" if "model_content" in kw else kw["model_path"]
-        raise EdgecnnError(f"{name}: LiteRT cannot load it ({str(exc).splitlines()[0][:200]})") from None
-
-
-def allocate(interp) -> None:
-    """allocate_tensors without the "Created TensorFlow Lite XNNPACK delegate" line LiteRT prints from C++."""
-    from edgecnn._tf import silenced_fd
-
-    with silenced_fd(2):
-        interp.allocate_tensors()
 
 
 def predict_tflite(model: str | Path | bytes, x: np.ndarray, threads: int = 2) -> np.ndarray:

@@ -7,7 +7,6 @@
 | `read_model`     | `parse(read_tflite(path))`                                                             |
 | `serialize`      | `ModelT` -> bytes (the rewrite and calibration steps edit the object and write it back) |
 | `op_name`        | an operator's builtin name (`CONV_2D`, `CUSTOM:name` for custom ops)                  |
-| `op_names`       | the set of builtin ops a model uses, without unpacking it (cheap)                     |
 | `const_ints`     | the int values of a constant tensor (axes, paddings), or None                          |
 | `TfliteInfo`     | op histogram, ops computing in float, IO tensors with scale/zero-point, weight dtypes  |
 
@@ -77,19 +76,6 @@ def serialize(model) -> bytes:
     return bytes(builder.Output())
 
 
-def op_names(data: bytes) -> set[str]:
-    """The builtin op names a model uses, read from its operator codes without unpacking the whole model (the
-    object API copies every weight buffer: ~10 s for a 17 MB MobileNet)."""
-    s = schema()
-    m = s.Model.GetRootAs(bytearray(data), 0)
-    names = enum_names(s.BuiltinOperator)
-    out = set()
-    for i in range(m.OperatorCodesLength()):
-        c = m.OperatorCodes(i)
-        out.add(names.get(max(int(c.BuiltinCode()), int(c.DeprecatedBuiltinCode())), "?"))
-    return out
-
-
 def op_name(model, op) -> str:
     """The builtin name of `op` (`CONV_2D`, ...), `CUSTOM:name` for a custom op."""
     code = model.operatorCodes[op.opcodeIndex]
@@ -99,6 +85,11 @@ def op_name(model, op) -> str:
         custom = code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
         return f"CUSTOM:{custom}"
     return name
+
+
+def tensor_dtype(tensor) -> str:
+    """A tensor's element type as numpy spells it: "float32", "int8", ..."""
+    return enum_names(schema().TensorType).get(tensor.type, str(tensor.type)).lower()
 
 
 def tensor_name(tensor) -> str:
@@ -156,7 +147,6 @@ class TfliteInfo:
 
     def __init__(self, data: bytes, source: str = "model"):
         self.model = parse(data, source)
-        self.type_names = {k: v.lower() for k, v in enum_names(schema().TensorType).items()}
         sub = self.model.subgraphs[0]
         self.tensors = sub.tensors or []
         self.ops: list[OpInfo] = []
@@ -178,7 +168,7 @@ class TfliteInfo:
         return tensor_name(self.tensors[t])
 
     def dtype(self, t: int) -> str:
-        return self.type_names.get(self.tensors[t].type, str(self.tensors[t].type))
+        return tensor_dtype(self.tensors[t])
 
     def _io(self, t: int) -> TensorIO:
         q = self.tensors[t].quantization

@@ -46,16 +46,11 @@ def run_passes(model: bytes, target: str, samples: np.ndarray | None,
     from edgecnn.convert.rewrite.graph import Graph
     from edgecnn.tflite.reader import parse
 
-    from edgecnn.tflite.reader import op_names
-
     rows = []
-    present = op_names(model)
     for name in passes_for(target):
         mod = PASSES[name]
-        count = 0
-        if mod.REPLACES in present:  # unpacking a large model costs seconds: only when there is work
-            g = Graph(parse(model))
-            count = mod.apply(g)
+        g = Graph(parse(model))
+        count = mod.apply(g)
         row = {"pass": name, "replaces": mod.REPLACES, "count": count, "applied": False,
                "tolerance_steps": mod.TOLERANCE_STEPS}
         if count == 0:

@@ -24,15 +24,11 @@ MAX_SAMPLES = 32  # reference kernels are slow (~50 ms a MobileNet at 224): 3 mo
 
 def run_outputs(model: bytes, x: np.ndarray) -> tuple[list[np.ndarray], list[tuple[float, int]]]:
     """Raw outputs per output tensor (ints for quantized ones) and their (scale, zero point)."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    from edgecnn._tf import silenced_fd
+    from edgecnn.tflite.interpreter import allocate, make_interpreter
     from edgecnn.tflite.quant import quantize, scale_zero_point
 
-    with silenced_fd(2):
-        it = Interpreter(model_content=model, num_threads=2,
-                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        it.allocate_tensors()
+    it = make_interpreter(model, delegate=False)
+    allocate(it)
     inp, outs = it.get_input_details()[0], it.get_output_details()
     got: list[list[np.ndarray]] = [[] for _ in outs]
     for i in range(len(x)):
@@ -43,7 +39,8 @@ def run_outputs(model: bytes, x: np.ndarray) -> tuple[list[np.ndarray], list[tup
     return [np.concatenate(g) for g in got], [scale_zero_point(o) for o in outs]
 
 
-def _real(raw: np.ndarray, q: tuple[float, int]) -> np.ndarray:
+def real_values(raw: np.ndarray, q: tuple[float, int]) -> np.ndarray:
+    """Raw outputs of `run_outputs` as real numbers (dequantized when the tensor is quantized)."""
     return (raw - q[1]) * q[0] if q[0] else raw
 
 
@@ -62,7 +59,7 @@ def compare(before: bytes, after: bytes, samples: np.ndarray, reference: bytes |
         f, _ = run_outputs(reference, x)
         step = qa[0][0] or 1.0
         for name, raw in (("before", a[0]), ("after", b[0])):
-            real = _real(raw, qa[0])
+            real = real_values(raw, qa[0])
             out[f"error_steps_{name}"] = float(np.mean(np.abs(real - f[0]))) / step
             out[f"top1_vs_float_{name}"] = float(np.mean(_top1(real) == _top1(f[0])))
     return out

@@ -36,6 +36,21 @@ class Quant:
         return float(self.scale[0]), int(self.zero_point[0])
 
 
+def opcode_index(model, name: str, version: int) -> int:
+    """Index of the operator code for builtin `name` in `model` (added if missing; its version raised to
+    `version`, the lowest that runs what the caller adds)."""
+    fb = reader.schema()
+    code = getattr(fb.BuiltinOperator, name)
+    for i, c in enumerate(model.operatorCodes):
+        if max(int(c.builtinCode or 0), int(c.deprecatedBuiltinCode or 0)) == code and not c.customCode:
+            c.version = max(int(c.version or 1), version)
+            return i
+    c = fb.OperatorCodeT()
+    c.builtinCode, c.deprecatedBuiltinCode, c.version = code, min(code, 127), version
+    model.operatorCodes.append(c)
+    return len(model.operatorCodes) - 1
+
+
 class Graph:
     """Subgraph 0 of a model, with helpers to add what a rewrite needs."""
 
@@ -43,7 +58,6 @@ class Graph:
         self.model = model
         self.sg = model.subgraphs[0]
         self.fb = reader.schema()
-        self._builtin = reader.enum_names(self.fb.BuiltinOperator)
 
     # ---- reading ---------------------------------------------------------------------------------------------
     def op_name(self, op) -> str:
@@ -56,7 +70,7 @@ class Graph:
         return [int(d) for d in self.sg.tensors[i].shape]
 
     def dtype(self, i: int) -> str:
-        return reader.enum_names(self.fb.TensorType)[self.sg.tensors[i].type].lower()
+        return reader.tensor_dtype(self.sg.tensors[i])
 
     def quant(self, i: int) -> Quant | None:
         return Quant.of(self.sg.tensors[i])
@@ -66,16 +80,7 @@ class Graph:
 
     # ---- adding ----------------------------------------------------------------------------------------------
     def opcode(self, name: str, version: int) -> int:
-        """Index of the operator code for builtin `name` (added if missing; its version raised to `version`)."""
-        code = getattr(self.fb.BuiltinOperator, name)
-        for i, c in enumerate(self.model.operatorCodes):
-            if max(int(c.builtinCode or 0), int(c.deprecatedBuiltinCode or 0)) == code and not c.customCode:
-                c.version = max(int(c.version or 1), version)
-                return i
-        c = self.fb.OperatorCodeT()
-        c.builtinCode, c.deprecatedBuiltinCode, c.version = code, min(code, 127), version
-        self.model.operatorCodes.append(c)
-        return len(self.model.operatorCodes) - 1
+        return opcode_index(self.model, name, version)
 
     def add_tensor(self, name: str, shape, dtype: str, quant: Quant | None = None, data: np.ndarray | None = None) -> int:
         """A new tensor (a constant when `data` is given); returns its index."""
