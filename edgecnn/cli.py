@@ -223,11 +223,13 @@ def _scaling_options(command):
 @click.option("--no-rewrite", is_flag=True, help="Keep the converter's plain int8 graph (no rewrite passes).")
 @click.option("--bias-correction", is_flag=True, help="int8: fold the mean output shift of int8 weights back into "
               "each layer's bias, measured layer by layer on the calibration samples (slow on big models).")
+@click.option("--equalize", is_flag=True, help="int8: cross-layer equalization of conv/depthwise pairs before "
+              "calibration (same float outputs, balanced channel weight ranges: for --per-tensor).")
 @click.option("--verbose", is_flag=True, help="Show the converter's own log.")
 @click.option("--json", "as_json", is_flag=True)
 def convert(model, output, mode, io, per_tensor, calibration, num_calibration, seed, keep_float,
             allow_float_fallback, scale, offset, mean, std, calibrator, calibration_method, max_accuracy_drop, eval_data,
-            target, no_rewrite, bias_correction, verbose, as_json):
+            target, no_rewrite, bias_correction, equalize, verbose, as_json):
     """Convert a Keras model (.keras, .h5, SavedModel dir) or a float32 .tflite to .tflite."""
     from edgecnn.convert.request import ConversionRequest
 
@@ -240,7 +242,7 @@ def convert(model, output, mode, io, per_tensor, calibration, num_calibration, s
                            "quantized are named")
     req = ConversionRequest(mode, io, per_tensor, calibration, num_calibration, seed, tuple(keep_float),
                             allow_float_fallback, scale, offset, mean, std, target=target, rewrite=not no_rewrite,
-                            bias_correction=bias_correction,
+                            bias_correction=bias_correction, equalize=equalize,
                             calibrator=calibrator, calibration_method=calibration_method)
     if max_accuracy_drop is not None:
         from edgecnn.guided import guided_convert

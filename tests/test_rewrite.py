@@ -114,9 +114,11 @@ def test_a_rewrite_outside_its_tolerance_is_skipped_with_a_note(models, tmp_path
     assert ops["HARD_SWISH"] == 2  # the plain graph was written
 
 
-def test_tflm_target_rewrites_nothing(models, tmp_path):
+def test_tflm_target_rewrites_only_what_removes_work(models, tmp_path):
+    """TFLite Micro runs HARD_SWISH & co. natively: only the exact `minimum` pass (which removes ops) runs."""
     r, ops = _convert(models["hard_swish"], tmp_path / "m.tflite", target="tflm")
-    assert r["rewrites"] == [] and ops["HARD_SWISH"] == 2
+    assert [x["pass"] for x in r["rewrites"]] == ["minimum"] and not r["rewrites"][0]["applied"]
+    assert ops["HARD_SWISH"] == 2
     with pytest.raises(EdgecnnError, match="--target 'gpu'"):
         ConversionRequest("int8", target="gpu")
 

@@ -141,6 +141,7 @@ class Prepared:
         self.calibrated = None
         self.rewrites: dict[int, list[dict]] = {}  # rewrite report of each int8 variant made, by hash of its bytes
         self.corrections: dict[int, dict | None] = {}  # bias-correction report of each, likewise
+        self.equalization: dict | None = None
 
     @property
     def f32_info(self):
@@ -161,6 +162,16 @@ class Prepared:
         self.samples, self.calib_desc = calibration_samples(self.req.calibration, self.spec,
                                                             self.req.num_calibration, self.req.seed)
         if self.req.mode == "int8":
+            if self.req.equalize and self.equalization is None:  # before calibration: every later step sees it
+                from edgecnn.convert.equalize import equalize
+
+                t = time.perf_counter()
+                self.f32, self.equalization = equalize(self.f32, self.samples)
+                self._f32_info = None
+                if self.req.keep_float:  # tensors between equalized layers were renamed
+                    self.kept_ops, self.kept_nodes, self.matches = match_keep_float(self.f32_info,
+                                                                                    self.req.keep_float)
+                self.timings["equalize_s"] = time.perf_counter() - t
             t = time.perf_counter()
             method = self.req.calibration_method
             if method == "best":
@@ -259,7 +270,7 @@ class Prepared:
             "weight_dtypes": info.weight_dtypes(),
             "inputs": [t.to_dict() for t in info.inputs], "outputs": [t.to_dict() for t in info.outputs],
             "calibration": self.calib_desc, "preprocessing": self.spec.to_dict(), "rewrites": rewrites,
-            "bias_correction": correction,
+            "bias_correction": correction, "equalization": self.equalization,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "wall_seconds": round(time.perf_counter() - self.t0, 3),
         }

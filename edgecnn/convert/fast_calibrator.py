@@ -102,6 +102,31 @@ def _apply_inplace_union(pairs, lo: dict, hi: dict) -> None:
             lo[t], hi[t] = min(lo[t], lo[out]), max(hi[t], hi[out])
 
 
+def _minimum_caps(model) -> dict[int, tuple[float, int]]:
+    """Tensors read only by a MINIMUM with a constant: {tensor: (that constant's max, the MINIMUM's output)}.
+    Values above the MINIMUM's output range never get through it, so the tensor's range stops there, as a fused
+    ReLU6 stops its conv's range at 6 (int8 MINIMUM shares one scale between input and output; this is how
+    `--equalize` keeps ReLU6's clip: equalize.py)."""
+    from edgecnn.tflite.reader import is_constant, op_name
+
+    sub = model.subgraphs[0]
+    readers: dict[int, list] = {}
+    for op in sub.operators or []:
+        for i in op.inputs:
+            readers.setdefault(int(i), []).append(op)
+    caps = {}
+    for t, ops in readers.items():
+        if len(ops) != 1 or op_name(model, ops[0]) != "MINIMUM" or t in {int(i) for i in sub.outputs}:
+            continue
+        other = [int(i) for i in ops[0].inputs if int(i) != t]
+        if len(other) == 1 and is_constant(model, sub.tensors[other[0]]):
+            c = sub.tensors[other[0]]
+            if c.type == 0:  # FLOAT32
+                caps[t] = (float(np.frombuffer(bytes(bytearray(model.buffers[c.buffer].data)), np.float32).max()),
+                           int(ops[0].outputs[0]))
+    return caps
+
+
 def calibrated_variants(float_model: bytes, samples: np.ndarray, methods: tuple[str, ...]) -> dict[str, bytes]:
     """One pass over `samples`, then the model carrying each method's ranges (`edgecnn.convert.ranges`): min/max
     and every histogram method come from the same pass."""
@@ -115,6 +140,7 @@ def calibrated_variants(float_model: bytes, samples: np.ndarray, methods: tuple[
     hist = Histograms(len(tensors)) if any(m != "minmax" for m in methods) else None
     lo_arr, hi_arr = _ranges(model, tensors, samples.astype(np.float32, copy=False), hist)
     pairs = _inplace_pairs(base)
+    caps = _minimum_caps(model)
     out = {}
     for method in methods:
         lo, hi = {}, {}
@@ -122,6 +148,9 @@ def calibrated_variants(float_model: bytes, samples: np.ndarray, methods: tuple[
             lo[t], hi[t] = clipped(method, hist, k, float(lo_arr[k]), float(hi_arr[k])) if hist is not None \
                 else (float(lo_arr[k]), float(hi_arr[k]))
         _apply_inplace_union(pairs, lo, hi)
+        for t, (cap, out_t) in caps.items():
+            if t in hi:
+                hi[t] = max(min(hi[t], cap, hi.get(out_t, cap)), lo[t])
         sub = model.subgraphs[0]
         for t in tensors:
             q = sub.tensors[t].quantization or schema().QuantizationParametersT()

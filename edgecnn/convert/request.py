@@ -32,6 +32,7 @@ class ConversionRequest:
     rewrite: bool = True  # False (--no-rewrite): the converter's plain int8 output
     calibrator: str = "fast"  # "fast" (LiteRT+XNNPACK, batched) or "stock" (TF's calibrator)
     bias_correction: bool = False  # --bias-correction: fold int8's mean output shift into the biases
+    equalize: bool = False  # --equalize: cross-layer equalization of the float graph before calibration
     calibration_method: str = "minmax"  # how each activation range is chosen: edgecnn.convert.ranges.METHODS, or
     # "best": try them all on held-out calibration samples and keep the closest to float (convert/choose.py)
 
@@ -50,6 +51,8 @@ class ConversionRequest:
             raise EdgecnnError(f"--target {self.target!r}: use one of {', '.join(TARGETS)}")
         if self.bias_correction and self.mode != "int8":
             raise EdgecnnError(f"--bias-correction needs --quant int8, not {self.mode}")
+        if self.equalize and self.mode != "int8":
+            raise EdgecnnError(f"--equalize needs --quant int8, not {self.mode}")
         if self.calibration_method not in ("minmax", "percentile", "mse", "best"):
             raise EdgecnnError(f"--calibration-method {self.calibration_method!r}: use minmax, percentile, mse or best")
         if self.calibrator not in ("fast", "stock"):

@@ -10,6 +10,7 @@ with ops the target takes, on the quantized flatbuffer, after the quantize pass 
 | `hard_swish` | HARD_SWISH        | DEPTHWISE_CONV_2D 1x1 (gate) + MUL            | gate rounded to 1/255 | cpu, edgetpu |
 | `avg_pool`   | AVERAGE_POOL_2D   | MEAN (global) / DEPTHWISE_CONV_2D (windowed)  | division rounding     | cpu          |
 | `leaky_relu` | LEAKY_RELU        | PRELU with a constant slope                   | to one step           | edgetpu      |
+| `minimum`    | MINIMUM by a constant at or above its input's range (`--equalize`'s clips) | nothing | yes | all |
 
 Each pass module has REPLACES, TARGETS, TOLERANCE_STEPS and `apply(graph) -> count`; adding a pass is one module
 and one entry in PASSES.
@@ -18,7 +19,7 @@ Every pass is checked when applied (`check.py`: the model before and after it, a
 calibration samples): the report gives how far the outputs moved (max steps, top-1 agreement) and each model's
 distance to float; a pass that takes the model further from float than its tolerance (mean output steps), or
 loses top-1 agreement with float, is not applied, and the report says so. `--no-rewrite` gives the converter's plain output;
-`--target tflm` applies none (TFLite Micro runs these ops natively).
+`--target tflm` applies only `minimum` (TFLite Micro runs the others natively).
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from types import ModuleType
 
 import numpy as np
 
-from edgecnn.convert.rewrite import avg_pool, hard_swish, leaky_relu
+from edgecnn.convert.rewrite import avg_pool, hard_swish, leaky_relu, minimum
 
-PASSES: dict[str, ModuleType] = {"hard_swish": hard_swish, "avg_pool": avg_pool, "leaky_relu": leaky_relu}
+PASSES: dict[str, ModuleType] = {"hard_swish": hard_swish, "avg_pool": avg_pool, "leaky_relu": leaky_relu,
+                                  "minimum": minimum}
 TARGETS = ("cpu", "edgetpu", "tflm")
 
 
