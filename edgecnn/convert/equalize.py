@@ -16,8 +16,18 @@ ReLU6, minded exactly: relu6(x / s) != relu6(x) / s once the clip is reached, so
 ReLU, which changes the float model (on ImageNet MobileNet V1 here it changed the float top-1 of 73% of photos).
 Here a ReLU6 pair keeps the clip where it was: layer 1 gets a plain ReLU and a MINIMUM with the per-channel
 constant 6 / S_i (S_i: the channel's total scale) follows it, so the equalized float model computes what the
-original does on every input (to float rounding; `tests/test_equalize.py`). The cost is one MINIMUM op per
-rescaled ReLU6 layer (an element-wise op that int8 kernels run; measured in the README).
+original does on every input (to float rounding; `tests/test_equalize.py`).
+
+Bounds from the calibration samples (each channel's peak |activation| between the two layers):
+- no channel's peak, divided by S_i, exceeds the tensor's original peak: the per-tensor int8 activation range
+  does not grow, so no channel's activation loses precision to another's;
+- for ReLU6, the clip 6 / S_i stays at or above that range: int8 saturation then does the clip, the MINIMUMs change
+  no int8 value, and the `minimum` rewrite pass removes them from the int8 model exactly (XNNPACK does not take
+  int8 MINIMUM: 26 of them cut MobileNet V1 into 27 partitions). The int8 graph has the ops it has without
+  --equalize. The price: a ReLU6 channel's layer-2 weights can shrink but not grow (letting them grow gave
+  MobileNet V1 per-tensor + bias correction 0.73 agreement instead of 0.61, with the 27 partitions).
+- a dead channel of layer 1 (weights ~0: its output is its bias, a constant, and batch norm folded on that
+  constant often leaves huge layer-2 weights behind it) is scaled down as far as these bounds allow.
 Every tensor between two equalized layers now holds the original's channels divided by S_i: its name gets
 ";equalized", so `edgecnn compare` does not measure it against the original's tensor of the old name (it lists
 the tensors it can compare; the model's outputs are unchanged). A graph with no pair is returned unchanged with a
