@@ -10,7 +10,7 @@ with ops the target takes, on the quantized flatbuffer, after the quantize pass 
 | `hard_swish` | HARD_SWISH        | DEPTHWISE_CONV_2D 1x1 (gate) + MUL            | gate rounded to 1/255 | cpu, edgetpu |
 | `avg_pool`   | AVERAGE_POOL_2D   | MEAN (global) / DEPTHWISE_CONV_2D (windowed)  | division rounding     | cpu          |
 | `leaky_relu` | LEAKY_RELU        | PRELU with a constant slope                   | to one step           | edgetpu      |
-| `minimum`    | MINIMUM by a constant at or above its input's range (`--equalize`'s clips) | nothing | yes | all |
+| `minimum`    | MINIMUM by a constant (`--equalize`'s clips) | nothing (int8 saturation clips) | at/above the range; else up to the calibration peaks | all |
 
 Each pass module has REPLACES, TARGETS, TOLERANCE_STEPS and `apply(graph) -> count`; adding a pass is one module
 and one entry in PASSES.
@@ -54,7 +54,7 @@ def run_passes(model: bytes, target: str, samples: np.ndarray | None,
         g = Graph(parse(model))
         count = mod.apply(g)
         row = {"pass": name, "replaces": mod.REPLACES, "count": count, "applied": False,
-               "tolerance_steps": mod.TOLERANCE_STEPS}
+               "tolerance_steps": mod.TOLERANCE_STEPS, **g.notes}
         if count == 0:
             row["note"] = f"no int8 {mod.REPLACES} in the model"
             rows.append(row)

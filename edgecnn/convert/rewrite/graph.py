@@ -58,6 +58,7 @@ class Graph:
         self.model = model
         self.sg = model.subgraphs[0]
         self.fb = reader.schema()
+        self.notes: dict = {}  # what a pass wants in its report row, besides the count
 
     # ---- reading ---------------------------------------------------------------------------------------------
     def op_name(self, op) -> str:

@@ -1,19 +1,24 @@
-"""int8 MINIMUM(x, c) whose constant c lies at or above x's int8 range everywhere -> nothing (x is y).
+"""int8 MINIMUM(x, c) by a constant -> nothing (x's producer writes the output), where int8 saturation does the clip.
 
 Why: `--equalize` keeps ReLU6's clip exact in float by a per-channel MINIMUM after each rescaled layer
 (`convert/equalize.py`), and XNNPACK does not take int8 MINIMUM: on ImageNet MobileNet V1 its 26 MINIMUMs split
-the graph into 27 partitions. equalize bounds its scales so that every clip lies at or above the tensor's range,
-so in int8 the clip is already done by saturation at the top of the range and the MINIMUM changes no value.
-What: a MINIMUM with one int8 constant input, whose every value (dequantized) is >= the largest value x can hold
-(dequantized int8 127, less half a step), and whose output has x's scale and zero point, is removed: x's producer
-writes the output tensor directly. Exact: the outputs are bit-identical (checked like every pass, tolerance 0).
-Targets: all; it only removes work.
+the graph into 27 partitions.
+What: a MINIMUM with one int8 constant input, whose output has x's scale and zero point, is removed when
+- every value of c (dequantized) is >= the largest value x can hold (int8 127, less half a step): exact, the
+  MINIMUM changes no value; any MINIMUM of any model qualifies;
+- or c is a clip that equalize added (`equalize.is_clip`): its channels that reached their clip on the calibration
+  samples have it at or above x's range (exact, as above); the others are clipped at the top of x's range instead
+  of at their own clip, which differs only where an input drives such a channel further than any calibration
+  sample did (the bound and the measurements are in equalize.py's docstring).
+Checked like every pass on the calibration samples (tolerance 0 mean steps further from float); the report row's
+`exact` counts the removals of the first kind. Targets: all; it only removes work.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from edgecnn.convert.equalize import is_clip
 from edgecnn.convert.rewrite.graph import Graph, usable_int8
 from edgecnn.tflite import reader
 
@@ -50,8 +55,10 @@ def apply(g: Graph) -> int:
                 or not usable_int8(g, y, rank=None)):
             continue
         (sx, zx), (sy, zy) = g.quant(x).per_tensor, g.quant(y).per_tensor
-        if (sx, zx) != (sy, zy) or float(_constant_values(g, consts[0]).min()) < (127 - zx - 0.5) * sx:
+        exact = float(_constant_values(g, consts[0]).min()) >= (127 - zx - 0.5) * sx
+        if (sx, zx) != (sy, zy) or not (exact or is_clip(reader.tensor_name(g.tensor(consts[0])))):
             continue
+        g.notes["exact"] = g.notes.get("exact", 0) + int(exact)
         src = producers[x]
         src.outputs = np.asarray([y if int(o) == x else int(o) for o in src.outputs], np.int32)
         g.replace(op, [])
