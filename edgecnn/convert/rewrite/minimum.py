@@ -10,7 +10,7 @@ What: a MINIMUM with one int8 constant input, whose output has x's scale and zer
   samples have it at or above x's range (exact, as above); the others are clipped at the top of x's range instead
   of at their own clip, which differs only where an input drives such a channel further than any calibration
   sample did (the bound and the measurements are in equalize.py's docstring).
-Checked like every pass on the calibration samples (tolerance 0 mean steps further from float); the report row's
+Checked like every pass on the calibration samples (tolerance 0.25 mean steps further from float); the report row's
 `exact` counts the removals of the first kind. Targets: all; it only removes work.
 """
 
@@ -24,7 +24,8 @@ from edgecnn.tflite import reader
 
 REPLACES = "MINIMUM"
 TARGETS = ("cpu", "edgetpu", "tflm")
-TOLERANCE_STEPS = 0.0
+TOLERANCE_STEPS = 0.25  # as the other passes: exact removals move nothing; the others move int8 rounding (0.004
+# mean steps on MobileNet V1), which a tolerance of 0 turned into a refusal and 27 partitions
 
 
 def _constant_values(g: Graph, i: int) -> np.ndarray | None:
