@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -173,7 +174,8 @@ def _dies_once(root: Path, out: str, marker: str) -> dict:
 def _steps(run, specs):
     from edgecnn.pipeline import Step
 
-    return [Step(name, {}, (), (run.root / out,), fn, (out, *args), resources=res) for name, out, fn, args, res in specs]
+    return [Step(name, {}, (), (run.root / out,), fn, (out, *args), resources=res)
+            for name, out, fn, args, res in specs]
 
 
 def test_benches_on_one_board_queue_and_results_are_written_by_the_driver(cluster, tmp_path):
@@ -250,6 +252,15 @@ def test_executor_ray_without_ray_says_how_to_install(tmp_path):
     env = {"PYTHONPATH": os.pathsep.join([str(stub.parent), str(REPO), os.environ.get("PYTHONPATH", "")])}
     for args in (["run", "--executor", "ray"], ["eval", "m.tflite", "--data", "digits", "--executor", "ray:h:6379"]):
         assert_one_line_error(run_cli(*args, cwd=tmp_path, env=env), "pip install 'edgecnn[ray]'")
+
+
+def test_a_cluster_nobody_answers_at_is_one_line(tmp_path):
+    require(HAVE_RAY, "Ray is not installed: pip install 'edgecnn[ray]'")
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert_one_line_error(run_cli("eval", "m.tflite", "--data", "digits", "--executor", f"ray:127.0.0.1:{port}",
+                                  cwd=tmp_path, timeout=60), "no Ray cluster answers there")
 
 
 def test_bad_executor_value_is_one_line(tmp_path):

@@ -82,6 +82,22 @@ def _staged_call(fn, root: str | None, names: list[str], outputs: list[str], arg
             "pid": os.getpid()}
 
 
+def _check_reachable(address: str, timeout: float = 10.0) -> None:
+    """One line now for a cluster address nobody answers at (Ray itself would retry and log forever)."""
+    host_port = address.split("://", 1)[-1].rsplit("/", 1)[0]
+    host, _, port = host_port.rpartition(":")
+    if not port.isdigit():
+        if address == "auto":
+            return
+        raise EdgecnnError(f"--executor ray:{address}: expected HOST:PORT (e.g. 10.0.0.5:6379 or "
+                           "ray://10.0.0.5:10001)")
+    try:
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise EdgecnnError(f"--executor ray:{address}: no Ray cluster answers there ({exc.strerror or exc}); start "
+                           "one with `ray start --head --port 6379`") from None
+
+
 class RayExecutor:
     """A connection to Ray for one command; `run_steps` (the pipeline) and `map_shards` (eval/compare)."""
 
@@ -98,6 +114,7 @@ class RayExecutor:
             quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
             try:
                 if self.address:
+                    _check_reachable(self.address)
                     ray.init(address=self.address, **quiet)
                 else:
                     ray.init(address="local", num_cpus=self.num_cpus, include_dashboard=False,
@@ -139,9 +156,9 @@ class RayExecutor:
 
     def _submit(self, root: Path, s):
         opts = {"num_cpus": s.resources.get("num_cpus", 1), "resources": s.resources.get("resources", {})}
-        return self._task.options(**opts).remote(
-            s.fn, str(root), [str(p.relative_to(root)) for p in s.inputs], [str(p.relative_to(root)) for p in s.outputs],
-            s.args, *[self._blob(p) for p in s.inputs])
+        inputs, outputs = ([str(p.relative_to(root)) for p in paths] for paths in (s.inputs, s.outputs))
+        return self._task.options(**opts).remote(s.fn, str(root), inputs, outputs, s.args,
+                                                 *[self._blob(p) for p in s.inputs])
 
     def run_steps(self, run, steps: list) -> dict[str, dict]:
         """Run the planned steps as tasks as soon as their dependencies are done; results recorded here as they
