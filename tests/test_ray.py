@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -206,6 +207,10 @@ def test_a_lost_worker_is_retried_and_leaves_no_half_written_file(cluster, tmp_p
     assert (tmp_path / "marker").exists()  # the first worker did die
     assert (run.root / "dies.txt").read_text() == "whole" and (run.root / "ok.txt").read_text() == "fine"
     assert set(RunDir(run.root).steps) == {"ok", "dies"} and not _no_temp_files(run.root)
+    from edgecnn.executor.ray_cluster import STAGE_PREFIX
+
+    stages = [p.name.split("-")[2] for p in Path(tempfile.gettempdir()).glob(f"{STAGE_PREFIX}*")]
+    assert all(Path(f"/proc/{pid}").exists() for pid in stages), stages  # the dead worker's folder is swept
 
 
 def test_a_board_missing_from_the_cluster_is_one_line(cluster):

@@ -110,6 +110,7 @@ class RayExecutor:
         import ray
 
         self.ray = ray
+        _sweep_stale_stages()  # left by workers killed in an earlier run on this machine
         if not ray.is_initialized():
             quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
             try:
