@@ -151,18 +151,29 @@ def train(model, data, output, epochs, batch_size, learning_rate, val_split, see
                    f"{result['wall_seconds']:.1f} s")
 
 
+def _executor_option(what: str):
+    return click.option("--executor", default=None, metavar="local|ray[:ADDRESS]",
+                        help=f"Where {what} runs: here (local, the default), a Ray instance started here (ray) or a "
+                             "running Ray cluster (ray:HOST:6379, ray:ray://HOST:10001); needs edgecnn[ray].")
+
+
 @main.command()
 @click.argument("recipe", required=False)
 @click.option("-o", "--out", "out_dir", help="Run directory (default: runs/<recipe name>).")
+@_executor_option("each step (train, convert, eval, compare, bench)")
 @click.option("--json", "as_json", is_flag=True)
-def run(recipe, out_dir, as_json):
+def run(recipe, out_dir, executor, as_json):
     """Run the whole pipeline on RECIPE (a YAML file or a name in models/; default: quick, on bundled digits)."""
-    from edgecnn.pipeline import run_pipeline
+    from edgecnn.executor import open_executor, parse
+    from edgecnn.pipeline import boards, run_pipeline
     from edgecnn.recipe import load_recipe
 
+    parse(executor)
     r = load_recipe(recipe)
     out_dir = out_dir or f"runs/{r.name}"
-    summary = run_pipeline(r, out_dir, log=lambda s: click.echo(s, err=True), progress=not as_json)
+    with open_executor(executor, boards(r) if executor else ()) as ex:
+        summary = run_pipeline(r, out_dir, log=lambda s: click.echo(s, err=True), progress=not as_json and not ex,
+                               executor=ex)
     if as_json:
         echo_json(summary)
         return
@@ -276,13 +287,17 @@ def convert(model, output, mode, io, per_tensor, calibration, num_calibration, s
 @click.option("--data", required=True, help="Labeled data source; its test split is used.")
 @click.option("--limit", type=click.IntRange(1), help="Only the first N test samples.")
 @_scaling_options
+@_executor_option("the evaluation (sharded over the workers)")
 @click.option("--json", "as_json", is_flag=True)
-def eval_cmd(models, data, limit, scale, offset, mean, std, as_json):
+def eval_cmd(models, data, limit, scale, offset, mean, std, executor, as_json):
     """Top-1/top-5 of Keras and .tflite models (any IO dtype) on --data's test split."""
     from edgecnn.data.spec import InputScaling
     from edgecnn.evaluate.accuracy import evaluate
+    from edgecnn.executor import open_executor
 
-    rows = [evaluate(m, data, limit, InputScaling(scale, offset, mean, std)) for m in models]
+    with open_executor(executor) as ex:
+        rows = [evaluate(m, data, limit, InputScaling(scale, offset, mean, std), ex and ex.map_shards)
+                for m in models]
     if as_json:
         echo_json(rows)
         return
@@ -299,15 +314,18 @@ def eval_cmd(models, data, limit, scale, offset, mean, std, as_json):
 @click.option("--limit", type=click.IntRange(1), help="Only the first N test samples.")
 @click.option("--layers", "top_layers", default=10, show_default=True, help="Worst layers to list.")
 @_scaling_options
+@_executor_option("the comparison (sharded over the workers)")
 @click.option("--json", "as_json", is_flag=True)
-def compare(float_model, quant_model, data, limit, top_layers, scale, offset, mean, std, as_json):
+def compare(float_model, quant_model, data, limit, top_layers, scale, offset, mean, std, executor, as_json):
     """Quantized vs float: agreement, output SNR, KL divergence and the layers that lose it; with labels also the
     accuracy drop and per-class deltas."""
     from edgecnn.data.spec import InputScaling
     from edgecnn.evaluate.compare import compare as run_compare
+    from edgecnn.executor import open_executor
 
-    r = run_compare(float_model, quant_model, data, limit, top_layers=top_layers,
-                    scaling=InputScaling(scale, offset, mean, std))
+    with open_executor(executor) as ex:
+        r = run_compare(float_model, quant_model, data, limit, top_layers=top_layers,
+                        scaling=InputScaling(scale, offset, mean, std), map_shards=ex and ex.map_shards)
     if as_json:
         echo_json(r)
         return

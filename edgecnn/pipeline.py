@@ -1,4 +1,11 @@
-"""`edgecnn run`: the whole path on a recipe — train, then (as stages land) convert, compare, bench, report.
+"""`edgecnn run`: the whole path on a recipe — train, convert (each precision), evaluate, compare, bench (each
+device), results database, report.
+
+A run is planned as a list of `Step`s (name, settings, input and output files, the function that computes it, the
+steps it waits for, the resources it asks for) and handed to an executor: `LocalExecutor` (the default) runs them
+one after another in this process; `edgecnn.executor.ray_cluster.RayExecutor` runs each as a Ray task. Both call the
+same step functions (`train_step`, `convert_step`, ...), and only the driver — this process — writes the run
+directory: output files atomically, then the step's cache entry, then (bench) the results database row.
 
 Each step's output is cached by a content key (the step's settings plus the hashes of its input files), kept in
 `RUN_DIR/manifest.json`; re-running skips steps whose inputs have not changed, so users can iterate cheaply.
@@ -9,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +27,6 @@ from edgecnn.recipe import Recipe
 
 MANIFEST_VERSION = 1
 SUMMARY_SCHEMA = "edgecnn.run/1"  # RUN_DIR/summary.json, what `edgecnn report` reads
-
 
 
 class RunDir:
@@ -44,90 +51,224 @@ class RunDir:
         write_text_atomic(self.manifest_path, json.dumps({"version": MANIFEST_VERSION, "steps": self.steps},
                                                          indent=2, default=str))
 
-    def step(self, name: str, settings: dict, inputs: list[Path], outputs: list[Path],
-             fn: Callable[[], dict]) -> tuple[dict, bool]:
-        """Run `fn` unless a cached result with the same key exists and its outputs are intact; (result, cached)."""
+    @staticmethod
+    def key(settings: dict, inputs) -> str:
+        """The cache key of a step: its settings and the content of its input files."""
         key_src = json.dumps({"settings": settings, "inputs": [file_hash(p) for p in inputs]}, sort_keys=True,
                              default=str)
-        key = hashlib.sha256(key_src.encode()).hexdigest()
+        return hashlib.sha256(key_src.encode()).hexdigest()
+
+    def lookup(self, name: str, key: str) -> dict | None:
+        """The cached result of step `name` when its key matches and its outputs are intact, else None."""
         cached = self.steps.get(name)
         if cached and cached.get("key") == key and all(
                 Path(p).exists() and file_hash(p) == h for p, h in cached.get("outputs", {}).items()):
-            return cached["result"], True
-        result = fn()
+            return cached["result"]
+        return None
+
+    def record(self, name: str, key: str, result: dict, outputs, span: tuple[float, float] | None = None) -> None:
+        """Keep `result` as step `name`'s cache entry (outputs hashed) and save the manifest atomically."""
         self.steps[name] = {"key": key, "result": result, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
                             "outputs": {str(p): file_hash(p) for p in outputs}}
+        if span is not None:  # when the step ran (epoch seconds): where it ran may differ, the clock is the host's
+            self.steps[name]["started"], self.steps[name]["ended"] = span
         self.save()
-        return result, False
+
+    def forget(self, name: str) -> None:
+        if self.steps.pop(name, None) is not None:
+            self.save()
 
 
-def _train_step(run: RunDir, recipe: Recipe, m, progress: bool) -> tuple[dict, bool, Path]:
-    from edgecnn.train.trainer import TrainConfig, train
+@dataclass
+class Step:
+    """One step of a run. `fn(root, *args)` computes it, with every file named relative to `root` (the run
+    directory here; a Ray worker passes its own staging folder), so any executor can run it anywhere.
 
-    path = run.root / f"{m.key}.keras"
-    cfg = TrainConfig(m.name, recipe.data, m.epochs, m.batch_size, m.learning_rate, 0.1, recipe.seed,
-                      m.input_size, dict(m.options), max_train_samples=recipe.max_train_samples)
-    result, cached = run.step(f"train/{m.key}", cfg.__dict__, [], [path], lambda: train(cfg, path, progress))
-    return result, cached, path
+    `inputs`/`outputs` are run-directory paths (inputs key the cache; outputs are what the step writes), `after`
+    the steps it waits for, `resources` what a Ray task asks for. In the driver, `finish` turns a fresh result into
+    the one kept (the bench records its database row there), `keep` says whether it is cached, and `done` is told
+    of every result, fresh or cached.
+    """
+
+    name: str
+    settings: dict
+    inputs: tuple[Path, ...]
+    outputs: tuple[Path, ...]
+    fn: Callable[..., dict]
+    args: tuple
+    after: tuple[str, ...] = ()
+    resources: dict = field(default_factory=lambda: {"num_cpus": 1})
+    finish: Callable[[dict], dict] | None = None
+    keep: Callable[[dict], bool] = lambda result: True
+    done: Callable[[dict, bool], None] | None = None
 
 
-def _convert_step(run: RunDir, recipe: Recipe, key: str, keras_path: Path, mode: str) -> tuple[dict, bool, Path]:
+class LocalExecutor:
+    """The embedded default: every step in this process, one after another, in the order planned."""
+
+    def run_steps(self, run: RunDir, steps: list[Step]) -> dict[str, dict]:
+        results = {}
+        for s in steps:
+            key = run.key(s.settings, s.inputs)
+            result = run.lookup(s.name, key)
+            cached = result is not None
+            if not cached:
+                started = time.time()
+                result = s.fn(run.root, *s.args)
+                result = finish_step(run, s, key, result, (started, time.time()))
+            results[s.name] = result
+            if s.done:
+                s.done(result, cached)
+        return results
+
+
+def finish_step(run: RunDir, s: Step, key: str, result: dict, span: tuple[float, float]) -> dict:
+    """The driver's side of a freshly computed step (any executor): `finish`, then cache it or drop a stale entry."""
+    if s.finish:
+        result = s.finish(result)
+    if s.keep(result):
+        run.record(s.name, key, result, s.outputs, span)
+    else:
+        run.forget(s.name)
+    return result
+
+
+# --- the step functions: each runs wherever its executor puts it, on files named relative to `root` -------------
+
+
+def train_step(root: Path, out: str, cfg, progress: bool) -> dict:
+    from edgecnn.train.trainer import train
+
+    return train(cfg, root / out, progress)
+
+
+def convert_step(root: Path, model: str, out: str, req) -> dict:
     from edgecnn.convert.converter import convert_model
-    from edgecnn.convert.request import ConversionRequest
 
-    out = run.root / f"{key}_{mode}.tflite"
-    req = ConversionRequest(mode, calibration=recipe.calibration or recipe.data,
-                            num_calibration=recipe.calibration_samples, seed=recipe.seed)
-    return (*run.step(f"convert/{key}/{mode}", req.to_dict(), [keras_path], [out],
-                      lambda: convert_model(keras_path, out, req)), out)
+    return convert_model(root / model, root / out, req)
 
 
-def _eval_step(run: RunDir, recipe: Recipe, key: str, model_path: Path) -> dict:
+def eval_step(root: Path, model: str, data: str, limit: int | None) -> dict:
     from edgecnn.evaluate.accuracy import evaluate
 
-    result, _ = run.step(f"eval/{model_path.name}", {"data": recipe.data, "limit": recipe.eval_samples},
-                         [model_path], [], lambda: evaluate(model_path, recipe.data, recipe.eval_samples))
-    return result
+    return evaluate(root / model, data, limit)
 
 
-def _compare_step(run: RunDir, recipe: Recipe, keras_path: Path, tflite: Path) -> dict:
+def compare_step(root: Path, float_model: str, quant_model: str, data: str, limit: int | None) -> dict:
     from edgecnn.evaluate.compare import compare
 
-    result, _ = run.step(f"compare/{tflite.name}", {"data": recipe.data, "limit": recipe.eval_samples},
-                         [keras_path, tflite], [],
-                         lambda: compare(keras_path, tflite, recipe.data, recipe.eval_samples, top_layers=5))
-    return result
+    return compare(root / float_model, root / quant_model, data, limit, top_layers=5)
 
 
-def _bench_step(run: RunDir, recipe: Recipe, tflite: Path, device: str) -> dict:
-    """Bench on one device and record the run in the run directory's results database (failures included)."""
-    from edgecnn.devices.profiles import load_profile
-    from edgecnn.bench.protocol import BenchSettings
+def bench_step(root: Path, model: str, profile, settings) -> dict:
     from edgecnn.bench.run import bench_model
+
+    return bench_model(str(root / model), profile, settings)
+
+
+def board_resource(profile) -> str:
+    """The Ray custom resource that stands for the board `profile` benches on (capacity 1: one bench at a time).
+
+    An SSH board is its address (two profiles for one board share it); the local CPU is `board:local-cpu`, held by
+    the driver's machine; anything else is its profile name.
+    """
+    if profile.kind == "local":
+        return "board:local-cpu"
+    if profile.ssh is not None:
+        return f"board:{profile.ssh.host}:{profile.ssh.port}"
+    return f"board:{profile.name}"
+
+
+def boards(recipe: Recipe) -> tuple[str, ...]:
+    """The board resources a recipe's benches hold (one per distinct board)."""
+    from edgecnn.devices.profiles import load_profile
+
+    return tuple(dict.fromkeys(board_resource(load_profile(d)) for d in recipe.devices))
+
+
+def plan(run: RunDir, recipe: Recipe, progress: bool, log: Callable[[str], None]) -> list[Step]:
+    """The steps of `recipe`, in the order the local executor runs them; `log` hears of train, convert and bench."""
+    from edgecnn.bench.protocol import BenchSettings
+    from edgecnn.convert.request import ConversionRequest
+    from edgecnn.devices.profiles import load_profile
+    from edgecnn.train.trainer import TrainConfig
+
+    profiles = {d: load_profile(d) for d in recipe.devices}
+    eval_settings = {"data": recipe.data, "limit": recipe.eval_samples}
+    seen: dict[str, tuple[dict, bool]] = {}  # step name -> (result, cached), as results arrive
+
+    def tell(name: str, message: Callable[[dict, bool], str | None] = lambda r, cached: None):
+        def done(result: dict, cached: bool) -> None:
+            seen[name] = (result, cached)
+            text = message(result, cached)
+            if text:
+                log(text)
+        return done
+
+    def add(name, settings, inputs, outputs, fn, args, after=(), message=None, **kw) -> str:
+        steps.append(Step(name, settings, tuple(inputs), tuple(outputs), fn, args, tuple(after),
+                          done=tell(name, *([message] if message else [])), **kw))
+        return name
+
+    steps: list[Step] = []
+    for m in recipe.models:
+        keras = run.root / f"{m.key}.keras"
+        cfg = TrainConfig(m.name, recipe.data, m.epochs, m.batch_size, m.learning_rate, 0.1, recipe.seed,
+                          m.input_size, dict(m.options), max_train_samples=recipe.max_train_samples)
+        train = add(f"train/{m.key}", cfg.__dict__, [], [keras], train_step, (keras.name, cfg, progress),
+                    message=lambda r, cached, k=m.key: f"train {k}: test top-1 {r['test_top1']:.4f}"
+                    + (" (cached)" if cached else ""))
+        add(f"eval/{keras.name}", eval_settings, [keras], [], eval_step, (keras.name, recipe.data,
+                                                                          recipe.eval_samples), [train])
+        for mode in recipe.quant:
+            tflite = run.root / f"{m.key}_{mode}.tflite"
+            req = ConversionRequest(mode, calibration=recipe.calibration or recipe.data,
+                                    num_calibration=recipe.calibration_samples, seed=recipe.seed)
+            convert = add(f"convert/{m.key}/{mode}", req.to_dict(), [keras], [tflite], convert_step,
+                          (keras.name, tflite.name, req), [train])
+
+            def converted(r, cached, k=m.key, mode=mode, convert=convert):
+                conv, conv_cached = seen[convert]
+                return (f"convert {k} {mode}: {conv['size_bytes']:,} B, top-1 {r['top1']:.4f}"
+                        + (" (cached)" if conv_cached else ""))
+
+            add(f"eval/{tflite.name}", eval_settings, [tflite], [], eval_step,
+                (tflite.name, recipe.data, recipe.eval_samples), [convert], converted)
+            if mode != "float32":
+                add(f"compare/{tflite.name}", eval_settings, [keras, tflite], [], compare_step,
+                    (keras.name, tflite.name, recipe.data, recipe.eval_samples), [train, convert])
+            for device, profile in profiles.items():
+                settings = BenchSettings(threads=profile.threads, warmup=10, runs=recipe.bench_runs, seed=recipe.seed)
+                add(f"bench/{tflite.name}/{device}", settings.to_dict(), [tflite], [], bench_step,
+                    (tflite.name, profile, settings), [convert],
+                    lambda b, cached, k=m.key, mode=mode, device=device: f"bench {k} {mode} on {device}: " + (
+                        f"p50 {b['timing']['steady']['p50_ms']:.3f} ms" if (b.get("timing") or {}).get("steady")
+                        else f"FAILED: {b.get('error')}"),
+                    resources={"num_cpus": 1 if profile.kind == "local" else 0,
+                               "resources": {board_resource(profile): 1}},
+                    finish=lambda doc: _record_bench(run, doc), keep=lambda doc: doc.get("status") == "ok")
+    return steps
+
+
+def _record_bench(run: RunDir, doc: dict) -> dict:
+    """Every bench, ok or failed, is a row in the run's results database (written here, by the driver)."""
     from edgecnn.store.db import open_db
 
-    profile = load_profile(device)
-    settings = BenchSettings(threads=profile.threads, warmup=10, runs=recipe.bench_runs, seed=recipe.seed)
-
-    def measure():
-        doc = bench_model(str(tflite), profile, settings)
-        with open_db(run.root / "results.sqlite") as db:
-            doc["run_id"] = db.record(doc)
-        if doc.get("interrupted"):
-            raise KeyboardInterrupt
-        return doc
-
-    result, _ = run.step(f"bench/{tflite.name}/{device}", settings.to_dict(), [tflite], [], measure)
-    if result.get("status") != "ok":  # a failed measurement is reported, and retried on the next run
-        run.steps.pop(f"bench/{tflite.name}/{device}", None)
-        run.save()
-    return result
+    with open_db(run.root / "results.sqlite") as db:
+        doc["run_id"] = db.record(doc)
+    if doc.get("interrupted"):
+        raise KeyboardInterrupt
+    return doc
 
 
 def run_pipeline(recipe: Recipe, out_dir: str | Path, log: Callable[[str], None] = print,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, executor=None) -> dict:
     """Run every stage of `recipe` into `out_dir`: train -> convert (each precision) -> evaluate -> bench (each
-    device) -> results database; returns the summary, one row per model x precision x device."""
+    device) -> results database; returns the summary, one row per model x precision x device.
+
+    `executor` runs the steps (default: `LocalExecutor`, here, one after another); failures of a bench are rows,
+    any other failure stops the run with every finished step kept in the manifest.
+    """
     from edgecnn.devices.profiles import load_profile
     from edgecnn.convert.request import ConversionRequest
 
@@ -136,7 +277,6 @@ def run_pipeline(recipe: Recipe, out_dir: str | Path, log: Callable[[str], None]
     for mode in recipe.quant:
         ConversionRequest(mode)
     run = RunDir(out_dir)
-    rows = []
     total = len(recipe.models) * (1 + len(recipe.quant) * (1 + len(recipe.devices))) + 1
     done = [0]
     plain_log = log
@@ -145,20 +285,17 @@ def run_pipeline(recipe: Recipe, out_dir: str | Path, log: Callable[[str], None]
         done[0] += 1
         plain_log(f"[{done[0]}/{total}] {msg}")
 
+    results = (executor or LocalExecutor()).run_steps(run, plan(run, recipe, progress, log))
+    rows = []
     for m in recipe.models:
-        trained, cached, keras_path = _train_step(run, recipe, m, progress)
-        log(f"train {m.key}: test top-1 {trained['test_top1']:.4f}" + (" (cached)" if cached else ""))
-        float_top1 = None
+        keras = run.root / f"{m.key}.keras"
+        trained, float_top1 = results[f"train/{m.key}"], results[f"eval/{keras.name}"]["top1"]
         for mode in recipe.quant:
-            conv, cached, tflite = _convert_step(run, recipe, m.key, keras_path, mode)
-            acc = _eval_step(run, recipe, m.key, tflite)
-            if mode == "float32" or float_top1 is None:
-                float_top1 = _eval_step(run, recipe, m.key, keras_path)["top1"]
-            log(f"convert {m.key} {mode}: {conv['size_bytes']:,} B, top-1 {acc['top1']:.4f}"
-                + (" (cached)" if cached else ""))
-            cmp = _compare_step(run, recipe, keras_path, tflite) if mode != "float32" else None
+            tflite = run.root / f"{m.key}_{mode}.tflite"
+            conv, acc = results[f"convert/{m.key}/{mode}"], results[f"eval/{tflite.name}"]
+            cmp = results.get(f"compare/{tflite.name}")
             for device in recipe.devices:
-                b = _bench_step(run, recipe, tflite, device)
+                b = results[f"bench/{tflite.name}/{device}"]
                 steady = (b.get("timing") or {}).get("steady") or {}
                 rows.append({"model": m.key, "precision": mode, "device": device, "path": str(tflite),
                              "size_bytes": conv["size_bytes"], "size_ratio": conv["size_ratio_to_float32"],
@@ -175,8 +312,6 @@ def run_pipeline(recipe: Recipe, out_dir: str | Path, log: Callable[[str], None]
                              "worst_layers": cmp["worst_layers"] if cmp else None,
                              "timing": (b.get("timing") or {}).get("steady"),
                              "params": trained["params"], "macs": trained["macs"]})
-                log(f"bench {m.key} {mode} on {device}: " + (f"p50 {steady['p50_ms']:.3f} ms" if steady
-                                                              else f"FAILED: {b.get('error')}"))
     summary = {"schema": SUMMARY_SCHEMA, "recipe": recipe.name, "data": recipe.data, "run_dir": str(run.root),
                "database": str(run.root / "results.sqlite"), "created_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
                "rows": rows}

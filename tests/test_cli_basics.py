@@ -9,7 +9,7 @@ from helpers import assert_one_line_error, run_cli
 
 def test_help_does_not_import_tensorflow():
     code = ("import sys; from edgecnn.cli import main\n"
-            "heavy = [m for m in ('tensorflow', 'keras', 'ai_edge_litert', 'numpy', 'pydantic') if m in sys.modules]\n"
+            "heavy = [m for m in ('tensorflow', 'keras', 'ai_edge_litert', 'numpy', 'pydantic', 'ray') if m in sys.modules]\n"
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", f"importing the CLI pulled in: {out}"

@@ -3,6 +3,10 @@
 Inputs are preprocessed with the model's own saved spec (the `.keras` zip entry or the `.tflite` appended zip),
 so a model is evaluated exactly as it was trained and calibrated; a foreign model without one is fed as the user's
 --scale/--offset or --mean/--std say (`spec_for`, the same construction as convert's).
+
+Sharded (`edgecnn eval/compare --executor ray`): `shard_scores` is what one worker computes — the scores of the
+models on one contiguous shard of the test split — and `sharded_scores` puts the shards back in order, so the
+numbers are computed from exactly the predictions a single process makes (see `shard_bounds`).
 """
 
 from __future__ import annotations
@@ -39,8 +43,8 @@ def model_spec(model_path: str | Path, scaling: InputScaling | None = None) -> P
     return spec_for(input_shape(model_path, kind), saved, scaling, str(model_path))
 
 
-def eval_data(src: str, spec: PreprocessSpec, limit: int | None = None, needs_labels: str | None = "eval"):
-    """(x, dataset): `src`'s test split preprocessed with `spec`, and the raw Dataset (labels, `labeled`).
+def test_split(src: str, spec: PreprocessSpec, limit: int | None = None, needs_labels: str | None = "eval"):
+    """The raw Dataset of `src`'s test split (its first `limit` samples), checked against the model's classes.
 
     `needs_labels` names who needs the labels (an unlabeled source is then one line); None accepts any source.
     """
@@ -52,6 +56,12 @@ def eval_data(src: str, spec: PreprocessSpec, limit: int | None = None, needs_la
     if spec.labels and ds.class_names and len(ds.class_names) != len(spec.labels):
         raise EdgecnnError(f"{src}: has {len(ds.class_names)} classes but the model was trained on "
                            f"{len(spec.labels)}")
+    return ds
+
+
+def eval_data(src: str, spec: PreprocessSpec, limit: int | None = None, needs_labels: str | None = "eval"):
+    """(x, dataset): `src`'s test split preprocessed with `spec`, and the raw Dataset (labels, `labeled`)."""
+    ds = test_split(src, spec, limit, needs_labels)
     return spec.apply(ds.images), ds
 
 
@@ -68,12 +78,55 @@ def topk(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
     return float(np.mean(np.any(top == labels[:, None], axis=1)))
 
 
-def evaluate(model_path: str | Path, src: str, limit: int | None = None, scaling: InputScaling | None = None) -> dict:
-    """Top-1/top-5 of the model on `src`'s test split (labels needed); `scaling` for a model without a spec."""
+def shard_bounds(n: int, index: int, count: int) -> tuple[int, int]:
+    """Samples [start, stop) of shard `index` of `count` over `n` samples: contiguous, in order, and starting on a
+    multiple of KERAS_BATCH (a multiple of LiteRT's BATCH), so every shard runs exactly the batches of the whole."""
+    from edgecnn.evaluate.predict import KERAS_BATCH
+
+    blocks = -(-n // KERAS_BATCH)
+    start, stop = blocks * index // count, blocks * (index + 1) // count
+    return min(start * KERAS_BATCH, n), min(stop * KERAS_BATCH, n)
+
+
+def shard_scores(root: Path, models: tuple[str, ...], src: str, spec: PreprocessSpec, limit: int | None,
+                 needs_labels: str | None, index: int, count: int) -> dict:
+    """One worker's part of a sharded eval/compare: the scores of each model (files under `root`) on shard `index`
+    of `count` of `src`'s test split, with the shard's labels. LiteRT runs the whole split's batch size, so the
+    scores are those of `predict` on the whole split, sample for sample."""
+    from edgecnn.evaluate.predict import BATCH, predict
+
+    ds = test_split(src, spec, limit, needs_labels)
+    start, stop = shard_bounds(len(ds), index, count)
+    part = ds.subset(np.arange(start, stop))
+    x = spec.apply(part.images) if len(part) else None
+    return {"scores": [None if x is None else predict(Path(root) / m, x, batch=min(BATCH, len(ds)))
+                       for m in models], "labels": part.labels, "labeled": ds.labeled, "class_names": ds.class_names}
+
+
+def sharded_scores(map_shards, models: list[Path], src: str, spec: PreprocessSpec, limit: int | None,
+                   needs_labels: str | None):
+    """([scores of each model], labels, labeled, class_names) from `shard_scores` run on every shard by
+    `map_shards(fn, models, args)` (e.g. `RayExecutor.map_shards`), concatenated in shard order."""
+    parts = [p for p in map_shards(shard_scores, models, (src, spec, limit, needs_labels)) if len(p["labels"])]
+    if not parts:
+        raise EdgecnnError(f"{src}: no samples in its test split")
+    scores = [np.concatenate([p["scores"][i] for p in parts]) for i in range(len(models))]
+    return scores, np.concatenate([p["labels"] for p in parts]), parts[0]["labeled"], parts[0]["class_names"]
+
+
+def evaluate(model_path: str | Path, src: str, limit: int | None = None, scaling: InputScaling | None = None,
+             map_shards=None) -> dict:
+    """Top-1/top-5 of the model on `src`'s test split (labels needed); `scaling` for a model without a spec.
+
+    `map_shards` (see `sharded_scores`) spreads the predictions over workers; the numbers are the same.
+    """
     from edgecnn.evaluate.predict import predict
 
     spec = model_spec(model_path, scaling)
-    x, y, _ = eval_arrays(src, spec, limit)
-    scores = predict(model_path, x)
+    if map_shards is None:
+        x, y, _ = eval_arrays(src, spec, limit)
+        scores = predict(model_path, x)
+    else:
+        (scores,), y, _, _ = sharded_scores(map_shards, [Path(model_path)], src, spec, limit, "eval")
     return {"model": str(model_path), "data": src, "n": int(len(y)), "top1": topk(scores, y, 1),
             "top5": topk(scores, y, 5)}

@@ -81,14 +81,16 @@ def accuracies(fs: np.ndarray, qs: np.ndarray, y: np.ndarray, names) -> dict:
 
 
 def compare(float_path: str | Path, quant_path: str | Path, src: str, limit: int | None = None,
-            layer_samples: int = 32, top_layers: int = 10, scaling: InputScaling | None = None) -> dict:
+            layer_samples: int = 32, top_layers: int = 10, scaling: InputScaling | None = None,
+            map_shards=None) -> dict:
     """Compare the quantized .tflite with its float original on `src`'s test split (labeled or not).
 
     Always: `top1_agreement` (= `agreement`), `top5_agreement` (float top-1 within quant top-5), `snr_db`,
     `kl_divergence` (see `output_agreement`) and the worst layers; with labels (`labeled`) also the accuracies.
-    `scaling` (--scale/--offset, --mean/--std) feeds models that carry no preprocessing spec.
+    `scaling` (--scale/--offset, --mean/--std) feeds models that carry no preprocessing spec. `map_shards` (see
+    `accuracy.sharded_scores`) spreads the predictions over workers; the numbers are the same.
     """
-    from edgecnn.evaluate.accuracy import eval_data, model_spec
+    from edgecnn.evaluate.accuracy import eval_data, model_spec, sharded_scores
     from edgecnn.evaluate.layer_error import layer_errors
     from edgecnn.evaluate.predict import predict
     from edgecnn.modelfile import model_kind
@@ -98,15 +100,21 @@ def compare(float_path: str | Path, quant_path: str | Path, src: str, limit: int
     fspec, qspec = model_spec(float_path, scaling), model_spec(quant_path, scaling)
     if fspec.input_shape != qspec.input_shape or (fspec.scale, fspec.offset) != (qspec.scale, qspec.offset):
         raise EdgecnnError(f"{quant_path}: preprocessing differs from {float_path}'s; they are not the same model")
-    x, ds = eval_data(src, fspec, limit, needs_labels=None)
-    fs, qs = predict(float_path, x), predict(quant_path, x)
+    if map_shards is None:
+        x, ds = eval_data(src, fspec, limit, needs_labels=None)
+        fs, qs = predict(float_path, x), predict(quant_path, x)
+        labels, labeled, names = ds.labels, ds.labeled, ds.class_names
+    else:
+        (fs, qs), labels, labeled, names = sharded_scores(map_shards, [Path(float_path), Path(quant_path)], src,
+                                                          fspec, limit, None)
+        x = eval_data(src, fspec, min(limit or layer_samples, layer_samples), needs_labels=None)[0]
     if fs.shape != qs.shape:
         raise EdgecnnError(f"{quant_path}: {qs.shape[1]} outputs but {float_path} has {fs.shape[1]}; they are not "
                            "the same model")
-    out = {"float_model": str(float_path), "quant_model": str(quant_path), "data": src, "n": int(len(x)),
-           "labeled": ds.labeled, **output_agreement(fs, qs)}
+    out = {"float_model": str(float_path), "quant_model": str(quant_path), "data": src, "n": int(len(fs)),
+           "labeled": labeled, **output_agreement(fs, qs)}
     out["agreement"] = out["top1_agreement"]
-    if ds.labeled:
-        out.update(accuracies(fs, qs, ds.labels, ds.class_names))
+    if labeled:
+        out.update(accuracies(fs, qs, labels, names))
     layers = layer_errors(float_flatbuffer(float_path), Path(quant_path).read_bytes(), x, layer_samples)
     return {**out, "worst_layers": layers[:top_layers], "layers_compared": len(layers)}
