@@ -8,11 +8,18 @@ A test that needs a system part (qemu, sshd, Chromium, a C compiler, the Debian 
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # before any TF import: see edgecnn/_tf.py
+
+# A suite started in the background of a non-interactive shell (`cmd &`) inherits SIGINT ignored, and so would
+# every process it starts: the Ctrl-C tests would fail for a reason that is not the product's. Restore it here;
+# the processes the tests start then get the default disposition.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REQUIRE_ALL = os.environ.get("EDGECNN_REQUIRE_ALL", "") not in ("", "0")
 
