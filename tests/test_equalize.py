@@ -126,7 +126,7 @@ def test_per_tensor_int8_gets_closer_to_float_and_stays_whole(tmp_path):
     f32 = _f32(_unbalanced_net())
     names = [r["tensor"] for r in layer_errors(f32, q, prep.samples[:4])]
     assert names and not any(";equalized" in n for n in names)
-    assert any(";equalized" in n for n in layer_errors(prep.f32, q, prep.samples[:4]) for n in [n["tensor"]])
+    assert any(";equalized" in r["tensor"] for r in layer_errors(prep.f32, q, prep.samples[:4]))
 
 
 def test_equalize_is_for_int8_only():

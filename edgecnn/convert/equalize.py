@@ -54,12 +54,9 @@ DEAD = 1e-6  # a channel whose weight range is below this fraction of its layer'
 
 
 def _weights(model, tensor_index: int) -> np.ndarray | None:
-    """The float32 constant behind `tensor_index`, shaped like the tensor (a copy), or None."""
+    """The float32 constant behind `tensor_index`, shaped like the tensor, or None."""
     t = model.subgraphs[0].tensors[tensor_index]
-    if reader.tensor_dtype(t) != "float32" or not reader.is_constant(model, t):
-        return None
-    return np.frombuffer(bytes(bytearray(model.buffers[t.buffer].data)), np.float32).reshape(
-        [int(d) for d in t.shape]).copy()
+    return reader.constant_array(model, t) if reader.tensor_dtype(t) == "float32" else None
 
 
 def _store(model, tensor_index: int, value: np.ndarray) -> None:
@@ -79,10 +76,7 @@ def pairs(model) -> list[tuple]:
     """(op1, kind1, op2, kind2) for every equalizable pair of subgraph 0, in graph order."""
     sg = model.subgraphs[0]
     ops = sg.operators or []
-    consumers: dict[int, list] = {}
-    for op in ops:
-        for i in op.inputs:
-            consumers.setdefault(int(i), []).append(op)
+    consumers = reader.consumers(sg)
     outputs = {int(i) for i in sg.outputs}
     users_of_buffer: dict[int, int] = {}
     for t in sg.tensors:
@@ -156,10 +150,7 @@ def _channel_peaks(data: bytes, tensors: list[int], samples: np.ndarray) -> dict
     """Per-channel max |value| of each tensor in `tensors` over `samples` (the float model on LiteRT)."""
     from edgecnn.tflite.interpreter import allocate, make_interpreter
 
-    model = reader.parse(data)
-    model.subgraphs[0].outputs = np.asarray(tensors, np.int32)
-    model.signatureDefs = []
-    it = make_interpreter(reader.serialize(model))
+    it = make_interpreter(reader.expose(reader.parse(data), tensors))
     allocate(it)
     inp = it.get_input_details()[0]["index"]
     outs = [d["index"] for d in it.get_output_details()]  # in `tensors` order

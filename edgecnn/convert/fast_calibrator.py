@@ -38,17 +38,9 @@ def _ranges(model, tensors: list[int], samples: np.ndarray, hist=None) -> tuple[
     import os
 
     from edgecnn.tflite.interpreter import allocate, make_interpreter
-    from edgecnn.tflite.reader import serialize
+    from edgecnn.tflite.reader import expose
 
-    sub = model.subgraphs[0]
-    saved_outputs, saved_sigs = sub.outputs, model.signatureDefs
-    sub.outputs = np.asarray(tensors, dtype=np.int32)
-    model.signatureDefs = []
-    try:
-        exposed = serialize(model)
-    finally:
-        sub.outputs, model.signatureDefs = saved_outputs, saved_sigs
-    interp = make_interpreter(exposed, threads=os.cpu_count() or 1)
+    interp = make_interpreter(expose(model, tensors), threads=os.cpu_count() or 1)
     allocate(interp)
     inp = interp.get_input_details()[0]["index"]
     outs = [d["index"] for d in interp.get_output_details()]
@@ -107,23 +99,18 @@ def _minimum_caps(model) -> dict[int, tuple[float, int]]:
     Values above the MINIMUM's output range never get through it, so the tensor's range stops there, as a fused
     ReLU6 stops its conv's range at 6 (int8 MINIMUM shares one scale between input and output; this is how
     `--equalize` keeps ReLU6's clip: equalize.py)."""
-    from edgecnn.tflite.reader import is_constant, op_name
+    from edgecnn.tflite.reader import constant_array, consumers, op_name, tensor_dtype
 
     sub = model.subgraphs[0]
-    readers: dict[int, list] = {}
-    for op in sub.operators or []:
-        for i in op.inputs:
-            readers.setdefault(int(i), []).append(op)
+    graph_outputs = {int(i) for i in sub.outputs}
     caps = {}
-    for t, ops in readers.items():
-        if len(ops) != 1 or op_name(model, ops[0]) != "MINIMUM" or t in {int(i) for i in sub.outputs}:
+    for t, ops in consumers(sub).items():
+        if len(ops) != 1 or op_name(model, ops[0]) != "MINIMUM" or t in graph_outputs:
             continue
         other = [int(i) for i in ops[0].inputs if int(i) != t]
-        if len(other) == 1 and is_constant(model, sub.tensors[other[0]]):
-            c = sub.tensors[other[0]]
-            if c.type == 0:  # FLOAT32
-                caps[t] = (float(np.frombuffer(bytes(bytearray(model.buffers[c.buffer].data)), np.float32).max()),
-                           int(ops[0].outputs[0]))
+        c = constant_array(model, sub.tensors[other[0]]) if len(other) == 1 else None
+        if c is not None and tensor_dtype(sub.tensors[other[0]]) == "float32":
+            caps[t] = (float(c.max()), int(ops[0].outputs[0]))
     return caps
 
 

@@ -103,14 +103,46 @@ def is_constant(model, tensor) -> bool:
         and len(model.buffers[b].data) > 0
 
 
-def const_ints(model, tensor) -> list[int] | None:
-    """The int values of a constant tensor (axis, paddings, strides), or None when it is not constant."""
+def constant_array(model, tensor) -> np.ndarray | None:
+    """A constant tensor's values as a writable array of its dtype and shape, or None when it is not constant."""
+    try:
+        dtype = np.dtype(tensor_dtype(tensor))
+    except TypeError:  # STRING, RESOURCE, ...: no numpy array of numbers
+        return None
     if not is_constant(model, tensor):
         return None
-    dtype = {"INT32": np.int32, "INT64": np.int64}.get(enum_names(schema().TensorType).get(tensor.type, ""))
-    if dtype is None:
+    data = np.frombuffer(bytearray(model.buffers[tensor.buffer].data), dtype=dtype)
+    shape = [int(d) for d in tensor.shape] if tensor.shape is not None else []
+    return data.reshape(shape) if shape and int(np.prod(shape)) == data.size else data
+
+
+def const_ints(model, tensor) -> list[int] | None:
+    """The int values of a constant tensor (axis, paddings, strides), or None when it is not constant."""
+    if tensor_dtype(tensor) not in ("int32", "int64"):
         return None
-    return [int(v) for v in np.frombuffer(bytes(bytearray(model.buffers[tensor.buffer].data)), dtype=dtype)]
+    values = constant_array(model, tensor)
+    return None if values is None else [int(v) for v in values.reshape(-1)]
+
+
+def consumers(subgraph) -> dict[int, list]:
+    """tensor index -> the operators of `subgraph` that read it, in graph order."""
+    found: dict[int, list] = {}
+    for op in subgraph.operators or []:
+        for i in op.inputs:
+            found.setdefault(int(i), []).append(op)
+    return found
+
+
+def expose(model, tensors) -> bytes:
+    """`model` serialized with `tensors` (subgraph 0) as its outputs and no signature, so an interpreter returns
+    them; `model` itself is left as it was."""
+    sub = model.subgraphs[0]
+    saved = sub.outputs, model.signatureDefs
+    sub.outputs, model.signatureDefs = np.asarray(tensors, dtype=np.int32), []
+    try:
+        return serialize(model)
+    finally:
+        sub.outputs, model.signatureDefs = saved
 
 
 @dataclass

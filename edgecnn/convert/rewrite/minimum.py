@@ -29,35 +29,33 @@ TOLERANCE_STEPS = 0.25  # as the other passes: exact removals move nothing; the 
 
 
 def _constant_values(g: Graph, i: int) -> np.ndarray | None:
-    t = g.tensor(i)
+    """The dequantized values of an int8 per-tensor constant, or None for anything else."""
     q = g.quant(i)
-    if g.dtype(i) != "int8" or q is None or not reader.is_constant(g.model, t):
+    data = reader.constant_array(g.model, g.tensor(i)) if g.dtype(i) == "int8" and q is not None else None
+    if data is None or len(q.scale) != 1:
         return None
-    data = np.frombuffer(bytes(bytearray(g.model.buffers[t.buffer].data)), np.int8).astype(np.float64)
-    return (data - q.zero_point.astype(np.float64).reshape(-1)[0]) * float(q.scale[0]) if len(q.scale) == 1 else None
+    return (data.astype(np.float64) - float(q.zero_point.reshape(-1)[0])) * float(q.scale[0])
 
 
 def apply(g: Graph) -> int:
     producers = {int(o): op for op in g.sg.operators for o in op.outputs}
-    readers: dict[int, int] = {}
-    for op in g.sg.operators:
-        for i in op.inputs:
-            readers[int(i)] = readers.get(int(i), 0) + 1
+    readers = reader.consumers(g.sg)
     graph_io = {int(i) for i in g.sg.outputs} | {int(i) for i in g.sg.inputs}
     n = 0
     for op in g.ops("MINIMUM"):
         ins = [int(i) for i in op.inputs]
-        consts = [i for i in ins if _constant_values(g, i) is not None]
-        if len(consts) != 1:
+        values = {i: v for i in ins if (v := _constant_values(g, i)) is not None}
+        if len(values) != 1:
             continue
-        x = next(i for i in ins if i != consts[0])
+        (const, clip), = values.items()
+        x = next(i for i in ins if i != const)
         y = int(op.outputs[0])
-        if (x not in producers or readers.get(x) != 1 or x in graph_io or not usable_int8(g, x, rank=None)
+        if (x not in producers or len(readers.get(x, [])) != 1 or x in graph_io or not usable_int8(g, x, rank=None)
                 or not usable_int8(g, y, rank=None)):
             continue
         (sx, zx), (sy, zy) = g.quant(x).per_tensor, g.quant(y).per_tensor
-        exact = float(_constant_values(g, consts[0]).min()) >= (127 - zx - 0.5) * sx
-        if (sx, zx) != (sy, zy) or not (exact or is_clip(reader.tensor_name(g.tensor(consts[0])))):
+        exact = float(clip.min()) >= (127 - zx - 0.5) * sx
+        if (sx, zx) != (sy, zy) or not (exact or is_clip(reader.tensor_name(g.tensor(const)))):
             continue
         g.notes["exact"] = g.notes.get("exact", 0) + int(exact)
         src = producers[x]
