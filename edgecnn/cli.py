@@ -121,7 +121,8 @@ def build(name, output, input_shape, num_classes, options, as_json):
 
 @main.command()
 @click.argument("model")
-@click.option("--data", default="digits", show_default=True, help="digits, fashion-mnist, an image folder, .npz.")
+@click.option("--data", default="digits", show_default=True,
+              help="digits, fashion-mnist, an image folder, .npz; for a detector scenes:digits, a COCO or YOLO folder.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .keras file.")
 @click.option("--epochs", default=10, show_default=True, type=click.IntRange(1))
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
@@ -131,7 +132,8 @@ def build(name, output, input_shape, num_classes, options, as_json):
 @click.option("--input-size", type=click.IntRange(1), help="Square input side (default: the architecture's).")
 @click.option("-O", "--option", "options", multiple=True, help="Builder option KEY=VALUE (e.g. alpha=0.5).")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable/non-image files in an image folder (counted).")
-@click.option("--augment", default="", help="Comma-separated training augmentations: flip, shift.")
+@click.option("--augment", default="", help="Comma-separated training augmentations: flip, shift (a detector: flip, "
+              "boxes mirrored too).")
 @click.option("--lr-schedule", default="cosine", show_default=True, type=click.Choice(["cosine", "constant"]))
 @click.option("--json", "as_json", is_flag=True)
 def train(model, data, output, epochs, batch_size, learning_rate, val_split, seed, input_size, options, skip_bad,
@@ -145,6 +147,10 @@ def train(model, data, output, epochs, batch_size, learning_rate, val_split, see
     result = run_train(cfg, output, progress=not as_json)
     if as_json:
         echo_json(result)
+    elif result.get("task") == "detection":
+        click.echo(f"{output}: test loss {result['test_loss']:.3f} on {result['test_samples']} {data} images "
+                   f"(mAP: edgecnn eval {output} --data {data}); loss {result['loss_first_epoch']:.3f} -> "
+                   f"{result['loss_last_epoch']:.3f}; {result['wall_seconds']:.1f} s")
     else:
         click.echo(f"{output}: test top-1 {result['test_top1']:.4f} on {result['test_samples']} {data} images; "
                    f"loss {result['loss_first_epoch']:.3f} -> {result['loss_last_epoch']:.3f}; "
@@ -290,7 +296,8 @@ def convert(model, output, mode, io, per_tensor, calibration, num_calibration, s
 @_executor_option("the evaluation (sharded over the workers)")
 @click.option("--json", "as_json", is_flag=True)
 def eval_cmd(models, data, limit, scale, offset, mean, std, executor, as_json):
-    """Top-1/top-5 of Keras and .tflite models (any IO dtype) on --data's test split."""
+    """Top-1/top-5 of Keras and .tflite models (any IO dtype) on --data's test split; COCO mAP@[.5:.95] and mAP@.5
+    (+ per-class AP in --json) for detectors on a detection set (scenes:digits, a COCO or YOLO folder)."""
     from edgecnn.data.spec import InputScaling
     from edgecnn.evaluate.accuracy import evaluate
     from edgecnn.executor import open_executor
@@ -303,8 +310,15 @@ def eval_cmd(models, data, limit, scale, offset, mean, std, executor, as_json):
         return
     from edgecnn.console import print_table
 
-    print_table(f"accuracy on {data} (test split)", ["model", "N", "top-1", "top-5"],
-                [[r["model"], r["n"], f"{r['top1']:.4f}", f"{r['top5']:.4f}"] for r in rows])
+    det = [r for r in rows if r.get("task") == "detection"]
+    if det:
+        print_table(f"detection on {data} (test split, COCO mAP)", ["model", "images", "objects", "mAP@[.5:.95]",
+                                                                    "mAP@.5"],
+                    [[r["model"], r["n"], r["objects"], f"{r['map']:.4f}", f"{r['map50']:.4f}"] for r in det])
+    cls = [r for r in rows if r.get("task") != "detection"]
+    if cls:
+        print_table(f"accuracy on {data} (test split)", ["model", "N", "top-1", "top-5"],
+                    [[r["model"], r["n"], f"{r['top1']:.4f}", f"{r['top5']:.4f}"] for r in cls])
 
 
 @main.command()

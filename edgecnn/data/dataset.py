@@ -4,6 +4,11 @@
 |------------------|---------------------------------------------------------------------------------|
 | `Dataset`        | raw images + labels; `labeled=False` for a source without labels (labels -1)     |
 | `split_indices`  | the deterministic stratified split every source and the trainer use             |
+
+A detection source (`scenes:digits`, a COCO folder, a YOLO folder) also fills `boxes`: per image a float32 (K, 5)
+array `[x0, y0, x1, y1, class]` in pixels of the raw image (x right, y down, x1/y1 exclusive edges); its
+`labels` are then the class of each image's first object (-1 for an image without objects), so the classification
+helpers (`take`, `subset`) keep working unchanged.
 """
 
 from __future__ import annotations
@@ -27,6 +32,11 @@ class Dataset:
     name: str
     skipped: tuple[str, ...] = ()  # files that could not be read (only when the caller allowed skipping)
     labeled: bool = True  # False: a flat image folder or an .npz without 'y' (labels are -1, class_names empty)
+    boxes: list | None = None  # detection sources only: per image a float32 (K, 5) [x0, y0, x1, y1, class]
+
+    @property
+    def task(self) -> str:
+        return "classification" if self.boxes is None else "detection"
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -46,7 +56,8 @@ class Dataset:
     def subset(self, idx) -> "Dataset":
         idx = np.asarray(idx, dtype=int)
         imgs = self.images[idx] if isinstance(self.images, np.ndarray) else [self.images[i] for i in idx]
-        return Dataset(imgs, self.labels[idx], self.class_names, self.name, self.skipped, self.labeled)
+        boxes = None if self.boxes is None else [self.boxes[i] for i in idx]
+        return Dataset(imgs, self.labels[idx], self.class_names, self.name, self.skipped, self.labeled, boxes)
 
     def take(self, n: int, seed: int | None = None) -> "Dataset":
         """The first `n` samples, or `n` drawn without replacement with `seed` (a stratified-enough random pick)."""

@@ -11,10 +11,15 @@
 | DIR of images only         | flat          | every image in it, unlabeled                                         |
 | `calibration:NAME`, `NAME` | flat          | a set under the calibration root (`calibration/photos`)              |
 | `recipe:NAME`              | recipe        | `calibration/recipes/NAME.yaml`: N seeded samples from a split       |
+| `scenes:digits`            | scenes        | detection: digits pasted on the shipped photos, exact boxes (scenes.py) |
+| `scenes:fashion-mnist[:DIR]` | scenes      | detection: Fashion-MNIST items on the photos, where installed        |
+| DIR with annotations.json  | coco          | detection: COCO-format folder, `DIR/images/` (detection.py)          |
+| DIR with images/ + labels/ | yolo          | detection: YOLO-txt folder, `classes.txt` or `data.yaml` names       |
 
 A path on disk wins over a calibration set of the same name. Unlabeled sources (a flat folder, an .npz without `y`)
 load wherever labels are not needed (calibration, bench inputs); `load_split(..., needs_labels=COMMAND)` turns them
-into one line for commands that measure or learn from labels. A recipe fixes its own split.
+into one line for commands that measure or learn from labels. A recipe fixes its own split. A detection source
+returns a Dataset whose `boxes` are set (`Dataset.task == "detection"`).
 """
 
 from __future__ import annotations
@@ -90,6 +95,14 @@ class Source:
             from edgecnn.data.digits import load_digits
 
             return load_digits(split)
+        if self.kind == "scenes":
+            from edgecnn.data.scenes import load_scenes
+
+            return load_scenes(self.text.split(":", 1)[1], split)
+        if self.kind in ("coco", "yolo"):
+            from edgecnn.data.detection import load_coco, load_yolo
+
+            return (load_coco if self.kind == "coco" else load_yolo)(self.path, split)
         if self.kind == "fashion-mnist":
             return idx.load_fashion_mnist(split, self.path)
         if self.kind == "idx":
@@ -114,6 +127,7 @@ def resolve(src: str) -> Source:
     """The Source that `src` names (see the module table), or one line saying it names nothing."""
     from edgecnn.data import idx
     from edgecnn.data.calibration import calibration_dir, calibration_sets, read_recipe
+    from edgecnn.data.detection import is_coco_dir, is_yolo_dir
     from edgecnn.data.folder import is_flat
 
     if src in NAMED:
@@ -122,6 +136,11 @@ def resolve(src: str) -> Source:
         return Source(src, "fashion-mnist", Path(src.split(":", 1)[1]))
     if src.startswith("calibration:"):
         return Source(src, "flat", calibration_dir(src.split(":", 1)[1]))
+    if src.startswith("scenes:"):
+        objects = src.split(":", 1)[1]
+        if objects.split(":", 1)[0] not in NAMED:
+            raise EdgecnnError(f"{src}: scenes are made of {' or '.join(NAMED)} objects (scenes:digits)")
+        return Source(src, "scenes")
     if src.startswith("recipe:"):
         return Source(src, "recipe", None, read_recipe(src.split(":", 1)[1])[1])
     path = Path(src)
@@ -129,6 +148,10 @@ def resolve(src: str) -> Source:
         return Source(src, "npz", path)
     if idx.is_idx_dir(path):
         return Source(src, "idx", path)
+    if path.is_dir() and is_coco_dir(path):
+        return Source(src, "coco", path)
+    if path.is_dir() and is_yolo_dir(path):
+        return Source(src, "yolo", path)
     if path.is_dir():
         return Source(src, "flat" if is_flat(path) else "folder", path)
     if path.exists():

@@ -47,6 +47,7 @@ class PreprocessSpec(Strict):
     resize: Literal[RESIZE_METHODS] = "bilinear"
     labels: tuple[str, ...] = Field((), strict=False)  # JSON gives a list; each label must still be a str
     dataset: str = ""
+    task: Literal["classification", "detection"] = "classification"  # detection: labels are the box classes
 
     def __init__(self, *args, **fields):
         """Fields by keyword, or positionally in declaration order (`PreprocessSpec(32, 32, 3)`).
@@ -76,8 +77,11 @@ class PreprocessSpec(Strict):
         return (x * np.float32(self.scale) + np.float32(self.offset)).astype(np.float32)
 
     def to_dict(self) -> dict:
+        """The spec as JSON-ready data; `task` only for detectors, so a classifier's spec reads as before."""
         d = self.model_dump()
         d["labels"] = list(self.labels)
+        if d["task"] == "classification":
+            del d["task"]
         return d
 
     def to_json(self) -> str:

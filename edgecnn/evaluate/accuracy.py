@@ -119,10 +119,17 @@ def evaluate(model_path: str | Path, src: str, limit: int | None = None, scaling
     """Top-1/top-5 of the model on `src`'s test split (labels needed); `scaling` for a model without a spec.
 
     `map_shards` (see `sharded_scores`) spreads the predictions over workers; the numbers are the same.
+    A detector (spec `task: detection`) gets COCO mAP instead (`edgecnn.evaluate.detection`).
     """
     from edgecnn.evaluate.predict import predict
 
     spec = model_spec(model_path, scaling)
+    if spec.task == "detection":
+        if map_shards is not None:
+            raise EdgecnnError(f"{model_path}: a detector; --executor does not shard detection eval yet")
+        from edgecnn.evaluate.detection import evaluate_detection
+
+        return evaluate_detection(model_path, src, limit, scaling)
     if map_shards is None:
         x, y, _ = eval_arrays(src, spec, limit)
         scores = predict(model_path, x)

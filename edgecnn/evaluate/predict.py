@@ -21,27 +21,32 @@ BATCH = 64
 
 
 def predict_tflite(model: str | Path | bytes, x: np.ndarray, threads: int = 2, batch: int | None = None) -> np.ndarray:
-    """Float scores (N, outputs); `batch` defaults to min(BATCH, N)."""
+    """Float scores (N, outputs) of the first output; `batch` defaults to min(BATCH, N)."""
+    return predict_tflite_outputs(model, x, threads, batch)[0].reshape(len(x), -1)
+
+
+def predict_tflite_outputs(model: str | Path | bytes, x: np.ndarray, threads: int = 2,
+                           batch: int | None = None) -> list[np.ndarray]:
+    """Every output as float (N, *shape), in the graph's output order (a detector's heatmap, size, offset)."""
     interp = make_interpreter(model, threads)
     inp = interp.get_input_details()[0]
     shape = list(inp["shape"])
     if list(x.shape[1:]) != shape[1:]:
         raise EdgecnnError(f"data shape {list(x.shape[1:])} does not fit the model input {shape[1:]}")
-    out_idx = interp.get_output_details()[0]["index"]
     batch = min(BATCH, len(x)) if batch is None else batch
     try:
         interp.resize_tensor_input(inp["index"], [batch, *shape[1:]])
         allocate(interp)
-        return _run_batches(interp, inp, out_idx, x, batch)
+        return _run_batches(interp, inp, x, batch)
     except (RuntimeError, ValueError):
         interp = make_interpreter(model, threads)
         allocate(interp)
-        return _run_batches(interp, interp.get_input_details()[0], out_idx, x, 1)
+        return _run_batches(interp, interp.get_input_details()[0], x, 1)
 
 
-def _run_batches(interp, inp, out_idx, x, batch):
-    outs = []
-    out_detail = [d for d in interp.get_output_details() if d["index"] == out_idx][0]
+def _run_batches(interp, inp, x, batch) -> list[np.ndarray]:
+    details = interp.get_output_details()
+    outs = [[] for _ in details]
     for i in range(0, len(x), batch):
         chunk = x[i: i + batch]
         n = len(chunk)
@@ -49,8 +54,9 @@ def _run_batches(interp, inp, out_idx, x, batch):
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, axis=0)])
         interp.set_tensor(inp["index"], quantize(chunk, inp))
         interp.invoke()
-        outs.append(dequantize(interp.get_tensor(out_idx), out_detail)[:n])
-    return np.concatenate(outs).reshape(len(x), -1)
+        for out, d in zip(outs, details):
+            out.append(dequantize(interp.get_tensor(d["index"]), d)[:n])
+    return [np.concatenate(o) for o in outs]
 
 
 KERAS_BATCH = 256
@@ -60,14 +66,30 @@ def predict_keras(model, x: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict(x, batch_size=KERAS_BATCH, verbose=0)).reshape(len(x), -1)
 
 
-def predict(model_path: str | Path, x: np.ndarray, batch: int | None = None) -> np.ndarray:
-    """Float scores of a .tflite (LiteRT, `batch` as in `predict_tflite`) or Keras model (batches of 256)."""
-    from edgecnn.modelfile import load_model, model_kind
+def _keras_model(model_path: str | Path, x: np.ndarray):
+    from edgecnn.modelfile import load_model
 
-    if model_kind(model_path) == "tflite":
-        return predict_tflite(model_path, x, batch=batch)
     model, _ = load_model(model_path)
     if list(model.input_shape[1:]) != list(x.shape[1:]):
         raise EdgecnnError(f"{model_path}: data shape {list(x.shape[1:])} does not fit the model input "
                            f"{list(model.input_shape[1:])}")
-    return predict_keras(model, x)
+    return model
+
+
+def predict(model_path: str | Path, x: np.ndarray, batch: int | None = None) -> np.ndarray:
+    """Float scores of a .tflite (LiteRT, `batch` as in `predict_tflite`) or Keras model (batches of 256)."""
+    from edgecnn.modelfile import model_kind
+
+    if model_kind(model_path) == "tflite":
+        return predict_tflite(model_path, x, batch=batch)
+    return predict_keras(_keras_model(model_path, x), x)
+
+
+def predict_outputs(model_path: str | Path, x: np.ndarray) -> list[np.ndarray]:
+    """Every output of a .tflite or Keras model as float (N, *shape), in the model's output order."""
+    from edgecnn.modelfile import model_kind
+
+    if model_kind(model_path) == "tflite":
+        return predict_tflite_outputs(model_path, x)
+    outs = _keras_model(model_path, x).predict(x, batch_size=KERAS_BATCH, verbose=0)
+    return [np.asarray(o, np.float32) for o in (outs if isinstance(outs, (list, tuple)) else [outs])]

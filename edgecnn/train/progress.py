@@ -23,7 +23,8 @@ def rich_progress_callback(epochs: int, steps_per_epoch: int, console=None):
 
         def on_train_batch_end(self, batch, logs=None):
             logs = logs or {}
-            stats = f"loss {logs.get('loss', float('nan')):.4f} acc {logs.get('accuracy', float('nan')):.3f}"
+            stats = f"loss {logs.get('loss', float('nan')):.4f}" + (
+                f" acc {logs['accuracy']:.3f}" if "accuracy" in logs else "")  # a detector has no accuracy
             self.progress.update(self.task, advance=1, stats=stats)
 
         def on_epoch_end(self, epoch, logs=None):
@@ -31,6 +32,9 @@ def rich_progress_callback(epochs: int, steps_per_epoch: int, console=None):
             if "val_accuracy" in logs:
                 self.progress.console.print(f"epoch {epoch + 1}: loss {logs['loss']:.4f} acc {logs['accuracy']:.4f} "
                                           f"val_loss {logs['val_loss']:.4f} val_acc {logs['val_accuracy']:.4f}")
+            elif "val_loss" in logs:  # a detector: losses only (mAP is `edgecnn eval`'s)
+                self.progress.console.print(f"epoch {epoch + 1}: loss {logs['loss']:.4f} "
+                                          f"val_loss {logs['val_loss']:.4f}")
 
         def on_train_end(self, logs=None):
             self.progress.stop()

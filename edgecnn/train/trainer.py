@@ -3,6 +3,8 @@
 The preprocessing spec is decided once here (input size and channels from the model, value range from the
 architecture) and saved inside the `.keras`; every later stage reads it back instead of guessing.
 Reproducible with `seed`: Python, NumPy and TF seeds are set and TF ops run deterministically.
+A detection source (`scenes:digits`, a COCO or YOLO folder) trains a detector through the same steps; only the fit
+differs (`edgecnn.train.detection`).
 """
 
 from __future__ import annotations
@@ -36,12 +38,14 @@ class TrainConfig:
 
 
 def default_spec(name: str, input_shape, class_names, dataset: str) -> PreprocessSpec:
-    """The spec for a zoo model: its input size and channels, the value range its architecture expects."""
+    """The spec for a zoo model: its input size and channels, the value range its architecture expects, its task."""
     from edgecnn.zoo import get_entry
 
-    lo, hi = get_entry(name).input_range
+    entry = get_entry(name)
+    lo, hi = entry.input_range
     return PreprocessSpec(height=int(input_shape[0]), width=int(input_shape[1]), channels=int(input_shape[2]),
-                          scale=(hi - lo) / 255.0, offset=lo, labels=tuple(class_names), dataset=dataset)
+                          scale=(hi - lo) / 255.0, offset=lo, labels=tuple(class_names), dataset=dataset,
+                          task=entry.task)
 
 
 def _model_and_spec(cfg: TrainConfig, train_ds):
@@ -54,11 +58,22 @@ def _model_and_spec(cfg: TrainConfig, train_ds):
             shape = model.input_shape[1:]
             spec = PreprocessSpec(int(shape[0]), int(shape[1]), int(shape[2]), labels=train_ds.class_names,
                                   dataset=train_ds.name)
+        if train_ds.task == "detection":
+            from edgecnn.train.detection import check_detector
+
+            check_detector(model, spec, cfg.data, len(train_ds.class_names), cfg.model)
+            return model, spec.replace(task="detection", labels=train_ds.class_names)
+        if spec.task != "classification" or isinstance(model.output_shape, list):
+            raise EdgecnnError(f"{cfg.model}: a detector; {cfg.data} is a classification set (train it on a "
+                               "detection source such as scenes:digits)")
         if model.output_shape[-1] != len(train_ds.class_names):
             raise EdgecnnError(f"{cfg.model}: model has {model.output_shape[-1]} outputs but {cfg.data} has "
                                f"{len(train_ds.class_names)} classes")
         return model, spec
     entry = get_entry(cfg.model)
+    if entry.task != train_ds.task:
+        raise EdgecnnError(f"{cfg.model} is a {entry.task} model but {cfg.data} is a {train_ds.task} set"
+                           + (" (try --data scenes:digits)" if entry.task == "detection" else ""))
     side = cfg.input_size
     h, w = (side, side) if side else entry.default_input[:2]
     channels = train_ds.channels if train_ds.channels in (1, 3) else 3
@@ -137,12 +152,14 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     fit_bn_momentum(model, cfg.epochs * steps)
     lr = (keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=cfg.epochs * steps)
           if cfg.lr_schedule == "cosine" else cfg.learning_rate)
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     callbacks = []
     if progress:
         from edgecnn.train.progress import rich_progress_callback
 
         callbacks.append(rich_progress_callback(cfg.epochs, steps))
+    if train_ds.task == "detection":
+        return _train_detector(cfg, out, model, spec, x, train_ds, test_ds, tr, va, lr, callbacks, t0)
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     train_data = augmented(x[tr], y[tr], cfg) if cfg.augment else x[tr]
     hist = model.fit(train_data, None if cfg.augment else y[tr], validation_data=val, epochs=cfg.epochs,
                      batch_size=None if cfg.augment else cfg.batch_size, shuffle=not cfg.augment, verbose=0,
@@ -158,4 +175,25 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
         "val_accuracy": float(hist.history["val_accuracy"][-1]) if val else None,
         "test_top1": test_top1, "augment": list(cfg.augment), "wall_seconds": round(train_secs, 2),
         "input_shape": list(spec.input_shape), "preprocessing": spec.to_dict(), **summarize(model),
+    }
+
+
+def _train_detector(cfg, out, model, spec, x, train_ds, test_ds, tr, va, lr, callbacks, t0) -> dict:
+    """`train`'s fit, test measure and save for a detector; the same summary keys where they mean the same."""
+    from edgecnn.modelfile import save_model
+    from edgecnn.train.detection import fit_detector, test_loss
+    from edgecnn.zoo.counting import summarize
+
+    hist = fit_detector(model, spec, cfg, x, train_ds, tr, va, lr, callbacks)
+    train_secs = time.perf_counter() - t0
+    loss = test_loss(model, spec, test_ds)
+    save_model(model, out, spec)
+    return {
+        "output": str(out), "model": cfg.model, "data": cfg.data, "task": "detection", "epochs": cfg.epochs,
+        "seed": cfg.seed, "train_samples": int(len(tr)), "val_samples": int(len(va)),
+        "test_samples": int(len(test_ds)), "train_objects": int(sum(len(train_ds.boxes[i]) for i in tr)),
+        "loss_first_epoch": float(hist.history["loss"][0]), "loss_last_epoch": float(hist.history["loss"][-1]),
+        "val_loss": float(hist.history["val_loss"][-1]) if len(va) else None, "test_loss": loss,
+        "augment": list(cfg.augment), "wall_seconds": round(train_secs, 2), "input_shape": list(spec.input_shape),
+        "preprocessing": spec.to_dict(), **summarize(model),
     }

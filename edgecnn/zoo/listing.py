@@ -1,4 +1,4 @@
-"""Rows for `edgecnn models`: name, family, default input, params and MACs (counted from the built graph)."""
+"""Rows for `edgecnn models`: name, family, task, default input, params and MACs (counted from the built graph)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ def model_rows(pattern: str = "*", num_classes: int = 1000, input_shape=None) ->
         entry = get_entry(name)
         shape = tuple(input_shape) if input_shape else entry.default_input
         model = build(name, shape, num_classes)
-        rows.append({"name": name, "family": entry.family, "input_shape": list(shape), "num_classes": num_classes,
+        rows.append({"name": name, "family": entry.family, "task": entry.task, "input_shape": list(shape),
+                     "num_classes": num_classes,
                      **summarize(model), "options": {k: v for k, v in entry.knobs().items()},
                      "description": entry.doc})
     return rows

@@ -25,6 +25,7 @@ class ModelEntry:
     family: str
     doc: str
     input_range: tuple[float, float] = (0.0, 1.0)
+    task: str = "classification"  # or "detection": outputs heatmap/size/offset maps (edgecnn.zoo.detectors)
 
     def knobs(self) -> dict[str, object]:
         """The builder's own keyword arguments (beyond input_shape/num_classes) and their defaults."""
@@ -36,8 +37,12 @@ class ModelEntry:
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register(default_input=(224, 224, 3), min_size: int = 32, family: str = "", input_range=(0.0, 1.0)):
+def register(default_input=(224, 224, 3), min_size: int = 32, family: str = "", input_range=(0.0, 1.0),
+             task: str = "classification"):
     """Decorator: record a builder under its function name.
+
+    `task` is what the model's outputs mean: "classification" (class scores) or "detection" (see
+    `edgecnn.zoo.detectors`); training, evaluation and the listing follow it.
 
     `input_range` is the float range the architecture expects pixels in ((-1, 1) for MobileNets, whose
     ImageNet weights were trained that way); it becomes the default preprocessing spec when training.
@@ -46,7 +51,7 @@ def register(default_input=(224, 224, 3), min_size: int = 32, family: str = "", 
     def deco(fn: Callable) -> Callable:
         doc = (inspect.getdoc(fn) or "").split("\n")[0]
         _REGISTRY[fn.__name__] = ModelEntry(fn.__name__, fn, tuple(default_input), min_size, family, doc,
-                                            tuple(input_range))
+                                            tuple(input_range), task)
         return fn
 
     return deco
@@ -54,7 +59,7 @@ def register(default_input=(224, 224, 3), min_size: int = 32, family: str = "", 
 
 def _ensure_loaded() -> None:
     # importing the builder modules runs their @register decorators
-    from edgecnn.zoo import classic, compact, mobilenets, resnets  # noqa: F401
+    from edgecnn.zoo import classic, compact, detectors, mobilenets, resnets  # noqa: F401
 
 
 def list_models(pattern: str = "*") -> list[str]:

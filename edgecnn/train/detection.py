@@ -1,0 +1,114 @@
+"""The detection half of `edgecnn train`: a detection source (`Dataset.boxes` set) and a detector (`task:
+detection` in the zoo, or a saved detector to fine-tune).
+
+`trainer.train` does everything a classifier's run does (checks, seeds, deterministic ops, the model and its
+preprocessing spec, batch-norm momentum, learning-rate schedule, the progress bar, the atomic save) and hands the
+fit itself to `fit_detector`: boxes are scaled to the model input with the image (the spec's plain resize), the
+targets come from `targets.encode`, and `--augment flip` mirrors images and their boxes together, drawn per
+batch from the run's seed (`Batches`), so a run is repeatable. The saved spec records `task: detection` and the
+class names; the test split's losses are reported, its mAP is `edgecnn eval`'s.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgecnn.errors import EdgecnnError
+
+AUGMENTATIONS = ("flip",)
+
+
+def input_boxes(ds, spec) -> list[np.ndarray]:
+    """Each image's boxes (K, 5) scaled from its raw pixels to the model input (H, W) of `spec`."""
+    out = []
+    for img, b in zip(ds.images, ds.boxes):
+        h, w = np.asarray(img).shape[:2]
+        b = np.array(b, np.float32).reshape(-1, 5)
+        b[:, [0, 2]] *= spec.width / w
+        b[:, [1, 3]] *= spec.height / h
+        out.append(b)
+    return out
+
+
+def flip_boxes(boxes: np.ndarray, width: float) -> np.ndarray:
+    """Boxes (K, 5) of an image mirrored left-right: x0' = W - x1, x1' = W - x0."""
+    b = np.array(boxes, np.float32).reshape(-1, 5)
+    b[:, [0, 2]] = width - b[:, [2, 0]]
+    return b
+
+
+def _batches_class():
+    import keras
+
+    class Batches(keras.utils.PyDataset):
+        """Shuffled batches of (images, (heatmap, size, offset) targets); `flip` mirrors half of them with boxes."""
+
+        def __init__(self, x, boxes, grid, stride, num_classes, batch_size, seed, flip):
+            super().__init__()
+            self.x, self.boxes, self.grid, self.stride, self.c = x, boxes, grid, stride, num_classes
+            self.batch_size, self.seed, self.flip, self.epoch = batch_size, seed, flip, 0
+            self.order = np.random.default_rng([seed, 0]).permutation(len(x))
+
+        def __len__(self):
+            return int(np.ceil(len(self.x) / self.batch_size))
+
+        def __getitem__(self, i):
+            from edgecnn.train.targets import encode
+
+            idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+            xb, bb = self.x[idx], [self.boxes[j] for j in idx]
+            if self.flip:
+                mirror = np.random.default_rng([self.seed, self.epoch, i]).random(len(idx)) < 0.5
+                xb = np.where(mirror[:, None, None, None], xb[:, :, ::-1], xb)
+                bb = [flip_boxes(b, xb.shape[2]) if m else b for b, m in zip(bb, mirror)]
+            return xb, encode(bb, self.grid, self.stride, self.c)
+
+        def on_epoch_end(self):
+            self.epoch += 1
+            self.order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.x))
+
+    return Batches
+
+
+def check_detector(model, spec, data: str, num_classes: int, where: str) -> None:
+    """One line when `model` is not a detector of `num_classes` classes (three outputs: heatmap, size, offset)."""
+    outs = [tuple(o.shape) for o in model.outputs]
+    if len(outs) != 3 or outs[1][-1] != 2 or outs[2][-1] != 2:
+        raise EdgecnnError(f"{where}: {data} is a detection set, but the model is not a detector (outputs "
+                           f"{outs}; expected heatmap, size, offset)")
+    if outs[0][-1] != num_classes:
+        raise EdgecnnError(f"{where}: model has {outs[0][-1]} heatmap classes but {data} has {num_classes}")
+
+
+def fit_detector(model, spec, cfg, x, train_ds, tr, va, lr, callbacks):
+    """Compile with the CenterNet losses and fit on the rows `tr` of `x` (validation on `va`); the Keras history."""
+    import keras
+
+    from edgecnn.train.targets import encode, losses
+
+    unknown = sorted(set(cfg.augment) - set(AUGMENTATIONS))
+    if unknown:
+        raise EdgecnnError(f"--augment {','.join(unknown)}: a detector takes {', '.join(AUGMENTATIONS)} "
+                           "(box-aware)")
+    grid = tuple(int(d) for d in model.outputs[0].shape[1:3])
+    stride = spec.height / grid[0]
+    boxes = input_boxes(train_ds, spec)
+    loss, weights = losses()
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss, loss_weights=weights)
+    train = _batches_class()(x[tr], [boxes[i] for i in tr], grid, stride,
+                             len(train_ds.class_names), cfg.batch_size, cfg.seed, "flip" in cfg.augment)
+    val = None
+    if len(va):
+        val = (x[va], encode([boxes[i] for i in va], grid, stride, len(train_ds.class_names)))
+    return model.fit(train, validation_data=val, epochs=cfg.epochs, verbose=0, callbacks=callbacks,
+                     shuffle=False)
+
+
+def test_loss(model, spec, test_ds) -> float:
+    """The detector's total loss on `test_ds` (the number `val_loss` is, on the test split)."""
+    from edgecnn.train.targets import encode
+
+    grid = tuple(int(d) for d in model.outputs[0].shape[1:3])
+    y = encode(input_boxes(test_ds, spec), grid, spec.height / grid[0], len(test_ds.class_names))
+    out = model.evaluate(spec.apply(test_ds.images), y, batch_size=256, verbose=0, return_dict=True)
+    return float(out["loss"])
