@@ -1,0 +1,50 @@
+"""End to end on a small detector: train on a scenes:digits subset -> integer-only int8 -> COCO mAP of both.
+
+Asserts structure only (what a 1-epoch run reaches depends on the machine's arithmetic, not on edgecnn): the int8
+model is integer-only with int8 IO, keeps the three separate outputs, carries the detection spec, and both models
+get mAP numbers in [0, 1] on the same images.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from helpers import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_train_int8_eval_detector(tmp_path):
+    from edgecnn.tflite.interpreter import make_interpreter
+    from edgecnn.tflite.metadata import read_spec
+    from edgecnn.train.trainer import TrainConfig, train
+
+    keras_path, int8_path = tmp_path / "det.keras", tmp_path / "det_int8.tflite"
+    summary = train(TrainConfig("centernet_mobilenet_v2", "scenes:digits", epochs=1, batch_size=32, input_size=64,
+                                max_train_samples=160, knobs={"alpha": 0.35, "head_channels": 32},
+                                augment=("flip",)), keras_path, progress=False)
+    assert summary["task"] == "detection" and summary["preprocessing"]["task"] == "detection"
+    assert summary["preprocessing"]["labels"] == [str(i) for i in range(10)]
+    assert np.isfinite(summary["loss_last_epoch"]) and np.isfinite(summary["test_loss"])
+
+    proc = run_cli("convert", keras_path, "-o", int8_path, "--quant", "int8", "--calibration", "scenes:digits",
+                   "--num-calibration", "32", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    interp = make_interpreter(int8_path)
+    ins, outs = interp.get_input_details(), interp.get_output_details()
+    assert [d["dtype"] for d in ins + outs] == [np.int8] * 4  # integer-only IO, three separate outputs
+    assert [list(d["shape"][1:]) for d in outs] == [[8, 8, 10], [8, 8, 2], [8, 8, 2]]
+    assert read_spec(int8_path).task == "detection"
+    report = json.loads(proc.stdout)
+    assert report["ops_in_float"] == []
+
+    proc = run_cli("eval", keras_path, int8_path, "--data", "scenes:digits", "--limit", "64", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(proc.stdout)
+    assert [r["task"] for r in rows] == ["detection", "detection"]
+    assert rows[0]["objects"] == rows[1]["objects"] > 64
+    for r in rows:
+        assert 0.0 <= r["map"] <= r["map50"] <= 1.0 and len(r["per_class"]) == 10
