@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgecnn.evaluate.detection import coco_map
-from edgecnn.evaluate.postprocess import decode, nms, peaks
+from edgecnn.board.postprocess import decode_centernet as decode, nms, peaks
 from edgecnn.train.detection import flip_boxes
 from edgecnn.train.targets import encode
 

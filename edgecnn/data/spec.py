@@ -48,6 +48,8 @@ class PreprocessSpec(Strict):
     labels: tuple[str, ...] = Field((), strict=False)  # JSON gives a list; each label must still be a str
     dataset: str = ""
     task: Literal["classification", "detection"] = "classification"  # detection: labels are the box classes
+    # a detector's outputs -> boxes: {"kind": "centernet"} etc. (edgecnn.board.postprocess.HEADS), read on boards too
+    head: dict = Field(default_factory=dict)
 
     def __init__(self, *args, **fields):
         """Fields by keyword, or positionally in declaration order (`PreprocessSpec(32, 32, 3)`).
@@ -77,11 +79,13 @@ class PreprocessSpec(Strict):
         return (x * np.float32(self.scale) + np.float32(self.offset)).astype(np.float32)
 
     def to_dict(self) -> dict:
-        """The spec as JSON-ready data; `task` only for detectors, so a classifier's spec reads as before."""
+        """The spec as JSON-ready data; `task` and `head` only for detectors, so a classifier's spec reads as before."""
         d = self.model_dump()
         d["labels"] = list(self.labels)
         if d["task"] == "classification":
             del d["task"]
+        if not d["head"]:
+            del d["head"]
         return d
 
     def to_json(self) -> str:

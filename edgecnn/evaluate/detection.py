@@ -7,7 +7,7 @@
 | `per_class`      | AP@[.5:.95] and AP@.5 of each class (None for a class absent from the test split)       |
 
 The model runs on inputs made with its own saved spec (as classifiers are); its three output maps are dequantized
-(`predict_outputs`, the same LiteRT path as top-1) and decoded in float by `postprocess.decode`; boxes are scaled
+(`predict_outputs`, the same LiteRT path as top-1) and decoded in float by `edgecnn.board.postprocess.decode`; boxes are scaled
 back to each raw image's pixels and scored against the source's exact boxes by pycocotools, the reference
 implementation, so numbers compare with published COCO numbers' definition.
 """
@@ -70,18 +70,21 @@ def coco_map(gt_boxes: list, detections: list, image_sizes: list, class_names) -
     return {**out, "map": max(float(ev.stats[0]), 0.0), "map50": max(float(ev.stats[1]), 0.0), "per_class": per}
 
 
-def detect(model_path: str | Path, x: np.ndarray, num_classes: int, **decode_args) -> list:
+def detect(model_path: str | Path, x: np.ndarray, spec, **decode_args) -> list:
     """Per input image (boxes in input pixels, scores, classes) of a detector (Keras or .tflite)."""
-    from edgecnn.evaluate.postprocess import decode
+    from edgecnn.board.postprocess import decode
     from edgecnn.evaluate.predict import predict_outputs
 
     outs = predict_outputs(model_path, x)
-    if len(outs) != 3 or outs[0].shape[-1] != num_classes or outs[1].shape[-1] != 2 or outs[2].shape[-1] != 2:
-        raise EdgecnnError(f"{model_path}: expected a detector's three outputs (heatmap with {num_classes} "
+    head = spec.head or {"kind": "centernet"}
+    if head.get("kind") == "centernet" and (len(outs) != 3 or outs[0].shape[-1] != len(spec.labels)
+                                            or outs[1].shape[-1] != 2 or outs[2].shape[-1] != 2):
+        raise EdgecnnError(f"{model_path}: expected a detector's three outputs (heatmap with {len(spec.labels)} "
                            f"classes, size 2, offset 2), got {[list(o.shape[1:]) for o in outs]}")
-    heat, size, offset = outs
-    stride = x.shape[1] / heat.shape[1]
-    return [decode(heat[i], size[i], offset[i], stride, **decode_args) for i in range(len(x))]
+    try:
+        return decode(outs, head, (spec.height, spec.width), **decode_args)
+    except (ValueError, IndexError) as exc:
+        raise EdgecnnError(f"{model_path}: cannot decode its outputs as a {head.get('kind')} head: {exc}") from None
 
 
 def evaluate_detection(model_path: str | Path, src: str, limit: int | None = None, scaling=None) -> dict:
@@ -95,7 +98,7 @@ def evaluate_detection(model_path: str | Path, src: str, limit: int | None = Non
     x = spec.apply(ds.images)
     sizes = [np.asarray(im).shape[:2] for im in ds.images]
     dets = []
-    for (boxes, scores, classes), (h, w) in zip(detect(model_path, x, len(spec.labels)), sizes):
+    for (boxes, scores, classes), (h, w) in zip(detect(model_path, x, spec), sizes):
         b = boxes * np.array([w / spec.width, h / spec.height] * 2, np.float32)
         dets.append((np.clip(b, 0, [w, h, w, h]), scores, classes))
     r = coco_map(ds.boxes, dets, sizes, ds.class_names)

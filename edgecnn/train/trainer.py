@@ -62,7 +62,8 @@ def _model_and_spec(cfg: TrainConfig, train_ds):
             from edgecnn.train.detection import check_detector
 
             check_detector(model, spec, cfg.data, len(train_ds.class_names), cfg.model)
-            return model, spec.replace(task="detection", labels=train_ds.class_names)
+            return model, spec.replace(task="detection", labels=train_ds.class_names,
+                                       head=spec.head or {"kind": "centernet"})
         if spec.task != "classification" or isinstance(model.output_shape, list):
             raise EdgecnnError(f"{cfg.model}: a detector; {cfg.data} is a classification set (train it on a "
                                "detection source such as scenes:digits)")
@@ -78,7 +79,8 @@ def _model_and_spec(cfg: TrainConfig, train_ds):
     h, w = (side, side) if side else entry.default_input[:2]
     channels = train_ds.channels if train_ds.channels in (1, 3) else 3
     model = build(cfg.model, (h, w, channels), len(train_ds.class_names), **cfg.knobs)
-    return model, default_spec(cfg.model, (h, w, channels), train_ds.class_names, train_ds.name)
+    spec = default_spec(cfg.model, (h, w, channels), train_ds.class_names, train_ds.name)
+    return model, (spec.replace(head=entry.head(model)) if entry.head else spec)
 
 
 AUGMENTATIONS = ("flip", "shift")

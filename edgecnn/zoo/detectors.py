@@ -14,7 +14,7 @@ would share one scale between scores 0..1 and sizes of several cells and round t
 | `size`    | (H/s, W/s, 2)            | ReLU       | box width, height in cells (pixels / stride s)                 |
 | `offset`  | (H/s, W/s, 2)            | sigmoid    | centre x, y inside its cell, 0..1                              |
 
-Boxes come out of `edgecnn.evaluate.postprocess.decode` (3x3 peak search, top-k, class-wise NMS) in float, in
+Boxes come out of `edgecnn.board.postprocess.decode_centernet` (3x3 peak search, top-k, class-wise NMS) in float, in
 edgecnn's code, not in the graph: TFLite's own detection post-processing op is float-only and would break an
 integer-only model; the targets the head is trained on come from `edgecnn.train.targets.encode`, its inverse.
 """
@@ -29,7 +29,13 @@ _MOBILENET_V2_LEVELS = {4: "block_2_add", 8: "block_5_add", 16: "block_12_add"}
 HEATMAP_PRIOR = 0.1  # initial heatmap score: the focal loss starts from "few centres" and trains stably
 
 
-@register(default_input=(128, 128, 3), min_size=32, family="centernet", input_range=(-1.0, 1.0), task="detection")
+def centernet_head(model) -> dict:
+    """The head description saved in a CenterNet detector's spec (the stride follows from the output shape)."""
+    return {"kind": "centernet"}
+
+
+@register(default_input=(128, 128, 3), min_size=32, family="centernet", input_range=(-1.0, 1.0), task="detection",
+          head=centernet_head)
 def centernet_mobilenet_v2(input_shape=(128, 128, 3), num_classes=10, alpha=0.35, stride=8, head_channels=64,
                            weights=None):
     """CenterNet head on MobileNetV2: heatmap/size/offset maps at `stride` 4 or 8, a stride-16 feature added in.

@@ -26,6 +26,7 @@ class ModelEntry:
     doc: str
     input_range: tuple[float, float] = (0.0, 1.0)
     task: str = "classification"  # or "detection": outputs heatmap/size/offset maps (edgecnn.zoo.detectors)
+    head: Callable | None = None  # a detector's built model -> its head description (PreprocessSpec.head)
 
     def knobs(self) -> dict[str, object]:
         """The builder's own keyword arguments (beyond input_shape/num_classes) and their defaults."""
@@ -38,11 +39,12 @@ _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register(default_input=(224, 224, 3), min_size: int = 32, family: str = "", input_range=(0.0, 1.0),
-             task: str = "classification"):
+             task: str = "classification", head: Callable | None = None):
     """Decorator: record a builder under its function name.
 
     `task` is what the model's outputs mean: "classification" (class scores) or "detection" (see
-    `edgecnn.zoo.detectors`); training, evaluation and the listing follow it.
+    `edgecnn.zoo.detectors`); training, evaluation and the listing follow it. A detector's `head(model)` gives
+    the description its boxes are decoded with (`edgecnn.board.postprocess.decode`), saved in its spec.
 
     `input_range` is the float range the architecture expects pixels in ((-1, 1) for MobileNets, whose
     ImageNet weights were trained that way); it becomes the default preprocessing spec when training.
@@ -51,7 +53,7 @@ def register(default_input=(224, 224, 3), min_size: int = 32, family: str = "", 
     def deco(fn: Callable) -> Callable:
         doc = (inspect.getdoc(fn) or "").split("\n")[0]
         _REGISTRY[fn.__name__] = ModelEntry(fn.__name__, fn, tuple(default_input), min_size, family, doc,
-                                            tuple(input_range), task)
+                                            tuple(input_range), task, head)
         return fn
 
     return deco

@@ -1,6 +1,12 @@
-"""Boxes from a CenterNet-style detector's maps, in float numpy: peak search, top-k, class-wise NMS.
+"""Boxes from a detector's output tensors, in float numpy: one module for the host and the boards.
 
-What: `decode(heatmap, size, offset, stride)` turns the three output maps of `edgecnn.zoo.detectors` into boxes
+`decode(outputs, head)` dispatches on the head description a detector's spec carries (`PreprocessSpec.head`,
+`{"kind": "centernet", "stride": 8}`): `evaluate` calls it for mAP, and the board runner (`runner.py`, shipped with
+this file) calls it to time post-processing apart from invoke. Standard library and numpy only, as the runner is.
+
+CenterNet-style maps (`edgecnn.zoo.detectors`): peak search, top-k, class-wise NMS.
+
+What: `decode_centernet(heatmap, size, offset, stride)` turns the three output maps of `edgecnn.zoo.detectors` into boxes
 `[x0, y0, x1, y1]` in model-input pixels, with scores and classes; `nms` keeps, per class, the best of boxes that
 overlap by more than `iou`.
 
@@ -63,7 +69,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float =
     return np.asarray(keep, dtype=np.int64)
 
 
-def decode(heatmap: np.ndarray, size: np.ndarray, offset: np.ndarray, stride: float, top_k: int = TOP_K,
+def decode_centernet(heatmap: np.ndarray, size: np.ndarray, offset: np.ndarray, stride: float, top_k: int = TOP_K,
            score_threshold: float = SCORE_THRESHOLD, iou: float = NMS_IOU,
            max_detections: int = MAX_DETECTIONS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(boxes (K, 4) float32 in input pixels, scores (K,), classes (K,) int) of one image's maps (H, W, ...)."""
@@ -80,3 +86,27 @@ def decode(heatmap: np.ndarray, size: np.ndarray, offset: np.ndarray, stride: fl
     boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32).reshape(-1, 4)
     keep = nms(boxes, scores, cls, iou, max_detections)
     return boxes[keep], scores[keep].astype(np.float32), cls[keep].astype(np.int64)
+
+
+
+def centernet(outputs: list, head: dict, input_hw: tuple[int, int], **options) -> list:
+    """`decode_centernet` on each image of a batch of (heatmap, size, offset) maps; stride from the input size."""
+    heat, size, offset = outputs
+    stride = input_hw[0] / heat.shape[1]
+    return [decode_centernet(heat[i], size[i], offset[i], stride, **options) for i in range(len(heat))]
+
+
+# head kind -> a function (outputs, head, input_hw, **options) -> per image (boxes, scores, classes)
+HEADS = {"centernet": centernet}
+
+
+def decode(outputs: list, head: dict, input_hw: tuple[int, int], **options) -> list:
+    """Per image (boxes (K, 4) in input pixels, scores, classes) of a batch of dequantized `outputs` (each (N, ...)).
+
+    `head`: the detector's head description, `{"kind": KIND, ...}` with KIND in `HEADS` and the kind's own keys;
+    `input_hw`: the model input's (height, width); `options`: the decoder's thresholds (`score_threshold`, `iou`...).
+    """
+    kind = head.get("kind")
+    if kind not in HEADS:
+        raise ValueError(f"unknown detection head {kind!r}; known: {', '.join(sorted(HEADS))}")
+    return HEADS[kind](outputs, head, input_hw, **options)
