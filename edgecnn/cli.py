@@ -189,9 +189,12 @@ def run(recipe, out_dir, executor, as_json):
         return "-" if v is None else f"{v:.3f}"
 
     print_table(f"edgecnn run: {r.name} on {r.data}",
-                ["model", "precision", "device", "size", "x f32", "top-1", "drop pts", "p50 ms", "p90 ms"],
+                ["model", "precision", "device", "size", "x f32",
+                 "mAP@.5" if all(x.get("task") == "detection" for x in summary["rows"]) else "top-1", "drop pts",
+                 "p50 ms", "p90 ms"],
                 [[x["model"], x["precision"], x["device"] + (" (emulated)" if x["emulated"] else ""),
-                  f"{x['size_bytes'] / 1024:,.1f} KiB", f"{x['size_ratio']:.2f}", f"{x['top1']:.4f}",
+                  f"{x['size_bytes'] / 1024:,.1f} KiB", f"{x['size_ratio']:.2f}",
+                  f"{x['map50'] if x.get('task') == 'detection' else x['top1']:.4f}",
                   f"{x['drop_points']:+.2f}", ms(x["p50_ms"]) if x["bench_status"] == "ok" else "failed",
                   ms(x["p90_ms"])] for x in summary["rows"]])
     click.echo(f"results in {summary['run_dir']} (database {summary['database']})")
@@ -345,6 +348,42 @@ def compare(float_model, quant_model, data, limit, top_layers, scale, offset, me
         return
     from edgecnn.console import print_table
 
+    if r.get("task") == "detection":
+        _print_detection_compare(r)
+    else:
+        _print_classifier_compare(r)
+    print_table(f"worst layers ({r['layers_compared']} compared)", ["tensor", "op", "RMSE/scale", "rel RMSE",
+                                                                      "max |err|"],
+                [[w["tensor"][-60:], w["op"], f"{w['rmse_over_scale']:.3f}", f"{w['relative_rmse']:.4f}",
+                  f"{w['max_abs_error']:.4g}"] for w in r["worst_layers"]])
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def _print_detection_compare(r: dict) -> None:
+    from edgecnn.console import print_table
+
+    snr = "  ".join(f"{k} {v:.1f} dB" for k, v in r["output_snr_db"].items())
+    click.echo(f"{r['n']} {'labeled' if r['labeled'] else 'unlabeled'} images: box agreement {_pct(r['matched'])} "
+               f"of {r['float_boxes']} float boxes (score >= {r['score_threshold']}, IoU >= {r['iou']}), extra "
+               f"{_pct(r['extra'])}, mean IoU {_pct(r['mean_iou'])}; quant mAP@.5 vs float boxes "
+               f"{_pct(r.get('map50_vs_float'))}; output SNR {snr}")
+    if r["labeled"]:
+        click.echo(f"float mAP@.5 {r['float_map50']:.4f}  quant mAP@.5 {r['quant_map50']:.4f}  drop "
+                   f"{r['drop50_points']:+.2f} pts;  mAP@[.5:.95] {r['float_map']:.4f} -> {r['quant_map']:.4f} "
+                   f"({r['drop_points']:+.2f} pts)")
+        worst = sorted((c for c in r["per_class"] if c["delta_points"] is not None),
+                       key=lambda c: c["delta_points"])[:5]
+        print_table("per-class AP@.5 delta (worst first)", ["class", "float", "quant", "delta pts"],
+                    [[c["name"], _pct(c["float_ap50"]), _pct(c["quant_ap50"]), f"{c['delta_points']:+.2f}"]
+                     for c in worst])
+
+
+def _print_classifier_compare(r: dict) -> None:
+    from edgecnn.console import print_table
+
     click.echo(f"{r['n']} {'labeled' if r['labeled'] else 'unlabeled'} images: top-1 agreement "
                f"{r['top1_agreement']:.4f}  top-5 agreement {r['top5_agreement']:.4f}  output SNR "
                f"{r['snr_db']:.1f} dB  KL(float||quant) {r['kl_divergence']:.4g} nats (on {r['kl_on']})")
@@ -356,10 +395,6 @@ def compare(float_model, quant_model, data, limit, top_layers, scale, offset, me
         print_table("per-class delta (worst first)", ["class", "N", "float", "quant", "delta pts"],
                     [[c["name"], c["n"], f"{c['float_top1']:.3f}", f"{c['quant_top1']:.3f}",
                       f"{c['delta_points']:+.2f}"] for c in worst])
-    print_table(f"worst layers ({r['layers_compared']} compared)", ["tensor", "op", "RMSE/scale", "rel RMSE",
-                                                                      "max |err|"],
-                [[w["tensor"][-60:], w["op"], f"{w['rmse_over_scale']:.3f}", f"{w['relative_rmse']:.4f}",
-                  f"{w['max_abs_error']:.4g}"] for w in r["worst_layers"]])
 
 
 # --- bench / history / devices ----------------------------------------------------------------------------------

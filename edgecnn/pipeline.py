@@ -151,7 +151,17 @@ def convert_step(root: Path, model: str, out: str, req) -> dict:
 def eval_step(root: Path, model: str, data: str, limit: int | None) -> dict:
     from edgecnn.evaluate.accuracy import evaluate
 
-    return evaluate(root / model, data, limit)
+    return evaluate(root / model, data, limit, examples=EXAMPLES)
+
+
+EXAMPLES = 4  # a detector's eval keeps its boxes on this many test images, for the report's picture
+
+
+def _accuracy_text(r: dict) -> str:
+    """An eval result in a few words: top-1, or a detector's mAP."""
+    if r.get("task") == "detection":
+        return f"mAP@.5 {r['map50']:.4f}, mAP@[.5:.95] {r['map']:.4f}"
+    return f"top-1 {r['top1']:.4f}"
 
 
 def compare_step(root: Path, float_model: str, quant_model: str, data: str, limit: int | None) -> dict:
@@ -216,8 +226,9 @@ def plan(run: RunDir, recipe: Recipe, progress: bool, log: Callable[[str], None]
         cfg = TrainConfig(m.name, recipe.data, m.epochs, m.batch_size, m.learning_rate, 0.1, recipe.seed,
                           m.input_size, dict(m.options), max_train_samples=recipe.max_train_samples)
         train = add(f"train/{m.key}", cfg.__dict__, [], [keras], train_step, (keras.name, cfg, progress),
-                    message=lambda r, cached, k=m.key: f"train {k}: test top-1 {r['test_top1']:.4f}"
-                    + (" (cached)" if cached else ""))
+                    message=lambda r, cached, k=m.key: f"train {k}: " + (
+                        f"test loss {r['test_loss']:.4f}" if r.get("task") == "detection"
+                        else f"test top-1 {r['test_top1']:.4f}") + (" (cached)" if cached else ""))
         add(f"eval/{keras.name}", eval_settings, [keras], [], eval_step, (keras.name, recipe.data,
                                                                           recipe.eval_samples), [train])
         for mode in recipe.quant:
@@ -229,7 +240,7 @@ def plan(run: RunDir, recipe: Recipe, progress: bool, log: Callable[[str], None]
 
             def converted(r, cached, k=m.key, mode=mode, convert=convert):
                 conv, conv_cached = seen[convert]
-                return (f"convert {k} {mode}: {conv['size_bytes']:,} B, top-1 {r['top1']:.4f}"
+                return (f"convert {k} {mode}: {conv['size_bytes']:,} B, {_accuracy_text(r)}"
                         + (" (cached)" if conv_cached else ""))
 
             add(f"eval/{tflite.name}", eval_settings, [tflite], [], eval_step,
@@ -289,7 +300,9 @@ def run_pipeline(recipe: Recipe, out_dir: str | Path, log: Callable[[str], None]
     rows = []
     for m in recipe.models:
         keras = run.root / f"{m.key}.keras"
-        trained, float_top1 = results[f"train/{m.key}"], results[f"eval/{keras.name}"]["top1"]
+        trained, float_eval = results[f"train/{m.key}"], results[f"eval/{keras.name}"]
+        detector = float_eval.get("task") == "detection"
+        float_top1 = None if detector else float_eval["top1"]
         for mode in recipe.quant:
             tflite = run.root / f"{m.key}_{mode}.tflite"
             conv, acc = results[f"convert/{m.key}/{mode}"], results[f"eval/{tflite.name}"]
@@ -299,8 +312,13 @@ def run_pipeline(recipe: Recipe, out_dir: str | Path, log: Callable[[str], None]
                 steady = (b.get("timing") or {}).get("steady") or {}
                 rows.append({"model": m.key, "precision": mode, "device": device, "path": str(tflite),
                              "size_bytes": conv["size_bytes"], "size_ratio": conv["size_ratio_to_float32"],
-                             "top1": acc["top1"], "float_top1": float_top1,
-                             "drop_points": 100 * (float_top1 - acc["top1"]),
+                             "task": "detection" if detector else "classification",
+                             "top1": acc.get("top1"), "float_top1": float_top1,
+                             "drop_points": 100 * ((float_eval["map50"] - acc["map50"]) if detector
+                                                   else (float_top1 - acc["top1"])),
+                             **({"map50": acc["map50"], "map": acc["map"], "float_map50": float_eval["map50"],
+                                 "float_map": float_eval["map"], "examples": acc.get("examples"),
+                                 "float_examples": float_eval.get("examples")} if detector else {}),
                              "p50_ms": steady.get("p50_ms"), "p90_ms": steady.get("p90_ms"),
                              "peak_rss_mb": b.get("peak_rss_mb"),
                              "partitions": (b.get("delegation") or {}).get("partitions"),
@@ -308,7 +326,7 @@ def run_pipeline(recipe: Recipe, out_dir: str | Path, log: Callable[[str], None]
                              "emulated": bool((b.get("device") or {}).get("emulated")),
                              "bench_status": b.get("status"), "bench_error": b.get("error"),
                              "bench_run_id": b.get("run_id"), "agreement": cmp["agreement"] if cmp else None,
-                             "per_class": cmp["per_class"] if cmp else None,
+                             "per_class": cmp["per_class"] if cmp and not detector else None,
                              "worst_layers": cmp["worst_layers"] if cmp else None,
                              "timing": (b.get("timing") or {}).get("steady"),
                              "params": trained["params"], "macs": trained["macs"]})

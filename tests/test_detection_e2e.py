@@ -48,3 +48,13 @@ def test_train_int8_eval_detector(tmp_path):
     assert rows[0]["objects"] == rows[1]["objects"] > 64
     for r in rows:
         assert 0.0 <= r["map"] <= r["map50"] <= 1.0 and len(r["per_class"]) == 10
+
+    proc = run_cli("compare", keras_path, int8_path, "--data", "scenes:digits", "--limit", "48", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads(proc.stdout)
+    assert r["task"] == "detection" and r["labeled"] and r["n"] == 48
+    assert set(r["output_snr_db"]) == {"heatmap", "size", "offset"}
+    assert abs(r["drop50_points"] - 100 * (r["float_map50"] - r["quant_map50"])) < 1e-9
+    assert r["worst_layers"] and r["layers_compared"] > 10
+    proc = run_cli("compare", keras_path, int8_path, "--data", "scenes:digits", "--limit", "8")
+    assert proc.returncode == 0 and "box agreement" in proc.stdout and "mAP@.5" in proc.stdout, proc.stderr[-2000:]

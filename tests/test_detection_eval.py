@@ -90,3 +90,33 @@ def test_map_false_positive_ranked_first_halves_precision():
 def test_map_without_detections_is_zero():
     r = coco_map(_gt(), [(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int))] * 2, SIZES, ["a", "b"])
     assert r["map"] == 0.0 and r["map50"] == 0.0 and r["detections"] == 0
+
+
+def _rows(*rows):
+    """One image's detections from (x0, y0, x1, y1, score, class) rows."""
+    a = np.asarray(rows, np.float32).reshape(-1, 6)
+    return a[:, :4], a[:, 4], a[:, 5].astype(np.int64)
+
+
+def test_box_agreement_counts_matches_of_confident_float_boxes():
+    from edgecnn.evaluate.detection import box_agreement
+
+    f = [_rows((0, 0, 10, 10, 0.9, 1), (20, 20, 40, 40, 0.8, 2), (50, 50, 60, 60, 0.1, 3))]
+    same = box_agreement(f, f)
+    assert same["float_boxes"] == 2 and same["matched"] == 1.0 and same["extra"] == 0.0
+    assert same["mean_iou"] == 1.0 and same["score_mae"] == 0.0
+    # one box moved far (IoU < 0.5), one of the wrong class, one extra confident box
+    q = [_rows((0, 0, 10, 10, 0.7, 1), (30, 30, 50, 50, 0.8, 2), (100, 100, 110, 110, 0.6, 4))]
+    got = box_agreement(f, q)
+    assert got["matched"] == 0.5 and got["extra"] == 2 / 3 and abs(got["score_mae"] - 0.2) < 1e-6
+    wrong_class = [_rows((0, 0, 10, 10, 0.9, 5), (20, 20, 40, 40, 0.8, 2))]
+    assert box_agreement(f, wrong_class)["matched"] == 0.5
+    assert box_agreement([_rows()], [_rows()])["matched"] is None
+
+
+def test_a_quantized_box_is_matched_once():
+    from edgecnn.evaluate.detection import box_agreement
+
+    f = [_rows((0, 0, 10, 10, 0.9, 1), (1, 1, 11, 11, 0.8, 1))]
+    q = [_rows((0, 0, 10, 10, 0.9, 1))]
+    assert box_agreement(f, q)["matched"] == 0.5

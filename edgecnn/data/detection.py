@@ -194,3 +194,15 @@ def load_yolo(root: str | Path, split: str = "train") -> Dataset:
     if not any(len(b) for b in boxes):
         raise EdgecnnError(f"{root / 'labels'}: no annotations (a detection set needs boxes)")
     return _finish(images, boxes, classes, root.name, split)
+
+
+def input_boxes(ds, spec) -> list[np.ndarray]:
+    """Each image's boxes (K, 5) scaled from its raw pixels to the model input (H, W) of `spec`."""
+    out = []
+    for img, b in zip(ds.images, ds.boxes):
+        h, w = np.asarray(img).shape[:2]
+        b = np.array(b, np.float32).reshape(-1, 5)
+        b[:, [0, 2]] *= spec.width / w
+        b[:, [1, 3]] *= spec.height / h
+        out.append(b)
+    return out

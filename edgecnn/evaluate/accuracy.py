@@ -115,11 +115,12 @@ def sharded_scores(map_shards, models: list[Path], src: str, spec: PreprocessSpe
 
 
 def evaluate(model_path: str | Path, src: str, limit: int | None = None, scaling: InputScaling | None = None,
-             map_shards=None) -> dict:
+             map_shards=None, examples: int = 0) -> dict:
     """Top-1/top-5 of the model on `src`'s test split (labels needed); `scaling` for a model without a spec.
 
     `map_shards` (see `sharded_scores`) spreads the predictions over workers; the numbers are the same.
-    A detector (spec `task: detection`) gets COCO mAP instead (`edgecnn.evaluate.detection`).
+    A detector (spec `task: detection`) gets COCO mAP instead (`edgecnn.evaluate.detection`), and its boxes on the
+    first `examples` test images.
     """
     from edgecnn.evaluate.predict import predict
 
@@ -129,7 +130,7 @@ def evaluate(model_path: str | Path, src: str, limit: int | None = None, scaling
             raise EdgecnnError(f"{model_path}: a detector; --executor does not shard detection eval yet")
         from edgecnn.evaluate.detection import evaluate_detection
 
-        return evaluate_detection(model_path, src, limit, scaling)
+        return evaluate_detection(model_path, src, limit, scaling, examples)
     if map_shards is None:
         x, y, _ = eval_arrays(src, spec, limit)
         scores = predict(model_path, x)

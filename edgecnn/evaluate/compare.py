@@ -88,7 +88,8 @@ def compare(float_path: str | Path, quant_path: str | Path, src: str, limit: int
     Always: `top1_agreement` (= `agreement`), `top5_agreement` (float top-1 within quant top-5), `snr_db`,
     `kl_divergence` (see `output_agreement`) and the worst layers; with labels (`labeled`) also the accuracies.
     `scaling` (--scale/--offset, --mean/--std) feeds models that carry no preprocessing spec. `map_shards` (see
-    `accuracy.sharded_scores`) spreads the predictions over workers; the numbers are the same.
+    `accuracy.sharded_scores`) spreads the predictions over workers; the numbers are the same. A detector
+    (spec `task: detection`) is compared in boxes and mAP (`edgecnn.evaluate.detection.compare_detection`).
     """
     from edgecnn.evaluate.accuracy import eval_data, model_spec, sharded_scores
     from edgecnn.evaluate.layer_error import layer_errors
@@ -98,6 +99,12 @@ def compare(float_path: str | Path, quant_path: str | Path, src: str, limit: int
     if model_kind(quant_path) != "tflite":
         raise EdgecnnError(f"{quant_path}: the quantized model must be a .tflite")
     fspec, qspec = model_spec(float_path, scaling), model_spec(quant_path, scaling)
+    if fspec.task == "detection":
+        if map_shards is not None:
+            raise EdgecnnError(f"{float_path}: a detector; --executor does not shard detection compare yet")
+        from edgecnn.evaluate.detection import compare_detection
+
+        return compare_detection(float_path, quant_path, src, limit, layer_samples, top_layers, scaling)
     if fspec.input_shape != qspec.input_shape or (fspec.scale, fspec.offset) != (qspec.scale, qspec.offset):
         raise EdgecnnError(f"{quant_path}: preprocessing differs from {float_path}'s; they are not the same model")
     if map_shards is None:

@@ -23,6 +23,7 @@ import numpy as np
 from edgecnn.errors import EdgecnnError
 
 MAX_DETS = 100
+EXAMPLE_SCORE = 0.3  # boxes kept for a report's picture
 
 
 def coco_map(gt_boxes: list, detections: list, image_sizes: list, class_names) -> dict:
@@ -87,8 +88,10 @@ def detect(model_path: str | Path, x: np.ndarray, spec, **decode_args) -> list:
         raise EdgecnnError(f"{model_path}: cannot decode its outputs as a {head.get('kind')} head: {exc}") from None
 
 
-def evaluate_detection(model_path: str | Path, src: str, limit: int | None = None, scaling=None) -> dict:
-    """COCO mAP of the detector at `model_path` on `src`'s test split (see the module table)."""
+def evaluate_detection(model_path: str | Path, src: str, limit: int | None = None, scaling=None,
+                       examples: int = 0) -> dict:
+    """COCO mAP of the detector at `model_path` on `src`'s test split (see the module table); with `examples`,
+    also its boxes (raw-image pixels, score >= `EXAMPLE_SCORE`) and the true ones on the first `examples` images."""
     from edgecnn.evaluate.accuracy import model_spec, test_split
 
     spec = model_spec(model_path, scaling)
@@ -102,4 +105,122 @@ def evaluate_detection(model_path: str | Path, src: str, limit: int | None = Non
         b = boxes * np.array([w / spec.width, h / spec.height] * 2, np.float32)
         dets.append((np.clip(b, 0, [w, h, w, h]), scores, classes))
     r = coco_map(ds.boxes, dets, sizes, ds.class_names)
-    return {"model": str(model_path), "data": src, "task": "detection", "n": len(ds), **r}
+    out = {"model": str(model_path), "data": src, "task": "detection", "n": len(ds), **r}
+    if examples:
+        out["examples"] = [{"truth": np.round(np.asarray(t, np.float64), 2).tolist(),
+                            "boxes": np.round(b[s >= EXAMPLE_SCORE].astype(np.float64), 2).tolist(),
+                            "scores": np.round(s[s >= EXAMPLE_SCORE].astype(np.float64), 3).tolist(),
+                            "classes": c[s >= EXAMPLE_SCORE].tolist()}
+                           for t, (b, s, c) in zip(ds.boxes[:examples], dets[:examples])]
+    return out
+
+
+AGREEMENT_SCORE = 0.3  # float boxes at or above this score are the "objects" a label-free comparison matches
+AGREEMENT_IOU = 0.5
+
+
+def box_agreement(float_dets: list, quant_dets: list, score: float = AGREEMENT_SCORE,
+                  iou: float = AGREEMENT_IOU) -> dict:
+    """How many of the float model's confident boxes the quantized model finds again, no labels needed.
+
+    A float box (score >= `score`) is matched by the best-IoU quantized box of the same class (score >= `score`)
+    with IoU >= `iou`, each quantized box used once. `matched`: the matched share of float boxes; `extra`: the share
+    of confident quantized boxes that match no float box; `mean_iou`: the matched pairs' mean IoU; `score_mae`: their
+    mean absolute score difference.
+    """
+    from edgecnn.board.postprocess import box_iou
+
+    n_f = n_q = hits = 0
+    ious, dscore = [], []
+    for (fb, fs, fc), (qb, qs, qc) in zip(float_dets, quant_dets):
+        fk, qk = fs >= score, qs >= score
+        fb, fs, fc, qb, qs, qc = fb[fk], fs[fk], fc[fk], qb[qk], qs[qk], qc[qk]
+        n_f, n_q = n_f + len(fb), n_q + len(qb)
+        free = np.ones(len(qb), bool)
+        for i in np.argsort(-fs, kind="stable"):
+            cand = np.flatnonzero(free & (qc == fc[i]))
+            if not len(cand):
+                continue
+            o = box_iou(fb[i], qb[cand])
+            j = int(np.argmax(o))
+            if o[j] >= iou:
+                free[cand[j]] = False
+                hits += 1
+                ious.append(float(o[j]))
+                dscore.append(abs(float(fs[i]) - float(qs[cand[j]])))
+    return {"float_boxes": n_f, "quant_boxes": n_q, "matched": hits / n_f if n_f else None,
+            "extra": (n_q - hits) / n_q if n_q else None, "mean_iou": float(np.mean(ious)) if ious else None,
+            "score_mae": float(np.mean(dscore)) if dscore else None, "score_threshold": score, "iou": iou}
+
+
+def _as_ground_truth(dets: list, score: float) -> list:
+    """A model's confident detections as (K, 5) ground-truth boxes `[x0, y0, x1, y1, class]`."""
+    return [np.concatenate([b[s >= score], c[s >= score, None].astype(np.float32)], axis=1).reshape(-1, 5)
+            for b, s, c in dets]
+
+
+def compare_detection(float_path: str | Path, quant_path: str | Path, src: str, limit: int | None = None,
+                      layer_samples: int = 32, top_layers: int = 10, scaling=None) -> dict:
+    """Float vs quantized detector on `src`'s test split: what `compare` gives a classifier, in boxes.
+
+    Always (no labels needed): `agreement` (the share of the float model's confident boxes the quantized one
+    finds again, `box_agreement`), the quantized model's mAP with the float model's confident boxes taken as ground
+    truth (`map_vs_float`, `map50_vs_float`), the SNR of each raw output map, and the worst layers. With boxes in
+    `src`: both models' mAP@[.5:.95] and mAP@.5, the drops in points and per-class AP deltas.
+    """
+    from edgecnn.data.detection import input_boxes
+    from edgecnn.evaluate.accuracy import model_spec, test_split
+    from edgecnn.evaluate.compare import float_flatbuffer
+    from edgecnn.evaluate.layer_error import layer_errors
+    from edgecnn.evaluate.predict import predict_outputs
+    from edgecnn.metrics import snr_db
+
+    fspec, qspec = model_spec(float_path, scaling), model_spec(quant_path, scaling)
+    ds = test_split(src, fspec, limit, needs_labels=None)
+    x = fspec.apply(ds.images)
+    fo, qo = predict_outputs(float_path, x), predict_outputs(quant_path, x)
+    if [o.shape for o in fo] != [o.shape for o in qo]:
+        raise EdgecnnError(f"{quant_path}: outputs {[list(o.shape[1:]) for o in qo]} differ from {float_path}'s "
+                           f"{[list(o.shape[1:]) for o in fo]}; they are not the same model")
+    fd, qd = _decode(float_path, fo, fspec), _decode(quant_path, qo, qspec)
+    hw = [(fspec.height, fspec.width)] * len(x)
+    out = {"float_model": str(float_path), "quant_model": str(quant_path), "data": src, "task": "detection",
+           "n": len(x), "labeled": ds.task == "detection", **box_agreement(fd, qd)}
+    out["agreement"] = out["matched"]
+    out["output_snr_db"] = {name: snr_db(f.reshape(len(x), -1), q.reshape(len(x), -1))
+                            for name, f, q in zip(_output_names(fspec, len(fo)), fo, qo)}
+    reference = _as_ground_truth(fd, AGREEMENT_SCORE)
+    if sum(len(r) for r in reference):
+        vs = coco_map(reference, qd, hw, fspec.labels or [str(i) for i in range(_num_classes(fd, qd))])
+        out["map_vs_float"], out["map50_vs_float"] = vs["map"], vs["map50"]
+    if out["labeled"]:
+        truth = input_boxes(ds, fspec)
+        fm, qm = coco_map(truth, fd, hw, ds.class_names), coco_map(truth, qd, hw, ds.class_names)
+        out.update({"float_map": fm["map"], "quant_map": qm["map"], "float_map50": fm["map50"],
+                    "quant_map50": qm["map50"], "drop_points": 100 * (fm["map"] - qm["map"]),
+                    "drop50_points": 100 * (fm["map50"] - qm["map50"]),
+                    "per_class": [{"name": f["name"], "float_ap50": f["ap50"], "quant_ap50": q["ap50"],
+                                   "delta_points": None if f["ap50"] is None else 100 * (q["ap50"] - f["ap50"])}
+                                  for f, q in zip(fm["per_class"], qm["per_class"])]})
+    layers = layer_errors(float_flatbuffer(float_path), Path(quant_path).read_bytes(), x, layer_samples)
+    return {**out, "worst_layers": layers[:top_layers], "layers_compared": len(layers)}
+
+
+def _decode(model_path, outputs, spec) -> list:
+    from edgecnn.board.postprocess import decode
+
+    head = spec.head or {"kind": "centernet"}
+    try:
+        return decode(outputs, head, (spec.height, spec.width))
+    except (ValueError, IndexError) as exc:
+        raise EdgecnnError(f"{model_path}: cannot decode its outputs as a {head.get('kind')} head: {exc}") from None
+
+
+def _output_names(spec, n: int) -> list[str]:
+    names = {"centernet": ["heatmap", "size", "offset"]}.get((spec.head or {}).get("kind"), [])
+    return names if len(names) == n else [f"output{i}" for i in range(n)]
+
+
+def _num_classes(*dets) -> int:
+    return 1 + max([int(c.max()) for d in dets for _, _, c in d if len(c)] or [0])
+

@@ -15,7 +15,7 @@ MEASURED = ("p50 ms", "p90 ms", "peak RSS MB", "partitions")  # the cells a fail
 def columns(data: ReportData) -> list[str]:
     cols = ["model", "precision", "device", "size", "× f32"]
     if data.has_accuracy:
-        cols += ["top-1", "drop (pts)"]
+        cols += [data.metric, "drop (pts)"]
     return cols + list(MEASURED)
 
 
@@ -25,7 +25,7 @@ def cells(row: dict, data: ReportData) -> list[str] | tuple[list[str], str]:
     out = [row["model"], row["precision"], device, _size(row.get("size_bytes")), _num(row.get("size_ratio"), "{:.2f}×")]
     if data.has_accuracy:
         drop = "ref" if row["precision"] == "float32" else _num(row.get("drop_points"), "{:+.2f}")
-        out += [_num(row.get("top1"), "{:.2%}"), drop]
+        out += [_num(row.get("accuracy"), "{:.3f}" if row.get("task") == "detection" else "{:.2%}"), drop]
     if row["status"] != "ok":
         return out, f"failed: {row.get('error') or 'unknown error'}"
     return out + [_num(row.get("p50_ms"), "{:.3f}"), _num(row.get("p90_ms"), "{:.3f}"),

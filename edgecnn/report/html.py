@@ -92,10 +92,11 @@ def _cards(data: ReportData) -> str:
     """The three numbers people look for first: most accurate, fastest, smallest; and what failed."""
     ok = [r for r in data.rows if r["status"] == "ok"]
     out = []
-    acc = [r for r in data.rows if r.get("top1") is not None]
+    acc = [r for r in data.rows if r.get("accuracy") is not None]
     if acc:
-        best = max(acc, key=lambda r: r["top1"])
-        out.append(_card("most accurate", f"{best['top1']:.2%}", f"{best['model']} · {best['precision']}"))
+        best = max(acc, key=lambda r: r["accuracy"])
+        out.append(_card("most accurate", f"{best['accuracy']:.3f} mAP@.5" if best.get("task") == "detection"
+                         else f"{best['accuracy']:.2%}", f"{best['model']} · {best['precision']}"))
     fast = [r for r in ok if r.get("p50_ms") is not None]
     if fast:
         best = min(fast, key=lambda r: r["p50_ms"])
@@ -140,7 +141,7 @@ def _table(data: ReportData) -> str:
     if front:
         legend.append("★ on the accuracy-vs-latency Pareto front of its device.")
     if data.has_accuracy:
-        legend.append("Drop: float32 top-1 minus this one, in points (negative: better than float).")
+        legend.append(f"Drop: float32 {data.metric} minus this one, in points (negative: better than float).")
     legend.append("Latency: steady state, per inference, after warm-up. Peak RSS: the bench process on the device. "
                   "Partitions: subgraphs handed to the delegate (XNNPACK, Edge TPU); fewer is better.")
     return ('<section><h2>Results</h2><div class="scroll"><table id="results"><thead><tr>' + head

@@ -27,7 +27,8 @@ RUN_SCHEMA = "edgecnn.run/1"  # = edgecnn.pipeline.SUMMARY_SCHEMA; copied so rea
 PRECISIONS = ("float32", "float16", "dynamic", "int16x8", "int8")  # widest first: the order of every table and plot
 ROW_KEYS = ("model", "precision", "device", "path", "size_bytes", "size_ratio", "top1", "float_top1", "drop_points",
             "p50_ms", "p90_ms", "peak_rss_mb", "partitions", "ops_outside", "emulated", "status", "error", "run_id",
-            "per_class", "timing", "created_at")
+            "per_class", "timing", "created_at", "task", "map50", "map", "float_map50", "float_map", "examples",
+            "float_examples")
 _TIMING_KEYS = ("mean_ms", "std_ms", "min_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms")
 
 
@@ -42,10 +43,18 @@ class ReportData:
     rows: list[dict]
     history: list[dict] = field(default_factory=list)  # db runs, oldest first, with history.compare's fields
     notes: list[str] = field(default_factory=list)
+    data_source: str | None = None  # the run's --data (a run directory's summary), for pictures of its images
 
     @property
     def has_accuracy(self) -> bool:
-        return any(r.get("top1") is not None for r in self.rows)
+        return any(r.get("accuracy") is not None for r in self.rows)
+
+    @property
+    def metric(self) -> str:
+        """What the `accuracy` column is: top-1 for classifiers, mAP@.5 for detectors (both when mixed)."""
+        tasks = {r.get("task") or "classification" for r in self.rows if r.get("accuracy") is not None}
+        names = [m for t, m in (("classification", "top-1"), ("detection", "mAP@.5")) if t in tasks]
+        return " / ".join(names) or "top-1"
 
     @property
     def failed(self) -> list[dict]:
@@ -79,7 +88,8 @@ def load_run_dir(run_dir: Path) -> ReportData:
     if not rows:
         raise EdgecnnError(f"{summary_path}: the run has no rows (no models, precisions or devices in its recipe?)")
     data = ReportData(title=f"{summary.get('recipe') or run_dir.name} on {summary.get('data') or '?'}", kind="run",
-                      source=str(run_dir), created_at=summary.get("created_at"), rows=_sorted(rows))
+                      source=str(run_dir), created_at=summary.get("created_at"), rows=_sorted(rows),
+                      data_source=summary.get("data"))
     if db_path.exists():
         try:
             data.history = _history(db_path)
@@ -123,6 +133,8 @@ def _row_from_summary(r, path: Path, i: int) -> dict:
     if not isinstance(r, dict) or not all(r.get(k) for k in ("model", "precision", "device")):
         raise EdgecnnError(f"{path}: rows[{i}] lacks model, precision or device")
     row = {k: r.get(k) for k in ROW_KEYS}
+    row["task"] = r.get("task") or "classification"
+    row["accuracy"] = row["map50"] if row["task"] == "detection" else row["top1"]
     row["status"] = r.get("bench_status") or "failed"
     row["error"] = r.get("bench_error") or (None if row["status"] == "ok" else "no bench result")
     row["run_id"] = r.get("bench_run_id")
@@ -219,7 +231,7 @@ def _row_from_db(h: dict) -> dict:
             "peak_rss_mb": h.get("peak_rss_mb") if ok else None, "partitions": h.get("partitions") if ok else None,
             "emulated": bool(h.get("emulated")), "status": "ok" if ok else "failed",
             "error": None if ok else (h.get("error") or "unknown error"), "run_id": h.get("id"), "per_class": None,
-            "timing": timing, "created_at": h.get("created_at")}
+            "timing": timing, "created_at": h.get("created_at"), "task": "classification", "accuracy": h.get("top1")}
 
 
 def _sorted(rows: list[dict]) -> list[dict]:

@@ -30,7 +30,7 @@ def front_rows(rows: list[dict]) -> set[int]:
     on_front: set[int] = set()
     for device in dict.fromkeys(r["device"] for r in rows):
         idx = [i for i, r in enumerate(rows) if r["device"] == device and r["status"] == "ok"
-               and r.get("top1") is not None and r.get("p50_ms") is not None]
-        pts = [(rows[i]["p50_ms"], rows[i]["top1"]) for i in idx]
+               and r.get("accuracy") is not None and r.get("p50_ms") is not None]
+        pts = [(rows[i]["p50_ms"], rows[i]["accuracy"]) for i in idx]
         on_front.update(idx[j] for j in pareto_front(pts))
     return on_front

@@ -7,6 +7,7 @@
 | size      | model file size per model x precision                      | sizes known                               |
 | per_class | per-class top-1 change of the worst int8 (else quantized)  | `edgecnn run` compared it with float      |
 | history   | p50 over repeated benches of the same file on a device     | some configuration was benched twice      |
+| boxes     | a detector's boxes on test images, float32 above int8      | `edgecnn run` evaluated a detector        |
 
 Figures are made on `matplotlib.figure.Figure` with the Agg canvas, never through pyplot: no global backend is
 switched, no window can open, and nothing leaks between reports. matplotlib is imported here only, and this module
@@ -40,7 +41,7 @@ class Plot:
 
 def make_plots(data: ReportData) -> list[Plot]:
     """Every figure that `data` has the numbers for, in reading order."""
-    makers = (pareto_plot, latency_plot, size_plot, per_class_plot, history_plot)
+    makers = (pareto_plot, latency_plot, size_plot, per_class_plot, boxes_plot, history_plot)
     return [p for p in (m(data) for m in makers) if p is not None]
 
 
@@ -85,7 +86,7 @@ def _prec_order(p: str) -> int:
 
 
 def pareto_plot(data: ReportData) -> Plot | None:
-    rows = [r for r in data.rows if r["status"] == "ok" and r.get("top1") is not None and r.get("p50_ms")]
+    rows = [r for r in data.rows if r["status"] == "ok" and r.get("accuracy") is not None and r.get("p50_ms")]
     if not rows:
         return None
     devices = list(dict.fromkeys(r["device"] for r in rows))
@@ -95,12 +96,12 @@ def pareto_plot(data: ReportData) -> Plot | None:
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, device in zip(axes, devices):
         pts = [r for r in rows if r["device"] == device]
-        front = [pts[i] for i in pareto_front([(r["p50_ms"], r["top1"]) for r in pts])]
-        ax.step([r["p50_ms"] for r in front], [100 * r["top1"] for r in front], where="post", color=INK,
+        front = [pts[i] for i in pareto_front([(r["p50_ms"], r["accuracy"]) for r in pts])]
+        ax.step([r["p50_ms"] for r in front], [100 * r["accuracy"] for r in front], where="post", color=INK,
                 linewidth=1.1, linestyle="--", zorder=1)
         for r in pts:
             on = any(r is f for f in front)
-            ax.scatter(r["p50_ms"], 100 * r["top1"], s=120 if on else 60, color=_color(r["precision"]),
+            ax.scatter(r["p50_ms"], 100 * r["accuracy"], s=120 if on else 60, color=_color(r["precision"]),
                        edgecolor=INK if on else "white", linewidth=1.5 if on else 0.8, zorder=3, alpha=0.9)
         lats = [r["p50_ms"] for r in pts]
         log = max(lats) / min(lats) > 20
@@ -113,7 +114,7 @@ def pareto_plot(data: ReportData) -> Plot | None:
         _style(ax)
         ax.set_title(device + (" (emulated)" if pts[0].get("emulated") else ""), fontsize=10, color=INK, loc="left")
         ax.set_xlabel("p50 latency (ms), faster ←", fontsize=9, color=INK)
-        ax.set_ylabel("top-1 (%), better ↑", fontsize=9, color=INK)
+        ax.set_ylabel(f"{data.metric} (%), better ↑", fontsize=9, color=INK)
     for ax in axes[len(devices):]:
         ax.set_visible(False)
     _legend(axes[0], [r["precision"] for r in rows], loc="lower right")
@@ -127,7 +128,7 @@ def _cluster_labels(pts: list[dict], log: bool) -> list[tuple[tuple[float, float
     import math
 
     def xy(r):
-        return (math.log10(r["p50_ms"]) if log else r["p50_ms"]), 100 * r["top1"]
+        return (math.log10(r["p50_ms"]) if log else r["p50_ms"]), 100 * r["accuracy"]
 
     xs, ys = zip(*(xy(r) for r in pts))
     sx, sy = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
@@ -147,8 +148,8 @@ def _cluster_labels(pts: list[dict], log: bool) -> list[tuple[tuple[float, float
         for r in g:
             by_model.setdefault(r["model"], []).append(r["precision"])
         text = "\n".join(f"{m} {'/'.join(ps)}" for m, ps in by_model.items())
-        top = max(g, key=lambda r: r["top1"])
-        out.append(((top["p50_ms"], top["top1"]), text))
+        top = max(g, key=lambda r: r["accuracy"])
+        out.append(((top["p50_ms"], top["accuracy"]), text))
     return out
 
 
@@ -290,3 +291,50 @@ def history_plot(data: ReportData) -> Plot | None:
                 "p50 of every ok bench of each file on each device, shaded up to p90"
                 + ("; ✕ marks a regression (slower than the previous comparable run by more than either run's "
                    "spread, as in `edgecnn history`)." if flagged else "; no regressions flagged."), _png(fig), wide=True)
+
+
+def boxes_plot(data: ReportData) -> Plot | None:
+    """Predicted boxes of the first detector with examples on a few test images: float32 above the quantized
+    precision (int8 when there), the true boxes dashed. The images are read back from the run's data source."""
+    rows = [r for r in data.rows if r.get("task") == "detection" and r.get("examples") and r.get("float_examples")]
+    if not rows or not data.data_source:
+        return None
+    quant = [r for r in rows if r["precision"] == "int8"] or [r for r in rows if r["precision"] != "float32"] or rows
+    r = quant[0]
+    try:
+        from edgecnn.data import load_split
+
+        ds = load_split(data.data_source, "test", needs_labels=None)
+    except Exception as exc:  # noqa: BLE001 — a picture is not worth failing the report over; say why it is missing
+        data.notes.append(f"box picture not drawn: cannot read {data.data_source}: {str(exc).splitlines()[0]}")
+        return None
+    panels = [("float32", r["float_examples"]), (r["precision"], r["examples"])]
+    k = min(len(r["examples"]), len(r["float_examples"]), len(ds))
+    names = list(ds.class_names)
+    fig = _figure(WIDE, 2.9 * len(panels))
+    axes = fig.subplots(len(panels), k, squeeze=False)
+    for row_axes, (precision, examples) in zip(axes, panels):
+        for i, ax in enumerate(row_axes):
+            ex = examples[i]
+            ax.imshow(ds.images[i], cmap="gray" if ds.images[i].ndim == 2 else None)
+            for x0, y0, x1, y1, *_ in ex["truth"]:
+                ax.add_patch(_rect(x0, y0, x1, y1, "white", "--"))
+            for (x0, y0, x1, y1), score, c in zip(ex["boxes"], ex["scores"], ex["classes"]):
+                ax.add_patch(_rect(x0, y0, x1, y1, _color(precision), "-"))
+                label = names[c] if 0 <= c < len(names) else str(c)
+                ax.text(x0, y0 - 1, f"{label} {score:.2f}", fontsize=7, color="white", va="bottom",
+                        bbox={"facecolor": _color(precision), "edgecolor": "none", "pad": 1})
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_ylabel(precision, fontsize=9, color=INK)
+    return Plot("boxes", f"Boxes: {r['model']} float32 and {r['precision']}",
+                f"{r['model']} on the first {k} test images of {data.data_source}: float32 (top) and "
+                f"{r['precision']} (bottom) boxes with score >= 0.3 and class; the true boxes dashed white.",
+                _png(fig), wide=True)
+
+
+def _rect(x0, y0, x1, y1, color, style):
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=color, linewidth=1.4, linestyle=style)

@@ -13,21 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgecnn.data.detection import input_boxes
 from edgecnn.errors import EdgecnnError
 
 AUGMENTATIONS = ("flip",)
-
-
-def input_boxes(ds, spec) -> list[np.ndarray]:
-    """Each image's boxes (K, 5) scaled from its raw pixels to the model input (H, W) of `spec`."""
-    out = []
-    for img, b in zip(ds.images, ds.boxes):
-        h, w = np.asarray(img).shape[:2]
-        b = np.array(b, np.float32).reshape(-1, 5)
-        b[:, [0, 2]] *= spec.width / w
-        b[:, [1, 3]] *= spec.height / h
-        out.append(b)
-    return out
 
 
 def flip_boxes(boxes: np.ndarray, width: float) -> np.ndarray:

@@ -15,6 +15,7 @@ import numpy as np
 
 SIZE_WEIGHT = 0.1
 MIN_OVERLAP = 0.7
+MIN_RADIUS = 0  # cells
 
 
 def gaussian_radius(h: float, w: float, min_overlap: float = MIN_OVERLAP) -> float:
@@ -44,7 +45,7 @@ def encode(boxes: list, grid: tuple[int, int], stride: float, num_classes: int):
                 continue
             cx, cy = (x0 + x1) / 2 / stride, (y0 + y1) / 2 / stride
             jx, jy = min(int(cx), gw - 1), min(int(cy), gh - 1)
-            sigma = (2 * int(gaussian_radius(h, w)) + 1) / 6
+            sigma = (2 * max(int(gaussian_radius(h, w)), MIN_RADIUS) + 1) / 6
             g = np.exp(-((xs - jx) ** 2 + (ys - jy) ** 2) / (2 * sigma ** 2))
             heat[i, :, :, int(c)] = np.maximum(heat[i, :, :, int(c)], g)
             size[i, jy, jx] = (w, h, 1.0)
