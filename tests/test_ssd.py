@@ -98,10 +98,11 @@ def test_builder_head_matches_outputs_and_rejects_bad_strides():
     from edgecnn.errors import EdgecnnError
     from edgecnn.zoo import build, get_entry
 
-    model = build("ssdlite_mobilenet_v2", (96, 80, 3), 4, alpha=0.35, strides=[8, 16, 32])
-    head = get_entry("ssdlite_mobilenet_v2").head(model)
-    n = len(anchors(head["anchors"], (96, 80)))
-    assert [tuple(o.shape[1:]) for o in model.outputs] == [(n, 4), (n, 4)]
+    for shape in [(96, 80, 3), (100, 72, 1)]:  # grids 12x10, 6x5, 3x3 and odd ones: 13x9, 7x5, 4x3
+        model = build("ssdlite_mobilenet_v2", shape, 4, alpha=0.35, strides=[8, 16, 32])
+        head = get_entry("ssdlite_mobilenet_v2").head(model)
+        n = len(anchors(head["anchors"], shape[:2]))
+        assert [tuple(o.shape[1:]) for o in model.outputs] == [(n, 4), (n, 4)]
     with pytest.raises(EdgecnnError, match="strides"):
         build("ssdlite_mobilenet_v2", (64, 64, 3), 4, strides=[16, 8])
 
