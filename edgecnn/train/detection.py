@@ -4,9 +4,9 @@ detection` in the zoo, or a saved detector to fine-tune).
 `trainer.train` does everything a classifier's run does (checks, seeds, deterministic ops, the model and its
 preprocessing spec, batch-norm momentum, learning-rate schedule, the progress bar, the atomic save) and hands the
 fit itself to `fit_detector`: boxes are scaled to the model input with the image (the spec's plain resize), the
-targets and losses come from the head kind in the spec (`TARGETS`: CenterNet's `targets`, SSD's
-`ssd_targets`), and `--augment flip` mirrors images and their boxes together, drawn per
-batch from the run's seed (`Batches`), so a run is repeatable. The saved spec records `task: detection` and the
+targets and losses come from the head kind in the spec (`TARGETS`: CenterNet's `targets`, SSD's `ssd_targets`),
+and `--augment flip` mirrors images and their boxes together, drawn per batch from the run's seed (`Batches`), so
+a run is repeatable. The saved spec records `task: detection` and the
 class names; the test split's losses are reported, its mAP is `edgecnn eval`'s.
 """
 

@@ -18,6 +18,12 @@ A = sum over levels of ceil(H/s) * ceil(W/s) * len(sizes) * len(aspect_ratios); 
 column, anchor, as `anchors` generates them. Per-level conv outputs are reshaped and concatenated in the graph
 (integer-only int8 ops XNNPACK runs); decoding and NMS stay outside it (`decode_ssd`), and training targets
 come from `edgecnn.train.ssd_targets`, their inverse.
+
+Measured (128 px, alpha 0.35, 130k params, 18.0M MACs; scenes:digits, 2-core machine): `edgecnn train
+ssdlite_mobilenet_v2 --data scenes:digits --epochs 12 --batch-size 16 --lr 2e-3 --augment flip` (8 min) reaches
+mAP@.5 0.145 / mAP@[.5:.95] 0.089 in float and 0.144 / 0.088 as integer-only int8 (63 ops, one XNNPACK
+partition); batch 64 for 16 epochs (10 min) reached 0.099. An FPN-lite top-down path (stride 16 upsampled into
+stride 8) did worse at 16 epochs (0.088), and its UpSampling2D became TILE ops outside XNNPACK (3 partitions).
 """
 
 from __future__ import annotations
