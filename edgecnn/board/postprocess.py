@@ -1,10 +1,13 @@
 """Boxes from a detector's output tensors, in float numpy: one module for the host and the boards.
 
 `decode(outputs, head)` dispatches on the head description a detector's spec carries (`PreprocessSpec.head`,
-`{"kind": "centernet", "stride": 8}`): `evaluate` calls it for mAP, and the board runner (`runner.py`, shipped with
+`{"kind": "centernet"}`, `{"kind": "ssd", "anchors": {...}, "variances": [...]}`): `evaluate` calls it for mAP, and the board runner (`runner.py`, shipped with
 this file) calls it to time post-processing apart from invoke. Standard library and numpy only, as the runner is.
 
-CenterNet-style maps (`edgecnn.zoo.detectors`): peak search, top-k, class-wise NMS.
+| head kind   | outputs                                   | decoder                                            |
+|-------------|-------------------------------------------|----------------------------------------------------|
+| `centernet` | heatmap, size, offset maps                | `decode_centernet`: peak search, top-k, NMS         |
+| `ssd`       | boxes (A, 4) deltas, scores (A, C)        | `decode_ssd`: `anchors`, `decode_boxes`, top-k, NMS |
 
 What: `decode_centernet(heatmap, size, offset, stride)` turns the three output maps of `edgecnn.zoo.detectors` into boxes
 `[x0, y0, x1, y1]` in model-input pixels, with scores and classes; `nms` keeps, per class, the best of boxes that
@@ -14,13 +17,17 @@ Why here and in float: an int8 model ends at its three output tensors; post-proc
 costs microseconds and keeps the graph integer-only (TFLite's TFLite_Detection_PostProcess op is float-only, so
 inside the graph it would force float inputs back in). It depends on numpy only, so a board runner can carry a copy.
 
-Steps, per image:
+CenterNet, per image:
 1. peaks: a heatmap cell that equals the maximum of its 3x3 neighbourhood (CenterNet's max-pool "NMS"; ties on an
    int8 plateau all survive and are merged by step 4);
 2. top-k: the `top_k` highest peaks over all cells and classes, those below `score_threshold` dropped;
 3. boxes: centre = (cell + offset) * stride, width/height = size * stride (size and offset as trained by
    `edgecnn.train.targets.encode`, the inverse of this);
 4. class-wise NMS at `iou` (two peaks of one object in neighbouring cells), at most `max_detections` kept.
+
+SSD, per image: the anchors come back from the head description alone (`anchors`: strides, sizes, aspect ratios),
+every (anchor, class) score >= `score_threshold` is a candidate, the best `top_k` are decoded against their
+anchors (`decode_boxes`, the inverse of `edgecnn.train.ssd_targets.encode_boxes`), then class-wise NMS.
 """
 
 from __future__ import annotations
@@ -88,7 +95,6 @@ def decode_centernet(heatmap: np.ndarray, size: np.ndarray, offset: np.ndarray, 
     return boxes[keep], scores[keep].astype(np.float32), cls[keep].astype(np.int64)
 
 
-
 def centernet(outputs: list, head: dict, input_hw: tuple[int, int], **options) -> list:
     """`decode_centernet` on each image of a batch of (heatmap, size, offset) maps; stride from the input size."""
     heat, size, offset = outputs
@@ -96,8 +102,95 @@ def centernet(outputs: list, head: dict, input_hw: tuple[int, int], **options) -
     return [decode_centernet(heat[i], size[i], offset[i], stride, **options) for i in range(len(heat))]
 
 
+def anchors(spec: dict, input_hw: tuple[int, int]) -> np.ndarray:
+    """(A, 4) float32 anchors `[cx, cy, w, h]` in input pixels, in the order an SSD head's outputs are laid out.
+
+    `spec` (an SSD head's `"anchors"`): `strides` (one per feature level; the level's grid is ceil(H/stride) x
+    ceil(W/stride), as "same"-padded stride-2 convolutions give), `sizes` (per level, the anchor sides in input
+    pixels at aspect ratio 1), `aspect_ratios` (width/height; each size x each ratio, side sqrt(w*h) kept) and
+    `offset` (an anchor's centre in its cell, 0.5 = the middle). Order: level, row, column, size, ratio, which is
+    a (H, W, per-cell * 4) conv output reshaped to (H*W*per-cell, 4). MediaPipe's SSD anchor options map on it:
+    BlazeFace (128 px, fixed_anchor_size) is strides [8, 16], sizes [[128] * 2, [128] * 6], ratios [1].
+    """
+    h, w = input_hw
+    ratios = np.asarray(spec.get("aspect_ratios", [1.0]), np.float64)
+    offset = float(spec.get("offset", 0.5))
+    if len(spec["strides"]) != len(spec["sizes"]):
+        raise ValueError(f"anchors: {len(spec['strides'])} strides but {len(spec['sizes'])} lists of sizes")
+    out = []
+    for stride, sizes in zip(spec["strides"], spec["sizes"]):
+        gh, gw = -(-h // int(stride)), -(-w // int(stride))
+        sides = np.asarray(sizes, np.float64)[:, None]
+        aw = (sides * np.sqrt(ratios)).reshape(-1)  # (sizes * ratios,), ratio fastest
+        ah = (sides / np.sqrt(ratios)).reshape(-1)
+        cy, cx = np.meshgrid((np.arange(gh) + offset) * stride, (np.arange(gw) + offset) * stride, indexing="ij")
+        k = len(aw)
+        out.append(np.stack([np.repeat(cx.reshape(-1), k), np.repeat(cy.reshape(-1), k),
+                             np.tile(aw, gh * gw), np.tile(ah, gh * gw)], axis=1))
+    return np.concatenate(out).astype(np.float32)
+
+
+def decode_boxes(deltas: np.ndarray, anchors_cxcywh: np.ndarray, variances) -> np.ndarray:
+    """(A, 4) boxes `[x0, y0, x1, y1]` from SSD deltas (A, 4) against anchors `[cx, cy, w, h]`:
+    centre = anchor centre + d_xy * variance_xy * anchor size, size = anchor size * exp(d_wh * variance_wh)."""
+    d = np.asarray(deltas, np.float32) * np.asarray(variances, np.float32)
+    a = np.asarray(anchors_cxcywh, np.float32)
+    c = a[:, :2] + d[:, :2] * a[:, 2:]
+    half = a[:, 2:] * np.exp(np.clip(d[:, 2:], -10.0, 10.0)) / 2
+    return np.concatenate([c - half, c + half], axis=1)
+
+
+def decode_ssd(deltas: np.ndarray, scores: np.ndarray, anchors_cxcywh: np.ndarray, variances,
+               background: bool = False, top_k: int = TOP_K, score_threshold: float = SCORE_THRESHOLD,
+               iou: float = NMS_IOU, max_detections: int = MAX_DETECTIONS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(boxes (K, 4) float32 in input pixels, scores (K,), classes (K,) int) of one image's SSD outputs.
+
+    `deltas` (A, 4), `scores` (A, C) probabilities (sigmoid per class; with `background`, softmax whose column 0 is
+    the background and is dropped): every (anchor, class) at or above `score_threshold`, the best `top_k` of them
+    decoded against their anchors, then class-wise NMS.
+    """
+    scores = np.asarray(scores, np.float32)
+    if background:
+        scores = scores[:, 1:]
+    if len(deltas) != len(anchors_cxcywh) or len(scores) != len(anchors_cxcywh):
+        raise ValueError(f"{len(deltas)} box and {len(scores)} score rows for {len(anchors_cxcywh)} anchors")
+    cand = np.flatnonzero(scores >= score_threshold)
+    best = scores.reshape(-1)[cand]
+    if len(cand) > top_k:
+        keep = np.argsort(-best, kind="stable")[:top_k]
+        cand, best = cand[keep], best[keep]
+    a, cls = np.unravel_index(cand, scores.shape)
+    boxes = decode_boxes(np.asarray(deltas)[a], np.asarray(anchors_cxcywh)[a], variances).reshape(-1, 4)
+    keep = nms(boxes, best, cls, iou, max_detections)
+    return boxes[keep], best[keep].astype(np.float32), cls[keep].astype(np.int64)
+
+
+def ssd(outputs: list, head: dict, input_hw: tuple[int, int], **options) -> list:
+    """`decode_ssd` on each image of a batch of (boxes (N, A, 4), scores (N, A, C)) outputs; anchors from `head`."""
+    deltas, scores = outputs
+    prior = anchors(head["anchors"], input_hw)
+    background = head.get("scores", "sigmoid") == "softmax"
+    return [decode_ssd(deltas[i], scores[i], prior, head["variances"], background, **options)
+            for i in range(len(deltas))]
+
+
+def output_problem(shapes: list, head: dict, input_hw: tuple[int, int], num_classes: int) -> str:
+    """"" when output shapes (each without the batch axis) fit `head` and `num_classes`, else what was expected."""
+    shapes = [tuple(int(d) for d in s) for s in shapes]
+    kind = head.get("kind")
+    if kind == "centernet":
+        ok = len(shapes) == 3 and [s[-1] for s in shapes] == [num_classes, 2, 2]
+        return "" if ok else f"three outputs (heatmap with {num_classes} classes, size 2, offset 2)"
+    if kind == "ssd":
+        n = len(anchors(head["anchors"], input_hw))
+        c = num_classes + (head.get("scores") == "softmax")
+        ok = shapes == [(n, 4), (n, c)]
+        return "" if ok else f"two outputs (boxes ({n}, 4), scores ({n}, {c})) for {n} anchors"
+    return f"a known head kind ({', '.join(sorted(HEADS))}), not {kind!r}"
+
+
 # head kind -> a function (outputs, head, input_hw, **options) -> per image (boxes, scores, classes)
-HEADS = {"centernet": centernet}
+HEADS = {"centernet": centernet, "ssd": ssd}
 
 
 def decode(outputs: list, head: dict, input_hw: tuple[int, int], **options) -> list:

@@ -6,10 +6,10 @@
 | `map50`          | mAP@.5: AP at IoU 0.5, averaged over classes                                           |
 | `per_class`      | AP@[.5:.95] and AP@.5 of each class (None for a class absent from the test split)       |
 
-The model runs on inputs made with its own saved spec (as classifiers are); its three output maps are dequantized
-(`predict_outputs`, the same LiteRT path as top-1) and decoded in float by `edgecnn.board.postprocess.decode`; boxes are scaled
-back to each raw image's pixels and scored against the source's exact boxes by pycocotools, the reference
-implementation, so numbers compare with published COCO numbers' definition.
+The model runs on inputs made with its own saved spec (as classifiers are); its outputs (CenterNet's three maps,
+SSD's boxes and scores) are dequantized (`predict_outputs`, the same LiteRT path as top-1) and decoded in float by
+`edgecnn.board.postprocess.decode`; boxes are scaled back to each raw image's pixels and scored against the
+source's exact boxes by pycocotools, the reference implementation, so numbers compare with published COCO numbers' definition.
 """
 
 from __future__ import annotations
@@ -73,15 +73,18 @@ def coco_map(gt_boxes: list, detections: list, image_sizes: list, class_names) -
 
 def detect(model_path: str | Path, x: np.ndarray, spec, **decode_args) -> list:
     """Per input image (boxes in input pixels, scores, classes) of a detector (Keras or .tflite)."""
-    from edgecnn.board.postprocess import decode
+    from edgecnn.board.postprocess import decode, output_problem
     from edgecnn.evaluate.predict import predict_outputs
 
     outs = predict_outputs(model_path, x)
     head = spec.head or {"kind": "centernet"}
-    if head.get("kind") == "centernet" and (len(outs) != 3 or outs[0].shape[-1] != len(spec.labels)
-                                            or outs[1].shape[-1] != 2 or outs[2].shape[-1] != 2):
-        raise EdgecnnError(f"{model_path}: expected a detector's three outputs (heatmap with {len(spec.labels)} "
-                           f"classes, size 2, offset 2), got {[list(o.shape[1:]) for o in outs]}")
+    try:
+        expected = output_problem([o.shape[1:] for o in outs], head, (spec.height, spec.width), len(spec.labels))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EdgecnnError(f"{model_path}: its spec's detection head {head} is malformed ({exc!r})") from None
+    if expected:
+        raise EdgecnnError(f"{model_path}: expected a {head.get('kind')} detector's {expected}, got "
+                           f"{[list(o.shape[1:]) for o in outs]}")
     try:
         return decode(outs, head, (spec.height, spec.width), **decode_args)
     except (ValueError, IndexError) as exc:

@@ -29,9 +29,15 @@ def finish(app, input_shape, num_classes, weights, name: str, **kwargs):
     model = app(input_shape=input_shape, include_top=True, weights="imagenet" if weights == "imagenet" else None,
                 classes=num_classes, **kwargs)
     model.name = name
+    return load_weights(model, weights)
+
+
+def load_weights(model, weights):
+    """`model` with the .weights.h5 file `weights` loaded (None / "imagenet": as built); a bad file is one line."""
     if weights not in (None, "imagenet"):
         try:
             model.load_weights(str(weights))
         except (ValueError, OSError) as exc:
-            raise EdgecnnError(f"{weights}: cannot load weights into {name}: {str(exc).splitlines()[0]}") from None
+            raise EdgecnnError(f"{weights}: cannot load weights into {model.name}: {str(exc).splitlines()[0]}") \
+                from None
     return model

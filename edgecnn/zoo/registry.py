@@ -61,7 +61,7 @@ def register(default_input=(224, 224, 3), min_size: int = 32, family: str = "", 
 
 def _ensure_loaded() -> None:
     # importing the builder modules runs their @register decorators
-    from edgecnn.zoo import classic, compact, detectors, mobilenets, resnets  # noqa: F401
+    from edgecnn.zoo import classic, compact, detectors, mobilenets, resnets, ssdlite  # noqa: F401
 
 
 def list_models(pattern: str = "*") -> list[str]:
