@@ -27,7 +27,7 @@ RUN_SCHEMA = "edgecnn.run/1"  # = edgecnn.pipeline.SUMMARY_SCHEMA; copied so rea
 PRECISIONS = ("float32", "float16", "dynamic", "int16x8", "int8")  # widest first: the order of every table and plot
 ROW_KEYS = ("model", "precision", "device", "path", "size_bytes", "size_ratio", "top1", "float_top1", "drop_points",
             "p50_ms", "p90_ms", "peak_rss_mb", "partitions", "ops_outside", "emulated", "status", "error", "run_id",
-            "per_class", "timing", "created_at")
+            "per_class", "timing", "created_at", "postprocess_p50_ms")
 _TIMING_KEYS = ("mean_ms", "std_ms", "min_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms")
 
 
@@ -46,6 +46,11 @@ class ReportData:
     @property
     def has_accuracy(self) -> bool:
         return any(r.get("top1") is not None for r in self.rows)
+
+    @property
+    def has_postprocess(self) -> bool:
+        """Some row is a detector whose post-processing was timed apart from invoke."""
+        return any(r.get("postprocess_p50_ms") is not None for r in self.rows)
 
     @property
     def failed(self) -> list[dict]:
@@ -219,7 +224,8 @@ def _row_from_db(h: dict) -> dict:
             "peak_rss_mb": h.get("peak_rss_mb") if ok else None, "partitions": h.get("partitions") if ok else None,
             "emulated": bool(h.get("emulated")), "status": "ok" if ok else "failed",
             "error": None if ok else (h.get("error") or "unknown error"), "run_id": h.get("id"), "per_class": None,
-            "timing": timing, "created_at": h.get("created_at")}
+            "timing": timing, "created_at": h.get("created_at"),
+            "postprocess_p50_ms": h.get("postprocess_p50_ms") if ok else None}
 
 
 def _sorted(rows: list[dict]) -> list[dict]:
