@@ -79,6 +79,12 @@ def ssd(path: Path, size: int = 64, num_classes: int = 3, max_detections: int = 
 
         base = keras.applications.MobileNetV2(input_shape=(size, size, 3), include_top=False, weights=None)
         feats = keras.Model(base.input, [base.get_layer("block_13_expand_relu").output, base.output])
+        from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+        # weights as constants: a SavedModel whose function reads variables converts to VAR_HANDLE/READ_VARIABLE
+        # ops that the converter leaves unfrozen (the model then outputs NaN)
+        feats = convert_variables_to_constants_v2(tf.function(lambda x: feats(x, training=False)).get_concrete_function(
+            tf.TensorSpec((1, size, size, 3), tf.float32)))
     else:
         w16 = tf.constant(rng.normal(0, 0.3, (3, 3, 3, 32)).astype(np.float32))
         w32 = tf.constant(rng.normal(0, 0.3, (3, 3, 32, 32)).astype(np.float32))
