@@ -70,8 +70,11 @@ def truncated_copy(model, directory) -> Path | None:
     from edgecnn.tflite.detect import without_postprocess
 
     try:
-        data = without_postprocess(Path(model))
-    except EdgecnnError:
+        raw = Path(model).read_bytes()
+        if b"TFLite_Detection_PostProcess" not in raw:  # the custom op's name is stored as a string: skip the parse
+            return None
+        data = without_postprocess(raw)
+    except (OSError, EdgecnnError):
         return None
     if data is None:
         return None
