@@ -264,6 +264,7 @@ def convert(model, output, mode, io, per_tensor, calibration, num_calibration, s
                             allow_float_fallback, scale, offset, mean, std, target=target, rewrite=not no_rewrite,
                             bias_correction=bias_correction, equalize=equalize,
                             calibrator=calibrator, calibration_method=calibration_method)
+    _lint_foreign(model)  # a foreign .tflite whose outputs int8 would ruin: one warning line each
     if max_accuracy_drop is not None:
         from edgecnn.guided import guided_convert
 
@@ -526,6 +527,28 @@ def edgetpu_check(model, runtime_version, as_json):
         sys.exit(2)
 
 
+def _lint_foreign(model) -> None:
+    """One warning line on stderr per mixed-range concatenated output of a foreign .tflite (edgecnn.tflite.detect)."""
+    from pathlib import Path
+
+    from edgecnn.errors import EdgecnnError as _Error
+
+    p = Path(model)
+    if p.suffix != ".tflite" or not p.is_file():
+        return
+    from edgecnn.tflite.detect import mixed_range_outputs
+    from edgecnn.tflite.metadata import read_spec
+
+    try:
+        if read_spec(p) is not None:
+            return
+        warnings = mixed_range_outputs(p, str(p))
+    except _Error:
+        return  # an unreadable model is reported by the step itself
+    for line in warnings:
+        click.echo(f"edgecnn: warning: {line}", err=True)
+
+
 @main.command()
 @click.argument("model")
 @click.option("--device", "devices", multiple=True, default=("local-cpu",), show_default=True,
@@ -539,15 +562,20 @@ def edgetpu_check(model, runtime_version, as_json):
 @click.option("--data", default=None, help="Real inputs (top-1 if labeled): a data source, or an .npz of x/y.")
 @click.option("--limit", type=int, default=1000, show_default=True, help="At most this many --data samples.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
+@click.option("--head", default=None, metavar="KIND|JSON",
+              help="Detection head of a foreign model (blazeface, tflite_detection_postprocess, or a JSON "
+                   "description) [default: the model's spec, else recognised from its outputs].")
 @click.option("--db", "db_path", default=None, help="Results database [default: $EDGECNN_DB or the user data dir].")
 @click.option("--json", "as_json", is_flag=True, help="Print the full result document as JSON.")
-def bench(model, devices, threads, warmup, runs, min_secs, no_xnnpack, op_profile, data, limit, seed, db_path,
+def bench(model, devices, threads, warmup, runs, min_secs, no_xnnpack, op_profile, data, limit, seed, head, db_path,
           as_json):
     """Benchmark MODEL.tflite on a device (this CPU by default) and store the result.
 
     Runs the board runner (edgecnn/board/runner.py) in a fresh process: init, first inference, warm-up, then
     steady-state latency (mean, std, min, p50, p90, p99, max), peak RSS, delegate partitions; top-1 with --data.
     Every run, failed or not, becomes a row in the results database (see `edgecnn history`).
+    A detector (edgecnn's, or a foreign BlazeFace-style or TFLite_Detection_PostProcess .tflite) also gets its
+    post-processing timed apart from invoke (`postprocess` in --json).
     """
     from edgecnn.devices.profiles import load_profile
     from edgecnn.bench.protocol import BenchSettings
@@ -557,8 +585,9 @@ def bench(model, devices, threads, warmup, runs, min_secs, no_xnnpack, op_profil
     def settings_for(profile):
         return BenchSettings(threads=profile.threads if threads is None else threads, warmup=warmup, runs=runs,
                              min_secs=min_secs, xnnpack=not no_xnnpack and profile.delegate == "xnnpack",
-                             op_profile=op_profile, seed=seed)
+                             op_profile=op_profile, seed=seed, head=head)
 
+    _lint_foreign(model)
     with open_db(db_path) as db:  # a bad database fails here, before a run is wasted
         profiles = [load_profile(d) for d in dict.fromkeys(devices)]
         if len(profiles) > 1:

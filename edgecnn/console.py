@@ -58,6 +58,11 @@ def bench_table(doc: dict) -> Table:
     ]
     for k in ("mean", "std", "min", "p50", "p90", "p99", "max"):
         rows.append((f"{k}", f"{_ms(st.get(k + '_ms'))} ms"))
+    pp = doc.get("postprocess")
+    if pp:
+        rows.append(("post-processing", f"{pp.get('head')}: p50 {_ms(pp.get('p50_ms'))} ms, mean "
+                                        f"{_ms(pp.get('mean_ms'))} ms, {pp.get('detections')} detections "
+                                        f"({pp.get('method')})"))
     rows.append(("peak RSS", f"{doc.get('peak_rss_mb')} MiB"))
     acc = doc.get("accuracy")
     if acc:

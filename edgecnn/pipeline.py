@@ -320,6 +320,7 @@ def run_pipeline(recipe: Recipe, out_dir: str | Path, log: Callable[[str], None]
                                  "float_map": float_eval["map"], "examples": acc.get("examples"),
                                  "float_examples": float_eval.get("examples")} if detector else {}),
                              "p50_ms": steady.get("p50_ms"), "p90_ms": steady.get("p90_ms"),
+                             "postprocess_p50_ms": (b.get("postprocess") or {}).get("p50_ms"),
                              "peak_rss_mb": b.get("peak_rss_mb"),
                              "partitions": (b.get("delegation") or {}).get("partitions"),
                              "ops_outside": (b.get("delegation") or {}).get("ops_outside"),

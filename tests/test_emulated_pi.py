@@ -211,6 +211,21 @@ def test_int8_bench_on_arm64_matches_x86_and_is_stored_as_emulated(board, digits
     assert "EMULATED" in hist.stdout
 
 
+def test_detector_postprocess_timed_on_the_board(board, db, tmp_path):
+    """A foreign SSD (TFLite_Detection_PostProcess in the graph) on the arm64 board: postprocess.py and the copy
+    without the op go to the board's cache, and the op's time comes back apart from the rest."""
+    import detector_models
+
+    model = detector_models.ssd(tmp_path / "ssd_tiny.tflite")
+    r = _bench(model, board.profile(), db, "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["machine"]["arch"] == "aarch64" and doc["postprocess"]["head"] == "tflite_detection_postprocess"
+    assert doc["postprocess"]["without_postprocess"]["n"] == doc["timing"]["steady"]["n"]
+    assert doc["postprocess"]["detections"] == 10
+    assert _rows(db)[0]["postprocess_head"] == "tflite_detection_postprocess"
+
+
 def test_second_run_reuses_the_copies_on_the_board(board, digits_model, db):
     model, _ = digits_model
     profile = board.profile()
@@ -524,6 +539,8 @@ def _check_reached_the_runner(doc: dict, line: str, db) -> None:
     argv = doc["argv"]  # the runner's own failed document: it was started, on the board, with these arguments
     assert argv[argv.index("--delegate") + 1] == "libedgetpu.so.1" and "--no-xnnpack" in argv
     assert argv[0].endswith("-digits_int8_edgetpu.tflite"), argv  # the compiled model, from the board's cache
+    # the detectors' decoder goes along on this path too (a detector's post-processing is timed on the host CPU)
+    assert argv[argv.index("--postprocess") + 1].endswith("-postprocess.py"), argv
     assert doc["transport"] == "ssh" and doc["board"]["arch"] == "aarch64"
     assert doc["device"] == {"name": "emulated-coral-test", "kind": "edgetpu", "emulated": True}
     pre = doc["edgetpu_preflight"]

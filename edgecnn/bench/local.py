@@ -14,8 +14,10 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 
-from edgecnn.bench.protocol import RUNNER_PATH, BenchSettings, parse_runner_output, runner_args
+from edgecnn.bench.protocol import (POSTPROCESS_PATH, RUNNER_PATH, BenchSettings, parse_runner_output, runner_args,
+                                    truncated_copy)
 
 
 def run_local(model: str, settings: BenchSettings, samples: str | None = None, python: str | None = None,
@@ -25,7 +27,14 @@ def run_local(model: str, settings: BenchSettings, samples: str | None = None, p
     `python` defaults to this interpreter; `timeout` (s) kills a hung run. Ctrl-C propagates as KeyboardInterrupt
     after the runner has been stopped.
     """
-    cmd = [python or sys.executable, str(RUNNER_PATH), *runner_args(model, settings, samples)]
+    with tempfile.TemporaryDirectory(prefix="edgecnn-local-") as tmp:
+        truncated = truncated_copy(model, tmp)
+        cmd = [python or sys.executable, str(RUNNER_PATH),
+               *runner_args(model, settings, samples, POSTPROCESS_PATH, truncated)]
+        return _run(cmd, timeout)
+
+
+def _run(cmd: list[str], timeout: float | None) -> dict:
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 RUNNER_PATH = Path(__file__).resolve().parents[1] / "board" / "runner.py"
+POSTPROCESS_PATH = RUNNER_PATH.parent / "postprocess.py"  # the detectors' decoder, shipped beside the runner
 SCHEMA = "edgecnn.bench/1"
 
 
@@ -29,13 +30,16 @@ class BenchSettings:
     op_profile: bool = False
     seed: int = 0
     delegate: str | None = None  # an external delegate library on the device (libedgetpu.so.1 for Coral)
+    head: str | None = None  # a detection head for a foreign model: a kind (blazeface) or a JSON description
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def runner_args(model: str, settings: BenchSettings, samples: str | None = None) -> list[str]:
-    """The runner's arguments (after `python runner.py`) for `model` with `settings` and an optional samples .npz."""
+def runner_args(model: str, settings: BenchSettings, samples: str | None = None, postprocess: str | None = None,
+                truncated: str | None = None) -> list[str]:
+    """The runner's arguments (after `python runner.py`) for `model` with `settings` and an optional samples .npz;
+    `postprocess`: where postprocess.py is (default: beside the runner); `truncated`: `detector_files`' copy."""
     args = [str(model), "--threads", str(settings.threads), "--warmup", str(settings.warmup),
             "--runs", str(settings.runs), "--min-secs", repr(float(settings.min_secs)), "--seed", str(settings.seed)]
     if not settings.xnnpack:
@@ -46,7 +50,37 @@ def runner_args(model: str, settings: BenchSettings, samples: str | None = None)
         args += ["--delegate", settings.delegate]
     if samples:
         args += ["--samples", str(samples)]
+    if settings.head:
+        args += ["--head", settings.head]
+    if postprocess:
+        args += ["--postprocess", str(postprocess)]
+    if truncated:
+        args += ["--truncated", str(truncated)]
     return args
+
+
+def truncated_copy(model, directory) -> Path | None:
+    """For a model with in-graph detection post-processing (TFLite_Detection_PostProcess), write a copy without it
+    into `directory` (the runner times both; the difference is the op's time) and return it; else None.
+
+    Every runner (local, SSH, Edge TPU through SSH) calls this on the file it is about to run. An unreadable model
+    gives None: the runner then reports its own clear error about the file.
+    """
+    from edgecnn.errors import EdgecnnError
+    from edgecnn.tflite.detect import without_postprocess
+
+    try:
+        raw = Path(model).read_bytes()
+        if b"TFLite_Detection_PostProcess" not in raw:  # the custom op's name is stored as a string: skip the parse
+            return None
+        data = without_postprocess(raw)
+    except (OSError, EdgecnnError):
+        return None
+    if data is None:
+        return None
+    out = Path(directory) / f"{Path(model).stem}-without-postprocess.tflite"
+    out.write_bytes(data)
+    return out
 
 
 def failed_doc(error: str, model: str | None = None, settings: BenchSettings | None = None) -> dict:

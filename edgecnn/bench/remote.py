@@ -1,8 +1,9 @@
 """Bench on a board over SSH: copy the runner and the model (cached by hash), run, bring the JSON back.
 
 The board needs only sshd, Python 3 with numpy, and ai-edge-litert (or tflite-runtime). On the board, under
-`work_dir` (default `~/edgecnn`), `cache/` holds `<sha256[:16]>-runner.py` and `<sha256[:16]>-<model>.tflite`: a
-file is copied once and reused until its content changes. A failed run (unreachable board, dropped connection,
+`work_dir` (default `~/edgecnn`), `cache/` holds `<sha256[:16]>-runner.py`, `<sha256[:16]>-postprocess.py` (the
+detectors' decoder; the runner gets its path with --postprocess) and `<sha256[:16]>-<model>.tflite` (plus, for a model
+with a TFLite_Detection_PostProcess op, its copy without the op, to time the op by difference): a file is copied once and reused until its content changes. A failed run (unreachable board, dropped connection,
 missing runtime, full disk, Ctrl-C) comes back as `{"status": "failed", "error": "<one line>", ...}` like a failed
 local run, so the caller records it; `run_remote` raises only on bad arguments. `cancel_all` stops every run in
 progress (Ctrl-C during a multi-device bench).
@@ -20,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+from edgecnn.bench.protocol import POSTPROCESS_PATH as POSTPROCESS
 from edgecnn.bench.protocol import RUNNER_PATH as RUNNER
 from edgecnn.bench.protocol import SCHEMA
 from edgecnn.devices.board import missing, probe, ssh_target
@@ -69,9 +71,16 @@ def run_remote(profile, model_path, settings=None, samples_npz=None, cancel: thr
     threading.Event) stops the run from another thread; Ctrl-C in this thread does the same. Either way the
     runner on the board is interrupted and the document says `"interrupted": true`.
     """
-    from edgecnn.bench.protocol import parse_runner_output, runner_args
+    import tempfile
 
     model_path = Path(model_path)
+    with tempfile.TemporaryDirectory(prefix="edgecnn-remote-") as tmp:
+        return _run_remote(profile, model_path, settings, samples_npz, cancel, tmp)
+
+
+def _run_remote(profile, model_path: Path, settings, samples_npz, cancel, tmp: str) -> dict:
+    from edgecnn.bench.protocol import parse_runner_output, runner_args, truncated_copy
+
     s = _settings(settings)
     if not model_path.is_file():
         return _failed(f"{model_path}: no such model file", profile, None, model_path, settings=s)
@@ -91,7 +100,9 @@ def run_remote(profile, model_path, settings=None, samples_npz=None, cancel: thr
                                f"install: {'; '.join(m['install'] for m in lacking)}", profile, target, model_path,
                                extra, s)
             cache = f"{info.work_dir}/cache"
-            files = [RUNNER, model_path] + ([Path(samples_npz)] if samples_npz else [])
+            truncated = truncated_copy(model_path, tmp)  # in-graph detection post-processing: timed by difference
+            files = [RUNNER, POSTPROCESS, model_path] + ([Path(samples_npz)] if samples_npz else []) + \
+                ([truncated] if truncated else [])
             need = sum(p.stat().st_size for p in files)
             if info.disk_free_bytes is not None and info.disk_free_bytes < need + (1 << 20):
                 return _failed(f"device {target.name}: board disk full: {info.disk_free_bytes // 1024} KiB free "
@@ -100,11 +111,13 @@ def run_remote(profile, model_path, settings=None, samples_npz=None, cancel: thr
             board.makedirs(cache)
             t1 = time.monotonic()
             runner = board.put_cached(RUNNER, cache)
+            postprocess = board.put_cached(POSTPROCESS, cache)  # the runner is told where: its cached name has a hash
             model = board.put_cached(model_path, cache)
             samples = board.put_cached(samples_npz, cache) if samples_npz else None
+            cut = board.put_cached(truncated, cache) if truncated else None
             extra["timing_remote"]["copy_s"] = round(time.monotonic() - t1, 3)
             _check_cancel(cancel)
-            args = [runner, *runner_args(model, s, samples)]
+            args = [runner, *runner_args(model, s, samples, postprocess, cut)]
             py = info.python_path or profile.python
             state["pidfile"] = f"{info.work_dir}/run-{secrets.token_hex(4)}.pid"
             cmd = (f"cd {shlex.quote(info.work_dir)} && echo $$ > {shlex.quote(state['pidfile'])} && "

@@ -203,3 +203,192 @@ def decode(outputs: list, head: dict, input_hw: tuple[int, int], **options) -> l
     if kind not in HEADS:
         raise ValueError(f"unknown detection head {kind!r}; known: {', '.join(sorted(HEADS))}")
     return HEADS[kind](outputs, head, input_hw, **options)
+
+
+# --- foreign detectors: BlazeFace raw outputs, TFLite_Detection_PostProcess outputs, and telling them apart --------
+#
+# Kept in their own functions, registered at the end with `HEADS.update(FOREIGN_HEADS)`.
+
+# MediaPipe's SsdAnchorsCalculator options of its BlazeFace models (face_detection_*_common.pbtxt): the layer
+# strides, and whether each layer adds an "interpolated" anchor (interpolated_scale_aspect_ratio 1.0) to the
+# aspect-ratio-1 one. With `fixed_anchor_size: true` every anchor is 1x1 (in input-size units): only centres count.
+BLAZEFACE_LAYOUTS = {
+    "short_range": {"strides": [8, 16, 16, 16], "interpolated": True},  # 128x128: 16*16*2 + 8*8*6 = 896
+    "back": {"strides": [16, 32, 32, 32], "interpolated": True},  # 256x256: 896
+    "full_range": {"strides": [4], "interpolated": False},  # 192x192: 48*48 = 2304
+}
+BLAZEFACE_SCORE_THRESHOLD = 0.5  # MediaPipe's min_score_thresh
+BLAZEFACE_IOU = 0.3  # MediaPipe's min_suppression_threshold
+BLAZEFACE_SCORE_CLIP = 100.0  # MediaPipe's score_clipping_thresh
+
+
+def blazeface_anchors(input_hw: tuple[int, int], strides: list, interpolated: bool = True) -> np.ndarray:
+    """(N, 2) anchor centres (x, y) in 0..1, in MediaPipe's SsdAnchorsCalculator order.
+
+    Consecutive layers with the same stride share one feature map: per cell, each of them adds one anchor of aspect
+    ratio 1 and, with `interpolated`, one more; cells are walked row by row (y, then x), anchors within a cell last.
+    """
+    h, w = input_hw
+    centres = []
+    layer = 0
+    while layer < len(strides):
+        stride = strides[layer]
+        per_cell = 0
+        while layer < len(strides) and strides[layer] == stride:
+            per_cell += 2 if interpolated else 1
+            layer += 1
+        fh, fw = -(-h // stride), -(-w // stride)
+        ys, xs = np.meshgrid((np.arange(fh) + 0.5) / fh, (np.arange(fw) + 0.5) / fw, indexing="ij")
+        cell = np.stack([xs.ravel(), ys.ravel()], axis=1)
+        centres.append(np.repeat(cell, per_cell, axis=0))
+    return np.concatenate(centres).astype(np.float32)
+
+
+def decode_blazeface(regressors: np.ndarray, classificators: np.ndarray, anchors: np.ndarray,
+                     input_hw: tuple[int, int], score_threshold: float = BLAZEFACE_SCORE_THRESHOLD,
+                     iou: float = BLAZEFACE_IOU, max_detections: int = MAX_DETECTIONS, **_ignored):
+    """(boxes (K, 4) in input pixels, scores, classes (all 0)) of one image's (N, 4+2k) regressors and (N, 1) logits.
+
+    MediaPipe's TensorsToDetectionsCalculator with x/y/w/h_scale = the input size: centre = raw[0:2] / size +
+    anchor centre, width/height = raw[2:4] / size (anchors are 1x1); score = sigmoid(clip(logit, +-100)); then
+    greedy NMS at `iou` (MediaPipe blends overlapping boxes instead; the kept boxes are the same).
+    """
+    h, w = input_hw
+    logits = np.clip(np.asarray(classificators, np.float32).reshape(-1), -BLAZEFACE_SCORE_CLIP, BLAZEFACE_SCORE_CLIP)
+    scores = 1.0 / (1.0 + np.exp(-logits))
+    cand = np.flatnonzero(scores >= score_threshold)
+    raw = np.asarray(regressors, np.float32)[cand, :4]
+    cx = raw[:, 0] / w + anchors[cand, 0]
+    cy = raw[:, 1] / h + anchors[cand, 1]
+    bw, bh = raw[:, 2] / w, raw[:, 3] / h
+    boxes = np.stack([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h], axis=1)
+    boxes = boxes.astype(np.float32).reshape(-1, 4)
+    classes = np.zeros(len(cand), np.int64)
+    keep = nms(boxes, scores[cand], classes, iou, max_detections)
+    return boxes[keep], scores[cand][keep].astype(np.float32), classes[keep]
+
+
+def _blazeface_pair(outputs: list) -> tuple[np.ndarray, np.ndarray]:
+    """(regressors (B, N, 4+2k), classificators (B, N, 1)) among `outputs`, in either order, or a ValueError."""
+    shapes = [tuple(np.shape(o)) for o in outputs]
+    if len(outputs) != 2 or any(len(s) != 3 for s in shapes) or shapes[0][:2] != shapes[1][:2]:
+        raise ValueError(f"blazeface needs two outputs (1, N, 16) and (1, N, 1), got {shapes}")
+    reg, cls = (outputs[0], outputs[1]) if shapes[0][2] > shapes[1][2] else (outputs[1], outputs[0])
+    if np.shape(cls)[2] != 1 or np.shape(reg)[2] < 4:
+        raise ValueError(f"blazeface needs two outputs (1, N, 16) and (1, N, 1), got {shapes}")
+    return reg, cls
+
+
+def blazeface_layout(input_hw: tuple[int, int], num_anchors: int) -> dict | None:
+    """The BLAZEFACE_LAYOUTS entry whose anchors at `input_hw` number `num_anchors`, or None."""
+    for layout in BLAZEFACE_LAYOUTS.values():
+        if len(blazeface_anchors(input_hw, layout["strides"], layout["interpolated"])) == num_anchors:
+            return dict(layout)
+    return None
+
+
+def blazeface(outputs: list, head: dict, input_hw: tuple[int, int], **options) -> list:
+    """BlazeFace-style raw outputs (regressors, classificators) -> per image boxes, scores, classes.
+
+    `head`: `{"kind": "blazeface", "strides": [...], "interpolated": bool}` (the anchors; without them the layout
+    whose anchor count fits the outputs), optional `score_threshold` and `iou`.
+    """
+    reg, cls = _blazeface_pair(outputs)
+    n = np.shape(reg)[1]
+    layout = {k: head[k] for k in ("strides", "interpolated") if k in head} or blazeface_layout(input_hw, n)
+    if layout is None or "strides" not in layout:
+        raise ValueError(f"blazeface: no known anchor layout gives {n} anchors at input {input_hw[0]}x{input_hw[1]}"
+                         f" (give strides and interpolated in the head)")
+    anchors = blazeface_anchors(input_hw, layout["strides"], layout.get("interpolated", True))
+    if len(anchors) != n:
+        raise ValueError(f"blazeface: strides {layout['strides']} give {len(anchors)} anchors at input "
+                         f"{input_hw[0]}x{input_hw[1]}, the outputs have {n}")
+    opts = {k: head[k] for k in ("score_threshold", "iou") if k in head}
+    opts.update(options)
+    return [decode_blazeface(reg[i], cls[i], anchors, input_hw, **opts) for i in range(len(reg))]
+
+
+TFLITE_DETECTION_ROLES = ("boxes", "classes", "scores", "count")  # the op's own output order
+
+
+def tflite_detection_postprocess(outputs: list, head: dict, input_hw: tuple[int, int],
+                                 score_threshold: float = 0.0, **_ignored) -> list:
+    """The four outputs of TFLite's TFLite_Detection_PostProcess op -> per image boxes (input pixels), scores, classes.
+
+    The op already decoded the anchors and ran NMS inside the graph: here only the first `count` rows are kept and
+    [ymin, xmin, ymax, xmax] in 0..1 becomes [x0, y0, x1, y1] in pixels. `head["roles"]` names each model output
+    (the model may list the op's outputs in any order); without it the op's order is assumed.
+    """
+    roles = head.get("roles") or list(TFLITE_DETECTION_ROLES)
+    if len(outputs) != 4 or sorted(roles) != sorted(TFLITE_DETECTION_ROLES):
+        raise ValueError(f"tflite_detection_postprocess needs the op's four outputs (boxes, classes, scores, count), "
+                         f"got {len(outputs)} outputs {[tuple(np.shape(o)) for o in outputs]}")
+    by = dict(zip(roles, outputs))
+    boxes, classes, scores = np.asarray(by["boxes"]), np.asarray(by["classes"]), np.asarray(by["scores"])
+    count = np.asarray(by["count"]).reshape(-1)
+    if boxes.ndim != 3 or boxes.shape[2] != 4 or scores.shape != boxes.shape[:2] or classes.shape != boxes.shape[:2]:
+        raise ValueError(f"tflite_detection_postprocess: boxes {boxes.shape}, classes {classes.shape}, scores "
+                         f"{scores.shape} do not fit (1, M, 4), (1, M), (1, M)")
+    h, w = input_hw
+    result = []
+    for i in range(len(boxes)):
+        k = int(count[i]) if i < len(count) else boxes.shape[1]
+        b, s, c = boxes[i, :k], scores[i, :k], classes[i, :k]
+        keep = s >= score_threshold
+        xyxy = np.stack([b[:, 1] * w, b[:, 0] * h, b[:, 3] * w, b[:, 2] * h], axis=1).astype(np.float32)
+        result.append((xyxy[keep].reshape(-1, 4), s[keep].astype(np.float32), c[keep].astype(np.int64)))
+    return result
+
+
+FOREIGN_HEADS = {"blazeface": blazeface, "tflite_detection_postprocess": tflite_detection_postprocess}
+IN_GRAPH_HEADS = {"tflite_detection_postprocess"}  # post-processing runs inside the model: timed by a truncated copy
+DETECTION_POSTPROCESS_OP = "TFLite_Detection_PostProcess"
+
+
+def recognise(outputs: list, ops: list, input_hw: tuple[int, int]) -> dict | None:
+    """The head description of a foreign detector from its outputs and ops, or None when it is neither kind.
+
+    `outputs`: per model output `{"index": tensor index, "shape": [...]}`; `ops`: per op `{"name": builtin or custom
+    name, "outputs": [tensor indices]}` (the runner's `_get_ops_details()` or the TF-free reader give both).
+    - a TFLite_Detection_PostProcess op whose four outputs are the model's outputs ->
+      `{"kind": "tflite_detection_postprocess", "roles": [role of each model output]}`;
+    - two outputs (1, N, 4+2k) and (1, N, 1) whose N is the anchor count of a BlazeFace layout at the input size ->
+      `{"kind": "blazeface", "strides": ..., "interpolated": ...}`.
+    """
+    out_index = [int(o["index"]) for o in outputs]
+    for op in ops:
+        if str(op.get("name", "")).split(":")[-1] != DETECTION_POSTPROCESS_OP:
+            continue
+        op_outs = [int(t) for t in op.get("outputs", [])]
+        if len(op_outs) == 4 and sorted(op_outs) == sorted(out_index):
+            return {"kind": "tflite_detection_postprocess",
+                    "roles": [TFLITE_DETECTION_ROLES[op_outs.index(t)] for t in out_index]}
+    shapes = [tuple(int(d) for d in o["shape"]) for o in outputs]
+    if len(shapes) == 2 and all(len(s) == 3 for s in shapes) and shapes[0][:2] == shapes[1][:2]:
+        last = sorted(s[2] for s in shapes)
+        if last[0] == 1 and last[1] >= 4 and last[1] % 2 == 0:
+            layout = blazeface_layout(input_hw, shapes[0][1])
+            if layout is not None:
+                return {"kind": "blazeface", **layout}
+    return None
+
+
+def parse_head(text: str) -> dict:
+    """A head given by the user: a kind name (`blazeface`) or a JSON object (`{"kind": "blazeface", ...}`)."""
+    import json
+
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            head = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"head {text[:80]!r} is not valid JSON ({exc})") from None
+    else:
+        head = {"kind": text}
+    if not isinstance(head, dict) or head.get("kind") not in HEADS:
+        raise ValueError(f"unknown detection head {head.get('kind') if isinstance(head, dict) else head!r}; "
+                         f"known: {', '.join(sorted(HEADS))}")
+    return head
+
+
+HEADS.update(FOREIGN_HEADS)

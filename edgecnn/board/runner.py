@@ -7,12 +7,23 @@ click or the rest of edgecnn. A board needs nothing but `pip install ai-edge-lit
 
     python runner.py MODEL [--threads N] [--warmup N] [--runs N] [--min-secs S] [--no-xnnpack]
                            [--op-profile] [--samples FILE.npz] [--seed N]
+                           [--head KIND|JSON] [--postprocess postprocess.py] [--truncated MODEL]
 
 What it measures, in the order benchmark_model does: model load + allocate_tensors (init), the first inference,
 `--warmup` inferences, then steady-state inferences until both `--runs` and `--min-secs` are met. Inputs are set
 once before timing and the timed loop is bare `invoke()` calls timed with `perf_counter_ns`, as benchmark_model
 does. Inputs are the first sample of `--samples` (an .npz with float32 `x` (N, ...) quantized here with the
 model's own scale/zero-point, optional int labels `y`), else seeded random values of each input's dtype.
+
+Detectors: when the model is one (its embedded edgecnn spec says task detection and has a head; `--head` names
+one; or the outputs are recognised as BlazeFace-style raw outputs or a TFLite_Detection_PostProcess op's), the
+post-processing is timed apart from invoke and reported under `postprocess` (head, method, p50/mean ms, ...):
+- raw outputs (centernet, blazeface): after the invoke loop, as many runs of reading the outputs, dequantizing
+  them and `postprocess.decode` (boxes, scores, NMS) as the invoke loop timed;
+- in-graph post-processing (TFLite_Detection_PostProcess): the op's time is p50 (mean) of the model minus p50
+  (mean) of `--truncated`, a copy without the op whose outputs are the op's inputs, timed here the same way.
+The decoder is edgecnn/board/postprocess.py, the same file the host uses: found next to this file, or at
+`--postprocess PATH` (on boards both are copied into the cache under content-hashed names).
 
 The JSON (keys listed in `SCHEMA`) goes to stdout; on any failure it is `{"status": "failed", "error": ...}` and
 the exit code is non-zero (130 for Ctrl-C). The runtime's own log lines (e.g. XNNPACK's) go to stderr.
@@ -400,6 +411,121 @@ def accuracy(np, interp, inputs, outputs, x, y) -> tuple[dict, list[int]]:
     return result, preds
 
 
+# --- detector post-processing ----------------------------------------------------------------------------------
+
+
+def load_postprocess(path: str | None):
+    """The postprocess module from `path` (default: postprocess.py next to this file), or None when absent."""
+    import importlib.util
+
+    path = path or os.path.join(os.path.dirname(os.path.abspath(__file__)), "postprocess.py")
+    if not os.path.isfile(path):
+        return None
+    spec = importlib.util.spec_from_file_location("edgecnn_board_postprocess", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def embedded_spec(path: str) -> dict | None:
+    """The edgecnn preprocessing spec (JSON) appended to the model in a zip, or None (a foreign model)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return json.loads(zf.read("edgecnn_preprocessing.json").decode("utf-8"))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError):
+        return None
+
+
+def detector_head(a, pp, interp, inputs, outputs) -> tuple[dict | None, str | None]:
+    """(head description, where it came from) for this model, or (None, None) when it is not a detector."""
+    if a.head:
+        if pp is None:
+            raise RunnerError(f"--head needs postprocess.py next to the runner or at --postprocess ({a.postprocess})")
+        try:
+            return pp.parse_head(a.head), "given"
+        except ValueError as exc:
+            raise RunnerError(f"--head: {exc}") from None
+    spec = embedded_spec(a.model)
+    if spec is not None:
+        if spec.get("task") == "detection" and spec.get("head"):
+            if pp is None:
+                raise RunnerError(f"{a.model} is a detector but postprocess.py is missing ({a.postprocess})")
+            return dict(spec["head"]), "spec"
+        return None, None
+    if pp is None:
+        return None, None
+    try:
+        ops = [{"name": op["op_name"], "outputs": list(op["outputs"])} for op in interp._get_ops_details()]  # noqa: SLF001
+    except Exception:  # noqa: BLE001 - no op list: recognise by shapes only
+        ops = []
+    outs = [{"index": int(d["index"]), "shape": [int(v) for v in d["shape"]]} for d in outputs]
+    head = pp.recognise(outs, ops, input_hw(inputs))
+    return (head, "recognised") if head else (None, None)
+
+
+def input_hw(inputs) -> tuple[int, int]:
+    shape = [int(v) for v in inputs[0]["shape"]]
+    return (shape[1], shape[2]) if len(shape) == 4 else (shape[-2], shape[-1]) if len(shape) >= 2 else (1, 1)
+
+
+def dequantize(np, value, detail: dict):
+    """An output tensor's float values: (q - zero_point) * scale when quantized, else as float32."""
+    scale, zp = detail.get("quantization", (0.0, 0))
+    if scale and np.dtype(detail["dtype"]).kind in "iu":
+        return (value.astype(np.float32) - np.float32(zp)) * np.float32(scale)
+    return value.astype(np.float32, copy=False)
+
+
+def time_decode(np, pp, interp, inputs, outputs, head: dict, runs: int) -> tuple[dict, int]:
+    """`runs` timed rounds of get_tensor + dequantize + decode of the outputs; (summary, detections of image 0)."""
+    hw = input_hw(inputs)
+    clock = time.perf_counter_ns
+    times = [0] * max(1, runs)
+    found = 0
+    for i in range(len(times)):
+        t0 = clock()
+        outs = [dequantize(np, interp.get_tensor(d["index"]), d) for d in outputs]
+        dets = pp.decode(outs, head, hw)
+        times[i] = clock() - t0
+        found = len(dets[0][0]) if dets else 0
+    return summarize(times), found
+
+
+def postprocess_timing(np, a, pp, runtime, interp, inputs, outputs, head, source, steady, input_values) -> dict:
+    """The `postprocess` section: post-processing timed apart from invoke (see the module docstring)."""
+    try:
+        decoded, found = time_decode(np, pp, interp, inputs, outputs, head, steady["n"])
+    except (ValueError, IndexError, KeyError, TypeError) as exc:
+        raise RunnerError(f"{a.model}: detection head {head.get('kind')!r} ({source}) does not fit the model's "
+                          f"outputs {[tuple(int(v) for v in d['shape']) for d in outputs]}: "
+                          f"{' '.join(str(exc).split())[:200]}") from None
+    doc = {"head": head.get("kind"), "head_source": source, "detections": found}
+    if head.get("kind") in getattr(pp, "IN_GRAPH_HEADS", ()):
+        doc["decode"] = decoded
+        if not a.truncated:
+            doc.update(method="in-graph op; not separated (no --truncated copy of the model was given)",
+                       p50_ms=None, mean_ms=None)
+            return doc
+        trunc = make_interpreter(runtime, a.truncated, a.threads, not a.no_xnnpack, a.delegate)
+        for d, value in zip(trunc.get_input_details(), input_values):
+            trunc.set_tensor(d["index"], value)
+        for _ in range(a.warmup + 1):
+            trunc.invoke()
+        times, wall = timed_loop(trunc.invoke, steady["n"], 0.0)
+        without = summarize(times)
+        without["wall_s"] = round(wall, 4)
+        doc.update(method=f"in-graph {pp.DETECTION_POSTPROCESS_OP} op: the model's p50/mean minus those of a copy "
+                          "without the op (its inputs as outputs), same inputs and runs",
+                   p50_ms=round(steady["p50_ms"] - without["p50_ms"], 4),
+                   mean_ms=round(steady["mean_ms"] - without["mean_ms"], 4), without_postprocess=without)
+        return doc
+    doc.update(method="after the invoke loop, as many runs of get_tensor + dequantize + postprocess.decode",
+               **{k: decoded[k] for k in ("n", "mean_ms", "std_ms", "min_ms", "p50_ms", "p90_ms", "max_ms")})
+    return doc
+
+
 # --- main ------------------------------------------------------------------------------------------------------
 
 
@@ -422,6 +548,9 @@ def parse_args(argv=None):
     p.add_argument("--samples", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--delegate", default=None, help="external delegate library, e.g. libedgetpu.so.1")
+    p.add_argument("--head", default=None, help="detection head: a kind (blazeface) or a JSON description")
+    p.add_argument("--postprocess", default=None, help="path of postprocess.py (default: next to this file)")
+    p.add_argument("--truncated", default=None, help="the model without its in-graph detection post-processing")
     return p.parse_args(argv)
 
 
@@ -443,7 +572,7 @@ def run(a) -> dict:
     check_settings(a)
     settings = {"threads": a.threads, "warmup": a.warmup, "runs": a.runs, "min_secs": a.min_secs,
                 "xnnpack": not a.no_xnnpack, "op_profile": a.op_profile, "seed": a.seed,
-                "samples": a.samples, "delegate": a.delegate}
+                "samples": a.samples, "delegate": a.delegate, "head": a.head}
     model = check_model_file(a.model)
     runtime = load_runtime()
     import numpy as np
@@ -457,6 +586,7 @@ def run(a) -> dict:
     if a.samples:
         x, y = load_samples(np, a.samples, inputs)
     rng = np.random.default_rng(a.seed)
+    input_values = []
     for i, d in enumerate(inputs):
         if x is not None and i == 0:
             batch = int(d["shape"][0])
@@ -465,6 +595,9 @@ def run(a) -> dict:
         else:
             value = random_input(np, rng, d)
         interp.set_tensor(d["index"], value)
+        input_values.append(value)
+    pp = load_postprocess(a.postprocess)
+    head, head_source = detector_head(a, pp, interp, inputs, outputs)
 
     invoke = interp.invoke
     t0 = time.perf_counter_ns()
@@ -496,7 +629,11 @@ def run(a) -> dict:
         "peak_rss_mb": None,
         "op_profile": op_profile(interp) if a.op_profile else None,
         "accuracy": None,
+        "postprocess": None,
     }
+    if head is not None:
+        doc["postprocess"] = postprocess_timing(np, a, pp, runtime, interp, inputs, outputs, head, head_source,
+                                                steady, input_values)
     if x is not None:
         doc["accuracy"], doc["outputs_top1"] = accuracy(np, interp, inputs, outputs, x, y)
     doc["peak_rss_mb"] = peak_rss_mb()

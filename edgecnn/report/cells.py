@@ -16,7 +16,7 @@ def columns(data: ReportData) -> list[str]:
     cols = ["model", "precision", "device", "size", "× f32"]
     if data.has_accuracy:
         cols += [data.metric, "drop (pts)"]
-    return cols + list(MEASURED)
+    return cols + list(MEASURED) + (["post-proc p50 ms"] if data.has_postprocess else [])
 
 
 def cells(row: dict, data: ReportData) -> list[str] | tuple[list[str], str]:
@@ -29,7 +29,8 @@ def cells(row: dict, data: ReportData) -> list[str] | tuple[list[str], str]:
     if row["status"] != "ok":
         return out, f"failed: {row.get('error') or 'unknown error'}"
     return out + [_num(row.get("p50_ms"), "{:.3f}"), _num(row.get("p90_ms"), "{:.3f}"),
-                  _num(row.get("peak_rss_mb"), "{:.1f}"), _num(row.get("partitions"), "{}")]
+                  _num(row.get("peak_rss_mb"), "{:.1f}"), _num(row.get("partitions"), "{}")] + \
+        ([_num(row.get("postprocess_p50_ms"), "{:.3f}")] if data.has_postprocess else [])
 
 
 def _num(v, fmt: str) -> str:

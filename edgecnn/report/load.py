@@ -28,7 +28,7 @@ PRECISIONS = ("float32", "float16", "dynamic", "int16x8", "int8")  # widest firs
 ROW_KEYS = ("model", "precision", "device", "path", "size_bytes", "size_ratio", "top1", "float_top1", "drop_points",
             "p50_ms", "p90_ms", "peak_rss_mb", "partitions", "ops_outside", "emulated", "status", "error", "run_id",
             "per_class", "timing", "created_at", "task", "map50", "map", "float_map50", "float_map", "examples",
-            "float_examples")
+            "float_examples", "postprocess_p50_ms")
 _TIMING_KEYS = ("mean_ms", "std_ms", "min_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms")
 
 
@@ -55,6 +55,11 @@ class ReportData:
         tasks = {r.get("task") or "classification" for r in self.rows if r.get("accuracy") is not None}
         names = [m for t, m in (("classification", "top-1"), ("detection", "mAP@.5")) if t in tasks]
         return " / ".join(names) or "top-1"
+
+    @property
+    def has_postprocess(self) -> bool:
+        """Some row is a detector whose post-processing was timed apart from invoke."""
+        return any(r.get("postprocess_p50_ms") is not None for r in self.rows)
 
     @property
     def failed(self) -> list[dict]:
@@ -231,7 +236,8 @@ def _row_from_db(h: dict) -> dict:
             "peak_rss_mb": h.get("peak_rss_mb") if ok else None, "partitions": h.get("partitions") if ok else None,
             "emulated": bool(h.get("emulated")), "status": "ok" if ok else "failed",
             "error": None if ok else (h.get("error") or "unknown error"), "run_id": h.get("id"), "per_class": None,
-            "timing": timing, "created_at": h.get("created_at"), "task": "classification", "accuracy": h.get("top1")}
+            "timing": timing, "created_at": h.get("created_at"), "task": "classification", "accuracy": h.get("top1"),
+            "postprocess_p50_ms": h.get("postprocess_p50_ms") if ok else None}
 
 
 def _sorted(rows: list[dict]) -> list[dict]:

@@ -61,7 +61,11 @@ _COLUMNS = {  # name -> SQL type; the order is the table's
     "cpu_model": "TEXT",
     "arch": "TEXT",
     "result_json": "TEXT",
+    # added later: _migrate adds them to older databases (ALTER TABLE ... ADD COLUMN), old rows keep NULL
+    "postprocess_head": "TEXT",
+    "postprocess_p50_ms": "REAL",
 }
+_ADDED_COLUMNS = ("postprocess_head", "postprocess_p50_ms")
 
 _DEPLOY_COLUMNS = {  # one row per `edgecnn flash` / `flash --rollback`, ok or failed (edgecnn.deploy.flash)
     "created_at": "TEXT NOT NULL",
@@ -254,6 +258,10 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
     try:
         for statement in filter(str.strip, _SCHEMA.split(";")):
             conn.execute(statement)
+        have = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+        for name in _ADDED_COLUMNS:
+            if name not in have:
+                conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {_COLUMNS[name]}")
         rows = conn.execute("SELECT version FROM schema_version").fetchall()
         if not rows:
             conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
@@ -305,6 +313,8 @@ def row_from_doc(doc: dict) -> dict:
         "cpu_model": _get(doc, "machine", "cpu_model"),
         "arch": _get(doc, "machine", "arch"),
         "result_json": json.dumps(doc, default=str),
+        "postprocess_head": _get(doc, "postprocess", "head"),
+        "postprocess_p50_ms": _get(doc, "postprocess", "p50_ms"),
     }
     for k in ("mean_ms", "std_ms", "min_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms"):
         row[k] = steady.get(k)
