@@ -25,9 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 # the training recipe of each detector on scenes:digits (the detect-quick recipe's for centernet_mobilenet_v1)
-RECIPES = {"centernet_mobilenet_v1": {"epochs": 30, "batch_size": 32, "lr": 4e-3},
-           "centernet_mobilenet_v2": {"epochs": 30, "batch_size": 32, "lr": 4e-3}}
-DEFAULT_RECIPE = {"epochs": 30, "batch_size": 32, "lr": 4e-3}
+RECIPES = {"centernet_mobilenet_v1": {"epochs": 6, "batch_size": 32, "lr": 4e-3},
+           "centernet_mobilenet_v2": {"epochs": 6, "batch_size": 32, "lr": 4e-3},
+           "ssdlite_mobilenet_v2": {"epochs": 4, "batch_size": 16, "lr": 2e-3}}
+DEFAULT_RECIPE = {"epochs": 6, "batch_size": 32, "lr": 4e-3}
 
 
 def _bench(path: Path, runs: int) -> dict:

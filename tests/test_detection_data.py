@@ -46,7 +46,7 @@ def test_scenes_box_holds_the_pasted_object():
 
 def test_scenes_train_and_test_differ_and_bad_object_source_is_one_line():
     tr = load_split("scenes:digits", "train")
-    assert len(tr) == 2000 and not np.array_equal(tr.images[:500], load_split("scenes:digits", "test").images)
+    assert len(tr) == 6000 and not np.array_equal(tr.images[:500], load_split("scenes:digits", "test").images)
     with pytest.raises(EdgecnnError, match="scenes:photos: scenes are made of"):
         load_split("scenes:photos")
 

@@ -122,7 +122,7 @@ def test_pareto_front():
 
 def test_front_is_per_device_and_skips_failures():
     def row(device, p50, top1, status="ok"):
-        return {"device": device, "p50_ms": p50, "top1": top1, "status": status}
+        return {"device": device, "p50_ms": p50, "accuracy": top1, "status": status}
 
     rows = [row("pi", 10.0, 0.9), row("pi", 5.0, 0.8), row("pi", 6.0, 0.7),
             row("cpu", 1.0, 0.85), row("cpu", 0.5, 0.99, "failed"), row("cpu", 0.4, None)]

@@ -80,6 +80,14 @@ def accuracies(fs: np.ndarray, qs: np.ndarray, y: np.ndarray, names) -> dict:
             "drop_points": 100 * (f1 - q1), "ratio": q1 / f1 if f1 else None, "per_class": per_class}
 
 
+def _foreign_head(model_path) -> dict | None:
+    """A foreign .tflite detector's head (BlazeFace raw outputs, TFLite_Detection_PostProcess), else None."""
+    from edgecnn.modelfile import model_kind
+    from edgecnn.tflite.detect import recognise_head
+
+    return recognise_head(Path(model_path)) if model_kind(model_path) == "tflite" else None
+
+
 def compare(float_path: str | Path, quant_path: str | Path, src: str, limit: int | None = None,
             layer_samples: int = 32, top_layers: int = 10, scaling: InputScaling | None = None,
             map_shards=None) -> dict:
@@ -89,7 +97,8 @@ def compare(float_path: str | Path, quant_path: str | Path, src: str, limit: int
     `kl_divergence` (see `output_agreement`) and the worst layers; with labels (`labeled`) also the accuracies.
     `scaling` (--scale/--offset, --mean/--std) feeds models that carry no preprocessing spec. `map_shards` (see
     `accuracy.sharded_scores`) spreads the predictions over workers; the numbers are the same. A detector
-    (spec `task: detection`) is compared in boxes and mAP (`edgecnn.evaluate.detection.compare_detection`).
+    (spec `task: detection`, or a foreign .tflite whose outputs are a known detector head) is compared in boxes and
+    mAP (`edgecnn.evaluate.detection.compare_detection`).
     """
     from edgecnn.evaluate.accuracy import eval_data, model_spec, sharded_scores
     from edgecnn.evaluate.layer_error import layer_errors
@@ -99,12 +108,13 @@ def compare(float_path: str | Path, quant_path: str | Path, src: str, limit: int
     if model_kind(quant_path) != "tflite":
         raise EdgecnnError(f"{quant_path}: the quantized model must be a .tflite")
     fspec, qspec = model_spec(float_path, scaling), model_spec(quant_path, scaling)
-    if fspec.task == "detection":
+    head = fspec.head if fspec.task == "detection" else _foreign_head(float_path)
+    if head is not None:
         if map_shards is not None:
             raise EdgecnnError(f"{float_path}: a detector; --executor does not shard detection compare yet")
         from edgecnn.evaluate.detection import compare_detection
 
-        return compare_detection(float_path, quant_path, src, limit, layer_samples, top_layers, scaling)
+        return compare_detection(float_path, quant_path, src, limit, layer_samples, top_layers, scaling, head)
     if fspec.input_shape != qspec.input_shape or (fspec.scale, fspec.offset) != (qspec.scale, qspec.offset):
         raise EdgecnnError(f"{quant_path}: preprocessing differs from {float_path}'s; they are not the same model")
     if map_shards is None:

@@ -163,13 +163,14 @@ def _as_ground_truth(dets: list, score: float) -> list:
 
 
 def compare_detection(float_path: str | Path, quant_path: str | Path, src: str, limit: int | None = None,
-                      layer_samples: int = 32, top_layers: int = 10, scaling=None) -> dict:
+                      layer_samples: int = 32, top_layers: int = 10, scaling=None, head: dict | None = None) -> dict:
     """Float vs quantized detector on `src`'s test split: what `compare` gives a classifier, in boxes.
 
     Always (no labels needed): `agreement` (the share of the float model's confident boxes the quantized one
     finds again, `box_agreement`), the quantized model's mAP with the float model's confident boxes taken as ground
     truth (`map_vs_float`, `map50_vs_float`), the SNR of each raw output map, and the worst layers. With boxes in
-    `src`: both models' mAP@[.5:.95] and mAP@.5, the drops in points and per-class AP deltas.
+    `src`: both models' mAP@[.5:.95] and mAP@.5, the drops in points and per-class AP deltas. `head`: how both
+    models' outputs become boxes (default: the float model's spec; a foreign detector's recognised head).
     """
     from edgecnn.data.detection import input_boxes
     from edgecnn.evaluate.accuracy import model_spec, test_split
@@ -185,13 +186,15 @@ def compare_detection(float_path: str | Path, quant_path: str | Path, src: str, 
     if [o.shape for o in fo] != [o.shape for o in qo]:
         raise EdgecnnError(f"{quant_path}: outputs {[list(o.shape[1:]) for o in qo]} differ from {float_path}'s "
                            f"{[list(o.shape[1:]) for o in fo]}; they are not the same model")
-    fd, qd = _decode(float_path, fo, fspec), _decode(quant_path, qo, qspec)
+    head = head or fspec.head or {"kind": "centernet"}
+    fd, qd = _decode(float_path, fo, fspec, head), _decode(quant_path, qo, qspec, head)
     hw = [(fspec.height, fspec.width)] * len(x)
     out = {"float_model": str(float_path), "quant_model": str(quant_path), "data": src, "task": "detection",
            "n": len(x), "labeled": ds.task == "detection", **box_agreement(fd, qd)}
     out["agreement"] = out["matched"]
+    out["head"] = head.get("kind")
     out["output_snr_db"] = {name: snr_db(f.reshape(len(x), -1), q.reshape(len(x), -1))
-                            for name, f, q in zip(_output_names(fspec, len(fo)), fo, qo)}
+                            for name, f, q in zip(_output_names(head, len(fo)), fo, qo)}
     reference = _as_ground_truth(fd, AGREEMENT_SCORE)
     if sum(len(r) for r in reference):
         vs = coco_map(reference, qd, hw, fspec.labels or [str(i) for i in range(_num_classes(fd, qd))])
@@ -209,18 +212,17 @@ def compare_detection(float_path: str | Path, quant_path: str | Path, src: str, 
     return {**out, "worst_layers": layers[:top_layers], "layers_compared": len(layers)}
 
 
-def _decode(model_path, outputs, spec) -> list:
+def _decode(model_path, outputs, spec, head: dict) -> list:
     from edgecnn.board.postprocess import decode
 
-    head = spec.head or {"kind": "centernet"}
     try:
         return decode(outputs, head, (spec.height, spec.width))
     except (ValueError, IndexError) as exc:
         raise EdgecnnError(f"{model_path}: cannot decode its outputs as a {head.get('kind')} head: {exc}") from None
 
 
-def _output_names(spec, n: int) -> list[str]:
-    names = {"centernet": ["heatmap", "size", "offset"]}.get((spec.head or {}).get("kind"), [])
+def _output_names(head: dict, n: int) -> list[str]:
+    names = {"centernet": ["heatmap", "size", "offset"], "ssd": ["boxes", "scores"]}.get(head.get("kind"), [])
     return names if len(names) == n else [f"output{i}" for i in range(n)]
 
 

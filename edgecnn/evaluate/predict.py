@@ -37,6 +37,10 @@ def predict_tflite_outputs(model: str | Path | bytes, x: np.ndarray, threads: in
     try:
         interp.resize_tensor_input(inp["index"], [batch, *shape[1:]])
         allocate(interp)
+        if batch > 1 and any(int(d["shape"][0]) != batch for d in interp.get_output_details()):
+            # a graph that reshapes to a fixed batch of 1 (BlazeFace's [1, -1, 16]) folds the batch into another
+            # axis: run it one image at a time instead
+            raise ValueError("outputs do not keep the batch axis")
         return _run_batches(interp, inp, x, batch)
     except (RuntimeError, ValueError):
         interp = make_interpreter(model, threads)

@@ -26,7 +26,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 
 def front_rows(rows: list[dict]) -> set[int]:
-    """Indices into `rows` (ok, with top-1 and p50) on their device's front."""
+    """Indices into `rows` (ok, with an accuracy (top-1 or mAP@.5) and p50) on their device's front."""
     on_front: set[int] = set()
     for device in dict.fromkeys(r["device"] for r in rows):
         idx = [i for i, r in enumerate(rows) if r["device"] == device and r["status"] == "ok"

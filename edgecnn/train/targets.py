@@ -3,8 +3,8 @@
 
 For a box with centre (cx, cy) and size (w, h) in input pixels and a head at stride s: its centre cell is
 (floor(cx/s), floor(cy/s)); the heatmap of its class holds a Gaussian peaking at 1 on that cell (radius from the
-box size as in CenterNet: the largest shift that keeps IoU >= 0.7 with the true box); `size` holds (w/s, h/s)
-and `offset` holds (cx/s - cell x, cy/s - cell y) on the centre cell, with a mask (third channel) that marks the
+box size as in CenterNet: the largest shift that keeps IoU >= 0.7 with the true box, at least `MIN_RADIUS`);
+`size` holds (w/s, h/s) and `offset` holds (cx/s - cell x, cy/s - cell y) on the centre cell, with a mask (third channel) that marks the
 cells where they count. Losses: the penalty-reduced focal loss on the heatmap (alpha 2, beta 4), L1 on size
 (weight 0.1) and offset (weight 1), each divided by the batch's number of objects.
 """
@@ -15,7 +15,8 @@ import numpy as np
 
 SIZE_WEIGHT = 0.1
 MIN_OVERLAP = 0.7
-MIN_RADIUS = 0  # cells
+MIN_RADIUS = 1  # cells: CenterNet's radius is 0 for most of scenes:digits' 2-6-cell objects, a single positive
+# cell; a floor of 1 gives the neighbours partial credit (measured with it: 6,000 scenes x 6 epochs, mAP@.5 0.376)
 
 
 def gaussian_radius(h: float, w: float, min_overlap: float = MIN_OVERLAP) -> float:
