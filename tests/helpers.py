@@ -28,3 +28,17 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> s
     for n in needles:
         assert n in lines[0], f"{n!r} not in {lines[0]!r}"
     return lines[0]
+
+
+def assert_detector_eval(keras_path, int8_path, limit: int = 64) -> None:
+    """`edgecnn eval` of a float and an int8 detector on scenes:digits: both detection rows, the same objects,
+    mAP numbers in [0, 1] and the 10 classes (structure only: what a short training reaches is not asserted)."""
+    import json
+
+    proc = run_cli("eval", keras_path, int8_path, "--data", "scenes:digits", "--limit", str(limit), "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(proc.stdout)
+    assert [r["task"] for r in rows] == ["detection", "detection"]
+    assert rows[0]["objects"] == rows[1]["objects"] > limit
+    for r in rows:
+        assert 0.0 <= r["map"] <= r["map50"] <= 1.0 and len(r["per_class"]) == 10

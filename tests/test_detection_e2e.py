@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from helpers import run_cli
+from helpers import assert_detector_eval, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -41,13 +41,7 @@ def test_train_int8_eval_detector(tmp_path):
     report = json.loads(proc.stdout)
     assert report["ops_in_float"] == []
 
-    proc = run_cli("eval", keras_path, int8_path, "--data", "scenes:digits", "--limit", "64", "--json")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = json.loads(proc.stdout)
-    assert [r["task"] for r in rows] == ["detection", "detection"]
-    assert rows[0]["objects"] == rows[1]["objects"] > 64
-    for r in rows:
-        assert 0.0 <= r["map"] <= r["map50"] <= 1.0 and len(r["per_class"]) == 10
+    assert_detector_eval(keras_path, int8_path)
 
     proc = run_cli("compare", keras_path, int8_path, "--data", "scenes:digits", "--limit", "48", "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -10,7 +10,7 @@ import pytest
 
 from edgecnn.board.postprocess import anchors, decode, decode_boxes, decode_ssd
 from edgecnn.train.ssd_targets import encode, encode_boxes, match, to_corners
-from helpers import run_cli
+from helpers import assert_detector_eval, run_cli
 
 HEAD = {"kind": "ssd", "scores": "sigmoid", "variances": [0.1, 0.1, 0.2, 0.2],
         "anchors": {"strides": [8, 16], "sizes": [[16, 24], [32, 48]], "aspect_ratios": [1.0, 0.5, 2.0],
@@ -134,10 +134,4 @@ def test_train_int8_eval_ssd(tmp_path):
     assert read_spec(int8_path).head == head
     assert json.loads(proc.stdout)["ops_in_float"] == []
 
-    proc = run_cli("eval", keras_path, int8_path, "--data", "scenes:digits", "--limit", "64", "--json")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = json.loads(proc.stdout)
-    assert [r["task"] for r in rows] == ["detection", "detection"]
-    assert rows[0]["objects"] == rows[1]["objects"] > 64
-    for r in rows:
-        assert 0.0 <= r["map"] <= r["map50"] <= 1.0 and len(r["per_class"]) == 10
+    assert_detector_eval(keras_path, int8_path)

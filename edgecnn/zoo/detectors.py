@@ -3,7 +3,7 @@ backbone.
 
 An object is the peak of its class's heatmap at its centre; two small maps at the same place say how big it is and
 where exactly in the cell the centre lies. No anchors to tune, no box regression against priors, and the head is
-three 1x1 convolutions on one feature map, so the whole network is convolutions, adds and an upsample: it
+three 1x1 convolutions on one feature map, so the whole network is convolutions, adds and a bilinear resize: it
 quantizes to integer-only int8 as a classifier does.
 
 Outputs (three separate tensors, so each int8 output keeps a range that fits its meaning; one concatenated tensor
@@ -23,6 +23,7 @@ integer-only model; the targets the head is trained on come from `edgecnn.train.
 from __future__ import annotations
 
 from edgecnn.errors import EdgecnnError
+from edgecnn.zoo.heads import load_weights
 from edgecnn.zoo.registry import register
 
 # the last layer of each MobileNetV2 stage at that stride (keras.applications names)
@@ -46,7 +47,7 @@ def _check(name, input_shape, stride):
 
 def _centernet(base, levels: dict, name: str, num_classes, stride, head_channels, weights):
     """The CenterNet head on `base`'s feature maps `levels` ({stride: layer name}, 4, 8 and 16): a stride-16
-    lateral upsampled and added down to `stride`, a depthwise 3x3 + 1x1 block, then the three 1x1 outputs."""
+    lateral upsampled (bilinear) and added down to `stride`, a depthwise 3x3 + 1x1 block, then the three 1x1 outputs."""
     import keras
     import numpy as np
 
@@ -61,7 +62,9 @@ def _centernet(base, levels: dict, name: str, num_classes, stride, head_channels
     s = 16
     while s > stride:
         s //= 2
-        x = L.UpSampling2D(2, interpolation="nearest", name=f"up{s}")(x)
+        # bilinear resize, not UpSampling2D: the converter lowers UpSampling2D to TILE and nearest resizing to
+        # RESIZE_NEAREST_NEIGHBOR, which XNNPACK leaves to the CPU (3 partitions); RESIZE_BILINEAR it takes whole
+        x = L.Resizing(int(x.shape[1]) * 2, int(x.shape[2]) * 2, interpolation="bilinear", name=f"up{s}")(x)
         x = L.Add(name=f"merge{s}")([x, conv_bn(base.get_layer(levels[s]).output, head_channels, f"lateral{s}")])
     x = L.DepthwiseConv2D(3, padding="same", use_bias=False, name="head_dw")(x)
     x = L.BatchNormalization(name="head_dw_bn")(x)
@@ -74,14 +77,7 @@ def _centernet(base, levels: dict, name: str, num_classes, stride, head_channels
     size = L.ReLU(name="size")(size)
     offset = L.Conv2D(2, 1, name="offset_logits")(x)
     offset = L.Activation("sigmoid", name="offset")(offset)
-    model = keras.Model(base.input, [heat, size, offset], name=name)
-    if weights not in (None, "imagenet"):
-        try:
-            model.load_weights(str(weights))
-        except (ValueError, OSError) as exc:
-            raise EdgecnnError(f"{weights}: cannot load weights into {model.name}: {str(exc).splitlines()[0]}") \
-                from None
-    return model
+    return load_weights(keras.Model(base.input, [heat, size, offset], name=name), weights)
 
 
 @register(default_input=(128, 128, 3), min_size=32, family="centernet", input_range=(-1.0, 1.0), task="detection",
