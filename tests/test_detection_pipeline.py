@@ -33,9 +33,9 @@ def test_run_a_detector_recipe(tmp_path):
                                                for e in r["examples"])
     assert i8["float_map50"] == f32["map50"]
     assert abs(i8["drop_points"] - 100 * (f32["map50"] - i8["map50"])) < 1e-9
-    assert "train centernet_mobilenet_v1: test loss" in p.stderr and "mAP@.5" in p.stderr
+    assert "train centernet_mobilenet_v1_head_channels16: test loss" in p.stderr and "mAP@.5" in p.stderr
     html = (tmp_path / "run" / "report.html").read_text()
-    assert "mAP@.5" in html and "Boxes: centernet_mobilenet_v1 float32 and int8" in html
+    assert "mAP@.5" in html and "Boxes: centernet_mobilenet_v1_head_channels16 float32 and int8" in html
     md = (tmp_path / "run" / "report.md").read_text()
     assert "mAP@.5" in md and "boxes" in md
     assert list((tmp_path / "run").glob("report*boxes*.png"))

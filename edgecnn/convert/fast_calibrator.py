@@ -20,6 +20,14 @@ from __future__ import annotations
 import numpy as np
 
 
+# An activation that stayed (almost) constant on every calibration sample (a ReLU output never positive: a dead
+# channel group, a head not yet trained) would get an int8 scale near 1e-9; XNNPACK then refuses the whole graph
+# ("failed to prepare": a requantization multiplier above 256), measured on a 1-epoch detector's `size` output.
+# Such a range is widened to DEAD_RANGE: its values are still exact (the zero point holds the constant's end).
+DEAD_WIDTH = 1e-5
+DEAD_RANGE = 1.0
+
+
 def _activation_tensors(model) -> list[int]:
     sub = model.subgraphs[0]
     float_types = (0, 1)  # TensorType.FLOAT32, FLOAT16
@@ -140,6 +148,8 @@ def calibrated_variants(float_model: bytes, samples: np.ndarray, methods: tuple[
                 hi[t] = max(min(hi[t], cap, hi.get(out_t, cap)), lo[t])
         sub = model.subgraphs[0]
         for t in tensors:
+            if hi[t] - lo[t] < DEAD_WIDTH:  # a dead activation: see DEAD_WIDTH
+                hi[t] = lo[t] + DEAD_RANGE
             q = sub.tensors[t].quantization or schema().QuantizationParametersT()
             q.min = [float(np.float32(lo[t]))]
             q.max = [float(np.float32(hi[t]))]

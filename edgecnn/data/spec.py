@@ -62,6 +62,9 @@ class PreprocessSpec(Strict):
             raise TypeError(f"PreprocessSpec: too many or repeated arguments {args} {sorted(fields)}")
         super().__init__(**dict(zip(names, args)), **fields)
 
+    def __hash__(self) -> int:  # `head` is a dict: hash the spec by its JSON, equal specs alike
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
+
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return (self.height, self.width, self.channels)
