@@ -73,7 +73,7 @@ def coco_map(gt_boxes: list, detections: list, image_sizes: list, class_names) -
 
 def detect(model_path: str | Path, x: np.ndarray, spec, **decode_args) -> list:
     """Per input image (boxes in input pixels, scores, classes) of a detector (Keras or .tflite)."""
-    from edgecnn.board.postprocess import decode, output_problem
+    from edgecnn.board.postprocess import output_problem
     from edgecnn.evaluate.predict import predict_outputs
 
     outs = predict_outputs(model_path, x)
@@ -85,10 +85,7 @@ def detect(model_path: str | Path, x: np.ndarray, spec, **decode_args) -> list:
     if expected:
         raise EdgecnnError(f"{model_path}: expected a {head.get('kind')} detector's {expected}, got "
                            f"{[list(o.shape[1:]) for o in outs]}")
-    try:
-        return decode(outs, head, (spec.height, spec.width), **decode_args)
-    except (ValueError, IndexError) as exc:
-        raise EdgecnnError(f"{model_path}: cannot decode its outputs as a {head.get('kind')} head: {exc}") from None
+    return _decode(model_path, outs, spec, head, **decode_args)
 
 
 def evaluate_detection(model_path: str | Path, src: str, limit: int | None = None, scaling=None,
@@ -212,11 +209,12 @@ def compare_detection(float_path: str | Path, quant_path: str | Path, src: str, 
     return {**out, "worst_layers": layers[:top_layers], "layers_compared": len(layers)}
 
 
-def _decode(model_path, outputs, spec, head: dict) -> list:
+def _decode(model_path, outputs, spec, head: dict, **decode_args) -> list:
+    """`postprocess.decode` of a model's outputs; a head that does not fit them is one line naming the model."""
     from edgecnn.board.postprocess import decode
 
     try:
-        return decode(outputs, head, (spec.height, spec.width))
+        return decode(outputs, head, (spec.height, spec.width), **decode_args)
     except (ValueError, IndexError) as exc:
         raise EdgecnnError(f"{model_path}: cannot decode its outputs as a {head.get('kind')} head: {exc}") from None
 
