@@ -135,8 +135,12 @@ class RayExecutor:
 
     def __exit__(self, *exc) -> None:
         if self.started:
-            self.ray.shutdown()
             self.started = False
+            try:
+                self.ray.shutdown()
+            except Exception:  # noqa: BLE001 — while a Ctrl-C or a step's error propagates, that is what to report
+                if not exc or exc[0] is None:
+                    raise
 
     def _check_boards(self) -> None:
         have = self.ray.cluster_resources()
