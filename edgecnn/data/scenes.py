@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgecnn.board.postprocess import iou_matrix  # noqa: F401  (also this module's, for the tests)
 from edgecnn.data.dataset import Dataset
 from edgecnn.errors import EdgecnnError
 
@@ -35,17 +36,6 @@ OBJECT_SIDE = (16, 48)
 MAX_IOU = 0.2
 ALPHA_EDGE = 0.25
 TEST_CROPS = (3, 7)  # photo files are NAME_0..NAME_7.jpg; crops 3 and 7 of each are the test backgrounds
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in `a` (N, 4) with every box in `b` (M, 4), boxes as [x0, y0, x1, y1]."""
-    a, b = np.asarray(a, np.float32).reshape(-1, 4), np.asarray(b, np.float32).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
 def _backgrounds(split: str) -> list[np.ndarray]:

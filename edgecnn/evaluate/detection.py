@@ -128,7 +128,7 @@ def box_agreement(float_dets: list, quant_dets: list, score: float = AGREEMENT_S
     of confident quantized boxes that match no float box; `mean_iou`: the matched pairs' mean IoU; `score_mae`: their
     mean absolute score difference.
     """
-    from edgecnn.board.postprocess import box_iou
+    from edgecnn.board.postprocess import iou_matrix
 
     n_f = n_q = hits = 0
     ious, dscore = [], []
@@ -141,7 +141,7 @@ def box_agreement(float_dets: list, quant_dets: list, score: float = AGREEMENT_S
             cand = np.flatnonzero(free & (qc == fc[i]))
             if not len(cand):
                 continue
-            o = box_iou(fb[i], qb[cand])
+            o = iou_matrix(fb[i], qb[cand])[0]
             j = int(np.argmax(o))
             if o[j] >= iou:
                 free[cand[j]] = False

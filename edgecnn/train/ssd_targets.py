@@ -41,7 +41,7 @@ def encode_boxes(boxes: np.ndarray, prior: np.ndarray, variances) -> np.ndarray:
 def match(prior_corners: np.ndarray, boxes: np.ndarray, iou: float = MATCH_IOU) -> np.ndarray:
     """(A,) index of the box each anchor is a positive of, -1 for background: IoU >= `iou` with its best box,
     plus each box's best anchor (the later box wins an anchor two boxes pick)."""
-    from edgecnn.data.scenes import iou_matrix
+    from edgecnn.board.postprocess import iou_matrix
 
     out = np.full(len(prior_corners), -1, np.int64)
     if not len(boxes):
