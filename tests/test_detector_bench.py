@@ -153,6 +153,18 @@ def test_head_from_an_edgecnn_spec(face, tmp_path):
     assert pp["head"] == "blazeface" and pp["head_source"] == "spec"
 
 
+def test_foreign_detector_converted_by_edgecnn_is_still_recognised(face, tmp_path):
+    """`edgecnn convert` of a foreign .tflite embeds a spec with the input only (no head): the outputs still say
+    BlazeFace, so its post-processing is still timed (it was not, before: a spec without a head meant no detector)."""
+    from edgecnn.data.spec import PreprocessSpec
+    from edgecnn.tflite.metadata import embed
+
+    model = tmp_path / "blazeface_converted.tflite"
+    model.write_bytes(embed(face["model"].read_bytes(), PreprocessSpec(128, 128, 3, scale=2 / 255, offset=-1.0)))
+    pp = _bench(model)["postprocess"]
+    assert pp["head"] == "blazeface" and pp["head_source"] == "recognised"
+
+
 def test_head_given_on_the_command_line(face):
     pp = _bench(face["model"], "--head", '{"kind": "blazeface", "score_threshold": 0.9}')["postprocess"]
     assert pp["head"] == "blazeface" and pp["head_source"] == "given"

@@ -448,12 +448,11 @@ def detector_head(a, pp, interp, inputs, outputs) -> tuple[dict | None, str | No
         except ValueError as exc:
             raise RunnerError(f"--head: {exc}") from None
     spec = embedded_spec(a.model)
-    if spec is not None:
-        if spec.get("task") == "detection" and spec.get("head"):
-            if pp is None:
-                raise RunnerError(f"{a.model} is a detector but postprocess.py is missing ({a.postprocess})")
-            return dict(spec["head"]), "spec"
-        return None, None
+    if spec is not None and spec.get("task") == "detection" and spec.get("head"):
+        if pp is None:
+            raise RunnerError(f"{a.model} is a detector but postprocess.py is missing ({a.postprocess})")
+        return dict(spec["head"]), "spec"
+    # no head in a spec: a foreign detector, maybe converted by edgecnn (its spec then has the input only)
     if pp is None:
         return None, None
     try:
