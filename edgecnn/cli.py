@@ -559,7 +559,8 @@ def _lint_foreign(model) -> None:
 @click.option("--min-secs", type=float, default=0.0, show_default=True, help="Keep timing for at least S seconds.")
 @click.option("--no-xnnpack", is_flag=True, help="Plain TFLite kernels, no XNNPACK delegate.")
 @click.option("--op-profile", is_flag=True, help="Per-op report (ops and where they run).")
-@click.option("--data", default=None, help="Real inputs (top-1 if labeled): a data source, or an .npz of x/y.")
+@click.option("--data", default=None, help="Real inputs (top-1 if labeled; a detector's mAP if it has boxes): a data "
+              "source, or an .npz of x/y (a foreign detector's true boxes: 'boxes').")
 @click.option("--limit", type=int, default=1000, show_default=True, help="At most this many --data samples.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
 @click.option("--head", default=None, metavar="KIND|JSON",
@@ -575,7 +576,8 @@ def bench(model, devices, threads, warmup, runs, min_secs, no_xnnpack, op_profil
     steady-state latency (mean, std, min, p50, p90, p99, max), peak RSS, delegate partitions; top-1 with --data.
     Every run, failed or not, becomes a row in the results database (see `edgecnn history`).
     A detector (edgecnn's, or a foreign BlazeFace-style or TFLite_Detection_PostProcess .tflite) also gets its
-    post-processing timed apart from invoke (`postprocess` in --json).
+    post-processing timed apart from invoke (`postprocess` in --json); with --data, its accuracy is the COCO mAP@.5
+    and mAP@[.5:.95] of the boxes the device found (as `edgecnn eval` computes them), not a top-1.
     """
     from edgecnn.devices.profiles import load_profile
     from edgecnn.bench.protocol import BenchSettings

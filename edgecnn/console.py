@@ -66,11 +66,29 @@ def bench_table(doc: dict) -> Table:
     rows.append(("peak RSS", f"{doc.get('peak_rss_mb')} MiB"))
     acc = doc.get("accuracy")
     if acc:
-        top1 = acc.get("top1")
-        rows.append(("top-1", f"{top1 * 100:.2f}% of {acc['n']}" if top1 is not None else f"(no labels, {acc['n']})"))
+        rows.append(accuracy_row(acc))
     for k, v in rows:
         t.add_row(k, v)
     return t
+
+
+def accuracy_row(acc: dict) -> tuple[str, str]:
+    """(name, value) of a bench's accuracy: a detector's mAP (or why there is none), else a classifier's top-1."""
+    if acc.get("task") == "detection":
+        if acc.get("map50") is None:
+            from rich.markup import escape
+
+            return "mAP@.5", escape(f"- ({acc.get('note') or 'no true boxes'})")  # the note shows [x0, ...] rows
+        return "mAP@.5", (f"{acc['map50']:.4f} (mAP@[.5:.95] {acc['map']:.4f}; {acc['images']} images, "
+                          f"{acc['objects']} objects, {acc['detections']} boxes found on the device)")
+    top1 = acc.get("top1")
+    return "top-1", f"{top1 * 100:.2f}% of {acc['n']}" if top1 is not None else f"(no labels, {acc['n']})"
+
+
+def accuracy_value(doc: dict) -> float | None:
+    """The one accuracy number of a bench: mAP@.5 for a detector, top-1 for a classifier, None when unmeasured."""
+    acc = doc.get("accuracy") or {}
+    return acc.get("map50") if acc.get("task") == "detection" else acc.get("top1")
 
 
 def op_table(doc: dict) -> Table | None:
@@ -151,25 +169,39 @@ def _numeric(rows, i) -> bool:
 
 
 def devices_table(docs: list[dict]) -> Table:
-    """One row per device: status, latency, top-1, runtime, CPU; emulated boards say so in the device column."""
+    """One row per device: status, latency, accuracy (top-1, or mAP@.5 for a detector), post-processing p50 when
+    any device timed it, runtime, CPU; emulated boards say so in the device column."""
     t = Table(title=f"bench {(docs[0].get('model') or {}).get('path', '')}" if docs else "bench")
-    for col in ("device", "status", "p50 ms", "mean ms", "top-1", "runtime", "cpu / error"):
-        t.add_column(col, justify="right" if "ms" in col or col == "top-1" else "left")
+    detector = any((d.get("accuracy") or {}).get("task") == "detection" for d in docs)
+    post = any((d.get("postprocess") or {}).get("p50_ms") is not None for d in docs)
+    metric = "mAP@.5" if detector else "top-1"
+    cols = ["device", "status", "p50 ms", "mean ms", metric] + (["post-proc p50 ms"] if post else []) + \
+        ["runtime", "cpu / error"]
+    for col in cols:
+        t.add_column(col, justify="right" if "ms" in col or col == metric else "left")
     for d in docs:
-        dev = d.get("device") or {}
-        steady = (d.get("timing") or {}).get("steady") or {}
-        acc = (d.get("accuracy") or {}).get("top1")
-        rt = d.get("runtime") or {}
-        ok = d.get("status") == "ok"
-        t.add_row(device_label(dev.get("name"), dev.get("emulated")),
-                  "ok" if ok else "FAILED",
-                  f"{steady['p50_ms']:.3f}" if ok and steady.get("p50_ms") is not None else "-",
-                  f"{steady['mean_ms']:.3f}" if ok and steady.get("mean_ms") is not None else "-",
-                  "-" if acc is None else f"{acc:.4f}",
-                  f"{rt.get('name', '')} {rt.get('version', '')}".strip() or "-",
-                  ((d.get("machine") or {}).get("cpu_model", "") + f" ({(d.get('machine') or {}).get('arch', '')})")
-                  if ok else str(d.get("error", ""))[:120])
+        t.add_row(*_device_cells(d, post))
     return t
+
+
+def _device_cells(d: dict, post: bool) -> list[str]:
+    """The cells of one device's row of `devices_table`."""
+    dev = d.get("device") or {}
+    steady = (d.get("timing") or {}).get("steady") or {}
+    acc = accuracy_value(d)
+    rt = d.get("runtime") or {}
+    ok = d.get("status") == "ok"
+    pp50 = (d.get("postprocess") or {}).get("p50_ms")
+    cells = [device_label(dev.get("name"), dev.get("emulated")),
+             "ok" if ok else "FAILED",
+             f"{steady['p50_ms']:.3f}" if ok and steady.get("p50_ms") is not None else "-",
+             f"{steady['mean_ms']:.3f}" if ok and steady.get("mean_ms") is not None else "-",
+             "-" if acc is None else f"{acc:.4f}"]
+    if post:
+        cells.append(f"{pp50:.3f}" if ok and pp50 is not None else "-")
+    return cells + [f"{rt.get('name', '')} {rt.get('version', '')}".strip() or "-",
+                    ((d.get("machine") or {}).get("cpu_model", "") + f" ({(d.get('machine') or {}).get('arch', '')})")
+                    if ok else str(d.get("error", ""))[:120]]
 
 
 def print_convert_report(r: dict) -> None:

@@ -226,6 +226,27 @@ def test_detector_postprocess_timed_on_the_board(board, db, tmp_path):
     assert _rows(db)[0]["postprocess_head"] == "tflite_detection_postprocess"
 
 
+def test_detector_map_from_the_boxes_the_board_found(board, db, tmp_path):
+    """`bench --data` on a detector over SSH: the arm64 runner's boxes come back in its JSON and are scored on the
+    host; the mAP equals the one the x86 runner's boxes give (same model, same samples)."""
+    import detector_models
+
+    model = detector_models.ssd(tmp_path / "ssd_tiny.tflite")
+    x = np.random.default_rng(0).uniform(-1, 1, (3, 64, 64, 3)).astype(np.float32)
+    boxes = np.array([[0, 4, 4, 40, 30, 1], [1, 20, 20, 60, 60, 0], [2, 0, 10, 32, 63, 2]], np.float32)
+    np.savez(tmp_path / "boxes.npz", x=x, boxes=boxes)
+    docs = []
+    for device in (board.profile(), "local-cpu"):
+        r = _bench(model, device, db, "--data", tmp_path / "boxes.npz", "--json")
+        assert r.returncode == 0, r.stderr
+        docs.append(json.loads(r.stdout))
+    arm, x86 = (d["accuracy"] for d in docs)
+    assert docs[0]["machine"]["arch"] == "aarch64" and arm["metric"] == "mAP@.5" and arm["top1"] is None
+    assert (arm["images"], arm["objects"], arm["detections"]) == (3, 3, x86["detections"]) == (3, 3, 30)
+    assert abs(arm["map50"] - x86["map50"]) < 1e-6
+    assert [row["accuracy_metric"] for row in _rows(db)] == ["mAP@.5", "mAP@.5"]
+
+
 def test_second_run_reuses_the_copies_on_the_board(board, digits_model, db):
     model, _ = digits_model
     profile = board.profile()

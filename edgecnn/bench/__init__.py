@@ -8,4 +8,5 @@
 | `edgetpu.py`  | Edge TPU hosts: compile once (convert's `edgetpu.compile_model`), run with the delegate |
 | `multi.py`    | several devices at once, every result recorded as it arrives                          |
 | `protocol.py` | the runner's command line and how its output is read                                  |
+| `detection.py` | a detector's accuracy: the device's boxes scored on the host (COCO mAP, as eval)     |
 """

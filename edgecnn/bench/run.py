@@ -12,12 +12,15 @@ from __future__ import annotations
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from edgecnn import __version__
 from edgecnn.devices.profiles import DeviceProfile
 from edgecnn.bench.protocol import BenchSettings, failed_doc
 from edgecnn.errors import EdgecnnError
+
+if TYPE_CHECKING:
+    from edgecnn.bench.detection import Truth
 
 # kind -> fn(model, settings, samples_path_or_None, profile) -> document
 RUNNERS: dict[str, Callable[[str, BenchSettings, str | None, DeviceProfile], dict]] = {}
@@ -46,46 +49,85 @@ RUNNERS["ssh"] = _ssh
 RUNNERS["edgetpu"] = _ssh
 
 
-def prepare_samples(model: str, data: str, out: Path, limit: int) -> tuple[Path, str]:
-    """Write the runner's samples .npz (float32 model input `x`, labels `y` if known) for `data`; return it and a label.
+class Samples(NamedTuple):
+    """What `prepare_samples` made: the runner's .npz, a label naming the data, and the true boxes a detector's
+    boxes are scored against (None: not a detector's data, or no boxes in it)."""
+
+    path: Path
+    label: str
+    truth: "Truth | None" = None
+
+
+def prepare_samples(model: str, data: str, out: Path, limit: int) -> Samples:
+    """Write the runner's samples .npz (float32 model input `x`, labels `y` if known) for `data`.
 
     A model made by edgecnn carries its preprocessing spec: `data` is any data source (`edgecnn.data.sources`),
     labeled or not (a flat folder such as `calibration:photos` gives real inputs and no top-1), and its raw images
-    are preprocessed with that spec. A foreign model has no spec: `data` must then be an .npz whose `x` is already
-    the model's float input (N, H, W, C) and `y` the labels (optional).
+    are preprocessed with that spec. A detector's spec gets no `y` (its labels are boxes, not classes): the true
+    boxes are kept here for `bench.detection.score`. A foreign model has no spec: `data` must then be an .npz whose
+    `x` is already the model's float input (N, H, W, C), `y` the labels (optional) and, for a detector, `boxes` the
+    true boxes (optional; `bench.detection` says how).
     """
-    import numpy as np
-
-    from edgecnn.data.sources import load_split, read_npz
     from edgecnn.tflite.metadata import read_spec
 
     spec = read_spec(model)
     if spec is not None:
-        ds = load_split(data, "test")
-        if len(ds) == 0:
-            raise EdgecnnError(f"{data}: no samples in its test split")
-        n = min(limit, len(ds))
-        x = spec.apply(ds.images[:n])
-        y = np.asarray(ds.labels[:n], dtype=np.int64) if ds.labeled else None
-        label = (f"{data} (test split, {n} samples, model's preprocessing)" if ds.labeled else
-                 f"{data} ({n} unlabeled images, model's preprocessing)")
-    else:
-        p = Path(data)
-        if p.suffix != ".npz" or not p.is_file():
-            raise EdgecnnError(f"{data}: {model} has no edgecnn preprocessing spec, so --data must be an .npz "
-                               "file with the model's float input 'x' (N, H, W, C) and labels 'y'")
-        arrays = read_npz(p, ("x", "y"))
-        x, y = arrays["x"][:limit], (arrays["y"][:limit] if "y" in arrays else None)
-        if x.dtype.kind != "f":
-            raise EdgecnnError(f"{data}: 'x' must be the model's preprocessed float input, got {x.dtype} "
-                               "(a foreign model has no spec to preprocess raw images with)")
-        label = f"{data} ({len(x)} samples, as given)"
+        return _from_source(spec, data, out, limit)
+    return _from_npz(model, data, out, limit)
+
+
+def _from_source(spec, data: str, out: Path, limit: int) -> Samples:
+    """Samples of a data source's test split, preprocessed with the model's spec."""
+    import numpy as np
+
+    from edgecnn.bench.detection import truth_from_dataset
+    from edgecnn.data.sources import load_split
+
+    ds = load_split(data, "test")
+    if len(ds) == 0:
+        raise EdgecnnError(f"{data}: no samples in its test split")
+    ds = ds.take(min(limit, len(ds)))
+    n, x = len(ds), spec.apply(ds.images)
+    if spec.task == "detection":
+        truth = truth_from_dataset(ds, (spec.height, spec.width)) if ds.task == "detection" else None
+        what = f"{n} images, {truth.objects} objects" if truth else f"{n} images without boxes"
+        return Samples(_write(out, x, None), f"{data} (test split, {what}, model's preprocessing)", truth)
+    y = np.asarray(ds.labels, dtype=np.int64) if ds.labeled else None
+    label = (f"{data} (test split, {n} samples, model's preprocessing)" if ds.labeled else
+             f"{data} ({n} unlabeled images, model's preprocessing)")
+    return Samples(_write(out, x, y), label)
+
+
+def _from_npz(model: str, data: str, out: Path, limit: int) -> Samples:
+    """Samples of a foreign model: an .npz of its float input as given (and labels, and true boxes)."""
+    from edgecnn.bench.detection import truth_from_npz
+    from edgecnn.data.sources import read_npz
+
+    p = Path(data)
+    if p.suffix != ".npz" or not p.is_file():
+        raise EdgecnnError(f"{data}: {model} has no edgecnn preprocessing spec, so --data must be an .npz "
+                           "file with the model's float input 'x' (N, H, W, C) and labels 'y'")
+    arrays = read_npz(p, ("x", "y", "boxes"))
+    x, y = arrays["x"][:limit], (arrays["y"][:limit] if "y" in arrays else None)
+    if x.dtype.kind != "f":
+        raise EdgecnnError(f"{data}: 'x' must be the model's preprocessed float input, got {x.dtype} "
+                           "(a foreign model has no spec to preprocess raw images with)")
+    truth = None
+    if "boxes" in arrays and x.ndim == 4:
+        truth = truth_from_npz(arrays["boxes"], len(arrays["x"]), len(x), tuple(x.shape[1:3]), data)
+    return Samples(_write(out, x, y), f"{data} ({len(x)} samples, as given)", truth)
+
+
+def _write(out: Path, x, y) -> Path:
+    """The runner's samples file: float32 `x` and, when known, int64 `y`."""
+    import numpy as np
+
     out_file = out / "samples.npz"
     arrays = {"x": x.astype(np.float32)}
     if y is not None:
         arrays["y"] = np.asarray(y).astype(np.int64)
     np.savez(out_file, **arrays)
-    return out_file, label
+    return out_file
 
 
 def bench_model(model: str, profile: DeviceProfile, settings: BenchSettings, data: str | None = None,
@@ -98,12 +140,15 @@ def bench_model(model: str, profile: DeviceProfile, settings: BenchSettings, dat
         if runner is None:
             raise EdgecnnError(f"device {profile.name}: kind {profile.kind!r} has no runner in this edgecnn")
         with tempfile.TemporaryDirectory(prefix="edgecnn-bench-") as tmp:
-            samples = None
-            if data:
-                samples, data_label = prepare_samples(model, data, Path(tmp), limit)
-            doc = runner(model, settings, str(samples) if samples else None, profile)
+            samples = prepare_samples(model, data, Path(tmp), limit) if data else None
+            data_label = samples.label if samples else None
+            doc = runner(model, settings, str(samples.path) if samples else None, profile)
             if samples and doc.get("error"):  # name the user's data, not our temporary file
-                doc["error"] = doc["error"].replace(str(samples), data)
+                doc["error"] = doc["error"].replace(str(samples.path), data)
+            if samples:
+                from edgecnn.bench.detection import score
+
+                score(doc, samples.truth, data)  # a detector's boxes -> mAP (a classifier's top-1 is left as is)
     except EdgecnnError as exc:
         doc = failed_doc(str(exc), model, settings)
     except KeyboardInterrupt:

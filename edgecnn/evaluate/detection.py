@@ -71,6 +71,23 @@ def coco_map(gt_boxes: list, detections: list, image_sizes: list, class_names) -
     return {**out, "map": max(float(ev.stats[0]), 0.0), "map50": max(float(ev.stats[1]), 0.0), "per_class": per}
 
 
+def image_sizes(ds) -> list[tuple[int, int]]:
+    """Each raw image's (H, W): the frame its true boxes are in."""
+    return [np.asarray(im).shape[:2] for im in ds.images]
+
+
+def to_image_pixels(dets: list, sizes: list, input_hw: tuple[int, int]) -> list:
+    """Detections in model-input pixels (per image (boxes, scores, classes)) with the boxes scaled to each raw
+    image's pixels (`sizes`: per image (H, W)) and clipped to it: how `edgecnn eval` scores boxes against a source's
+    exact ones, and `bench --data` the boxes a device produced, so both give the same mAP."""
+    in_h, in_w = input_hw
+    out = []
+    for (boxes, scores, classes), (h, w) in zip(dets, sizes):
+        b = boxes * np.array([w / in_w, h / in_h] * 2, np.float32)
+        out.append((np.clip(b, 0, [w, h, w, h]), scores, classes))
+    return out
+
+
 def detect(model_path: str | Path, x: np.ndarray, spec, **decode_args) -> list:
     """Per input image (boxes in input pixels, scores, classes) of a detector (Keras or .tflite)."""
     from edgecnn.board.postprocess import output_problem
@@ -99,11 +116,8 @@ def evaluate_detection(model_path: str | Path, src: str, limit: int | None = Non
     if ds.task != "detection":
         raise EdgecnnError(f"{src}: not a detection set (no boxes); {model_path} is a detector")
     x = spec.apply(ds.images)
-    sizes = [np.asarray(im).shape[:2] for im in ds.images]
-    dets = []
-    for (boxes, scores, classes), (h, w) in zip(detect(model_path, x, spec), sizes):
-        b = boxes * np.array([w / spec.width, h / spec.height] * 2, np.float32)
-        dets.append((np.clip(b, 0, [w, h, w, h]), scores, classes))
+    sizes = image_sizes(ds)
+    dets = to_image_pixels(detect(model_path, x, spec), sizes, (spec.height, spec.width))
     r = coco_map(ds.boxes, dets, sizes, ds.class_names)
     out = {"model": str(model_path), "data": src, "task": "detection", "n": len(ds), **r}
     if examples:

@@ -222,13 +222,19 @@ def load_db(db_path: Path) -> ReportData:
         if ref and ref["top1"] is not None and r["top1"] is not None:
             r["float_top1"] = ref["top1"]
             r["drop_points"] = 100 * (ref["top1"] - r["top1"])
+        if ref and ref["map50"] is not None and r["map50"] is not None:  # a detector: mAP@.5 points
+            r["float_map50"], r["float_map"] = ref["map50"], ref["map"]
+            r["drop_points"] = 100 * (ref["map50"] - r["map50"])
     return ReportData(title=f"results database {Path(db_path).name}", kind="db", source=str(db_path),
                       created_at=history[-1].get("created_at"), rows=_sorted(rows), history=history)
 
 
 def _row_from_db(h: dict) -> dict:
+    """A report row from a stored bench; a detector's bench (`map50` stored) is a detection row, its accuracy the
+    mAP@.5 (as in a run directory's summary)."""
     model, precision = split_model_name(h.get("model_path"))
     ok = h.get("status") == "ok"
+    detector = h.get("map50") is not None
     timing = {k: h.get(k) for k in _TIMING_KEYS} if ok else None
     return {"model": model, "precision": precision, "device": h.get("device") or "?", "path": h.get("model_path"),
             "size_bytes": h.get("model_size"), "size_ratio": None, "top1": h.get("top1"), "float_top1": None,
@@ -236,7 +242,8 @@ def _row_from_db(h: dict) -> dict:
             "peak_rss_mb": h.get("peak_rss_mb") if ok else None, "partitions": h.get("partitions") if ok else None,
             "emulated": bool(h.get("emulated")), "status": "ok" if ok else "failed",
             "error": None if ok else (h.get("error") or "unknown error"), "run_id": h.get("id"), "per_class": None,
-            "timing": timing, "created_at": h.get("created_at"), "task": "classification", "accuracy": h.get("top1"),
+            "timing": timing, "created_at": h.get("created_at"), "task": "detection" if detector else "classification",
+            "accuracy": h.get("map50") if detector else h.get("top1"), "map50": h.get("map50"), "map": h.get("map"),
             "postprocess_p50_ms": h.get("postprocess_p50_ms") if ok else None}
 
 

@@ -64,8 +64,11 @@ _COLUMNS = {  # name -> SQL type; the order is the table's
     # added later: _migrate adds them to older databases (ALTER TABLE ... ADD COLUMN), old rows keep NULL
     "postprocess_head": "TEXT",
     "postprocess_p50_ms": "REAL",
+    "accuracy_metric": "TEXT",  # what the run's accuracy is: "top-1" (column top1) or "mAP@.5" (a detector: map50)
+    "map50": "REAL",
+    "map": "REAL",  # mAP@[.5:.95]
 }
-_ADDED_COLUMNS = ("postprocess_head", "postprocess_p50_ms")
+_ADDED_COLUMNS = ("postprocess_head", "postprocess_p50_ms", "accuracy_metric", "map50", "map")
 
 _DEPLOY_COLUMNS = {  # one row per `edgecnn flash` / `flash --rollback`, ok or failed (edgecnn.deploy.flash)
     "created_at": "TEXT NOT NULL",
@@ -281,6 +284,15 @@ def _get(d: dict | None, *keys):
     return d
 
 
+def accuracy_metric(doc: dict) -> str | None:
+    """The name of the number a bench measured for accuracy: "mAP@.5" for a detector, "top-1" for a classifier,
+    None when it measured none (no --data, unlabeled data, a detector without true boxes)."""
+    acc = doc.get("accuracy") if isinstance(doc.get("accuracy"), dict) else {}
+    if acc.get("task") == "detection":
+        return acc.get("metric") if acc.get("map50") is not None else None
+    return "top-1" if acc.get("top1") is not None else None
+
+
 def row_from_doc(doc: dict) -> dict:
     """The column values for one bench document (runner JSON plus the `device`/`edgecnn` keys bench adds)."""
     steady = _get(doc, "timing", "steady") or {}
@@ -315,6 +327,9 @@ def row_from_doc(doc: dict) -> dict:
         "result_json": json.dumps(doc, default=str),
         "postprocess_head": _get(doc, "postprocess", "head"),
         "postprocess_p50_ms": _get(doc, "postprocess", "p50_ms"),
+        "accuracy_metric": accuracy_metric(doc),
+        "map50": _get(doc, "accuracy", "map50"),
+        "map": _get(doc, "accuracy", "map"),
     }
     for k in ("mean_ms", "std_ms", "min_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms"):
         row[k] = steady.get(k)
