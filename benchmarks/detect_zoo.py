@@ -7,7 +7,7 @@ For each registered model with `task: detection`: `edgecnn train` on scenes:digi
 augmentation: a mirrored digit is another glyph; each detector's own recipe in `RECIPES` unless
 --epochs/--lr/--batch-size say otherwise),
 `edgecnn convert` to float32 and to int8 (int8 IO, calibrated on the train split), `edgecnn eval` of all three on
-the 500 test scenes (~1,250 objects), `edgecnn bench` of both files on the local CPU (1 thread, XNNPACK; the
+the 500 test scenes (1,193 objects), `edgecnn bench` of both files on the local CPU (1 thread, XNNPACK; the
 runner times invoke and post-processing apart when it can) and the Edge TPU preflight of the int8 file. Every step
 is the library call the CLI makes. Prints a Markdown table (params, MACs, size, float and int8 mAP@.5 and
 mAP@[.5:.95], the int8 drop in points, p50 latencies, XNNPACK partitions, the preflight verdict) and writes

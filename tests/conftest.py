@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -31,3 +32,11 @@ def require(available: bool, why: str) -> None:
     if REQUIRE_ALL:
         pytest.fail(f"required system part missing under EDGECNN_REQUIRE_ALL: {why}")
     pytest.skip(why)
+
+
+@pytest.fixture
+def db_path(tmp_path, monkeypatch) -> Path:
+    """A database of the test's own (EDGECNN_DB), never the user's; its path."""
+    path = tmp_path / "results.sqlite"
+    monkeypatch.setenv("EDGECNN_DB", str(path))
+    return path

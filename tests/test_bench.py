@@ -25,12 +25,7 @@ tflite_zoo = pytest.fixture(scope="session")(zoo_fixture)
 EDGECNN = [sys.executable, "-m", "edgecnn.cli"]
 
 
-@pytest.fixture(autouse=True)
-def db_path(tmp_path, monkeypatch) -> Path:
-    """Every test writes to its own database, never the user's."""
-    path = tmp_path / "results.sqlite"
-    monkeypatch.setenv("EDGECNN_DB", str(path))
-    return path
+pytestmark = pytest.mark.usefixtures("db_path")  # every test writes to its own database (conftest)
 
 
 def cli(*args):

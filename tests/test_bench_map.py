@@ -28,11 +28,7 @@ from helpers import assert_one_line_error, run_cli
 RUNS = ["--warmup", "1", "--runs", "3"]
 
 
-@pytest.fixture(autouse=True)
-def db_path(tmp_path, monkeypatch) -> Path:
-    path = tmp_path / "results.sqlite"
-    monkeypatch.setenv("EDGECNN_DB", str(path))
-    return path
+pytestmark = pytest.mark.usefixtures("db_path")  # every test writes to its own database (conftest)
 
 
 def _rows(db_path) -> list[dict]:

@@ -33,11 +33,7 @@ tflite_zoo = pytest.fixture(scope="session")(zoo_fixture)
 RUNS = ["--warmup", "2", "--runs", "10"]
 
 
-@pytest.fixture(autouse=True)
-def db_path(tmp_path, monkeypatch) -> Path:
-    path = tmp_path / "results.sqlite"
-    monkeypatch.setenv("EDGECNN_DB", str(path))
-    return path
+pytestmark = pytest.mark.usefixtures("db_path")  # every test writes to its own database (conftest)
 
 
 @pytest.fixture(scope="module")

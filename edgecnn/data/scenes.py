@@ -14,7 +14,7 @@ crops of the photos shipped in `calibration/photos` (16 photos and textures from
 | box                 | exact: the tight bounds of the pasted pixels with alpha >= 0.25, `[x0, y0, x1, y1)` pixels |
 | classes             | the object source's classes (digits: '0'..'9'; Fashion-MNIST: its 10 item names)           |
 | train split         | 6,000 scenes: objects from the source's train split, photo crops 0-2, 4-6 of each photo     |
-| test split          | 500 scenes (~1,250 objects: enough for a stable mAP): test-split objects, crops 3 and 7     |
+| test split          | 500 scenes (1,193 objects: enough for a stable mAP): test-split objects, crops 3 and 7      |
 | seed                | fixed (0): every machine builds the same pixels and boxes; `load_scenes(..., seed=)` varies it |
 
 Train and test share no object image and no background crop. Boxes are in pixels of the 128x128 scene; a model
