@@ -121,6 +121,30 @@ def test_sharded_eval_and_compare_equal_the_local_numbers(quick_runs, cluster):
     assert json.loads(cli.stdout) == [evaluate(keras, "digits"), evaluate(int8, "digits")]
 
 
+@pytest.mark.slow
+def test_sharded_detector_eval_equals_the_local_one(cluster, tmp_path):
+    """A detector's eval on Ray: each shard's boxes decoded on a worker, the mAP from all of them on the driver —
+    the same numbers as one process, Keras and int8, with an empty shard and a limit that cuts a batch."""
+    import deploy_models
+    from edgecnn.evaluate.accuracy import evaluate
+    from edgecnn.executor.ray_cluster import RayExecutor
+
+    keras = deploy_models.trained_keras(tmp_path, "centernet_mobilenet_v1", "scenes:digits", epochs=1,
+                                        input_size=64, max_train_samples=256)
+    int8 = deploy_models.to_int8(keras, tmp_path / "det_int8.tflite", "scenes:digits", num_calibration=32)
+    local = {m: evaluate(m, "scenes:digits") for m in (keras, int8)}
+    assert local[int8]["n"] == 500 and local[int8]["task"] == "detection"
+    with RayExecutor() as ex:
+        for count in (2, 9):  # 500 test scenes: 8 batches of 64, so 9 shards leave one empty
+            shards = functools.partial(ex.map_shards, count=count)
+            for model in (keras, int8):
+                assert evaluate(model, "scenes:digits", map_shards=shards) == local[model]
+            assert evaluate(int8, "scenes:digits", 100, map_shards=shards) == evaluate(int8, "scenes:digits", 100)
+    cli = run_cli("eval", int8, "--data", "scenes:digits", "--executor", f"ray:{cluster}", "--json")
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    assert json.loads(cli.stdout) == [json.loads(json.dumps(local[int8]))]
+
+
 def _tiny_recipe(tmp_path: Path, models: str = "  - {name: lenet5, input_size: 16, epochs: 1}\n", **extra) -> Path:
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"name: t\ndata: digits\nmodels:\n{models}"

@@ -126,11 +126,9 @@ def evaluate(model_path: str | Path, src: str, limit: int | None = None, scaling
 
     spec = model_spec(model_path, scaling)
     if spec.task == "detection":
-        if map_shards is not None:
-            raise EdgecnnError(f"{model_path}: a detector; --executor does not shard detection eval yet")
         from edgecnn.evaluate.detection import evaluate_detection
 
-        return evaluate_detection(model_path, src, limit, scaling, examples)
+        return evaluate_detection(model_path, src, limit, scaling, examples, map_shards)
     if map_shards is None:
         x, y, _ = eval_arrays(src, spec, limit)
         scores = predict(model_path, x)

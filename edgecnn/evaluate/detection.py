@@ -88,12 +88,13 @@ def to_image_pixels(dets: list, sizes: list, input_hw: tuple[int, int]) -> list:
     return out
 
 
-def detect(model_path: str | Path, x: np.ndarray, spec, **decode_args) -> list:
-    """Per input image (boxes in input pixels, scores, classes) of a detector (Keras or .tflite)."""
+def detect(model_path: str | Path, x: np.ndarray, spec, batch: int | None = None, **decode_args) -> list:
+    """Per input image (boxes in input pixels, scores, classes) of a detector (Keras or .tflite); `batch`: LiteRT's
+    batch size (default min(64, N); a shard passes the whole split's, so it decodes what one process would)."""
     from edgecnn.board.postprocess import output_problem
     from edgecnn.evaluate.predict import predict_outputs
 
-    outs = predict_outputs(model_path, x)
+    outs = predict_outputs(model_path, x, batch)
     head = spec.head or {"kind": "centernet"}
     try:
         expected = output_problem([o.shape[1:] for o in outs], head, (spec.height, spec.width), len(spec.labels))
@@ -105,19 +106,41 @@ def detect(model_path: str | Path, x: np.ndarray, spec, **decode_args) -> list:
     return _decode(model_path, outs, spec, head, **decode_args)
 
 
+def shard_detections(root: Path, models: tuple[str, ...], src: str, spec, limit: int | None, index: int,
+                     count: int) -> dict:
+    """One worker's part of a sharded detector eval (`--executor ray`): each model's boxes (files under `root`) on
+    the contiguous shard `index` of `count` of `src`'s test split (`accuracy.shard_bounds`), at the whole split's
+    LiteRT batch size, so the boxes are those one process finds, image for image."""
+    from edgecnn.evaluate.accuracy import shard_bounds, test_split
+    from edgecnn.evaluate.predict import BATCH
+
+    ds = test_split(src, spec, limit)
+    start, stop = shard_bounds(len(ds), index, count)
+    if start >= stop:
+        return {"dets": [[] for _ in models]}
+    x = spec.apply(ds.subset(np.arange(start, stop)).images)
+    return {"dets": [detect(Path(root) / m, x, spec, batch=min(BATCH, len(ds))) for m in models]}
+
+
 def evaluate_detection(model_path: str | Path, src: str, limit: int | None = None, scaling=None,
-                       examples: int = 0) -> dict:
+                       examples: int = 0, map_shards=None) -> dict:
     """COCO mAP of the detector at `model_path` on `src`'s test split (see the module table); with `examples`,
-    also its boxes (raw-image pixels, score >= `EXAMPLE_SCORE`) and the true ones on the first `examples` images."""
+    also its boxes (raw-image pixels, score >= `EXAMPLE_SCORE`) and the true ones on the first `examples` images.
+    `map_shards` (e.g. `RayExecutor.map_shards`) spreads the inference and decoding over workers
+    (`shard_detections`); the mAP is computed here from all boxes, and is the same."""
     from edgecnn.evaluate.accuracy import model_spec, test_split
 
     spec = model_spec(model_path, scaling)
     ds = test_split(src, spec, limit)
     if ds.task != "detection":
         raise EdgecnnError(f"{src}: not a detection set (no boxes); {model_path} is a detector")
-    x = spec.apply(ds.images)
     sizes = image_sizes(ds)
-    dets = to_image_pixels(detect(model_path, x, spec), sizes, (spec.height, spec.width))
+    if map_shards is None:
+        found = detect(model_path, spec.apply(ds.images), spec)
+    else:
+        found = [d for part in map_shards(shard_detections, [Path(model_path)], (src, spec, limit))
+                 for d in part["dets"][0]]
+    dets = to_image_pixels(found, sizes, (spec.height, spec.width))
     r = coco_map(ds.boxes, dets, sizes, ds.class_names)
     out = {"model": str(model_path), "data": src, "task": "detection", "n": len(ds), **r}
     if examples:

@@ -89,11 +89,12 @@ def predict(model_path: str | Path, x: np.ndarray, batch: int | None = None) -> 
     return predict_keras(_keras_model(model_path, x), x)
 
 
-def predict_outputs(model_path: str | Path, x: np.ndarray) -> list[np.ndarray]:
-    """Every output of a .tflite or Keras model as float (N, *shape), in the model's output order."""
+def predict_outputs(model_path: str | Path, x: np.ndarray, batch: int | None = None) -> list[np.ndarray]:
+    """Every output of a .tflite or Keras model as float (N, *shape), in the model's output order (`batch`:
+    LiteRT's, as `predict_tflite_outputs`; Keras always runs KERAS_BATCH)."""
     from edgecnn.modelfile import model_kind
 
     if model_kind(model_path) == "tflite":
-        return predict_tflite_outputs(model_path, x)
+        return predict_tflite_outputs(model_path, x, batch=batch)
     outs = _keras_model(model_path, x).predict(x, batch_size=KERAS_BATCH, verbose=0)
     return [np.asarray(o, np.float32) for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
