@@ -39,7 +39,8 @@ class BenchSettings:
 def runner_args(model: str, settings: BenchSettings, samples: str | None = None, postprocess: str | None = None,
                 truncated: str | None = None) -> list[str]:
     """The runner's arguments (after `python runner.py`) for `model` with `settings` and an optional samples .npz;
-    `postprocess`: where postprocess.py is (default: beside the runner); `truncated`: `detector_files`' copy."""
+    `postprocess`: where postprocess.py is (default: beside the runner); `truncated`: `truncated_copy`'s model
+    without its in-graph post-processing."""
     args = [str(model), "--threads", str(settings.threads), "--warmup", str(settings.warmup),
             "--runs", str(settings.runs), "--min-secs", repr(float(settings.min_secs)), "--seed", str(settings.seed)]
     if not settings.xnnpack:

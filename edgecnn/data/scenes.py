@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgecnn.board.postprocess import iou_matrix  # noqa: F401  (also this module's, for the tests)
+from edgecnn.board.postprocess import iou_matrix
 from edgecnn.data.dataset import Dataset
 from edgecnn.errors import EdgecnnError
 

@@ -32,10 +32,11 @@ def batches(x: np.ndarray, boxes: list, encode, batch_size: int, seed: int, flip
 
     The targets are encoded once, before training (once more for the mirrored boxes when `flip`), and each batch
     is a gather of rows. A Python data source calling `encode` per batch (a Keras PyDataset, before) spent much
-    of the CPU time in the kernel and made each step slower: detect-quick's epochs took 54 s with it and 36 s
-    with this (`edgecnn run detect-quick`, 6,000 scenes, batch 32, this 2-core CPU). `flip` mirrors each image with probability 1/2
-    together with its boxes (it takes the targets of the mirrored boxes), drawn from `seed` anew each epoch.
-    `rows`: the images of `x` (and `boxes`) to train on, all by default; the rest is never copied.
+    of the CPU time in the kernel and made each step slower: detect-quick's epochs took 54 s with it and 34 s
+    with this (`edgecnn run detect-quick`, 6,000 scenes, batch 32, this 2-core CPU). `flip` mirrors each image
+    with probability 1/2 together with its boxes (it takes the targets of the mirrored boxes), drawn from `seed`
+    anew each epoch. `rows`: the images of `x` (and `boxes`) to train on, all by default (`x` is not copied per
+    subset; only these rows' targets are encoded).
     """
     import tensorflow as tf
 
