@@ -8,7 +8,8 @@ edgecnn: `convert_model(... ConversionRequest("int8"))` with the same samples (f
 Both start from the Keras model file; rounds alternate. Quality checks: stock vs edgecnn outputs on the samples
 (top-1 agreement, max |diff|); and, on edgecnn's own graph (whose tensor names differ from the stock front end's),
 every tensor's scale/zero-point from the fast calibrator against TF's stock calibrator. Also the per-sample
-calibration cost against one float inference.
+calibration cost against one float inference, for each activation-range method (`--calibration-method`: the
+histogram methods fill their histograms in the same pass).
 """
 
 from __future__ import annotations
@@ -64,10 +65,11 @@ def main() -> int:
         with converter_quiet():
             return conv.convert()
 
-    def ours(calibrator="fast"):
+    def ours(calibrator="fast", method="minmax"):
         r = convert_model(model_path, tmp / "ours.tflite", ConversionRequest("int8", calibration="photos",
                                                                              num_calibration=args.samples, seed=0,
-                                                                             calibrator=calibrator))
+                                                                             calibrator=calibrator,
+                                                                             calibration_method=method))
         return (tmp / "ours.tflite").read_bytes(), r
 
     t_stock, t_ours, report = [], [], None
@@ -113,6 +115,9 @@ def main() -> int:
         interp.invoke()
     infer_s = (time.perf_counter() - t) / 20
     cal_per_sample = report["timings_s"]["calibrate_s"] / args.samples
+    per_method = {"minmax": cal_per_sample}
+    for method in ("percentile", "mse"):
+        per_method[method] = ours(method=method)[1]["timings_s"]["calibrate_s"] / args.samples
     res = {
         "samples": args.samples, "rounds": args.rounds, "stock_s": t_stock, "edgecnn_s": t_ours,
         "ratio_median": statistics.median(t_ours) / statistics.median(t_stock),
@@ -126,6 +131,8 @@ def main() -> int:
         "max_abs_output_diff": float(np.max(np.abs(ps - po))),
         "float_inference_ms": infer_s * 1000, "calibration_ms_per_sample": cal_per_sample * 1000,
         "calibration_cost_vs_inference": cal_per_sample / infer_s,
+        "calibration_ms_per_sample_by_method": {m: v * 1000 for m, v in per_method.items()},
+        "calibration_cost_vs_inference_by_method": {m: v / infer_s for m, v in per_method.items()},
     }
     print(json.dumps(res, indent=2))
     print(f"\nstock median {statistics.median(t_stock):.1f} s, edgecnn median {statistics.median(t_ours):.1f} s, "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgecnn.convert.bias_correction import _channel_means
+from edgecnn.convert.bias_correction import correct
 from edgecnn.convert.converter import Prepared
 from edgecnn.convert.request import ConversionRequest
 from edgecnn.errors import EdgecnnError
@@ -13,17 +13,41 @@ from edgecnn.tflite import reader
 from test_rewrite import _save
 
 
-def _spread_net():
-    """Conv (no activation) whose 8 output channels' weights span 4 orders of magnitude, as batch-norm folding
-    leaves them: per-tensor int8 rounds the narrow channels to (almost) nothing, a systematic error."""
+def _channel_means(model: bytes, x: np.ndarray, tensors: list[int], dequantize: bool) -> dict[int, np.ndarray]:
+    """Mean per channel (last axis) of each tensor in `tensors` over `x` (reference kernels, every tensor kept)."""
+    from edgecnn.tflite.interpreter import allocate, make_interpreter
+    from edgecnn.tflite.quant import quantize
+
+    it = make_interpreter(model, preserve_all=True)
+    allocate(it)
+    inp = it.get_input_details()[0]
+    details = {d["index"]: d for d in it.get_tensor_details()}
+    sums: dict[int, np.ndarray] = {}
+    for i in range(len(x)):
+        it.set_tensor(inp["index"], quantize(x[i:i + 1], inp))
+        it.invoke()
+        for t in tensors:
+            v = it.get_tensor(t).astype(np.float64)
+            if dequantize:
+                scale, zp = details[t]["quantization"]
+                v = (v - zp) * scale
+            sums[t] = sums.get(t, 0) + v.reshape(-1, v.shape[-1]).mean(0) / len(x)
+    return sums
+
+
+def _spread_net(activation: str | None = None, signed: bool = False):
+    """Conv whose 8 output channels' weights span 4 orders of magnitude, as batch-norm folding leaves them:
+    per-tensor int8 rounds the narrow channels to (almost) nothing, a systematic error. `signed` weights make the
+    conv's outputs about half negative, so a fused ReLU zeroes half of them."""
     import keras
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((16, 16, 3))
-    conv = keras.layers.Conv2D(8, 3, padding="same")
+    conv = keras.layers.Conv2D(8, 3, padding="same", activation=activation)
     x = conv(inp)
     w, b = conv.get_weights()
-    conv.set_weights([(np.abs(w) * np.logspace(-2, 2, 8)[None, None, None, :]).astype("float32"), b])
+    w = w if signed else np.abs(w)
+    conv.set_weights([(w * np.logspace(-2, 2, 8)[None, None, None, :]).astype("float32"), b])
     x = keras.layers.Activation("relu")(keras.layers.Conv2D(8, 1)(x))
     return keras.Model(inp, keras.layers.Dense(10, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x)))
 
@@ -60,6 +84,65 @@ def test_the_first_layers_mean_error_shrinks(tmp_path, per_tensor):
         assert after <= before * 1.05 + 1e-6, (before, after)
     report = fixed.corrections[hash(q)]
     assert report["layers"] >= 2 and report["samples"] == 16
+
+
+def test_a_shift_under_a_fused_relu_is_corrected_in_full(tmp_path):
+    """The bias sits before the fused ReLU, the error is read after it: a shift on a channel that is active half the
+    time shows at half its size in the output's mean, and folding that mean into the bias fixed half of it."""
+    src = _save(_spread_net("relu", signed=True), tmp_path / "m.keras")
+    errors = []
+    for fix in (False, True):
+        prep = Prepared(src, ConversionRequest("int8", calibration="photos", num_calibration=16, per_tensor=True,
+                                               rewrite=False, bias_correction=fix))
+        prep.calibrate()
+        errors.append(_first_layer_error(prep, prep.quantized()))
+    before, after = errors
+    assert before > 0 and after < 0.3 * before, (before, after)
+
+
+def test_a_bias_shared_by_two_layers_is_corrected_for_each(tmp_path):
+    """Two convolutions whose int32 biases are one buffer (a converter deduplicates equal constants): correcting one
+    must not move the other's. The result equals the correction of the same model with the buffers apart."""
+    import copy
+
+    import keras
+
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", use_bias=False)(inp)
+    x = keras.layers.Conv2D(4, 3, padding="same", use_bias=False)(x)
+    model = keras.Model(inp, keras.layers.Dense(10)(keras.layers.Flatten()(x)))
+    prep = Prepared(_save(model, tmp_path / "m.keras"),
+                    ConversionRequest("int8", calibration="photos", num_calibration=8, rewrite=False))
+    prep.calibrate()
+    quant = prep.quantized()
+    m = reader.parse(quant)
+    sg = m.subgraphs[0]
+    convs = [op for op in sg.operators if reader.op_name(m, op) == "CONV_2D"]
+    b1, b2 = (sg.tensors[int(op.inputs[2])] for op in convs)
+    zeros = np.zeros(4, np.int32)
+    for t in (b1, b2):  # both zero biases (no bias in Keras) ...
+        assert np.array_equal(np.frombuffer(bytes(bytearray(m.buffers[t.buffer].data)), np.int32), zeros)
+    apart = reader.serialize(m) if b1.buffer != b2.buffer else None
+    b2.buffer = b1.buffer  # ... then one buffer behind both
+    shared = reader.serialize(m)
+    if apart is None:  # the converter had shared them: give the second its own for the reference
+        m2 = reader.parse(shared)
+        buf = copy.deepcopy(m2.buffers[m2.subgraphs[0].tensors[int(convs[1].inputs[2])].buffer])
+        m2.buffers.append(buf)
+        m2.subgraphs[0].tensors[int(convs[1].inputs[2])].buffer = len(m2.buffers) - 1
+        apart = reader.serialize(m2)
+
+    def biases(data: bytes) -> list[np.ndarray]:
+        mm = reader.parse(data)
+        ops = [op for op in mm.subgraphs[0].operators if reader.op_name(mm, op) == "CONV_2D"]
+        return [np.frombuffer(bytes(bytearray(mm.buffers[mm.subgraphs[0].tensors[int(op.inputs[2])].buffer].data)),
+                              np.int32) for op in ops]
+
+    want, (got, report) = biases(correct(prep.f32, apart, prep.samples)[0]), correct(prep.f32, shared, prep.samples)
+    assert any(np.any(w != 0) for w in want)  # there was something to correct
+    assert all(np.array_equal(w, g) for w, g in zip(want, biases(got))), (want, biases(got))
+    assert report["shared_biases_split"] == 1
 
 
 def test_bias_correction_is_for_int8_only():

@@ -76,6 +76,34 @@ def test_the_equalized_float_model_computes_the_same():
     assert np.max(np.abs(a - b)) <= 1e-4 * np.max(np.abs(a)), np.max(np.abs(a - b))
 
 
+def test_a_linear_pair_keeps_its_signed_range():
+    """conv 1x1 (no activation) -> conv 1x1: channel 0 spans [0, 10], channel 1 [-1, 0] with 100x the weight behind
+    it. The sqrt rule would scale channel 1 up 10x, to [-10, 0]: within the tensor's max |value| (10), but the
+    tensor's int8 range [-1, 10] would grow to [-10, 10]. Both ends must hold."""
+    import keras
+    from keras import layers
+
+    from edgecnn.convert.equalize import pairs
+    from edgecnn.convert.rewrite.check import run_outputs
+    from edgecnn.tflite.reader import expose, parse
+
+    inp = keras.Input((4, 4, 1))
+    c1, c2 = layers.Conv2D(2, 1), layers.Conv2D(1, 1)
+    model = keras.Model(inp, c2(c1(inp)))
+    c1.set_weights([np.float32([10.0, -1.0]).reshape(1, 1, 1, 2), np.zeros(2, np.float32)])
+    c2.set_weights([np.float32([1.0, 100.0]).reshape(1, 1, 2, 1), np.zeros(1, np.float32)])
+    f32 = _f32(model)
+    samples = np.random.default_rng(0).uniform(0, 1, (8, 4, 4, 1)).astype(np.float32)
+    (op1, *_), = pairs(parse(f32))
+    t = int(op1.outputs[0])
+    eq, report = equalize(f32, samples)
+    assert report["equalized"] == 1
+    v0, v1 = (run_outputs(expose(parse(m), [t]), samples)[0][0] for m in (f32, eq))
+    assert v0.min() < -0.9 and v0.max() > 9.0  # the original tensor: [-1, 10]
+    assert v1.min() >= v0.min() * (1 + 1e-5) and v1.max() <= v0.max() * (1 + 1e-5), (v1.min(), v1.max())
+    assert np.max(np.abs(_run(f32, samples) - _run(eq, samples))) <= 1e-4 * np.max(np.abs(_run(f32, samples)))
+
+
 def test_no_equalizable_pair_is_a_note_not_an_error(tmp_path):
     import keras
     from keras import layers

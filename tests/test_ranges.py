@@ -101,3 +101,63 @@ def test_one_pass_gives_every_method_and_minmax_is_unchanged(tmp_path):
     x = np.random.default_rng(0).uniform(0, 1, (8, 8, 8, 1)).astype(np.float32)
     v = calibrated_variants(data, x, ranges.METHODS)
     assert v["minmax"] == fast_calibrate(data, x) and set(v) == set(ranges.METHODS)
+
+
+def _channels_apart(n=4):
+    """n samples of a (1, 32, 32, 64) ReLU activation: channels 0, 16, 32, 48 span 0..1, the other 60 span 0..10
+    (the channels a flat stride of 256 would see are the narrow ones)."""
+    rng = np.random.default_rng(3)
+    top = np.full(64, 10.0)
+    top[::16] = 1.0
+    return [(rng.uniform(0, 1, (1, 32, 32, 64)) * top).astype(np.float32) for _ in range(n)]
+
+
+def test_subsample_sees_every_channel_equally():
+    v = np.broadcast_to(np.arange(64, dtype=np.float32), (1, 32, 32, 64))
+    for shape in [(1, 32, 32, 64), (1, 7, 7, 1024), (1, 96, 96, 16), (1, 112, 112, 64)]:
+        t = np.broadcast_to(np.arange(shape[-1], dtype=np.float32), shape)
+        counts = np.bincount(ranges.subsample(t).astype(np.int64), minlength=shape[-1])
+        assert counts.min() == counts.max() > 0, shape  # every channel, each as often
+        assert ranges.subsample(t).size <= max(ranges.PER_SAMPLE, shape[-1])
+    assert ranges.subsample(v).size == ranges.PER_SAMPLE
+
+
+def test_histogram_ranges_cover_every_channel_of_an_nhwc_activation():
+    """The bug this guards against: a flat stride over NHWC saw 4 of 64 channels, and percentile gave [0, 1.0] and
+    mse [0, 3.0] for a tensor 94% of whose channels reach 10."""
+    samples = _channels_apart()
+    h = ranges.Histograms(1)
+    for s in samples:
+        h.add_all([s])
+    lo, hi = 0.0, float(max(s.max() for s in samples))
+    allv = np.concatenate([s.reshape(-1) for s in samples])
+    p_lo, p_hi = ranges.clipped("percentile", h, 0, lo, hi)
+    assert p_lo == 0.0 and abs(p_hi - np.percentile(allv, ranges.PERCENTILE)) < 0.05
+    m_lo, m_hi = ranges.clipped("mse", h, 0, lo, hi)
+    assert m_lo == 0.0 and m_hi > 8.0  # clipping the wide channels at 3 would cost far more than it saves
+
+
+def test_a_constant_activation_is_widened_only_when_it_is_near_zero():
+    """The dead-activation widening (fast_calibrator.DEAD_WIDTH) is for tensors whose int8 range would be ~0 wide: a
+    constant 0.3 keeps [0, 0.3] (it got [0.3, 1.3] -> [0, 1.3] when the test was on width alone), a constant 0
+    still gets DEAD_RANGE."""
+    import keras
+    from keras import layers
+
+    from edgecnn.convert.fast_calibrator import DEAD_RANGE, fast_calibrate
+    from edgecnn.convert.frontend import float_tflite
+    from edgecnn.tflite.reader import op_name, parse
+
+    inp = keras.Input((4, 4, 1))
+    const, dead = layers.Conv2D(1, 1), layers.Conv2D(1, 1)
+    model = keras.Model(inp, layers.Concatenate()([inp, const(inp), dead(inp)]))
+    const.set_weights([np.zeros((1, 1, 1, 1), np.float32), np.float32([0.3])])
+    dead.set_weights([np.zeros((1, 1, 1, 1), np.float32), np.float32([0.0])])
+    x = np.random.default_rng(0).uniform(0, 1, (4, 4, 4, 1)).astype(np.float32)
+    m = parse(fast_calibrate(float_tflite(model, False, signature=False), x))
+    sub = m.subgraphs[0]
+    ranges_of = {int(op.outputs[0]): (op_name(m, op), round(float(q.min[0]), 6), round(float(q.max[0]), 6))
+                 for op in sub.operators for q in [sub.tensors[int(op.outputs[0])].quantization]}
+    # the converter computes the 0.3 constant as an ADD of its bias, the zero one as a CONV_2D
+    assert ("CONV_2D", 0.0, DEAD_RANGE) in ranges_of.values(), ranges_of
+    assert sorted(r[1:] for r in ranges_of.values() if r[0] != "CONCATENATION") == [(0.0, DEAD_RANGE), (0.3, 0.3)]

@@ -179,3 +179,18 @@ def test_a_near_zero_input_range_keeps_the_gate_exact(models, tmp_path):
     assert np.allclose(bias, 0.5, rtol=1e-6)
     weight = np.frombuffer(bytes(g.model.buffers[w.buffer].data), np.int8) * np.asarray(w.quantization.scale)
     assert np.all(np.abs(weight * 128 * 1e-12) < 1e-5 / 255)  # x * weight: far below one gate step (1/255)
+
+
+def test_the_check_counts_int8_steps_when_the_output_is_float(models, tmp_path):
+    """With `--io float32` the output is a DEQUANTIZE of the int8 softmax: the check must count the steps of that int8
+    tensor, not take 1.0 for the step of a float tensor (which read 0.25 steps as 0.25 in softmax units, ~64 steps)."""
+    r8, _ = _convert(models["hard_swish"], tmp_path / "i8.tflite")
+    rf, _ = _convert(models["hard_swish"], tmp_path / "f32.tflite", io="float32")
+    row8, rowf = (next(x for x in r["rewrites"] if x["pass"] == "hard_swish") for r in (r8, rf))
+    assert row8["applied"] and rowf["applied"] and row8["error_steps_before"] > 0
+    for key in ("error_steps_before", "error_steps_after", "max_diff_steps"):
+        assert rowf[key] == pytest.approx(row8[key], rel=1e-3, abs=1e-6), key
+    from edgecnn.convert.rewrite.check import output_steps
+
+    (step8,), (stepf,) = output_steps(read_tflite(tmp_path / "i8.tflite")), output_steps(read_tflite(tmp_path / "f32.tflite"))
+    assert step8 == stepf == pytest.approx(1 / 256)

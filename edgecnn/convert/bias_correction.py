@@ -6,15 +6,26 @@ per-tensor weights a narrow channel can round to almost nothing and its output c
 is systematic, so its mean can be measured and subtracted: y_q - E[y_q - y] has the float layer's mean again.
 
 How: layer by layer in graph order (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED with an int32 bias and a float
-counterpart tensor of the same name), run the int8 model on the samples with every tensor kept, take the mean per
-output channel of (dequantized int8 output - float output), and subtract it from the int32 bias (in the bias's own
-scale). Later layers are measured with the earlier ones already corrected, as the error they see includes the fix
-(correcting all layers from one measurement over-corrects: measured worse here). The float means are computed once.
-Both models run on LiteRT's reference kernels, one interpreter run per corrected layer per sample: opt-in, slow
-on big models (MobileNet V1 224, 28 layers, 16 samples: ~40 s).
-Measured (README, "Real, externally trained models"; top-1 agreement with float on 64 held-out photos): ImageNet
-MobileNet V1 per-tensor 0.031 -> 0.36, per-channel 0.56 -> 0.88 (output SNR 7.0 -> 20.4 dB). Not always a gain:
-MediaPipe's face-landmark model loses 5 dB of SNR with it. Opt-in, and check it with `edgecnn compare`.
+counterpart tensor of the same name), run the int8 model on the samples with every tensor kept and the float model
+(XNNPACK, the layers' outputs exposed), take the mean per output channel of (dequantized int8 output - float
+output), and subtract it from the int32 bias (in the bias's own scale). Later layers are measured with the earlier
+ones already corrected, as the error they see includes the fix (correcting all layers from one measurement
+over-corrects: measured worse here). The int8 model runs on LiteRT's reference kernels, one run per corrected layer
+per sample: opt-in, slow on big models (MobileNet V1 224, 28 layers, 16 samples: ~10-20 s).
+
+Under a fused activation (ReLU, ReLU6) the bias is added before the activation but the output is read after it,
+where a bias change moves the output's mean only on the elements the activation passes: a channel shifted by d
+that is active half the time shows d/2 in the output's mean, and folding d/2 into the bias fixed half of the shift.
+So each channel's mean shift is divided by the fraction of its int8 outputs inside the activation's linear range
+(`_linear`: a first-order step on E[act(y + b)], whose slope in b is that fraction), floored at ACTIVE_FLOOR: with
+few active elements the slope grows as the bias rises, and the step would overshoot. A channel never active (a
+constant clamped by the activation) moves 1:1 once it is, and is corrected 1:1.
+
+Biases shared between layers (one int32 buffer behind two layers' bias tensors, as a converter may deduplicate
+identical constants) are split before a layer's is changed, so that correcting one layer does not move another.
+Measured (README, "Real, externally trained models"; top-1 agreement with float on 64 held-out photos): see the
+table there. Not always a gain (MediaPipe's face-landmark model loses SNR with it): opt-in, and check it with
+`edgecnn compare`.
 """
 
 from __future__ import annotations
@@ -27,36 +38,84 @@ OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 MAX_SAMPLES = 16
 
 
-def _channel_means(model: bytes, x: np.ndarray, tensors: list[int], dequantize: bool) -> dict[int, np.ndarray]:
-    """Mean per channel (last axis) of each tensor in `tensors`, over `x`, dequantized when asked."""
+# fused activation (tflite ActivationFunctionType) -> the open interval of its output where it is linear
+_ACTIVE = {0: (-np.inf, np.inf), 1: (0.0, np.inf), 2: (-1.0, 1.0), 3: (0.0, 6.0)}
+ACTIVE_FLOOR = 0.5
+
+
+def _linear(q: np.ndarray, act: int) -> np.ndarray:
+    """Where the int8 layer is linear: its dequantized output `q` strictly inside the fused activation's interval.
+    (Not its int8 ends: a tensor that never went negative on the samples has its low end at 0, where small values
+    round, and a bias change moves them as any other.)"""
+    lo, hi = _ACTIVE.get(act, (-np.inf, np.inf))
+    return (q > lo) & (q < hi)
+
+
+def _mean_shift(quant_model: bytes, float_it, x: np.ndarray, out: int, fout: int, act: int) -> np.ndarray:
+    """Per output channel, the bias change that cancels the mean of (dequantized int8 output - float output) of
+    tensor `out` (`fout` in the float interpreter `float_it`) over `x`: that mean divided by the fraction of elements
+    where the int8 layer is linear (`_linear`), as a bias change moves the output's mean only there (floored at
+    ACTIVE_FLOOR; a channel never linear, a constant, moves 1:1 once it is)."""
     from edgecnn.tflite.interpreter import allocate, make_interpreter
     from edgecnn.tflite.quant import quantize
 
-    it = make_interpreter(model, preserve_all=True)
+    it = make_interpreter(quant_model, preserve_all=True)
     allocate(it)
-    inp = it.get_input_details()[0]
-    details = {d["index"]: d for d in it.get_tensor_details()}
-    sums: dict[int, np.ndarray] = {}
+    inp, finp = it.get_input_details()[0], float_it.get_input_details()[0]["index"]
+    detail = next(d for d in it.get_tensor_details() if d["index"] == out)
+    scale, zp = detail["quantization"]
+    total = linear = n = 0
     for i in range(len(x)):
         it.set_tensor(inp["index"], quantize(x[i:i + 1], inp))
         it.invoke()
-        for t in tensors:
-            v = it.get_tensor(t).astype(np.float64)
-            if dequantize:
-                scale, zp = details[t]["quantization"]
-                v = (v - zp) * scale
-            m = v.reshape(-1, v.shape[-1]).mean(0)
-            sums[t] = sums.get(t, 0) + m / len(x)
-    return sums
+        float_it.set_tensor(finp, x[i:i + 1].astype(np.float32))
+        float_it.invoke()
+        raw = it.get_tensor(out)
+        raw = raw.reshape(-1, raw.shape[-1])
+        q = (raw.astype(np.float64) - zp) * scale
+        f = float_it.get_tensor(fout).astype(np.float64).reshape(q.shape)
+        total = total + (q - f).sum(0)
+        linear = linear + _linear(q, act).sum(0)
+        n += len(q)
+    active = linear / max(n, 1)
+    return total / max(n, 1) / np.where(active > 0, np.maximum(active, ACTIVE_FLOOR), 1.0)
+
+
+def _own_bias(model, op) -> tuple[int, bool]:
+    """The index of `op`'s bias tensor, made its own first: a copy of the tensor when another op reads it, and of its
+    buffer when another tensor uses it (converters deduplicate equal constants: two layers without a Keras bias get
+    one zero buffer). Also whether anything was split."""
+    import copy
+
+    sg = model.subgraphs[0]
+    t = int(op.inputs[2])
+    split = False
+    if sum(int(i) == t for o in sg.operators for i in o.inputs) > 1:
+        sg.tensors.append(copy.deepcopy(sg.tensors[t]))
+        inputs = np.array(op.inputs, np.int32, copy=True)
+        t = inputs[2] = len(sg.tensors) - 1
+        op.inputs, split = inputs, True
+    buf = sg.tensors[t].buffer
+    if any(x.buffer == buf for i, x in enumerate(sg.tensors) if i != t):
+        b = reader.schema().BufferT()
+        b.data = np.array(model.buffers[buf].data, np.uint8, copy=True)
+        model.buffers.append(b)
+        sg.tensors[t].buffer, split = len(model.buffers) - 1, True
+    return int(t), split
 
 
 def correct(float_model: bytes, quant_model: bytes, samples: np.ndarray) -> tuple[bytes, dict]:
     """`quant_model` with its biases corrected against `float_model` on (up to 16 of) `samples`, and a report."""
+    from edgecnn.tflite.interpreter import allocate, make_interpreter
+
     x = samples[:MAX_SAMPLES]
     model = reader.parse(quant_model)
     sg = model.subgraphs[0]
     fmodel = reader.parse(float_model)
-    fnames = {reader.tensor_name(t): i for i, t in enumerate(fmodel.subgraphs[0].tensors)}
+    fsub = fmodel.subgraphs[0]
+    fnames = {reader.tensor_name(t): i for i, t in enumerate(fsub.tensors)}
+    factivation = {int(o): int(getattr(op.builtinOptions, "fusedActivationFunction", 0) or 0)
+                   for op in fsub.operators for o in op.outputs}
     layers = []
     for op in sg.operators:
         if reader.op_name(model, op) not in OPS or len(op.inputs) < 3 or int(op.inputs[2]) < 0:
@@ -65,16 +124,20 @@ def correct(float_model: bytes, quant_model: bytes, samples: np.ndarray) -> tupl
         if (reader.tensor_name(out) in fnames and bias.type == reader.schema().TensorType.INT32
                 and out.quantization is not None and out.quantization.scale is not None
                 and len(out.quantization.scale)):
-            layers.append((int(op.outputs[0]), int(op.inputs[2]), fnames[reader.tensor_name(out)]))
+            layers.append((op, fnames[reader.tensor_name(out)]))
     report = {"layers": len(layers), "samples": int(len(x))}
     if not layers:
         report["note"] = "no int8 layer with a bias and a float counterpart: nothing corrected"
         return quant_model, report
-    float_means = _channel_means(float_model, x, [f for _, _, f in layers], dequantize=False)
-    shifts = []
-    for out, bias_t, ftensor in layers:
-        q_mean = _channel_means(quant_model, x, [out], dequantize=True)[out]
-        err = q_mean - float_means[ftensor]
+    float_it = make_interpreter(reader.expose(fmodel, [f for _, f in layers]), threads=2)
+    allocate(float_it)
+    fout = dict(zip([f for _, f in layers], (d["index"] for d in float_it.get_output_details())))
+    shifts, split = [], 0
+    for op, ftensor in layers:
+        out = int(op.outputs[0])
+        err = _mean_shift(quant_model, float_it, x, out, fout[ftensor], factivation.get(ftensor, 0))
+        bias_t, was_shared = _own_bias(model, op)
+        split += was_shared
         bias = sg.tensors[bias_t]
         data = np.frombuffer(bytes(bytearray(model.buffers[bias.buffer].data)), np.int32).astype(np.int64)
         step = np.asarray(bias.quantization.scale, np.float64)
@@ -84,4 +147,6 @@ def correct(float_model: bytes, quant_model: bytes, samples: np.ndarray) -> tupl
         shifts.append(float(np.mean(np.abs(err))))
     report["mean_abs_shift_first_layer"] = shifts[0]
     report["mean_abs_shift_median"] = float(np.median(shifts))
+    if split:
+        report["shared_biases_split"] = split
     return quant_model, report

@@ -18,9 +18,11 @@ Here a ReLU6 pair keeps the clip where it was: layer 1 gets a plain ReLU and a M
 constant 6 / S_i (S_i: the channel's total scale) follows it, so the equalized float model computes what the
 original does on every input (to float rounding; `tests/test_equalize.py`).
 
-Bounds from the calibration samples (each channel's peak |activation| between the two layers):
-- no channel's peak, divided by S_i, exceeds the tensor's original peak: the per-tensor int8 activation range
-  does not grow, so no channel's activation loses precision to another's;
+Bounds from the calibration samples (each channel's min and max activation between the two layers):
+- no channel's min or max, divided by S_i, leaves the tensor's original range [min, max] (with 0, as int8 has it):
+  the per-tensor int8 activation range does not grow, so no channel's activation loses precision to another's.
+  Both ends are bounded: with no activation between the layers a channel can be negative, and bounding only
+  |value| by the tensor's max |value| let a pair's range grow up to 2x (measured 9.98 -> 10.97);
 - a ReLU6 channel that reached 6 on the samples keeps its clip 6 / S_i at or above that range, so that int8
   saturation does its clip. The other channels never reached their clip on the samples. XNNPACK does not take int8
   MINIMUM (26 of them cut MobileNet V1 into 27 partitions), so the `minimum` rewrite pass drops these clips from
@@ -146,23 +148,35 @@ def _clip_after(model, op1, clip: np.ndarray) -> None:
     ops.insert(ops.index(op1) + 1, g.make_op("MINIMUM", 2, [relu, const], [out], "MaximumMinimumOptions"))
 
 
-def _channel_peaks(data: bytes, tensors: list[int], samples: np.ndarray) -> dict[int, np.ndarray]:
-    """Per-channel max |value| of each tensor in `tensors` over `samples` (the float model on LiteRT)."""
+def _channel_extremes(data: bytes, tensors: list[int], samples: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Per-channel (min, max) of each tensor in `tensors` over `samples` (the float model on LiteRT)."""
     from edgecnn.tflite.interpreter import allocate, make_interpreter
 
     it = make_interpreter(reader.expose(reader.parse(data), tensors))
     allocate(it)
     inp = it.get_input_details()[0]["index"]
     outs = [d["index"] for d in it.get_output_details()]  # in `tensors` order
-    peaks: dict[int, np.ndarray] = {}
+    ext: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for i in range(len(samples)):
         it.set_tensor(inp, samples[i:i + 1].astype(np.float32))
         it.invoke()
         for t, o in zip(tensors, outs):
-            v = np.abs(it.get_tensor(o))
-            m = v.reshape(-1, v.shape[-1]).max(axis=0)
-            peaks[t] = np.maximum(peaks[t], m) if t in peaks else m
-    return peaks
+            v = it.get_tensor(o)
+            v = v.reshape(-1, v.shape[-1])
+            lo, hi = v.min(axis=0), v.max(axis=0)
+            ext[t] = (np.minimum(ext[t][0], lo), np.maximum(ext[t][1], hi)) if t in ext else (lo, hi)
+    return ext
+
+
+def _keeps_range(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Per channel, the smallest total scale S_i for which the channel divided by S_i stays inside the tensor's int8
+    range [min(lo, 0), max(hi, 0)] at both ends (int8 always holds 0). Bounding |value| by max |value| instead let a
+    channel of a linear pair grow to the far end: [-1, 0] beside [0, 10] became [-10, 0], the span 11 -> 20."""
+    top, bottom = max(float(hi.max()), 0.0), min(float(lo.min()), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        up = np.where(hi > 0, hi / max(top, 1e-30), 0.0)
+        down = np.where(lo < 0, lo / min(bottom, -1e-30), 0.0)
+    return np.maximum(up, down)
 
 
 def equalize(data: bytes, samples: np.ndarray) -> tuple[bytes, dict]:
@@ -176,7 +190,7 @@ def equalize(data: bytes, samples: np.ndarray) -> tuple[bytes, dict]:
                           "ReLU or ReLU6 between): the model is unchanged")
         return data, report
     before = spread(model, found)
-    peaks = _channel_peaks(data, [int(op1.outputs[0]) for op1, *_ in found], samples)
+    extremes = _channel_extremes(data, [int(op1.outputs[0]) for op1, *_ in found], samples)
     total: dict[int, np.ndarray] = {}  # each channel's accumulated scale, per op1 output
     for _ in range(SWEEPS):
         change = 0.0
@@ -190,10 +204,10 @@ def equalize(data: bytes, samples: np.ndarray) -> tuple[bytes, dict]:
                 s = np.where(r2 > DEAD * np.median(r2), np.sqrt(r1 / r2), 1.0)
             out = int(op1.outputs[0])
             acc = total.setdefault(out, np.ones(len(s)))
-            peak = peaks[out]
+            lo, peak = extremes[out]
             top = max(float(peak.max()), 1e-30)
-            # the channel's peak after scaling, peak / (acc * s), stays within the tensor's range max(peak) ...
-            s = np.maximum(s, peak / top / acc)
+            # the channel after scaling, [lo, peak] / (acc * s), stays within the tensor's range at both ends ...
+            s = np.maximum(s, _keeps_range(lo, peak) / acc)
             if int(op1.builtinOptions.fusedActivationFunction or 0) == _RELU6:
                 # ... and a channel that reached its clip on the samples keeps the clip, 6 / (acc * s), at or
                 # above that range, so that int8 saturation does its clip (see rewrite/minimum.py)

@@ -24,6 +24,9 @@ import numpy as np
 # channel group, a head not yet trained) would get an int8 scale near 1e-9; XNNPACK then refuses the whole graph
 # ("failed to prepare": a requantization multiplier above 256), measured on a 1-epoch detector's `size` output.
 # Such a range is widened to DEAD_RANGE: its values are still exact (the zero point holds the constant's end).
+# Dead means small in magnitude, not narrow: the test is on the range int8 represents, [min(lo, 0), max(hi, 0)]
+# (it always holds 0). A constant 0.3 is not dead: its int8 range [0, 0.3] has a fine scale, where widening it by
+# width alone gave [0, 1.3] (4x coarser steps for nothing).
 DEAD_WIDTH = 1e-5
 DEAD_RANGE = 1.0
 
@@ -148,7 +151,7 @@ def calibrated_variants(float_model: bytes, samples: np.ndarray, methods: tuple[
                 hi[t] = max(min(hi[t], cap, hi.get(out_t, cap)), lo[t])
         sub = model.subgraphs[0]
         for t in tensors:
-            if hi[t] - lo[t] < DEAD_WIDTH:  # a dead activation: see DEAD_WIDTH
+            if max(hi[t], 0.0) - min(lo[t], 0.0) < DEAD_WIDTH:  # a dead activation: see DEAD_WIDTH
                 hi[t] = lo[t] + DEAD_RANGE
             q = sub.tensors[t].quantization or schema().QuantizationParametersT()
             q.min = [float(np.float32(lo[t]))]

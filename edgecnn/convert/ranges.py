@@ -11,10 +11,16 @@ Why: one large outlier in a calibration sample widens min/max for every value of
 its 256 levels on a range most values never reach. Clipping trades a little error on rare values for finer steps
 on the common ones.
 
-How, cheaply: each sample adds a strided subsample (at most `PER_SAMPLE` values) of each tensor to a signed
-histogram per tensor — `BINS` bins over [-R, R] — and R doubles (bins merged pairwise) when a value exceeds it,
-all tensors of a sample in a few array operations. The exact min/max still come from the whole tensor, and every
-clipped range stays inside them.
+How, cheaply: each sample adds a subsample of each tensor (`subsample`: about `PER_SAMPLE` values, taken as whole
+channel vectors at spread-out positions, so that every channel is seen) to a signed histogram per tensor — `BINS`
+bins over [-R, R] — and R doubles (bins merged pairwise) when a value exceeds it, all tensors of a sample in a few
+array operations. The exact min/max still come from the whole tensor, and every clipped range stays inside them.
+
+Why whole channel vectors: an NHWC tensor flattened and taken at a fixed stride lands element k on channel
+(k * stride) mod C, so only C / gcd(stride, C) channels reach the histogram: 4 of 64 on a 32x32x64 activation,
+256 of 1024 on 7x7x1024. Channels of one tensor can differ in range by 10x, and a histogram of the few sampled ones
+then clipped the other channels' values (`tests/test_ranges.py`: percentile gave [0, 1] for a tensor whose
+unsampled channels reach 10).
 """
 
 from __future__ import annotations
@@ -26,6 +32,27 @@ BINS = 2048
 PER_SAMPLE = 4096
 PERCENTILE = 99.99
 _ALPHAS = np.linspace(0.3, 1.0, 36)
+
+
+_ROWS: dict[tuple[int, int], np.ndarray] = {}
+
+
+def subsample(v: np.ndarray) -> np.ndarray:
+    """About `PER_SAMPLE` values of `v` with every channel (last axis) equally represented: whole channel vectors at
+    `PER_SAMPLE // C` positions (at least one: all C values of a position), the positions drawn once per tensor
+    shape, spread over the tensor without a fixed stride (a stride can fall on one image column). A tensor of at
+    most `PER_SAMPLE` values is taken whole; a position holding more than `PER_SAMPLE` channels is taken whole too."""
+    if v.size <= PER_SAMPLE:
+        return v.reshape(-1)
+    rows = v.reshape(-1, v.shape[-1] if v.ndim > 1 else 1)  # a 1-D array: values of one channel
+    n, c = rows.shape
+    keep = max(1, PER_SAMPLE // c)
+    if keep >= n:
+        return rows.reshape(-1)
+    idx = _ROWS.get((n, keep))
+    if idx is None:
+        idx = _ROWS[(n, keep)] = np.sort(np.random.default_rng(n).choice(n, keep, replace=False))
+    return rows[idx].reshape(-1)
 
 
 class Histograms:
@@ -47,10 +74,7 @@ class Histograms:
             self.r[k] *= 2
 
     def add_all(self, views: list) -> None:
-        parts = []
-        for v in views:
-            flat = v.reshape(-1)
-            parts.append(flat[:: max(1, flat.size // PER_SAMPLE)][:PER_SAMPLE])
+        parts = [subsample(v) for v in views]
         sizes = np.fromiter((p.size for p in parts), np.int64, len(parts))
         v = np.concatenate(parts).astype(np.float64)
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])

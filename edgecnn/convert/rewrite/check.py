@@ -44,23 +44,57 @@ def real_values(raw: np.ndarray, q: tuple[float, int]) -> np.ndarray:
     return (raw - q[1]) * q[0] if q[0] else raw
 
 
+def output_steps(model: bytes) -> list[float | None]:
+    """The int8 step of each output: its own scale when quantized; when it is float (`--io float32`: a DEQUANTIZE
+    ends the graph), the scale of the int8 tensor that DEQUANTIZE reads; None when the output is computed in float
+    (a head kept in float), for the caller to derive from the output's range."""
+    from edgecnn.tflite.reader import op_name, parse
+
+    m = parse(model)
+    sub = m.subgraphs[0]
+    producer = {int(t): op for op in (sub.operators or []) for t in op.outputs}
+
+    def scale(t: int) -> float | None:
+        q = sub.tensors[t].quantization
+        s = q.scale if q is not None else None
+        return float(s[0]) if s is not None and len(s) == 1 and float(s[0]) > 0 else None
+
+    steps = []
+    for t in (int(i) for i in sub.outputs):
+        op = producer.get(t)
+        steps.append(scale(t) or (scale(int(op.inputs[0])) if op is not None and op_name(m, op) == "DEQUANTIZE"
+                                  else None))
+    return steps
+
+
 def _top1(a: np.ndarray) -> np.ndarray:
     return a.reshape(len(a), -1).argmax(1)
 
 
 def compare(before: bytes, after: bytes, samples: np.ndarray, reference: bytes | None = None) -> dict:
-    """The measures above for `after` against `before` (and `reference`, the float model) on up to MAX_SAMPLES samples."""
+    """The measures above for `after` against `before` (and `reference`, the float model) on up to MAX_SAMPLES samples.
+
+    Differences are in int8 steps of each output whatever its type (`output_steps`): a float output read through a
+    DEQUANTIZE has the step of the int8 tensor behind it, and one computed in float the step an int8 tensor over its
+    range would have (range / 255, the range from the float model's outputs, else the model's before the pass), so
+    that a pass's tolerance means the same on `--io float32` as on int8 outputs."""
     x = samples[:MAX_SAMPLES]
-    (a, qa), (b, _) = run_outputs(before, x), run_outputs(after, x)
+    (a, qa), (b, qb) = run_outputs(before, x), run_outputs(after, x)
+    ra, rb = [real_values(v, q) for v, q in zip(a, qa)], [real_values(v, q) for v, q in zip(b, qb)]
+    f = run_outputs(reference, x)[0] if reference is not None else None
+    steps = []
+    for k, s in enumerate(output_steps(before)):
+        if s is None:
+            seen = f[k] if f is not None else ra[k]
+            s = float(seen.max() - seen.min()) / 255 if seen.size else 0.0
+        steps.append(s or 1.0)
     out = {"samples": int(len(x)),
-           "max_diff_steps": max(float(np.max(np.abs(p - q))) if p.size else 0.0 for p, q in zip(a, b)),
-           "top1_agreement": float(np.mean(_top1(a[0]) == _top1(b[0]))) if len(x) else 1.0}
-    if reference is not None:
-        f, _ = run_outputs(reference, x)
-        step = qa[0][0] or 1.0
-        for name, raw in (("before", a[0]), ("after", b[0])):
-            real = real_values(raw, qa[0])
-            out[f"error_steps_{name}"] = float(np.mean(np.abs(real - f[0]))) / step
+           "max_diff_steps": max(float(np.max(np.abs(p - q))) / s if p.size else 0.0
+                                 for p, q, s in zip(ra, rb, steps)),
+           "top1_agreement": float(np.mean(_top1(ra[0]) == _top1(rb[0]))) if len(x) else 1.0}
+    if f is not None:
+        for name, real in (("before", ra[0]), ("after", rb[0])):
+            out[f"error_steps_{name}"] = float(np.mean(np.abs(real - f[0]))) / steps[0]
             out[f"top1_vs_float_{name}"] = float(np.mean(_top1(real) == _top1(f[0])))
     return out
 
