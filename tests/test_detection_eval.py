@@ -123,6 +123,30 @@ def test_map_without_detections_is_zero():
     assert r["map"] == 0.0 and r["map50"] == 0.0 and r["detections"] == 0
 
 
+def test_map_refuses_lists_of_different_lengths():
+    """A short detection list used to be zipped away: the images it missed dropped out of the mAP unnoticed."""
+    from edgecnn.errors import EdgecnnError
+    from edgecnn.evaluate.detection import score_boxes
+
+    with pytest.raises(EdgecnnError, match="1 detections, 2 sizes"):
+        coco_map(_gt(), _dets(_gt())[:1], SIZES, ["a", "b"])
+    with pytest.raises(EdgecnnError, match="2 images, 2 detections, 1 sizes"):
+        coco_map(_gt(), _dets(_gt()), SIZES[:1], ["a", "b"])
+    with pytest.raises(EdgecnnError, match="1 detections, 2 sizes"):
+        score_boxes(_gt(), _dets(_gt())[:1], SIZES, (64, 64), ["a", "b"])
+
+
+def test_score_boxes_scales_and_clips_to_each_image():
+    """Model-input boxes (32x32) scaled to 64x48 raw images and clipped there: a box sticking out of its image
+    scores as the clipped box, as in eval, compare and bench alike."""
+    from edgecnn.evaluate.detection import score_boxes
+
+    truth = [np.array([[0, 0, 20, 30, 0]], np.float32)]
+    dets = [(np.array([[-5, -5, 10, 20]], np.float32), np.array([0.9], np.float32), np.array([0]))]
+    r = score_boxes(truth, dets, [(48, 64)], (32, 32), ["a"])
+    assert r["detections"] == 1 and r["map"] == pytest.approx(1.0)
+
+
 def _rows(*rows):
     """One image's detections from (x0, y0, x1, y1, score, class) rows."""
     a = np.asarray(rows, np.float32).reshape(-1, 6)
