@@ -16,7 +16,7 @@ from edgecnn.errors import EdgecnnError
 
 
 class _Group(click.Group):
-    """A click group that turns project errors and Ctrl-C into one line and a non-zero exit."""
+    """A click group that turns project errors, bad command lines and Ctrl-C into one line and a non-zero exit."""
 
     def invoke(self, ctx):
         try:
@@ -24,6 +24,10 @@ class _Group(click.Group):
         except EdgecnnError as exc:
             click.echo(f"edgecnn: error: {exc}", err=True)
             sys.exit(1)
+        except click.UsageError as exc:  # click's own form is 3-4 lines (usage, a hint, the error)
+            where = exc.ctx.command_path if exc.ctx else "edgecnn"
+            click.echo(f"edgecnn: error: {exc.format_message()} (see `{where} --help`)", err=True)
+            sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("edgecnn: interrupted", err=True)
             sys.exit(130)

@@ -134,6 +134,16 @@ def knob_value(name: str, key: str, value, default):
     return value
 
 
+def check_knobs(name: str, knobs: dict) -> dict:
+    """`knobs` for zoo model `name`, each checked (`knob_value`); an unknown one is one line listing the known."""
+    defaults = get_entry(name).knobs()
+    unknown = sorted(set(knobs) - set(defaults))
+    if unknown:
+        raise EdgecnnError(f"{name}: unknown option(s) {', '.join(unknown)}; it takes: "
+                           f"{', '.join(defaults) or 'none'}")
+    return {k: knob_value(name, k, v, defaults[k]) for k, v in knobs.items()}
+
+
 def build(name: str, input_shape=None, num_classes: int = 1000, **knobs):
     """Build a registered model; bad shapes and knobs become one-line `EdgecnnError`s."""
     entry = get_entry(name)
@@ -145,12 +155,7 @@ def build(name: str, input_shape=None, num_classes: int = 1000, **knobs):
                            f"{entry.min_size}x{entry.min_size}")
     if num_classes < 1:
         raise EdgecnnError(f"{name}: num_classes must be >= 1, got {num_classes}")
-    defaults = entry.knobs()
-    unknown = sorted(set(knobs) - set(defaults))
-    if unknown:
-        raise EdgecnnError(f"{name}: unknown option(s) {', '.join(unknown)}; it takes: "
-                           f"{', '.join(defaults) or 'none'}")
-    knobs = {k: knob_value(name, k, v, defaults[k]) for k, v in knobs.items()}
+    knobs = check_knobs(name, knobs)
     from edgecnn import _tf
 
     _tf.quiet()
