@@ -165,7 +165,7 @@ def db(tmp_path):
     return tmp_path / "results.sqlite"
 
 
-def _bench(model, profile, db, *extra, timeout=900):
+def _bench(model, profile, db, *extra, timeout=2 * RUN_TIMEOUT):
     return run_cli("bench", model, "--device", profile, *RUNS, "--db", db, *extra, timeout=timeout)
 
 
