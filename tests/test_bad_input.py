@@ -81,6 +81,10 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
 
 # (case id, command line with {file} placeholders and OUT for the output folder, a text the error line must hold)
 CASES = [
+    # the command line itself
+    ("unknown-command", "evall m.keras --data digits", "evall"),
+    ("unknown-option", "--bogus", "--bogus"),
+    ("missing-argument", "eval --data digits", "MODELS"),
     # models / build: names, options
     ("models-no-match", "models nosuchnet*", "nosuchnet"),
     ("models-bad-shape", "models lenet5 --input-shape 8x8", "--input-shape"),
