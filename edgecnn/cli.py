@@ -16,7 +16,13 @@ from edgecnn.errors import EdgecnnError
 
 
 class _Group(click.Group):
-    """A click group that turns project errors and Ctrl-C into one line and a non-zero exit."""
+    """A click group that turns project errors, bad command lines and Ctrl-C into one line and a non-zero exit."""
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:  # a bad option of `edgecnn` itself
+            _usage_line(exc)
 
     def invoke(self, ctx):
         try:
@@ -24,9 +30,21 @@ class _Group(click.Group):
         except EdgecnnError as exc:
             click.echo(f"edgecnn: error: {exc}", err=True)
             sys.exit(1)
+        except click.UsageError as exc:  # a bad command, option or argument
+            _usage_line(exc)
         except KeyboardInterrupt:
             click.echo("edgecnn: interrupted", err=True)
             sys.exit(130)
+
+
+def _usage_line(exc: click.UsageError) -> None:
+    """A bad command line as one line and click's exit code 2 (click's own form is 3-4 lines: usage, a hint, the
+    error); `edgecnn` or a group without arguments still shows its help."""
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+        raise exc
+    where = exc.ctx.command_path if exc.ctx else "edgecnn"
+    click.echo(f"edgecnn: error: {exc.format_message()} (see `{where} --help`)", err=True)
+    sys.exit(exc.exit_code)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

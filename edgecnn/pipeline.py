@@ -317,7 +317,8 @@ def run_pipeline(recipe: Recipe, out_dir: str | Path, log: Callable[[str], None]
                              "drop_points": 100 * ((float_eval["map50"] - acc["map50"]) if detector
                                                    else (float_top1 - acc["top1"])),
                              **({"map50": acc["map50"], "map": acc["map"], "float_map50": float_eval["map50"],
-                                 "float_map": float_eval["map"], "examples": acc.get("examples"),
+                                 "float_map": float_eval["map"], "objects": acc["objects"],
+                                 "detections": acc["detections"], "examples": acc.get("examples"),
                                  "float_examples": float_eval.get("examples")} if detector else {}),
                              "p50_ms": steady.get("p50_ms"), "p90_ms": steady.get("p90_ms"),
                              "postprocess_p50_ms": (b.get("postprocess") or {}).get("p50_ms"),

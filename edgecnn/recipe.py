@@ -86,11 +86,11 @@ class Recipe(Strict):
 def recipe_from_dict(d: dict, source: str) -> Recipe:
     """The validated recipe, or one EdgecnnError line naming `source` and the field (or the model) at fault."""
     recipe = validate(Recipe, d, source)
-    from edgecnn.zoo import get_entry
+    from edgecnn.zoo.registry import check_knobs
 
     for i, m in enumerate(recipe.models):
         try:
-            get_entry(m.name)
+            check_knobs(m.name, m.options)  # the name, and each option's type: a typo fails before anything runs
         except EdgecnnError as exc:
             raise EdgecnnError(f"{source}: models[{i}]: {exc}") from None
     keys = [m.key for m in recipe.models]

@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-import time
 
 from helpers import assert_one_line_error, run_cli
 
@@ -22,11 +21,15 @@ def test_help_lists_commands():
         assert cmd in proc.stdout
 
 
-def test_help_is_fast():
-    # a coarse guard only (the real measurement is benchmarks/cli_startup.py): TF import alone takes ~3.5 s
-    t0 = time.perf_counter()
-    run_cli("--help")
-    assert time.perf_counter() - t0 < 2.5
+def test_help_runs_without_heavy_imports():
+    """`edgecnn --help` stays instant: running it (not only importing the CLI) loads no heavy module. Checked by
+    what is imported, not by a stopwatch, so a loaded machine cannot fail it (the timing: benchmarks/cli_startup.py)."""
+    code = ("import sys\nfrom edgecnn.cli import main\nsys.argv = ['edgecnn', '--help']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('tensorflow', 'keras', 'ai_edge_litert', 'numpy', 'pydantic', 'ray') if m in sys.modules]\n"
+            "print('HEAVY=' + ','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "Usage:" in out and out.strip().endswith("HEAVY="), out[-500:]
 
 
 def test_unknown_model_suggests_close_names():

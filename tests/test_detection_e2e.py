@@ -2,7 +2,7 @@
 
 Asserts structure only (what a 1-epoch run reaches depends on the machine's arithmetic, not on edgecnn): the int8
 model is integer-only with int8 IO, keeps the three separate outputs, carries the detection spec, and both models
-get mAP numbers in [0, 1] on the same images.
+get mAP numbers in [0, 1] from boxes found on the same images, and compare's mAPs equal eval's.
 """
 
 from __future__ import annotations
@@ -41,12 +41,15 @@ def test_train_int8_eval_detector(tmp_path):
     report = json.loads(proc.stdout)
     assert report["ops_in_float"] == []
 
-    assert_detector_eval(keras_path, int8_path)
+    float_eval, int8_eval = assert_detector_eval(keras_path, int8_path, limit=48)
 
     proc = run_cli("compare", keras_path, int8_path, "--data", "scenes:digits", "--limit", "48", "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     r = json.loads(proc.stdout)
     assert r["task"] == "detection" and r["labeled"] and r["n"] == 48
+    # one scoring path: compare's mAPs are eval's, number for number (same boxes, clipping and pixel frame)
+    assert (r["float_map"], r["float_map50"]) == (float_eval["map"], float_eval["map50"])
+    assert (r["quant_map"], r["quant_map50"]) == (int8_eval["map"], int8_eval["map50"])
     assert set(r["output_snr_db"]) == {"heatmap", "size", "offset"}
     assert abs(r["drop50_points"] - 100 * (r["float_map50"] - r["quant_map50"])) < 1e-9
     assert r["worst_layers"] and r["layers_compared"] > 10

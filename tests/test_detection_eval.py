@@ -48,6 +48,37 @@ def test_decode_drops_low_scores_and_merges_a_plateau():
     np.testing.assert_allclose(boxes[0], [2, 2, 18, 18])  # the first of the tie (lower index) is kept
 
 
+@pytest.mark.parametrize("cells", [[(5, 6), (5, 7)], [(5, 6), (5, 7), (5, 8)], [(5, 6), (5, 7), (6, 7)]],
+                         ids=["2 cells", "3 cells", "3 cells, an L"])
+def test_an_int8_plateau_gives_one_box(cells):
+    """The top cells of an object 2-3 cells wide differ by less than one int8 step (1/256, a sigmoid output's
+    scale): in int8 they are equal, each a 3x3 maximum, and their boxes (one cell apart) overlap by less than the
+    NMS threshold; one box must come out, from a cell of the plateau."""
+    from edgecnn.board.postprocess import NMS_IOU, iou_matrix
+    from edgecnn.tflite.quant import dequantize, quantize
+
+    width = len({x for _, x in cells})
+    heat = np.full((16, 16, 3), 0.02, np.float32)
+    for dy in (-1, 0, 1):  # a shoulder around the plateau, well below it
+        for y, x in cells:
+            heat[y + dy, x - 1:x + 2, 1] = 0.5
+    for k, (y, x) in enumerate(cells):
+        heat[y, x, 1] = 0.8 - 0.0004 * k  # distinct in float: one peak
+    detail = {"dtype": np.int8, "quantization": (1 / 256, -128)}
+    int8 = dequantize(quantize(heat, detail), detail)
+    assert len({float(int8[y, x, 1]) for y, x in cells}) == 1  # int8 made them one plateau
+    assert (peaks(int8) & (int8 > 0.5))[..., 1].sum() == len(cells)  # every cell of it a 3x3 maximum
+    size = np.full((16, 16, 2), float(width), np.float32)
+    offset = np.full((16, 16, 2), 0.5, np.float32)
+    tied = np.array([[x - width / 2 + 0.5, y - width / 2 + 0.5, x + width / 2 + 0.5, y + width / 2 + 0.5]
+                     for y, x in cells], np.float32) * 8
+    assert iou_matrix(tied[:1], tied[1:]).max() <= NMS_IOU  # NMS alone would keep two or three boxes
+    for maps in (heat, int8):
+        boxes, scores, classes = decode(maps, size, offset, 8.0, score_threshold=0.1)
+        assert len(boxes) == 1 and list(classes) == [1], boxes
+        assert any(np.allclose(boxes[0], t) for t in tied)
+
+
 def test_flip_boxes_mirrors_x():
     np.testing.assert_allclose(flip_boxes(np.array([[10, 5, 30, 25, 2]]), 128), [[98, 5, 118, 25, 2]])
 
@@ -90,6 +121,30 @@ def test_map_false_positive_ranked_first_halves_precision():
 def test_map_without_detections_is_zero():
     r = coco_map(_gt(), [(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int))] * 2, SIZES, ["a", "b"])
     assert r["map"] == 0.0 and r["map50"] == 0.0 and r["detections"] == 0
+
+
+def test_map_refuses_lists_of_different_lengths():
+    """A short detection list used to be zipped away: the images it missed dropped out of the mAP unnoticed."""
+    from edgecnn.errors import EdgecnnError
+    from edgecnn.evaluate.detection import score_boxes
+
+    with pytest.raises(EdgecnnError, match="1 detections, 2 sizes"):
+        coco_map(_gt(), _dets(_gt())[:1], SIZES, ["a", "b"])
+    with pytest.raises(EdgecnnError, match="2 images, 2 detections, 1 sizes"):
+        coco_map(_gt(), _dets(_gt()), SIZES[:1], ["a", "b"])
+    with pytest.raises(EdgecnnError, match="1 detections, 2 sizes"):
+        score_boxes(_gt(), _dets(_gt())[:1], SIZES, (64, 64), ["a", "b"])
+
+
+def test_score_boxes_scales_and_clips_to_each_image():
+    """Model-input boxes (32x32) scaled to 64x48 raw images and clipped there: a box sticking out of its image
+    scores as the clipped box, as in eval, compare and bench alike."""
+    from edgecnn.evaluate.detection import score_boxes
+
+    truth = [np.array([[0, 0, 20, 30, 0]], np.float32)]
+    dets = [(np.array([[-5, -5, 10, 20]], np.float32), np.array([0.9], np.float32), np.array([0]))]
+    r = score_boxes(truth, dets, [(48, 64)], (32, 32), ["a"])
+    assert r["detections"] == 1 and r["map"] == pytest.approx(1.0)
 
 
 def _rows(*rows):

@@ -1,7 +1,7 @@
 """`edgecnn run` on a detector: train -> float32/int8 -> COCO mAP -> compare -> bench -> report with mAP and boxes.
 
 Structure only (what one short epoch reaches depends on the machine): the rows are detection rows with mAP in
-place of top-1, the drop is float mAP@.5 minus int8's, and both reports show mAP and a picture of the boxes.
+place of top-1, computed on boxes found (not an empty list, whose mAP 0 would pass too), the drop is float mAP@.5 minus int8's, and both reports show mAP and a picture of the boxes.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def test_run_a_detector_recipe(tmp_path):
     f32, i8 = rows
     for r in rows:
         assert 0.0 <= r["map"] <= r["map50"] <= 1.0 and r["top1"] is None and r["bench_status"] == "ok"
+        assert r["objects"] > 0 and r["detections"] > 0  # the mAP is of boxes found, against true ones
         assert len(r["examples"]) == 4 and all(set(e) == {"truth", "boxes", "scores", "classes"}
                                                for e in r["examples"])
     assert i8["float_map50"] == f32["map50"]

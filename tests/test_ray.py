@@ -124,9 +124,10 @@ def test_sharded_eval_and_compare_equal_the_local_numbers(quick_runs, cluster):
 @pytest.mark.slow
 def test_sharded_detector_eval_equals_the_local_one(cluster, tmp_path):
     """A detector's eval on Ray: each shard's boxes decoded on a worker, the mAP from all of them on the driver —
-    the same numbers as one process, Keras and int8, with an empty shard and a limit that cuts a batch."""
+    the same numbers as one process, Keras and int8, with empty shards and a limit that cuts a batch; boxes found,
+    and at least two shards holding images in every case (else it would be one process's run, shipped)."""
     import deploy_models
-    from edgecnn.evaluate.accuracy import evaluate
+    from edgecnn.evaluate.accuracy import evaluate, shard_bounds
     from edgecnn.executor.ray_cluster import RayExecutor
 
     keras = deploy_models.trained_keras(tmp_path, "centernet_mobilenet_v1", "scenes:digits", epochs=1,
@@ -134,12 +135,20 @@ def test_sharded_detector_eval_equals_the_local_one(cluster, tmp_path):
     int8 = deploy_models.to_int8(keras, tmp_path / "det_int8.tflite", "scenes:digits", num_calibration=32)
     local = {m: evaluate(m, "scenes:digits") for m in (keras, int8)}
     assert local[int8]["n"] == 500 and local[int8]["task"] == "detection"
+    assert all(r["detections"] > 0 and r["objects"] > 0 for r in local.values())
+    cut = 300  # 256 + 44: the limit cuts the second block, and the second LiteRT batch of 64 in it
+    cut_local = evaluate(int8, "scenes:digits", cut)
     with RayExecutor() as ex:
-        for count in (2, 9):  # 500 test scenes: 8 batches of 64, so 9 shards leave one empty
+        # shards are whole blocks of 256 (KERAS_BATCH): 500 scenes are 2 blocks, so 2 shards hold 256 + 244
+        # images, and of 9 shards 2 hold images and 7 are empty (empty shards must add nothing)
+        for count in (2, 9):
+            for n in (500, cut):
+                full = [b for b in (shard_bounds(n, i, count) for i in range(count)) if b[0] < b[1]]
+                assert len(full) == 2, (n, count, full)
             shards = functools.partial(ex.map_shards, count=count)
             for model in (keras, int8):
                 assert evaluate(model, "scenes:digits", map_shards=shards) == local[model]
-            assert evaluate(int8, "scenes:digits", 100, map_shards=shards) == evaluate(int8, "scenes:digits", 100)
+            assert evaluate(int8, "scenes:digits", cut, map_shards=shards) == cut_local
     cli = run_cli("eval", int8, "--data", "scenes:digits", "--executor", f"ray:{cluster}", "--json")
     assert cli.returncode == 0, cli.stderr[-2000:]
     assert json.loads(cli.stdout) == [json.loads(json.dumps(local[int8]))]

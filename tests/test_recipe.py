@@ -57,12 +57,12 @@ def test_short_form_defaults_and_yaml_exponent_learning_rate(tmp_path):
     """`- lenet5` is a model with the defaults; `1e-3` (a string to PyYAML) is read as the number it means."""
     assert yaml.safe_load("x: 1e-3")["x"] == "1e-3"  # the YAML 1.1 quirk this guards against
     r = _load(tmp_path, "name: t\ndata: digits\nmodels:\n  - lenet5\n"
-                        "  - {name: resnet8, learning_rate: 1e-3, options: {alpha: 1}}\n"
+                        "  - {name: resnet8, learning_rate: 1e-3, options: {width: 1}}\n"
                         "  - {name: lenet5, label: slow, learning_rate: 5E-4, epochs: 3}\n")
     a, b, c = r.models
     assert (a.name, a.key, a.epochs, a.input_size, a.learning_rate, a.options) == ("lenet5", "lenet5", 10, None,
                                                                                     1e-3, {})
-    assert b.learning_rate == 0.001 and type(b.learning_rate) is float and b.key == "resnet8_alpha1"
+    assert b.learning_rate == 0.001 and type(b.learning_rate) is float and b.key == "resnet8_width1"
     assert c.learning_rate == 5e-4 and c.key == "slow" and c.epochs == 3
     assert r.quant == ("float32", "int8") and r.devices == ("local-cpu",) and r.calibration is None
 

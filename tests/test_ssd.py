@@ -98,13 +98,33 @@ def test_builder_head_matches_outputs_and_rejects_bad_strides():
     from edgecnn.errors import EdgecnnError
     from edgecnn.zoo import build, get_entry
 
-    for shape in [(96, 80, 3), (100, 72, 1)]:  # grids 12x10, 6x5, 3x3 and odd ones: 13x9, 7x5, 4x3
-        model = build("ssdlite_mobilenet_v2", shape, 4, alpha=0.35, strides=[8, 16, 32])
+    # 3 classes: the (n, 4) boxes and the (n, 3) scores cannot be told apart by a wrong order of outputs otherwise;
+    # strides as the CLI's `-O strides=8,16,32` gives them (a string) and as a recipe's list
+    for shape, strides in [((96, 80, 3), "8,16,32"), ((100, 72, 1), [8, 16, 32])]:  # grids 12x10, 6x5, 3x3; 13x9,
+        model = build("ssdlite_mobilenet_v2", shape, 3, alpha=0.35, strides=strides)  # 7x5, 4x3
         head = get_entry("ssdlite_mobilenet_v2").head(model)
+        assert head["anchors"]["strides"] == [8, 16, 32]
         n = len(anchors(head["anchors"], shape[:2]))
-        assert [tuple(o.shape[1:]) for o in model.outputs] == [(n, 4), (n, 4)]
+        assert n > 0 and [tuple(o.shape[1:]) for o in model.outputs] == [(n, 4), (n, 3)]
     with pytest.raises(EdgecnnError, match="strides"):
-        build("ssdlite_mobilenet_v2", (64, 64, 3), 4, strides=[16, 8])
+        build("ssdlite_mobilenet_v2", (64, 64, 3), 3, strides=[16, 8])
+
+
+SCORE_SHIFT = 6.0  # logits: a 1-epoch SSD's scores sit near its 0.01 prior, under the decoder's 0.05 threshold
+
+
+def _raise_scores(keras_path, shift: float) -> None:
+    """Add `shift` to the class-score biases of a trained SSD, in place: one epoch leaves every score under the
+    decoder's threshold (0 boxes, mAP 0 = 0), so without it the int8 conversion of the scores and eval's decoding
+    would be checked on nothing; with it boxes are found whatever the short training reached."""
+    from edgecnn.modelfile import load_model, save_model
+
+    model, spec = load_model(keras_path)
+    for layer in model.layers:
+        if layer.name.startswith("cls") and layer.name.endswith("_pw"):
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel, bias + shift])
+    save_model(model, keras_path, spec)
 
 
 @pytest.mark.slow
@@ -122,6 +142,7 @@ def test_train_int8_eval_ssd(tmp_path):
     assert summary["task"] == "detection" and head["kind"] == "ssd"
     assert np.isfinite(summary["loss_last_epoch"]) and np.isfinite(summary["test_loss"])
     n = len(anchors(head["anchors"], (64, 64)))
+    _raise_scores(keras_path, SCORE_SHIFT)
 
     proc = run_cli("convert", keras_path, "-o", int8_path, "--quant", "int8", "--calibration", "scenes:digits",
                    "--num-calibration", "32", "--json")

@@ -83,3 +83,35 @@ def test_local_weights_file(tmp_path):
     model = build("mobilenet_v2", (32, 32, 3), 4, alpha=0.35, weights=str(path))
     for a, b in zip(src.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def _wrong_type(default):
+    """A value of the wrong type for a knob whose default is `default`, and what the one line must say."""
+    if isinstance(default, (list, tuple)):
+        return default[0], "takes a list, e.g."
+    if isinstance(default, bool):
+        return 3, "takes true or false"
+    if isinstance(default, (int, float)):
+        return [1, 2], "takes a whole number" if isinstance(default, int) else "takes a number"
+    if isinstance(default, str):
+        return 1, "takes a word"
+    return 1, "takes a name or a file path"
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_knob_checks_its_type_against_its_default(name):
+    """Every builder option of every zoo model, given a value of another type: one `EdgecnnError` naming the
+    option (checked before anything is built), never a TypeError from inside the builder."""
+    knobs = get_entry(name).knobs()
+    assert knobs, name
+    for key, default in knobs.items():
+        bad, needle = _wrong_type(default)
+        with pytest.raises(EdgecnnError, match=f"`{key}` {needle}"):
+            build(name, num_classes=3, **{key: bad})
+
+
+def test_list_knob_given_a_scalar_says_how_to_write_a_list():
+    with pytest.raises(EdgecnnError, match=r"`strides` takes a list, e.g. strides=8,16; got 8$"):
+        build("ssdlite_mobilenet_v2", num_classes=3, strides=8)
+    with pytest.raises(EdgecnnError, match=r"`aspect_ratios` takes a list, e.g. aspect_ratios=1,0.5,2; got 2"):
+        build("ssdlite_mobilenet_v2", num_classes=3, aspect_ratios=2)

@@ -7,7 +7,7 @@ wrong number, so the work is split:
 |--------|-------------------------------------------------------------------------------------------------------|
 | host   | `prepare_samples` keeps the samples' true boxes (`Truth`: from a detection source, or an .npz `boxes`) |
 | device | the runner decodes each sample's outputs with `postprocess.decode` and returns the boxes (`detections`) |
-| host   | `score` scales them to each image's pixels and runs `coco_map`, exactly as `edgecnn eval` does         |
+| host   | `score` scores them with `evaluate.detection.score_boxes`, the very path of `edgecnn eval` and `compare` |
 
 so `bench --data scenes:digits` and `edgecnn eval` give the same mAP on the same .tflite and samples (when the
 device computes the same outputs as this host's LiteRT). The document's `accuracy` then holds `metric: "mAP@.5"`,
@@ -104,8 +104,8 @@ def score(doc: dict, truth: Truth | None, data: str) -> None:
 
 
 def _map(dets: list, truth: Truth) -> dict:
-    """`coco_map` of device boxes (model-input pixels) against `truth`, scaled as `edgecnn eval` scales them."""
-    from edgecnn.evaluate.detection import coco_map, to_image_pixels
+    """Device boxes (model-input pixels) scored against `truth` by eval's own `score_boxes`."""
+    from edgecnn.evaluate.detection import score_boxes
 
-    r = coco_map(truth.boxes, to_image_pixels(dets, truth.sizes, truth.input_hw), truth.sizes, truth.class_names)
+    r = score_boxes(truth.boxes, dets, truth.sizes, truth.input_hw, truth.class_names)
     return {k: r[k] for k in ("map50", "map", "images", "objects", "detections", "per_class")}

@@ -72,18 +72,20 @@ def prepare_samples(model: str, data: str, out: Path, limit: int) -> Samples:
 
     spec = read_spec(model)
     if spec is not None:
-        return _from_source(spec, data, out, limit)
+        return _from_source(spec, data, out, limit, model)
     return _from_npz(model, data, out, limit)
 
 
-def _from_source(spec, data: str, out: Path, limit: int) -> Samples:
+def _from_source(spec, data: str, out: Path, limit: int, model: str) -> Samples:
     """Samples of a data source's test split, preprocessed with the model's spec."""
     import numpy as np
 
     from edgecnn.bench.detection import truth_from_dataset
+    from edgecnn.data.dataset import check_task
     from edgecnn.data.sources import load_split
 
     ds = load_split(data, "test")
+    check_task(spec.task, ds, model, data)
     if len(ds) == 0:
         raise EdgecnnError(f"{data}: no samples in its test split")
     ds = ds.take(min(limit, len(ds)))

@@ -18,12 +18,14 @@ costs microseconds and keeps the graph integer-only (TFLite's TFLite_Detection_P
 inside the graph it would force float inputs back in). It depends on numpy only, so a board runner can carry a copy.
 
 CenterNet, per image:
-1. peaks: a heatmap cell that equals the maximum of its 3x3 neighbourhood (CenterNet's max-pool "NMS"; ties on an
-   int8 plateau all survive and are merged by step 4);
+1. peaks: a heatmap cell that equals the maximum of its 3x3 neighbourhood (CenterNet's max-pool "NMS"), one cell
+   per plateau (`plateau_peaks`): int8 rounding makes the top cells of an object 2-3 cells wide equal, and their
+   boxes, one cell apart, overlap by IoU 0.33-0.5, under the NMS threshold, so NMS would not merge them;
 2. top-k: the `top_k` highest peaks over all cells and classes, those below `score_threshold` dropped;
 3. boxes: centre = (cell + offset) * stride, width/height = size * stride (size and offset as trained by
    `edgecnn.train.targets.encode`, the inverse of this);
-4. class-wise NMS at `iou` (two peaks of one object in neighbouring cells), at most `max_detections` kept.
+4. class-wise NMS at `iou` (peaks of one object that are not equal, or boxes of overlapping objects), at most
+   `max_detections` kept.
 
 SSD, per image: the anchors come back from the head description alone (`anchors`: strides, sizes, aspect ratios),
 every (anchor, class) score >= `score_threshold` is a candidate, the best `top_k` are decoded against their
@@ -46,6 +48,31 @@ def peaks(heatmap: np.ndarray) -> np.ndarray:
     padded = np.pad(heatmap, ((1, 1), (1, 1), (0, 0)), constant_values=-np.inf)
     local = np.max([padded[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)], axis=0)
     return heatmap >= local
+
+
+def plateau_peaks(heatmap: np.ndarray, floor: float = -np.inf) -> np.ndarray:
+    """Boolean (H, W, C): `peaks` at or above `floor`, keeping one cell of each plateau (the first in row-major
+    order). `floor` (the score threshold) leaves the flat background out of the search.
+
+    What: two neighbouring peaks (8-connected, same class) must be equal, each being >= the other, so the peaks
+    that touch form plateaus; each cell takes the smallest flat index of its plateau, spread one neighbour per
+    pass until nothing changes (passes = the plateau's length, 1-2 on a real heatmap), and only the cell whose own
+    index that is stays. Why: an int8 heatmap rounds an object's top cells to one value; every one of them is a
+    3x3 maximum, and their boxes, one cell apart, overlap too little for NMS to merge them (see the module
+    docstring), so one object would give two or three boxes.
+    """
+    peak = peaks(heatmap) & (heatmap >= floor)
+    h, w = peak.shape[:2]
+    own = np.arange(peak.size, dtype=np.int64).reshape(peak.shape)
+    none = np.iinfo(np.int64).max
+    label = np.where(peak, own, none)
+    while True:
+        padded = np.pad(label, ((1, 1), (1, 1), (0, 0)), constant_values=none)
+        low = np.min([padded[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)], axis=0)
+        spread = np.where(peak, low, none)
+        if np.array_equal(spread, label):
+            return peak & (label == own)
+        label = spread
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -86,7 +113,7 @@ def decode_centernet(heatmap: np.ndarray, size: np.ndarray, offset: np.ndarray, 
            max_detections: int = MAX_DETECTIONS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(boxes (K, 4) float32 in input pixels, scores (K,), classes (K,) int) of one image's maps (H, W, ...)."""
     heatmap = np.asarray(heatmap, np.float32)
-    cand = np.flatnonzero(peaks(heatmap) & (heatmap >= score_threshold))
+    cand = np.flatnonzero(plateau_peaks(heatmap, score_threshold))
     scores = heatmap.reshape(-1)[cand]
     if len(cand) > top_k:
         best = np.argsort(-scores, kind="stable")[:top_k]

@@ -4,6 +4,7 @@
 |------------------|---------------------------------------------------------------------------------|
 | `Dataset`        | raw images + labels; `labeled=False` for a source without labels (labels -1)     |
 | `split_indices`  | the deterministic stratified split every source and the trainer use             |
+| `check_task`     | one line when a model meets a labeled data set of the other task               |
 
 A detection source (`scenes:digits`, a COCO folder, a YOLO folder) also fills `boxes`: per image a float32 (K, 5)
 array `[x0, y0, x1, y1, class]` in pixels of the raw image (x right, y down, x1/y1 exclusive edges); its
@@ -16,6 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from edgecnn.errors import EdgecnnError
+
+_EXAMPLE_SOURCE = {"classification": "digits", "detection": "scenes:digits"}
 
 
 @dataclass
@@ -80,3 +85,17 @@ def split_indices(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[n
         val.append(idx[:k])
         train.append(idx[k:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+def check_task(model_task: str, ds: Dataset, model, src: str) -> None:
+    """Refuse, in one line, a model of `model_task` given a labeled set of the other task.
+
+    Why: a classifier scored against a detection set's labels (each scene's first object) or a detector against a
+    classification set's class labels gives a number that measures nothing, without an error. `train`, `eval`,
+    `compare` and `bench --data` call this one check. An unlabeled set (a flat folder of images) has no task to
+    mismatch: label-free commands take it.
+    """
+    if not ds.labeled or ds.task == model_task:
+        return
+    raise EdgecnnError(f"{src}: a {ds.task} set, but {model} is a {model_task} model; give it a {model_task} "
+                       f"set (e.g. {_EXAMPLE_SOURCE.get(model_task, model_task)})")

@@ -197,12 +197,14 @@ def compare_on_data(runtime, data: bytes, model_path: Path, src: str, limit: int
 
     from edgecnn.tflite.metadata import read_spec
     from edgecnn.data import load_split
+    from edgecnn.data.dataset import check_task
 
     spec = read_spec(data)
     if spec is None:
         raise EdgecnnError(f"{model_path}: no preprocessing spec embedded (convert it with edgecnn), so --data "
                            "cannot be preprocessed for it")
     ds = load_split(src, "test", needs_labels="mcu-check --data")
+    check_task(spec.task, ds, model_path, src)
     if len(ds) == 0:
         raise EdgecnnError(f"{src}: the test split is empty")
     ds = ds.take(limit, seed=0) if limit and limit < len(ds) else ds

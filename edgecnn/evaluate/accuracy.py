@@ -43,14 +43,18 @@ def model_spec(model_path: str | Path, scaling: InputScaling | None = None) -> P
     return spec_for(input_shape(model_path, kind), saved, scaling, str(model_path))
 
 
-def test_split(src: str, spec: PreprocessSpec, limit: int | None = None, needs_labels: str | None = "eval"):
-    """The raw Dataset of `src`'s test split (its first `limit` samples), checked against the model's classes.
+def test_split(src: str, spec: PreprocessSpec, limit: int | None = None, needs_labels: str | None = "eval",
+               task: str | None = None, model="the model"):
+    """The raw Dataset of `src`'s test split (its first `limit` samples), checked against the model's task
+    (`task`, default the spec's: a labeled set of the other task is one line, `check_task`) and classes.
 
     `needs_labels` names who needs the labels (an unlabeled source is then one line); None accepts any source.
     """
     from edgecnn.data import load_split
+    from edgecnn.data.dataset import check_task
 
     ds = load_split(src, "test", needs_labels=needs_labels)
+    check_task(task or spec.task, ds, model, src)
     if limit:
         ds = ds.take(limit)
     if spec.labels and ds.class_names and len(ds.class_names) != len(spec.labels):
@@ -59,15 +63,17 @@ def test_split(src: str, spec: PreprocessSpec, limit: int | None = None, needs_l
     return ds
 
 
-def eval_data(src: str, spec: PreprocessSpec, limit: int | None = None, needs_labels: str | None = "eval"):
+def eval_data(src: str, spec: PreprocessSpec, limit: int | None = None, needs_labels: str | None = "eval",
+              model="the model"):
     """(x, dataset): `src`'s test split preprocessed with `spec`, and the raw Dataset (labels, `labeled`)."""
-    ds = test_split(src, spec, limit, needs_labels)
+    ds = test_split(src, spec, limit, needs_labels, model=model)
     return spec.apply(ds.images), ds
 
 
-def eval_arrays(src: str, spec: PreprocessSpec, limit: int | None = None, command: str = "eval"):
+def eval_arrays(src: str, spec: PreprocessSpec, limit: int | None = None, command: str = "eval",
+                model="the model"):
     """(x, y, class_names) of `src`'s test split, preprocessed with `spec`; `command` names who needs the labels."""
-    x, ds = eval_data(src, spec, limit, command)
+    x, ds = eval_data(src, spec, limit, command, model)
     return x, ds.labels, ds.class_names
 
 
@@ -107,6 +113,7 @@ def sharded_scores(map_shards, models: list[Path], src: str, spec: PreprocessSpe
                    needs_labels: str | None):
     """([scores of each model], labels, labeled, class_names) from `shard_scores` run on every shard by
     `map_shards(fn, models, args)` (e.g. `RayExecutor.map_shards`), concatenated in shard order."""
+    test_split(src, spec, limit, needs_labels, model=models[0])  # a bad source is one line here, not in a worker
     parts = [p for p in map_shards(shard_scores, models, (src, spec, limit, needs_labels)) if len(p["labels"])]
     if not parts:
         raise EdgecnnError(f"{src}: no samples in its test split")
@@ -130,7 +137,7 @@ def evaluate(model_path: str | Path, src: str, limit: int | None = None, scaling
 
         return evaluate_detection(model_path, src, limit, scaling, examples, map_shards)
     if map_shards is None:
-        x, y, _ = eval_arrays(src, spec, limit)
+        x, y, _ = eval_arrays(src, spec, limit, model=model_path)
         scores = predict(model_path, x)
     else:
         (scores,), y, _, _ = sharded_scores(map_shards, [Path(model_path)], src, spec, limit, "eval")

@@ -118,7 +118,7 @@ def compare(float_path: str | Path, quant_path: str | Path, src: str, limit: int
     if fspec.input_shape != qspec.input_shape or (fspec.scale, fspec.offset) != (qspec.scale, qspec.offset):
         raise EdgecnnError(f"{quant_path}: preprocessing differs from {float_path}'s; they are not the same model")
     if map_shards is None:
-        x, ds = eval_data(src, fspec, limit, needs_labels=None)
+        x, ds = eval_data(src, fspec, limit, needs_labels=None, model=float_path)
         fs, qs = predict(float_path, x), predict(quant_path, x)
         labels, labeled, names = ds.labels, ds.labeled, ds.class_names
     else:

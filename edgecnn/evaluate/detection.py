@@ -10,6 +10,10 @@ The model runs on inputs made with its own saved spec (as classifiers are); its 
 SSD's boxes and scores) are dequantized (`predict_outputs`, the same LiteRT path as top-1) and decoded in float by
 `edgecnn.board.postprocess.decode`; boxes are scaled back to each raw image's pixels and scored against the
 source's exact boxes by pycocotools, the reference implementation, so numbers compare with published COCO numbers' definition.
+
+One scoring path (`score_boxes`): `eval`, `compare` (both models, and the quantized one against the float one's
+confident boxes) and `bench --data` all scale boxes from model-input pixels to each raw image's pixels, clip them to
+the image and run `coco_map`, so the same model on the same images gets the same mAP from each of them.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ def coco_map(gt_boxes: list, detections: list, image_sizes: list, class_names) -
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
+    _same_count(images=gt_boxes, detections=detections, sizes=image_sizes)
     images, anns, dets = [], [], []
     for i, (gt, (h, w), (boxes, scores, classes)) in enumerate(zip(gt_boxes, image_sizes, detections), 1):
         images.append({"id": i, "width": int(w), "height": int(h)})
@@ -71,6 +76,14 @@ def coco_map(gt_boxes: list, detections: list, image_sizes: list, class_names) -
     return {**out, "map": max(float(ev.stats[0]), 0.0), "map50": max(float(ev.stats[1]), 0.0), "per_class": per}
 
 
+def _same_count(**per_image) -> None:
+    """One line when per-image lists differ in length: zipping them would silently drop the tail images."""
+    counts = {k: len(v) for k, v in per_image.items()}
+    if len(set(counts.values())) > 1:
+        raise EdgecnnError("mAP needs one entry per image in each list, got "
+                           + ", ".join(f"{n} {k}" for k, n in counts.items()))
+
+
 def image_sizes(ds) -> list[tuple[int, int]]:
     """Each raw image's (H, W): the frame its true boxes are in."""
     return [np.asarray(im).shape[:2] for im in ds.images]
@@ -80,12 +93,20 @@ def to_image_pixels(dets: list, sizes: list, input_hw: tuple[int, int]) -> list:
     """Detections in model-input pixels (per image (boxes, scores, classes)) with the boxes scaled to each raw
     image's pixels (`sizes`: per image (H, W)) and clipped to it: how `edgecnn eval` scores boxes against a source's
     exact ones, and `bench --data` the boxes a device produced, so both give the same mAP."""
+    _same_count(detections=dets, sizes=sizes)
     in_h, in_w = input_hw
     out = []
     for (boxes, scores, classes), (h, w) in zip(dets, sizes):
         b = boxes * np.array([w / in_w, h / in_h] * 2, np.float32)
         out.append((np.clip(b, 0, [w, h, w, h]), scores, classes))
     return out
+
+
+def score_boxes(truth: list, dets: list, sizes: list, input_hw: tuple[int, int], class_names) -> dict:
+    """`coco_map` of detections in model-input pixels (per image (boxes, scores, classes)) against `truth` in
+    raw-image pixels (per image (K, 5)): the one scoring path of `eval`, `compare` and `bench --data` (see the
+    module docstring), the boxes scaled and clipped by `to_image_pixels`."""
+    return coco_map(truth, to_image_pixels(dets, sizes, input_hw), sizes, class_names)
 
 
 def detect(model_path: str | Path, x: np.ndarray, spec, batch: int | None = None, **decode_args) -> list:
@@ -131,19 +152,17 @@ def evaluate_detection(model_path: str | Path, src: str, limit: int | None = Non
     from edgecnn.evaluate.accuracy import model_spec, test_split
 
     spec = model_spec(model_path, scaling)
-    ds = test_split(src, spec, limit)
-    if ds.task != "detection":
-        raise EdgecnnError(f"{src}: not a detection set (no boxes); {model_path} is a detector")
+    ds = test_split(src, spec, limit, model=model_path)
     sizes = image_sizes(ds)
     if map_shards is None:
         found = detect(model_path, spec.apply(ds.images), spec)
     else:
         found = [d for part in map_shards(shard_detections, [Path(model_path)], (src, spec, limit))
                  for d in part["dets"][0]]
-    dets = to_image_pixels(found, sizes, (spec.height, spec.width))
-    r = coco_map(ds.boxes, dets, sizes, ds.class_names)
+    r = score_boxes(ds.boxes, found, sizes, (spec.height, spec.width), ds.class_names)
     out = {"model": str(model_path), "data": src, "task": "detection", "n": len(ds), **r}
     if examples:
+        dets = to_image_pixels(found[:examples], sizes[:examples], (spec.height, spec.width))
         out["examples"] = [{"truth": np.round(np.asarray(t, np.float64), 2).tolist(),
                             "boxes": np.round(b[s >= EXAMPLE_SCORE].astype(np.float64), 2).tolist(),
                             "scores": np.round(s[s >= EXAMPLE_SCORE].astype(np.float64), 3).tolist(),
@@ -190,10 +209,11 @@ def box_agreement(float_dets: list, quant_dets: list, score: float = AGREEMENT_S
             "score_mae": float(np.mean(dscore)) if dscore else None, "score_threshold": score, "iou": iou}
 
 
-def _as_ground_truth(dets: list, score: float) -> list:
-    """A model's confident detections as (K, 5) ground-truth boxes `[x0, y0, x1, y1, class]`."""
+def _as_ground_truth(dets: list, sizes: list, input_hw: tuple[int, int], score: float) -> list:
+    """A model's confident detections as (K, 5) ground-truth boxes `[x0, y0, x1, y1, class]` in raw-image pixels
+    (the frame `score_boxes` scores in)."""
     return [np.concatenate([b[s >= score], c[s >= score, None].astype(np.float32)], axis=1).reshape(-1, 5)
-            for b, s, c in dets]
+            for b, s, c in to_image_pixels(dets, sizes, input_hw)]
 
 
 def compare_detection(float_path: str | Path, quant_path: str | Path, src: str, limit: int | None = None,
@@ -206,7 +226,6 @@ def compare_detection(float_path: str | Path, quant_path: str | Path, src: str, 
     `src`: both models' mAP@[.5:.95] and mAP@.5, the drops in points and per-class AP deltas. `head`: how both
     models' outputs become boxes (default: the float model's spec; a foreign detector's recognised head).
     """
-    from edgecnn.data.detection import input_boxes
     from edgecnn.evaluate.accuracy import model_spec, test_split
     from edgecnn.evaluate.compare import float_flatbuffer
     from edgecnn.evaluate.layer_error import layer_errors
@@ -214,7 +233,7 @@ def compare_detection(float_path: str | Path, quant_path: str | Path, src: str, 
     from edgecnn.metrics import snr_db
 
     fspec, qspec = model_spec(float_path, scaling), model_spec(quant_path, scaling)
-    ds = test_split(src, fspec, limit, needs_labels=None)
+    ds = test_split(src, fspec, limit, needs_labels=None, task="detection", model=float_path)
     x = fspec.apply(ds.images)
     fo, qo = predict_outputs(float_path, x), predict_outputs(quant_path, x)
     if [o.shape for o in fo] != [o.shape for o in qo]:
@@ -222,20 +241,20 @@ def compare_detection(float_path: str | Path, quant_path: str | Path, src: str, 
                            f"{[list(o.shape[1:]) for o in fo]}; they are not the same model")
     head = head or fspec.head or {"kind": "centernet"}
     fd, qd = _decode(float_path, fo, fspec, head), _decode(quant_path, qo, qspec, head)
-    hw = [(fspec.height, fspec.width)] * len(x)
+    sizes, fhw, qhw = image_sizes(ds), (fspec.height, fspec.width), (qspec.height, qspec.width)
     out = {"float_model": str(float_path), "quant_model": str(quant_path), "data": src, "task": "detection",
            "n": len(x), "labeled": ds.task == "detection", **box_agreement(fd, qd)}
     out["agreement"] = out["matched"]
     out["head"] = head.get("kind")
     out["output_snr_db"] = {name: snr_db(f.reshape(len(x), -1), q.reshape(len(x), -1))
                             for name, f, q in zip(_output_names(head, len(fo)), fo, qo)}
-    reference = _as_ground_truth(fd, AGREEMENT_SCORE)
+    reference = _as_ground_truth(fd, sizes, fhw, AGREEMENT_SCORE)
     if sum(len(r) for r in reference):
-        vs = coco_map(reference, qd, hw, fspec.labels or [str(i) for i in range(_num_classes(fd, qd))])
+        vs = score_boxes(reference, qd, sizes, qhw, fspec.labels or [str(i) for i in range(_num_classes(fd, qd))])
         out["map_vs_float"], out["map50_vs_float"] = vs["map"], vs["map50"]
     if out["labeled"]:
-        truth = input_boxes(ds, fspec)
-        fm, qm = coco_map(truth, fd, hw, ds.class_names), coco_map(truth, qd, hw, ds.class_names)
+        fm = score_boxes(ds.boxes, fd, sizes, fhw, ds.class_names)
+        qm = score_boxes(ds.boxes, qd, sizes, qhw, ds.class_names)
         out.update({"float_map": fm["map"], "quant_map": qm["map"], "float_map50": fm["map50"],
                     "quant_map50": qm["map50"], "drop_points": 100 * (fm["map"] - qm["map"]),
                     "drop50_points": 100 * (fm["map50"] - qm["map50"]),
@@ -252,7 +271,10 @@ def _decode(model_path, outputs, spec, head: dict, **decode_args) -> list:
 
     try:
         return decode(outputs, head, (spec.height, spec.width), **decode_args)
-    except (ValueError, IndexError) as exc:
+    except KeyError as exc:  # a head description without a key its kind needs (an SSD's anchors, variances)
+        raise EdgecnnError(f"{model_path}: its {head.get('kind')} detection head lacks {exc.args[0]!r} "
+                           f"({head})") from None
+    except (ValueError, IndexError, TypeError) as exc:
         raise EdgecnnError(f"{model_path}: cannot decode its outputs as a {head.get('kind')} head: {exc}") from None
 
 

@@ -49,6 +49,7 @@ def default_spec(name: str, input_shape, class_names, dataset: str) -> Preproces
 
 
 def _model_and_spec(cfg: TrainConfig, train_ds):
+    from edgecnn.data.dataset import check_task
     from edgecnn.modelfile import load_model
     from edgecnn.zoo import build, get_entry
 
@@ -64,17 +65,14 @@ def _model_and_spec(cfg: TrainConfig, train_ds):
             check_detector(model, spec, cfg.data, len(train_ds.class_names), cfg.model)
             return model, spec.replace(task="detection", labels=train_ds.class_names,
                                        head=spec.head or {"kind": "centernet"})
-        if spec.task != "classification" or isinstance(model.output_shape, list):
-            raise EdgecnnError(f"{cfg.model}: a detector; {cfg.data} is a classification set (train it on a "
-                               "detection source such as scenes:digits)")
+        is_detector = spec.task != "classification" or isinstance(model.output_shape, list)
+        check_task("detection" if is_detector else "classification", train_ds, cfg.model, cfg.data)
         if model.output_shape[-1] != len(train_ds.class_names):
             raise EdgecnnError(f"{cfg.model}: model has {model.output_shape[-1]} outputs but {cfg.data} has "
                                f"{len(train_ds.class_names)} classes")
         return model, spec
     entry = get_entry(cfg.model)
-    if entry.task != train_ds.task:
-        raise EdgecnnError(f"{cfg.model} is a {entry.task} model but {cfg.data} is a {train_ds.task} set"
-                           + (" (try --data scenes:digits)" if entry.task == "detection" else ""))
+    check_task(entry.task, train_ds, cfg.model, cfg.data)
     side = cfg.input_size
     h, w = (side, side) if side else entry.default_input[:2]
     channels = train_ds.channels if train_ds.channels in (1, 3) else 3

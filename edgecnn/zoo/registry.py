@@ -79,6 +79,71 @@ def get_entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
+def _example(key: str, default) -> str:
+    """`key=VALUE` with the default written as a user types it (a list as `8,16`)."""
+    if isinstance(default, (list, tuple)):
+        return f"{key}={','.join(f'{v:g}' if isinstance(v, float) else str(v) for v in default)}"
+    return f"{key}={str(default).lower() if isinstance(default, bool) else default}"
+
+
+def _number(text: str):
+    """An int or float from a piece of `8,16` / `1.0,0.5`, or the text itself when it is neither."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def knob_value(name: str, key: str, value, default):
+    """`value` for builder option `key`, checked against the type of its `default` (a list knob takes a list,
+    `8,16` or `[8, 16]`; a whole-number knob a whole number; a flag true/false; a number a number), so a wrong
+    type is one line naming the option and an example, not a TypeError deep in the builder."""
+    def wrong(what: str) -> EdgecnnError:
+        example = "" if default is None else f", e.g. {_example(key, default)}"
+        return EdgecnnError(f"{name}: `{key}` takes {what}{example}; got {value!r}")
+
+    def is_number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if isinstance(default, (list, tuple)):
+        if isinstance(value, str) and "," in value:
+            value = [_number(v.strip()) for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise wrong("a list")
+        if all(is_number(d) for d in default) and not all(is_number(v) for v in value):
+            raise wrong("a list of numbers")
+        return type(default)(value)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise wrong("true or false")
+        return value
+    if isinstance(default, int):
+        if not is_number(value) or not float(value).is_integer():
+            raise wrong("a whole number")
+        return int(value)
+    if isinstance(default, float):
+        if not is_number(value):
+            raise wrong("a number")
+        return float(value)
+    if isinstance(default, str) and not isinstance(value, str):
+        raise wrong("a word")
+    if default is None and value is not None and not isinstance(value, str):
+        raise wrong("a name or a file path")
+    return value
+
+
+def check_knobs(name: str, knobs: dict) -> dict:
+    """`knobs` for zoo model `name`, each checked (`knob_value`); an unknown one is one line listing the known."""
+    defaults = get_entry(name).knobs()
+    unknown = sorted(set(knobs) - set(defaults))
+    if unknown:
+        raise EdgecnnError(f"{name}: unknown option(s) {', '.join(unknown)}; it takes: "
+                           f"{', '.join(defaults) or 'none'}")
+    return {k: knob_value(name, k, v, defaults[k]) for k, v in knobs.items()}
+
+
 def build(name: str, input_shape=None, num_classes: int = 1000, **knobs):
     """Build a registered model; bad shapes and knobs become one-line `EdgecnnError`s."""
     entry = get_entry(name)
@@ -90,15 +155,12 @@ def build(name: str, input_shape=None, num_classes: int = 1000, **knobs):
                            f"{entry.min_size}x{entry.min_size}")
     if num_classes < 1:
         raise EdgecnnError(f"{name}: num_classes must be >= 1, got {num_classes}")
-    unknown = sorted(set(knobs) - set(entry.knobs()))
-    if unknown:
-        raise EdgecnnError(f"{name}: unknown option(s) {', '.join(unknown)}; it takes: "
-                           f"{', '.join(entry.knobs()) or 'none'}")
+    knobs = check_knobs(name, knobs)
     from edgecnn import _tf
 
     _tf.quiet()
     try:
         return entry.builder(input_shape=shape, num_classes=num_classes, **knobs)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:  # a value the builder or Keras refuses (types are checked above)
         msg = str(exc).strip().split("\n")[0]
         raise EdgecnnError(f"{name}: cannot build for input {shape} with {knobs or 'defaults'}: {msg}") from None
