@@ -80,8 +80,9 @@ def _document(name: str, results: dict[str, dict], thresholds: list[dict]) -> st
 
 
 def error_results(layers: list[dict]) -> dict[str, dict]:
-    """layer_error rows -> {tensor: {"value": relative RMSE}} (a non-finite value is left out)."""
-    return {r["tensor"]: {"value": float(r["relative_rmse"])} for r in layers if math.isfinite(r["relative_rmse"])}
+    """layer_error rows -> {tensor: {"value": relative RMSE, 4 significant digits}} (non-finite values left out)."""
+    return {r["tensor"]: {"value": float(f"{r['relative_rmse']:.4g}")} for r in layers
+            if math.isfinite(r["relative_rmse"])}
 
 
 def _labels(values: dict[str, str], colors: dict[str, str]) -> dict[str, dict]:
@@ -151,14 +152,15 @@ def write_overlays(path: str | os.PathLike, quant_path: str | Path, layers: list
 
 
 def _overlay_files(overlays) -> list[Path]:
-    """Each --overlay, then the precision/delegate files `compare --explorer` wrote beside it; each checked."""
+    """The precision/delegate files `compare --explorer` wrote beside each --overlay, then the overlay itself (Model
+    Explorer shows the last one loaded on the graph first); each checked."""
     files: list[Path] = []
     for given in overlays:
         p = Path(given)
         if not p.is_file():
             raise EdgecnnError(f"{p}: no such node-data file")
         siblings = [s for kind, s in overlay_paths(p).items() if kind != "error" and s.is_file()]
-        for f in [p, *siblings]:
+        for f in [*siblings, p]:
             try:
                 doc = json.loads(f.read_text(encoding="utf-8"))
             except (OSError, UnicodeDecodeError, ValueError) as exc:
