@@ -333,7 +333,7 @@ def eval_cmd(models, data, limit, scale, offset, mean, std, executor, as_json):
 @click.option("--layers", "top_layers", default=10, show_default=True, help="Worst layers to list.")
 @_scaling_options
 @_executor_option("the comparison (sharded over the workers)")
-@click.option("--explorer", "explorer_path", type=click.Path(dir_okay=False),
+@click.option("--explorer", "explorer_path", metavar="FILE.json",
               help="Also write Model Explorer node data for QUANT_MODEL's graph: FILE.json (relative RMSE of every "
                    "compared layer), FILE.precision.json and FILE.delegate.json; view with `edgecnn explore`.")
 @click.option("--json", "as_json", is_flag=True)
