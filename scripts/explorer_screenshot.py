@@ -3,7 +3,8 @@
     .venv/bin/python scripts/explorer_screenshot.py [--out docs/images/explorer_overlay.png] [--work runs/explorer]
 
 What it runs, as a user would (BlazeFace is the README's model where int8 collapses):
-    edgecnn convert face.tflite -o face_int8.tflite --quant int8 --calibration calibration:photos --scale 0.00784 --offset -1
+    edgecnn convert face.tflite -o face_int8.tflite --quant int8 --calibration calibration:photos \\
+        --scale 0.00784 --offset -1
     edgecnn compare face.tflite face_int8.tflite --data calibration:photos --scale 0.00784 --offset -1 \\
         --explorer face_int8.json
     edgecnn explore face_int8.tflite --overlay face_int8.json --no-browser --port PORT
@@ -181,8 +182,11 @@ def main() -> None:
         print(f"{out}: {out.stat().st_size} bytes")
     finally:
         browser.close()
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=30)
+        server.send_signal(signal.SIGINT)  # Model Explorer's own stop; ignored when started from `cmd &`
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
 
 
 if __name__ == "__main__":

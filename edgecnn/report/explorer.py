@@ -7,11 +7,11 @@
 | `write_overlays`    | compare's layer rows + the quantized .tflite -> the three files, written atomically together |
 | `explore`           | open Model Explorer on a model with overlays (the optional `explorer` extra)               |
 
-| file                   | value per node                                    | keyed by                                  |
-|------------------------|---------------------------------------------------|-------------------------------------------|
-| `FILE.json`            | relative RMSE vs float of every compared tensor   | output tensor name (`layer_error` rows)    |
-| `FILE.precision.json`  | the op's output dtype: int8, int16, float32, ...  | first output tensor name of every op      |
-| `FILE.delegate.json`   | `XNNPACK` or `outside XNNPACK` (LiteRT's CPU delegate) | first output tensor name of every op |
+| file                  | value per node                                        | keyed by                      |
+|-----------------------|-------------------------------------------------------|-------------------------------|
+| `FILE.json`           | relative RMSE vs float of every compared tensor       | output tensor name            |
+| `FILE.precision.json` | the op's output dtype: int8, int16, float32, ...      | every op's first output's name |
+| `FILE.delegate.json`  | `XNNPACK` or `outside XNNPACK` (LiteRT's CPU delegate) | every op's first output's name |
 
 Model Explorer (`ai-edge-model-explorer`, read in 0.1.34: `model_explorer/node_data_builder.py`) takes node data
 as one `GraphNodeData` per file: `{"name", "results": {KEY: {"value", "bgColor"?, "textColor"?}}, "thresholds":
