@@ -351,17 +351,28 @@ def eval_cmd(models, data, limit, scale, offset, mean, std, executor, as_json):
 @click.option("--layers", "top_layers", default=10, show_default=True, help="Worst layers to list.")
 @_scaling_options
 @_executor_option("the comparison (sharded over the workers)")
+@click.option("--explorer", "explorer_path", metavar="FILE.json",
+              help="Also write Model Explorer node data for QUANT_MODEL's graph: FILE.json (relative RMSE of every "
+                   "compared layer), FILE.precision.json and FILE.delegate.json; view with `edgecnn explore`.")
 @click.option("--json", "as_json", is_flag=True)
-def compare(float_model, quant_model, data, limit, top_layers, scale, offset, mean, std, executor, as_json):
+def compare(float_model, quant_model, data, limit, top_layers, scale, offset, mean, std, executor, explorer_path,
+            as_json):
     """Quantized vs float: agreement, output SNR, KL divergence and the layers that lose it; with labels also the
     accuracy drop and per-class deltas."""
     from edgecnn.data.spec import InputScaling
     from edgecnn.evaluate.compare import compare as run_compare
     from edgecnn.executor import open_executor
 
+    if explorer_path:
+        from edgecnn.report.explorer import check_overlay_path, write_overlays
+
+        check_overlay_path(explorer_path)  # before minutes of comparing
     with open_executor(executor) as ex:
-        r = run_compare(float_model, quant_model, data, limit, top_layers=top_layers,
+        r = run_compare(float_model, quant_model, data, limit, top_layers=None if explorer_path else top_layers,
                         scaling=InputScaling(scale, offset, mean, std), map_shards=ex and ex.map_shards)
+    if explorer_path:  # every compared layer goes on the graph; the table keeps the worst --layers
+        r["explorer"] = write_overlays(explorer_path, quant_model, r["worst_layers"])
+        r["worst_layers"] = r["worst_layers"][:top_layers]
     if as_json:
         echo_json(r)
         return
@@ -375,6 +386,26 @@ def compare(float_model, quant_model, data, limit, top_layers, scale, offset, me
                                                                       "max |err|"],
                 [[w["tensor"][-60:], w["op"], f"{w['rmse_over_scale']:.3f}", f"{w['relative_rmse']:.4f}",
                   f"{w['max_abs_error']:.4g}"] for w in r["worst_layers"]])
+    if "explorer" in r:
+        files = r["explorer"]["files"]
+        click.echo(f"Model Explorer node data: {', '.join(files.values())}; view: edgecnn explore {quant_model} "
+                   f"--overlay {files['error']}")
+
+
+@main.command()
+@click.argument("model")
+@click.option("--overlay", "overlays", multiple=True, metavar="FILE.json",
+              help="Model Explorer node data to show on the graph (repeatable); the .precision.json and "
+                   ".delegate.json files `compare --explorer` wrote beside it come along.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535),
+              help="Port of the local server (8080: the next free one from there).")
+@click.option("--no-browser", is_flag=True, help="Only start the server and print its address.")
+def explore(model, overlays, port, no_browser):
+    """Open MODEL (.tflite) in Model Explorer, Google's graph viewer, with per-node overlays (e.g. the error
+    `compare --explorer` writes); Ctrl-C stops it. Needs the optional extra: pip install 'edgecnn[explorer]'."""
+    from edgecnn.report.explorer import explore as run_explore
+
+    run_explore(model, overlays, port, browser=not no_browser)
 
 
 def _pct(v) -> str:

@@ -89,12 +89,13 @@ def _foreign_head(model_path) -> dict | None:
 
 
 def compare(float_path: str | Path, quant_path: str | Path, src: str, limit: int | None = None,
-            layer_samples: int = 32, top_layers: int = 10, scaling: InputScaling | None = None,
+            layer_samples: int = 32, top_layers: int | None = 10, scaling: InputScaling | None = None,
             map_shards=None) -> dict:
     """Compare the quantized .tflite with its float original on `src`'s test split (labeled or not).
 
     Always: `top1_agreement` (= `agreement`), `top5_agreement` (float top-1 within quant top-5), `snr_db`,
-    `kl_divergence` (see `output_agreement`) and the worst layers; with labels (`labeled`) also the accuracies.
+    `kl_divergence` (see `output_agreement`) and the worst `top_layers` layers (None: every compared layer, what
+    `compare --explorer` puts on the graph); with labels (`labeled`) also the accuracies.
     `scaling` (--scale/--offset, --mean/--std) feeds models that carry no preprocessing spec. `map_shards` (see
     `accuracy.sharded_scores`) spreads the predictions over workers; the numbers are the same. A detector
     (spec `task: detection`, or a foreign .tflite whose outputs are a known detector head) is compared in boxes and

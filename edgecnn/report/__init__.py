@@ -8,6 +8,7 @@
 | plots       | matplotlib figures as PNG bytes                                          |
 | html        | one self-contained HTML file                                             |
 | markdown    | a Markdown page + PNG files beside it                                    |
+| explorer    | Model Explorer node data (`compare --explorer`) and the viewer (`explore`) |
 
 `make_report` is the one entry point; everything heavy (matplotlib) is imported inside it.
 """
