@@ -81,7 +81,7 @@ class Rule(Strict):
             known = _op_types()
             if v not in known:
                 close = difflib.get_close_matches(v, sorted(known), n=1)
-                raise ValueError(f"{v} is not a TFLite op type" + (f" (did you mean {close[0]}?)" if close else ""))
+                raise ValueError("is no TFLite op type" + (f" (did you mean {close[0]}?)" if close else ""))
             return v
         try:
             re.compile(v)
@@ -103,7 +103,7 @@ class Rule(Strict):
 class PrecisionPlan(Strict):
     """An ordered list of rules; the last match wins, unmatched ops are int8."""
 
-    rules: tuple[Rule, ...] = Field((), strict=False)
+    rules: tuple[Rule, ...] = Field(strict=False, min_length=1)
 
     def to_yaml(self) -> str:
         import yaml
