@@ -86,6 +86,8 @@ def test_inline_and_yaml_plans_are_the_same_data(tmp_path):
     f = tmp_path / "plan.yaml"
     f.write_text(inline.to_yaml())
     assert load_plan(str(f)) == inline and isinstance(inline, PrecisionPlan)
+    long = ",".join(f"conv2d_{k}=int16" for k in range(40))  # longer than a file name may be: still rules
+    assert len(load_plan(long).rules) == 40
 
 
 def test_last_matching_rule_wins_and_unmatched_ops_are_int8():

@@ -73,6 +73,20 @@ def ranges_by_name(calibrated: bytes) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
+def with_builtin_codes(float_model: bytes) -> bytes:
+    """`float_model` with each operator code's `builtinCode` set to max(builtinCode, deprecatedBuiltinCode), as the
+    TFLite schema tells readers to take it. Files written by old converters (MediaPipe's BlazeFace) carry the op in
+    `deprecatedBuiltinCode` only, with `builtinCode` 0 (= ADD); AEQ 0.10.0 reads `builtinCode` alone, so it took
+    every op of BlazeFace for an ADD and quantized the conv weights as activations (asymmetric: LiteRT refuses)."""
+    from edgecnn.tflite.reader import parse, serialize
+
+    model = parse(float_model)
+    stale = [c for c in model.operatorCodes if int(c.deprecatedBuiltinCode or 0) > int(c.builtinCode or 0)]
+    for code in stale:
+        code.builtinCode = int(code.deprecatedBuiltinCode)
+    return serialize(model) if stale else float_model
+
+
 def available() -> bool:
     import importlib.util
 
@@ -92,8 +106,11 @@ def quantize_mixed(float_model: bytes, calibrated: bytes, ops: dict[str, tuple[s
         from ai_edge_quantizer import quantizer
 
         try:
-            q = quantizer.Quantizer(bytearray(float_model), recipe(ops, per_tensor, io_type == "float32"))
+            # with a signature: AEQ 0.10.0 rewrites signatures when an output's tensor changes (an int16 head gets
+            # a requantize) and fails with "'NoneType' object is not iterable" on a model without any
+            q = quantizer.Quantizer(bytearray(add_signature(with_builtin_codes(float_model))),
+                                    recipe(ops, per_tensor, io_type == "float32"))
             result = q.quantize(ranges_by_name(calibrated), enable_progress_report=False)
         except Exception as exc:  # noqa: BLE001 - AEQ raises anything from ValueError to KeyError
             raise EdgecnnError(f"mixed-precision quantization (ai-edge-quantizer) failed: {_first_line(exc)}") from None
-    return add_signature(bytes(result.quantized_model))
+    return bytes(result.quantized_model)

@@ -133,7 +133,11 @@ def parse_inline(text: str) -> PrecisionPlan:
 def load_plan(arg: str) -> PrecisionPlan:
     """A plan from a YAML file (a path that exists, or ends in .yaml/.yml) or inline rules; one error line if bad."""
     path = Path(arg)
-    if path.suffix.lower() in (".yaml", ".yml") or path.is_file():
+    try:
+        is_file = "=" not in arg and path.is_file()  # inline rules always hold '='; a long one is no file name
+    except OSError:
+        is_file = False
+    if path.suffix.lower() in (".yaml", ".yml") or is_file:
         if not path.is_file():
             raise EdgecnnError(f"{path}: precision plan file does not exist")
         doc = load_yaml(path)
