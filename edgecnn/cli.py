@@ -263,11 +263,14 @@ def _scaling_options(command):
               "each layer's bias, measured layer by layer on the calibration samples (slow on big models).")
 @click.option("--equalize", is_flag=True, help="int8: cross-layer equalization of conv/depthwise pairs before "
               "calibration (same float outputs, balanced channel weight ranges: for --per-tensor).")
+@click.option("--precision", "precision", metavar="PLAN", help="int8 with per-op int16/float: a YAML plan file or "
+              "rules 'MATCH=int8|int16|float,...' (MATCH: an op type like CONV_2D, or a regex on the output tensor "
+              "name); the last match wins, unmatched ops are int8. Needs the `precision` extra.")
 @click.option("--verbose", is_flag=True, help="Show the converter's own log.")
 @click.option("--json", "as_json", is_flag=True)
 def convert(model, output, mode, io, per_tensor, calibration, num_calibration, seed, keep_float,
             allow_float_fallback, scale, offset, mean, std, calibrator, calibration_method, max_accuracy_drop, eval_data,
-            target, no_rewrite, bias_correction, equalize, verbose, as_json):
+            target, no_rewrite, bias_correction, equalize, precision, verbose, as_json):
     """Convert a Keras model (.keras, .h5, SavedModel dir) or a float32 .tflite to .tflite."""
     from edgecnn.convert.request import ConversionRequest
 
@@ -278,10 +281,15 @@ def convert(model, output, mode, io, per_tensor, calibration, num_calibration, s
         raise EdgecnnError(f"--target edgetpu needs a full-integer model: {kept} keeps ops in float, and the Edge "
                            "TPU compiler cuts the graph at the first float op; without it, ops that cannot be "
                            "quantized are named")
+    if precision is not None and max_accuracy_drop is not None:
+        raise EdgecnnError("--precision and --max-accuracy-drop: the guided mode does not take a plan yet")
+    from edgecnn.convert.precision import load_plan
+
     req = ConversionRequest(mode, io, per_tensor, calibration, num_calibration, seed, tuple(keep_float),
                             allow_float_fallback, scale, offset, mean, std, target=target, rewrite=not no_rewrite,
                             bias_correction=bias_correction, equalize=equalize,
-                            calibrator=calibrator, calibration_method=calibration_method)
+                            calibrator=calibrator, calibration_method=calibration_method,
+                            precision=load_plan(precision) if precision is not None else None)
     _lint_foreign(model)  # a foreign .tflite whose outputs int8 would ruin: one warning line each
     if max_accuracy_drop is not None:
         from edgecnn.guided import guided_convert
@@ -294,6 +302,12 @@ def convert(model, output, mode, io, per_tensor, calibration, num_calibration, s
         from edgecnn.convert.converter import convert_model
 
         report = convert_model(model, output, req, verbose=verbose)
+    if report.get("precision"):
+        from edgecnn.bench.delegation import place
+
+        place(report["precision"], output)
+        for line in report["precision"]["warnings"]:
+            click.echo(f"edgecnn: warning: {line}", err=True)
     if target == "edgetpu":
         from edgecnn.convert.edgetpu import for_edgetpu
 

@@ -247,6 +247,18 @@ def print_convert_report(r: dict) -> None:
                        f" -> {row['error_steps_after']:.2f} output steps, top-1 agreement "
                        f"{row['top1_vs_float_before']:.3f} -> {row['top1_vs_float_after']:.3f})"
                        if "error_steps_after" in row and row["applied"] else ""))
+    pr = r.get("precision")
+    if pr:
+        c.print("  precision: " + ", ".join(f"{k} x{v}" for k, v in pr["counts"].items())
+                + f", {pr['conversions']} conversion(s); plan: "
+                + ", ".join(f"{row['rule']} ({row['matched']} ops)" for row in pr["rules"]), markup=False)
+        if "partitions" in pr:
+            off = [f"{o['op']}({o['precision']})" for o in pr["ops"] if not o["xnnpack"]]
+            c.print(f"  XNNPACK: {pr['partitions']} partition(s), {pr['ops_on_xnnpack']}/{len(pr['ops'])} ops; off it: "
+                    + (", ".join(off[:8]) + (f" and {len(off) - 8} more" if len(off) > 8 else "") or "none"),
+                    markup=False)
+        for note in pr["notes"]:
+            c.print(f"  note: {note}", markup=False, highlight=False)
     dl = r.get("delegate")
     if dl and dl.get("available"):
         c.print(f"  CPU delegate (XNNPACK): {dl['partitions']} partition(s), {dl['ops_delegated']}/{dl['ops_total']} ops "

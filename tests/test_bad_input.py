@@ -116,6 +116,27 @@ CASES = [
     ("convert-quant-unknown", "convert {lenet5.keras} --quant int4 -o OUT/m.tflite", "--quant"),
     ("convert-calibration-missing", "convert {lenet5.keras} --quant int8 --calibration {missing-dir} "
                                     "-o OUT/m.tflite", "no-such-folder"),
+    # convert --precision: plans, and precisions the target cannot run
+    ("convert-precision-unknown-op", "convert {lenet5.keras} --quant int8 --precision CONV2D=int16 -o OUT/m.tflite",
+     "is no TFLite op type (did you mean CONV_2D?), got 'CONV2D'"),
+    ("convert-precision-unknown-precision", "convert {lenet5.keras} --quant int8 --precision CONV_2D=int4 "
+                                            "-o OUT/m.tflite", "int4"),
+    ("convert-precision-bad-regex", "convert {lenet5.keras} --quant int8 --precision .*(conv=int16 -o OUT/m.tflite",
+     "not a valid regex"),
+    ("convert-precision-plan-missing", "convert {lenet5.keras} --quant int8 --precision {missing.yaml} "
+                                       "-o OUT/m.tflite", "missing.yaml"),
+    ("convert-precision-plan-corrupt", "convert {lenet5.keras} --quant int8 --precision {corrupt.yaml} "
+                                       "-o OUT/m.tflite", "corrupt.yaml"),
+    ("convert-precision-plan-empty", "convert {lenet5.keras} --quant int8 --precision {empty.yaml} -o OUT/m.tflite",
+     "empty.yaml"),
+    ("convert-precision-not-int8", "convert {lenet5.keras} --quant float16 --precision CONV_2D=int16 "
+                                   "-o OUT/m.tflite", "--precision needs --quant int8"),
+    ("convert-precision-edgetpu", "convert {lenet5.keras} --quant int8 --calibration digits --num-calibration 8 "
+                                  "--target edgetpu --precision CONV_2D=int16 -o OUT/m.tflite",
+     "--target edgetpu runs int8 only: the plan puts CONV_2D("),
+    ("convert-precision-tflm-float", "convert {lenet5.keras} --quant int8 --calibration digits --num-calibration 8 "
+                                     "--target tflm --precision FULLY_CONNECTED=float -o OUT/m.tflite",
+     "--target tflm is integer-only: the plan puts FULLY_CONNECTED("),
     # eval: model files, data, tasks, detector heads
     ("eval-missing", "eval {missing.tflite} --data digits", "missing.tflite"),
     ("eval-empty", "eval {empty.tflite} --data digits", "empty.tflite"),

@@ -4,7 +4,8 @@ The board runner measures delegation (`delegation` in its JSON: partitions, ops 
 explains it: for each op left outside, why (what is known of LiteRT 2.3's XNNPACK delegate for that op in int8)
 and whether `edgecnn convert` has a rewrite pass for it. `bench` prints it for int8 models with more than one
 partition, `convert --target cpu` puts it in its report, and the run report uses it when int8 is slower than
-float32.
+float32. `place` marks each op of a `--precision` report with whether XNNPACK runs it (int16 ops never: XNNPACK
+has no int16 kernel, so each int16 island costs a partition).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ REASONS = {
     "HARD_SWISH": "int8 HARD_SWISH is not taken by XNNPACK (LiteRT 2.3): reference kernel, graph split",
     "AVERAGE_POOL_2D": "int8 AVERAGE_POOL_2D is not taken by XNNPACK (LiteRT 2.3): reference kernel, graph split",
     "SOFTMAX": "int8 SOFTMAX is not taken by XNNPACK: as the classifier's last op it costs one trailing partition",
-    "QUANTIZE": "a uint8<->int8 requantize at the model's edge (uint8 IO): --io int8 removes it",
+    "QUANTIZE": "a requantize: uint8<->int8 at the model's edge (--io int8 removes it), or int8<->int16 around an "
+                "int16 region of a --precision plan (XNNPACK has no int16 kernel)",
     "DEQUANTIZE": "a float output of an int8 model: --io int8 removes it",
     "LEAKY_RELU": "LEAKY_RELU outside XNNPACK",
 }
@@ -39,3 +41,19 @@ def measure(model_path: str, threads: int = 1) -> dict:
     d = dict(doc.get("delegation") or {})
     d["ops_outside"] = explain(d.get("ops_outside", []))
     return d
+
+
+def place(precision: dict, model_path: str, threads: int = 1) -> dict:
+    """`precision` (the convert report's section) with `xnnpack` (bool) on each op row and `partitions`: the
+    board runner's walk (`board.runner.delegated_ops`) on this CPU's LiteRT with XNNPACK, one allocate."""
+    from edgecnn.board.runner import delegated_ops
+    from edgecnn.tflite.interpreter import allocate, make_interpreter
+
+    interp = make_interpreter(model_path, threads=threads)
+    allocate(interp)
+    delegates, _, covered = delegated_ops(interp._get_ops_details())  # noqa: SLF001 - see board.runner
+    for row in precision["ops"]:
+        row["xnnpack"] = row["index"] in covered
+    precision["partitions"] = len(delegates)
+    precision["ops_on_xnnpack"] = len(covered)
+    return precision

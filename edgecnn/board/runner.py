@@ -297,17 +297,10 @@ def load_samples(np, path: str, inputs: list[dict]):
 # --- delegate partitions ---------------------------------------------------------------------------------------
 
 
-def delegation(interp) -> dict:
-    """Delegate partitions and the ops of subgraph 0 that run outside them (in the plain TFLite interpreter).
-
-    After `allocate_tensors()` the node list holds every original op plus one DELEGATE node per partition. An
-    original op is delegated when it lies between a partition's inputs and outputs: walk back from each DELEGATE
-    node's outputs through producers until reaching that partition's inputs. What is left runs outside XNNPACK.
-    """
-    try:
-        ops = interp._get_ops_details()  # noqa: SLF001 - the only view of partitions the Python API gives
-    except Exception as exc:  # noqa: BLE001
-        return {"available": False, "reason": f"op details unavailable: {exc}"}
+def delegated_ops(ops: list[dict]) -> tuple[list[dict], list[dict], set[int]]:
+    """(DELEGATE nodes, original ops, indices of the original ops a partition runs) of `_get_ops_details()` after
+    `allocate_tensors()`: an original op is delegated when it lies between a partition's inputs and outputs (walk
+    back from each DELEGATE node's outputs through producers until reaching that partition's inputs)."""
     delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
     originals = [op for op in ops if op["op_name"] != "DELEGATE"]
     producer = {}
@@ -330,6 +323,19 @@ def delegation(interp) -> dict:
                 continue
             covered.add(node)
             todo.extend(int(i) for i in by_index[node]["inputs"] if int(i) >= 0)
+    return delegates, originals, covered
+
+
+def delegation(interp) -> dict:
+    """Delegate partitions and the ops of subgraph 0 that run outside them (in the plain TFLite interpreter):
+    after `allocate_tensors()` the node list holds every original op plus one DELEGATE node per partition
+    (`delegated_ops`). What is left runs outside XNNPACK.
+    """
+    try:
+        ops = interp._get_ops_details()  # noqa: SLF001 - the only view of partitions the Python API gives
+    except Exception as exc:  # noqa: BLE001
+        return {"available": False, "reason": f"op details unavailable: {exc}"}
+    delegates, originals, covered = delegated_ops(ops)
     outside: dict[str, int] = {}
     for op in originals:
         if op["index"] not in covered:

@@ -3,8 +3,9 @@
 Steps: load (.keras/.h5/SavedModel) -> float32 flatbuffer at batch 1 (frontend.py), or a float .tflite taken as
 that flatbuffer (tflite_source.py) -> per mode: float16 / dynamic via the public converter flags (float16 from a
 .tflite: float16_weights.py; dynamic from a .tflite: not supported); int8 = calibrate once (calibration.py) then
-quantize with the MLIR pass (layers matching --keep-float stay float), then the target's rewrite passes (rewrite/,
-each checked on the calibration samples); int16x8 via the stock 16x8 path -> load check -> integer-only check ->
+quantize with the MLIR pass (layers matching --keep-float stay float), or, with --precision, with ai-edge-quantizer
+per the plan's int8/int16/float rules (mixed.py, precision.py), then the target's rewrite passes (rewrite/,
+each checked on the calibration samples; they and --bias-correction touch int8 layers only); int16x8 via the stock 16x8 path -> load check -> integer-only check ->
 spec and labels embedded -> atomic write -> report.
 """
 
@@ -142,6 +143,7 @@ class Prepared:
         self.rewrites: dict[int, list[dict]] = {}  # rewrite report of each int8 variant made, by hash of its bytes
         self.corrections: dict[int, dict | None] = {}  # bias-correction report of each, likewise
         self.equalization: dict | None = None
+        self.plan = None  # --precision: (planned {output name: precision}, rule rows, warnings), set on calibration
 
     @property
     def f32_info(self):
@@ -179,18 +181,30 @@ class Prepared:
 
                 if self.req.calibrator != "fast":
                     raise EdgecnnError("--calibration-method best needs the fast calibrator (--calibrator fast)")
-                method, self.calib_desc["best"] = choose(self.f32, self.samples, lambda cal: quantize_int8(
-                    cal, self.req, self.kept_nodes, self.kept_ops, self.verbose))
+                method, self.calib_desc["best"] = choose(self.f32, self.samples, self._quantize)
             self.calibrated = calibrate(self.f32, self.samples, self.req.calibrator, method)
             self.calib_desc["method"] = method
             self.timings["calibrate_s"] = time.perf_counter() - t
+
+    def _quantize(self, calibrated: bytes, nodes=(), ops=()) -> bytes:
+        """int8 by the MLIR pass, or per the --precision plan by ai-edge-quantizer, from `calibrated`'s ranges."""
+        if self.req.precision is None:
+            return quantize_int8(calibrated, self.req, sorted(set(self.kept_nodes) | set(nodes)),
+                                 sorted(set(self.kept_ops) | set(ops)), self.verbose)
+        from edgecnn.convert import precision
+        from edgecnn.convert.mixed import quantize_mixed
+
+        if self.plan is None:  # matched to the float graph as calibrated (--equalize renames tensors)
+            self.plan = precision.assign(self.req.precision, self.f32_info)
+            precision.check_target([(op, n, p) for n, (op, p) in self.plan[0].items()], self.req.target)
+        return quantize_mixed(self.f32, calibrated, self.plan[0], self.req.per_tensor, self.req.io_type,
+                              self.verbose)
 
     def quantized(self, nodes=(), ops=()) -> bytes:
         """The int8 model with these nodes/op types (plus --keep-float ones) left in float, rewritten for the
         target (unless --no-rewrite): what is measured (guided mode) is what is written."""
         t = time.perf_counter()
-        data = quantize_int8(self.calibrated, self.req, sorted(set(self.kept_nodes) | set(nodes)),
-                             sorted(set(self.kept_ops) | set(ops)), self.verbose)
+        data = self._quantize(self.calibrated, nodes, ops)
         self.timings["quantize_s"] = time.perf_counter() - t
         correction = None
         if self.req.bias_correction:
@@ -256,6 +270,14 @@ class Prepared:
 
         rewrites, correction = self.rewrites.get(hash(data)), self.corrections.get(hash(data))
         info = TfliteInfo(data)
+        plan_report = None
+        if self.plan is not None:  # the precision the written model holds, checked against the target
+            from edgecnn.convert.precision import check_target, read_back
+
+            plan_report = read_back(info, *self.plan)
+            check_target([(r["op"], r["output"], r["precision"]) for r in plan_report["ops"]], self.req.target,
+                         "converted model")
+            extra_nodes = list(extra_nodes) + [n for n, (_, p) in self.plan[0].items() if p == "float"]
         check_loads(data, self.model_path, self.req.mode)
         float_ops = check_integer_only(info, self.req, list(self.kept_nodes) + list(extra_nodes),
                                        list(self.kept_ops) + list(extra_ops)) if self.req.needs_calibration else []
@@ -270,7 +292,7 @@ class Prepared:
             "weight_dtypes": info.weight_dtypes(),
             "inputs": [t.to_dict() for t in info.inputs], "outputs": [t.to_dict() for t in info.outputs],
             "calibration": self.calib_desc, "preprocessing": self.spec.to_dict(), "rewrites": rewrites,
-            "bias_correction": correction, "equalization": self.equalization,
+            "bias_correction": correction, "equalization": self.equalization, "precision": plan_report,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "wall_seconds": round(time.perf_counter() - self.t0, 3),
         }

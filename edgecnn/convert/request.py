@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from edgecnn.convert.precision import PrecisionPlan
 from edgecnn.data.spec import InputScaling
 from edgecnn.errors import EdgecnnError
 
@@ -35,6 +36,7 @@ class ConversionRequest:
     equalize: bool = False  # --equalize: cross-layer equalization of the float graph before calibration
     calibration_method: str = "minmax"  # how each activation range is chosen: edgecnn.convert.ranges.METHODS, or
     # "best": try them all on held-out calibration samples and keep the closest to float (convert/choose.py)
+    precision: PrecisionPlan | None = None  # --precision: per-op int8/int16/float rules (convert/precision.py)
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -57,6 +59,14 @@ class ConversionRequest:
             raise EdgecnnError(f"--calibration-method {self.calibration_method!r}: use minmax, percentile, mse or best")
         if self.calibrator not in ("fast", "stock"):
             raise EdgecnnError(f"--calibrator {self.calibrator!r}: use fast or stock")
+        if self.precision is not None:
+            if self.mode != "int8":
+                raise EdgecnnError(f"--precision needs --quant int8 (unmatched ops are int8), not {self.mode}")
+            if self.io_type not in ("int8", "float32"):
+                raise EdgecnnError(f"--precision makes int8 or float32 inputs/outputs, not --io {self.io_type}")
+            if self.keep_float:
+                raise EdgecnnError("--keep-float and --precision: put the layers in the plan as float rules "
+                                   "(e.g. '.*head.*=float') instead")
 
     @property
     def io_type(self) -> str:
@@ -76,4 +86,5 @@ class ConversionRequest:
         d = dataclasses.asdict(self)
         d["keep_float"] = list(self.keep_float)
         d["io"] = self.io_type
+        d["precision"] = self.precision.to_dict() if self.precision is not None else None
         return d
