@@ -186,6 +186,11 @@ CASES = [
     ("devices-check-empty", "devices check {empty.yaml}", "empty.yaml"),
     ("flash-missing", "flash {missing.tflite} --device local-cpu", "missing.tflite"),
     ("deployed-not-a-board", "deployed --device local-cpu", "local-cpu"),
+    # Model Explorer: the overlay compare writes, the viewer
+    ("compare-explorer-missing-folder", "compare {lenet5.tflite} {lenet5.tflite} --data digits --limit 4 "
+                                        "--explorer OUT/none/e.json", "does not exist"),
+    ("explore-missing", "explore {missing.tflite} --no-browser", "missing.tflite"),
+    ("explore-overlay-corrupt", "explore {lenet5.tflite} --overlay {corrupt.yaml} --no-browser", "corrupt.yaml"),
 ]
 
 
