@@ -348,12 +348,13 @@ def _start_long_bench(model, profile, db):
                             start_new_session=True)
 
 
-def _wait_until_running_on_board(tag: str, timeout: float = RUN_TIMEOUT) -> None:
-    """Wait until the runner process is alive on the board (its pid file is in the profile's work_dir)."""
+def _wait_until_running_on_board(tag: str, timeout: float = RUN_TIMEOUT, stale=frozenset()) -> None:
+    """Wait until the runner process is alive on the board (a pid file not in `stale` is in the profile's work_dir:
+    a run cut off by an earlier test on this board leaves its pid file behind)."""
     work = ROOTFS / "home/pi" / tag
     t0 = time.time()
     while time.time() - t0 < timeout:
-        if list(work.glob("run-*.pid")):
+        if set(work.glob("run-*.pid")) - stale:
             time.sleep(1.0)
             return
         time.sleep(0.2)
@@ -366,9 +367,10 @@ def test_sshd_stopped_mid_run(board, digits_model, db, tmp_path):
     assert _script("start", port, pub, timeout=SCRIPT_TIMEOUT).returncode == 0
     key = tmp_path / "second"
     profile = board.profile(ssh={"port": port, "key": str(key)}, work_dir="~/edgecnn-drop")
+    stale = frozenset((ROOTFS / "home/pi/edgecnn-drop").glob("run-*.pid"))  # this test, run before on this board
     proc = _start_long_bench(digits_model[0], profile, db)
     try:
-        _wait_until_running_on_board("edgecnn-drop")
+        _wait_until_running_on_board("edgecnn-drop", stale=stale)
         _script("stop", port, timeout=SCRIPT_TIMEOUT)  # the listener and its per-connection sshds go away
         out, err = proc.communicate(timeout=RUN_TIMEOUT)
     finally:
@@ -380,9 +382,10 @@ def test_sshd_stopped_mid_run(board, digits_model, db, tmp_path):
 
 
 def test_ctrl_c_mid_run(board, digits_model, db):
+    stale = frozenset((ROOTFS / "home/pi/edgecnn-ctrlc").glob("run-*.pid"))
     proc = _start_long_bench(digits_model[0], board.profile(work_dir="~/edgecnn-ctrlc"), db)
     try:
-        _wait_until_running_on_board("edgecnn-ctrlc")
+        _wait_until_running_on_board("edgecnn-ctrlc", stale=stale)
         os.killpg(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=RUN_TIMEOUT)
     finally:

@@ -286,7 +286,10 @@ class SshBoard:
                 self._sftp.get_channel().settimeout(max(self.t.connect_timeout, 30.0))
                 self.home = self._sftp.normalize(".")
             except (paramiko.SSHException, EOFError, OSError) as exc:
-                raise ConnectionDropped(self.message(f"SFTP unavailable: {exc or type(exc).__name__}"))
+                why = str(exc) or type(exc).__name__
+                if self._transport is None or not self._transport.is_active():  # the board went away
+                    raise ConnectionDropped(self.message(f"connection dropped (opening SFTP: {why})")) from None
+                raise ConnectionDropped(self.message(f"SFTP unavailable: {why}")) from None
         return self._sftp
 
     def resolve(self, path: str) -> str:
