@@ -2,7 +2,7 @@
 
 Why AEQ: TF 2.21's converter cannot mix int8 and int16 per op (every route was tried: `mlir_quantize` int16 gives
 a model LiteRT refuses, `denylisted_nodes` means float, the 16x8 calibrator is whole-model, fake-quant at 16 bits
-fails the MLIR verifier: research report §1). AEQ 0.10.0 quantizes each op as its recipe says and inserts the
+fails the MLIR verifier: docs/design/precision-plans-research.md §1). AEQ 0.10.0 quantizes each op as its recipe says and inserts the
 int8 <-> int16 <-> float conversions (QUANTIZE / DEQUANTIZE) wherever a producer and a consumer disagree; the
 result loads and runs in LiteRT 2.3 and in TFLite Micro.
 
