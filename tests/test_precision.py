@@ -1,7 +1,7 @@
 """`convert --precision PLAN`: plans as data, the mixed model they give, the report, and the target refusals.
 
-The model (`_wide`) is the region case of docs/design/precision-plans-research.md §3: one depthwise output channel 40x the others (the
-projection after it divides that channel by 40, so the float function is unchanged). In int8 that tensor's scale
+The model (`_wide`) is the region case of docs/design/precision-plans-research.md §3: one depthwise output channel
+40x the others (the projection after it divides that channel by 40, so the float function is unchanged). In int8 that tensor's scale
 is 40x too coarse for the other channels; int16 on its producer and consumer fixes it. Weights are fixed and
 sensible (N(0, 0.5)): Keras' default init on a tiny net gives vanishing activations that int8 cannot load.
 The bad-input lines of `--precision` are in test_bad_input.py's catalogue.

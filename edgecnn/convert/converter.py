@@ -4,9 +4,9 @@ Steps: load (.keras/.h5/SavedModel) -> float32 flatbuffer at batch 1 (frontend.p
 that flatbuffer (tflite_source.py) -> per mode: float16 / dynamic via the public converter flags (float16 from a
 .tflite: float16_weights.py; dynamic from a .tflite: not supported); int8 = calibrate once (calibration.py) then
 quantize with the MLIR pass (layers matching --keep-float stay float), or, with --precision, with ai-edge-quantizer
-per the plan's int8/int16/float rules (mixed.py, precision.py), then the target's rewrite passes (rewrite/,
-each checked on the calibration samples; they and --bias-correction touch int8 layers only); int16x8 via the stock 16x8 path -> load check -> integer-only check ->
-spec and labels embedded -> atomic write -> report.
+per the plan's int8/int16/float rules (mixed.py, precision.py), then the target's rewrite passes (rewrite/, each
+checked on the calibration samples; they and --bias-correction touch int8 layers only); int16x8 via the stock 16x8
+path -> load check -> integer-only check -> spec and labels embedded -> atomic write -> report.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 Why AEQ: TF 2.21's converter cannot mix int8 and int16 per op (every route was tried: `mlir_quantize` int16 gives
 a model LiteRT refuses, `denylisted_nodes` means float, the 16x8 calibrator is whole-model, fake-quant at 16 bits
-fails the MLIR verifier: docs/design/precision-plans-research.md §1). AEQ 0.10.0 quantizes each op as its recipe says and inserts the
-int8 <-> int16 <-> float conversions (QUANTIZE / DEQUANTIZE) wherever a producer and a consumer disagree; the
-result loads and runs in LiteRT 2.3 and in TFLite Micro.
+fails the MLIR verifier: docs/design/precision-plans-research.md §1). AEQ 0.10.0 quantizes each op as its
+recipe says and inserts the int8 <-> int16 <-> float conversions (QUANTIZE / DEQUANTIZE) wherever a producer and
+a consumer disagree; the result loads and runs in LiteRT 2.3 and in TFLite Micro.
 
 Why edgecnn's ranges: AEQ's own calibrator keeps an exponential moving average of per-sample min/max (it clips the
 calibration data's extremes: MobileNetV2 a8w8 20.7 dB against 28.5 dB with edgecnn's ranges) and costs ~13 ms

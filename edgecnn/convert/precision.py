@@ -17,9 +17,11 @@ with float; whole-model int16x8 keeps 1.000 but runs ~30x slower (no int16 kerne
 one tensor whose range is 10x its neighbours', so int16 is needed there only. The int16 must cover the tensor end
 to end, its producer AND every consumer: on a small model with one activation 40x its neighbours', int16 on the
 producer alone gave 24.2 dB (all int8: 24.3), on the consumer alone 24.5, on both 35.6, whole int16 36.8
-(docs/design/precision-plans-research.md, §3). An int16 op whose input or output is requantized to int8 gains nothing.
+(docs/design/precision-plans-research.md, §3). An int16 op whose input or output is requantized to int8 gains
+nothing.
 
-Where it runs (the target table, `NO_INT16`; docs/design/precision-plans-research.md §4, each runtime's kernel sources and a single-op run):
+Where it runs (the target table, `NO_INT16`; docs/design/precision-plans-research.md §4: each runtime's kernel
+sources and a single-op run):
 | op                                   | LiteRT CPU (builtin) | TFLite Micro | XNNPACK | Edge TPU |
 |--------------------------------------|----------------------|--------------|---------|----------|
 | CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, MUL, MEAN, pools, RESHAPE, CONCATENATION, PAD, SOFTMAX, LOGISTIC | int16 | int16 | no int16 op at all: each int16 island is its own partition on reference kernels | int8 only |

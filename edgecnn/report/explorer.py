@@ -89,38 +89,27 @@ def _labels(values: dict[str, str], colors: dict[str, str]) -> dict[str, dict]:
     return {k: {"value": v, "bgColor": colors.get(v, OTHER_COLOR)} for k, v in values.items()}
 
 
-class _OpsByIndex:
-    """An interpreter's op list with every original op named by its index (`#12`), DELEGATE nodes as they are: the
-    board runner's `delegation()` then lists each op left outside XNNPACK by itself instead of counting op types."""
-
-    def __init__(self, interp):
-        self._ops = [op if op["op_name"] == "DELEGATE" else {**op, "op_name": f"#{op['index']}"}
-                     for op in interp._get_ops_details()]  # noqa: SLF001 - the only view of partitions
-
-    def _get_ops_details(self):
-        return self._ops
-
-
 def graph_facts(quant_path: str | Path) -> tuple[dict[str, str], dict[str, str], dict]:
     """Per op of subgraph 0, keyed by its first output tensor's name: the output dtype and where it runs on this
-    CPU (XNNPACK, as `bench` runs it, or outside); and the delegation summary."""
+    CPU (XNNPACK, as `bench` runs it, or outside: the board runner's own walk); and the delegation summary."""
     import numpy as np
 
-    from edgecnn.board.runner import delegation
+    from edgecnn.board.runner import delegated_ops, delegation
     from edgecnn.tflite.interpreter import allocate, make_interpreter
 
     interp = make_interpreter(quant_path, threads=1)
     allocate(interp)
     tensors = {d["index"]: d for d in interp.get_tensor_details()}
-    ops = [op for op in interp._get_ops_details() if op["op_name"] != "DELEGATE" and len(op["outputs"])]  # noqa: SLF001
-    d = delegation(_OpsByIndex(interp))
-    outside = {int(row["op"][1:]) for row in d.get("ops_outside", [])}
+    _, originals, covered = delegated_ops(interp._get_ops_details())  # noqa: SLF001 - the only view of partitions
+    d = delegation(interp)
     precision, placement = {}, {}
-    for op in ops:
+    for op in originals:
+        if not len(op["outputs"]):
+            continue
         out = tensors[int(op["outputs"][0])]
         precision[out["name"]] = np.dtype(out["dtype"]).name
         placement[out["name"]] = ("unknown" if not d.get("available") else
-                                  "outside XNNPACK" if op["index"] in outside else "XNNPACK")
+                                  "XNNPACK" if op["index"] in covered else "outside XNNPACK")
     return precision, placement, {k: d[k] for k in ("available", "partitions", "ops_total", "ops_delegated",
                                                       "reason") if k in d}
 
