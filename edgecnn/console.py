@@ -73,22 +73,22 @@ def bench_table(doc: dict) -> Table:
 
 
 def accuracy_row(acc: dict) -> tuple[str, str]:
-    """(name, value) of a bench's accuracy: a detector's mAP (or why there is none), else a classifier's top-1."""
-    if acc.get("task") == "detection":
-        if acc.get("map50") is None:
-            from rich.markup import escape
+    """(name, value) of a bench's accuracy, as its task says it (`Task.bench_text`): a classifier's top-1, a
+    detector's mAP (or why there is none)."""
+    from rich.markup import escape
 
-            return "mAP@.5", escape(f"- ({acc.get('note') or 'no true boxes'})")  # the note shows [x0, ...] rows
-        return "mAP@.5", (f"{acc['map50']:.4f} (mAP@[.5:.95] {acc['map']:.4f}; {acc['images']} images, "
-                          f"{acc['objects']} objects, {acc['detections']} boxes found on the device)")
-    top1 = acc.get("top1")
-    return "top-1", f"{top1 * 100:.2f}% of {acc['n']}" if top1 is not None else f"(no labels, {acc['n']})"
+    from edgecnn import tasks
+
+    task = tasks.get(acc.get("task"))
+    return task.metric, escape(task.bench_text(acc))  # a note may show [x0, ...] rows: not rich markup
 
 
 def accuracy_value(doc: dict) -> float | None:
-    """The one accuracy number of a bench: mAP@.5 for a detector, top-1 for a classifier, None when unmeasured."""
+    """The one accuracy number of a bench (its task's metric: top-1, mAP@.5), None when unmeasured."""
+    from edgecnn import tasks
+
     acc = doc.get("accuracy") or {}
-    return acc.get("map50") if acc.get("task") == "detection" else acc.get("top1")
+    return acc.get(tasks.get(acc.get("task")).metric_key)
 
 
 def op_table(doc: dict) -> Table | None:
@@ -172,9 +172,11 @@ def devices_table(docs: list[dict]) -> Table:
     """One row per device: status, latency, accuracy (top-1, or mAP@.5 for a detector), post-processing p50 when
     any device timed it, runtime, CPU; emulated boards say so in the device column."""
     t = Table(title=f"bench {(docs[0].get('model') or {}).get('path', '')}" if docs else "bench")
-    detector = any((d.get("accuracy") or {}).get("task") == "detection" for d in docs)
+    from edgecnn import tasks
+
+    metrics = {tasks.get((d.get("accuracy") or {}).get("task")).metric for d in docs}
     post = any((d.get("postprocess") or {}).get("p50_ms") is not None for d in docs)
-    metric = "mAP@.5" if detector else "top-1"
+    metric = metrics.pop() if len(metrics) == 1 else "accuracy"
     cols = ["device", "status", "p50 ms", "mean ms", metric] + (["post-proc p50 ms"] if post else []) + \
         ["runtime", "cpu / error"]
     for col in cols:
@@ -224,7 +226,7 @@ def print_convert_report(r: dict) -> None:
         if cal.get("best"):
             b = cal["best"]
             c.print("  calibration-method best: " + ", ".join(
-                f"{m} {v['snr_db']:.1f} dB / top-1 {v['top1_agreement']:.3f}" for m, v in b["scores"].items())
+                f"{m} {v['snr_db']:.1f} dB / agreement {_num3(v['agreement'])}" for m, v in b["scores"].items())
                 + f" on {b['held_out_samples']} held-out samples -> {b['chosen']}")
         c.print(f"  calibration: {cal['samples']} samples from {cal['source']} (seed {cal['seed']}; "
                 f"x*{p['scale']:.6g}{p['offset']:+g})")
@@ -232,7 +234,8 @@ def print_convert_report(r: dict) -> None:
             c.print(f"  note: {note}", markup=False, highlight=False)
     if r.get("guided"):
         g = r["guided"]
-        c.print(f"  guided: drop {g['final_drop_points']:.2f} pts (limit {g['max_drop_points']}); kept in float: "
+        c.print(f"  guided: {g['metric']} drop {g['final_drop_points']:.2f} pts (limit {g['max_drop_points']}); "
+                "kept in float: "
                 f"{', '.join(g['kept_in_float']) or 'none'}")
     if r.get("bias_correction"):
         bc = r["bias_correction"]
@@ -244,8 +247,8 @@ def print_convert_report(r: dict) -> None:
             c.print(f"  rewrite {row['pass']}: {row['count']}x {row['replaces']} "
                     + ("applied" if row["applied"] else f"NOT applied ({row.get('note', '')})")
                     + (f" (vs float on {row['samples']} calibration samples: mean error {row['error_steps_before']:.2f}"
-                       f" -> {row['error_steps_after']:.2f} output steps, top-1 agreement "
-                       f"{row['top1_vs_float_before']:.3f} -> {row['top1_vs_float_after']:.3f})"
+                       f" -> {row['error_steps_after']:.2f} output steps, agreement "
+                       f"{_num3(row['agreement_vs_float_before'])} -> {_num3(row['agreement_vs_float_after'])})"
                        if "error_steps_after" in row and row["applied"] else ""))
     pr = r.get("precision")
     if pr:
@@ -275,3 +278,7 @@ def print_convert_report(r: dict) -> None:
         else:
             c.print(f"  edgetpu_compiler is not installed here; compile with: {comp['command']}  ({comp['install']})")
     c.print(f"  wall time {r['wall_seconds']:.2f} s")
+
+
+def _num3(v) -> str:
+    return "-" if v is None else f"{v:.3f}"

@@ -1,7 +1,8 @@
 """Accuracy-guided int8 (an orchestrator over convert, evaluate and bench, so it sits on top like pipeline.py):
 
-After OpenVINO NNCF's `quantize_with_accuracy_control` (max_drop), which has no TFLite counterpart:
-1. calibrate once; quantize everything; measure float and int8 top-1 on the evaluation data;
+After OpenVINO NNCF's `quantize_with_accuracy_control` (max_drop), which has no TFLite counterpart. The accuracy is
+the model's task metric (`edgecnn.tasks`: top-1 for a classifier, COCO mAP@.5 for a detector), in points:
+1. calibrate once; quantize everything; measure the float and int8 metric on the evaluation data;
 2. rank the quantized layers by how much they depart from float (relative RMSE of the dequantized activation
    against the float one, on a few samples — see evaluate/layer_error.py);
 3. know what it cannot give back before searching: quantize once with *every* ranked layer in float. What that
@@ -23,8 +24,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from edgecnn.convert.request import ConversionRequest
 from edgecnn.errors import EdgecnnError
 
@@ -38,10 +37,25 @@ class UnreachableDrop(EdgecnnError):
         self.floor_points = floor_points
 
 
-def _top1(model: bytes, x: np.ndarray, y: np.ndarray) -> float:
-    from edgecnn.evaluate.predict import predict_tflite
+class EvalSet:
+    """The evaluation data of a guided conversion, as the model's task scores it."""
 
-    return float(np.mean(predict_tflite(model, x).argmax(1) == y))
+    def __init__(self, model_path, spec, src: str, limit: int | None):
+        from edgecnn import tasks
+        from edgecnn.evaluate.accuracy import test_split
+
+        self.task, ctx = tasks.for_model(spec, model_path)
+        ds = test_split(src, spec, limit, "--max-accuracy-drop", self.task.name, model_path)
+        self.x, self.truth, self.names, self.n = spec.apply(ds.images), self.task.truth(ds), ds.class_names, len(ds)
+        self.ctx = {**ctx, "model": str(model_path), **self.task.sample_info(ds)}
+
+
+def _metric(model: bytes, ev: EvalSet) -> float:
+    """The task's metric (0..1, higher is better) of a .tflite on the evaluation set."""
+    from edgecnn.evaluate.predict import predict_tflite_outputs
+
+    preds = ev.task.postprocess(predict_tflite_outputs(model, ev.x), ev.ctx)
+    return float(ev.task.score(preds, ev.truth, ev.names, ev.ctx)["value"])
 
 
 def _latency_ms(model: bytes, runs: int = 30) -> float | None:
@@ -62,7 +76,6 @@ def guided_convert(model_path: str | Path, out_path: str | Path, req: Conversion
                    eval_data: str, eval_limit: int | None = 2000, verbose: bool = False,
                    log: Callable[[str], None] = lambda s: None, max_steps: int = 8) -> dict:
     from edgecnn.convert.converter import Prepared, check_output
-    from edgecnn.evaluate.accuracy import eval_arrays
     from edgecnn.evaluate.layer_error import layer_errors
 
     if req.mode != "int8":
@@ -72,12 +85,13 @@ def guided_convert(model_path: str | Path, out_path: str | Path, req: Conversion
     out_path = check_output(out_path)
     prep = Prepared(model_path, req, verbose)
     prep.calibrate()
-    x, y, _ = eval_arrays(eval_data, prep.spec, eval_limit, "--max-accuracy-drop")
-    f1 = _top1(prep.f32, x, y)
+    ev = EvalSet(model_path, prep.spec, eval_data, eval_limit)
+    x, metric = ev.x, ev.task.metric
+    f1 = _metric(prep.f32, ev)
     full = prep.quantized()
-    q1 = _top1(full, x, y)
-    steps = [{"kept": 0, "nodes": [], "top1": q1, "drop_points": 100 * (f1 - q1), "size_bytes": len(full)}]
-    log(f"float top-1 {f1:.4f}; int8 top-1 {q1:.4f} (drop {100 * (f1 - q1):.2f} pts, limit {max_drop_points})")
+    q1 = _metric(full, ev)
+    steps = [{"kept": 0, "nodes": [], "value": q1, "drop_points": 100 * (f1 - q1), "size_bytes": len(full)}]
+    log(f"float {metric} {f1:.4f}; int8 {metric} {q1:.4f} (drop {100 * (f1 - q1):.2f} pts, limit {max_drop_points})")
     best, best_nodes, floor = full, [], None
     if 100 * (f1 - q1) > max_drop_points:
         ranked = [r for r in layer_errors(prep.f32, full, x, max_samples=32)
@@ -85,18 +99,18 @@ def guided_convert(model_path: str | Path, out_path: str | Path, req: Conversion
                   {o for op in prep.f32_info.ops for o in op.outputs if op.op == "SOFTMAX"}]
         ranked.sort(key=lambda r: -r["relative_rmse"])
         names = [r["tensor"] for r in ranked]
-        floor = _floor(prep, names, x, y, f1, 100 * (f1 - q1), max_drop_points, model_path)
+        floor = _floor(prep, names, ev, f1, 100 * (f1 - q1), max_drop_points, model_path)
         log(f"  every ranked layer ({len(names)}) in float: drop {floor['drop_points']:.2f} pts (what guided mode "
             "can reach at best)")
         k = 1
         while True:
             nodes = names[:k]
             data = prep.quantized(nodes=nodes)
-            top1 = _top1(data, x, y)
-            steps.append({"kept": len(nodes), "nodes": nodes, "top1": top1, "drop_points": 100 * (f1 - top1),
+            value = _metric(data, ev)
+            steps.append({"kept": len(nodes), "nodes": nodes, "value": value, "drop_points": 100 * (f1 - value),
                           "size_bytes": len(data)})
-            log(f"  {len(nodes)} layer(s) in float: top-1 {top1:.4f} (drop {100 * (f1 - top1):.2f} pts)")
-            if 100 * (f1 - top1) <= max_drop_points:
+            log(f"  {len(nodes)} layer(s) in float: {metric} {value:.4f} (drop {100 * (f1 - value):.2f} pts)")
+            if 100 * (f1 - value) <= max_drop_points:
                 best, best_nodes = data, nodes
                 break
             if k >= len(names):  # not expected: the floor was within the limit
@@ -111,9 +125,10 @@ def guided_convert(model_path: str | Path, out_path: str | Path, req: Conversion
     t = time.perf_counter()
     lat_int8, lat_best, lat_f32 = _latency_ms(full), _latency_ms(best), _latency_ms(prep.f32)
     report["guided"] = {
-        "max_drop_points": max_drop_points, "eval_data": eval_data, "eval_n": int(len(y)),
-        "float_top1": f1, "int8_top1": q1, "final_top1": steps[-1]["top1"] if best_nodes else q1,
-        "final_drop_points": 100 * (f1 - (steps[-1]["top1"] if best_nodes else q1)),
+        "max_drop_points": max_drop_points, "eval_data": eval_data, "eval_n": ev.n,
+        "task": ev.task.name, "metric": metric,
+        "float_value": f1, "int8_value": q1, "final_value": steps[-1]["value"] if best_nodes else q1,
+        "final_drop_points": 100 * (f1 - (steps[-1]["value"] if best_nodes else q1)),
         "kept_in_float": best_nodes, "steps": steps, "floor": floor,
         "cost": {"size_bytes_full_int8": len(full), "size_bytes_guided": len(best),
                  "size_increase_bytes": len(best) - len(full),
@@ -124,7 +139,8 @@ def guided_convert(model_path: str | Path, out_path: str | Path, req: Conversion
     return report
 
 
-def _floor(prep, names: list[str], x, y, f1: float, full_drop: float, max_drop_points: float, model_path) -> dict:
+def _floor(prep, names: list[str], ev: EvalSet, f1: float, full_drop: float, max_drop_points: float,
+           model_path) -> dict:
     """The drop with every ranked layer in float: where keeping layers in float ends up. Raise `UnreachableDrop`
     when it is above the limit, saying what stays integer, how much the int8 input/output accounts for, and the
     smallest limit known to be reachable (this floor, or full int8's drop if that is lower)."""
@@ -135,25 +151,25 @@ def _floor(prep, names: list[str], x, y, f1: float, full_drop: float, max_drop_p
     from edgecnn.tflite.reader import TfliteInfo
 
     model = prep.quantized(nodes=names)
-    top1 = _top1(model, x, y)
+    value = _metric(model, ev)
     still_int = Counter(op.op for op in TfliteInfo(model).ops if not op.float_compute
                         and op.op not in ("QUANTIZE", "DEQUANTIZE"))
-    floor = {"layers_in_float": len(names), "top1": top1, "drop_points": 100 * (f1 - top1),
+    floor = {"layers_in_float": len(names), "value": value, "drop_points": 100 * (f1 - value),
              "ops_still_integer": dict(still_int)}
     if floor["drop_points"] <= max_drop_points:
         return floor
     io_note = ""
     if prep.req.io_type != "float32":
         float_io = dataclasses.replace(prep.req, io="float32")
-        t = _top1(quantize_int8(prep.calibrated, float_io, sorted(set(prep.kept_nodes) | set(names)),
-                                prep.kept_ops, prep.verbose), x, y)
+        t = _metric(quantize_int8(prep.calibrated, float_io, sorted(set(prep.kept_nodes) | set(names)),
+                                  prep.kept_ops, prep.verbose), ev)
         floor["float_io_drop_points"] = 100 * (f1 - t)
         io_note = (f"; the same with --io float32 loses {floor['float_io_drop_points']:.2f} pts, so the "
                    f"{prep.req.io_type} input/output accounts for "
                    f"{floor['drop_points'] - floor['float_io_drop_points']:.2f} of them")
     reachable = min(floor["drop_points"], full_drop)
     raise UnreachableDrop(
-        f"{model_path}: cannot reach a drop of {max_drop_points} pts: with every ranked layer ({len(names)}) in "
+        f"{model_path}: cannot reach a {ev.task.metric} drop of {max_drop_points} pts: with every ranked layer ({len(names)}) in "
         f"float the model still loses {floor['drop_points']:.2f} pts, which keeping layers in float cannot give back "
         f"(what stays integer then: {', '.join(f'{k}x{v}' for k, v in still_int.items()) or 'nothing'}, and the "
         f"{prep.req.io_type} input/output){io_note}; full int8 loses {full_drop:.2f}: use a limit "

@@ -10,8 +10,17 @@ SNR_CAP_DB = 200.0  # |snr_db| never exceeds this: identical outputs give +200 (
 def snr_db(f: np.ndarray, q: np.ndarray) -> float:
     """Pooled output SNR in dB: 10*log10(sum f^2 / sum (f-q)^2) over every sample and output at once (a sample
     with tiny outputs cannot swamp the mean, as it would per sample); clipped to +-SNR_CAP_DB."""
-    f, q = f.astype(np.float64), q.astype(np.float64)
-    signal, noise = float(np.sum(f * f)), float(np.sum((f - q) ** 2))
+    return snr_from_sums(*snr_sums(f, q))
+
+
+def snr_sums(f: np.ndarray, q: np.ndarray) -> tuple[float, float]:
+    """(sum f^2, sum (f-q)^2): the mergeable state of `snr_db` (shards add theirs; `snr_from_sums` finishes)."""
+    f, q = np.asarray(f, np.float64), np.asarray(q, np.float64)
+    return float(np.sum(f * f)), float(np.sum((f - q) ** 2))
+
+
+def snr_from_sums(signal: float, noise: float) -> float:
+    """`snr_db` from the summed `snr_sums` of every shard."""
     if noise == 0.0:
         return SNR_CAP_DB
     if signal == 0.0:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from edgecnn import tasks
 from edgecnn.atomic import sha256_file as file_hash
 from edgecnn.atomic import write_text_atomic
 from edgecnn.errors import EdgecnnError
@@ -158,10 +159,15 @@ EXAMPLES = 4  # a detector's eval keeps its boxes on this many test images, for 
 
 
 def _accuracy_text(r: dict) -> str:
-    """An eval result in a few words: top-1, or a detector's mAP."""
-    if r.get("task") == "detection":
-        return f"mAP@.5 {r['map50']:.4f}, mAP@[.5:.95] {r['map']:.4f}"
-    return f"top-1 {r['top1']:.4f}"
+    """An eval result in a few words, as its task says it (top-1, or a detector's mAP)."""
+    from edgecnn import tasks
+
+    return tasks.get(r.get("task")).describe(r)
+
+
+def _train_text(r: dict) -> str:
+    """A training result in a few words: the test top-1 a classifier's training measures, else the test loss."""
+    return f"test top-1 {r['test_top1']:.4f}" if r.get("test_top1") is not None else f"test loss {r['test_loss']:.4f}"
 
 
 def compare_step(root: Path, float_model: str, quant_model: str, data: str, limit: int | None) -> dict:
@@ -226,9 +232,8 @@ def plan(run: RunDir, recipe: Recipe, progress: bool, log: Callable[[str], None]
         cfg = TrainConfig(m.name, recipe.data, m.epochs, m.batch_size, m.learning_rate, 0.1, recipe.seed,
                           m.input_size, dict(m.options), max_train_samples=recipe.max_train_samples)
         train = add(f"train/{m.key}", cfg.__dict__, [], [keras], train_step, (keras.name, cfg, progress),
-                    message=lambda r, cached, k=m.key: f"train {k}: " + (
-                        f"test loss {r['test_loss']:.4f}" if r.get("task") == "detection"
-                        else f"test top-1 {r['test_top1']:.4f}") + (" (cached)" if cached else ""))
+                    message=lambda r, cached, k=m.key: f"train {k}: " + _train_text(r)
+                    + (" (cached)" if cached else ""))
         add(f"eval/{keras.name}", eval_settings, [keras], [], eval_step, (keras.name, recipe.data,
                                                                           recipe.eval_samples), [train])
         for mode in recipe.quant:
@@ -301,8 +306,7 @@ def run_pipeline(recipe: Recipe, out_dir: str | Path, log: Callable[[str], None]
     for m in recipe.models:
         keras = run.root / f"{m.key}.keras"
         trained, float_eval = results[f"train/{m.key}"], results[f"eval/{keras.name}"]
-        detector = float_eval.get("task") == "detection"
-        float_top1 = None if detector else float_eval["top1"]
+        task = tasks.get(float_eval.get("task"))
         for mode in recipe.quant:
             tflite = run.root / f"{m.key}_{mode}.tflite"
             conv, acc = results[f"convert/{m.key}/{mode}"], results[f"eval/{tflite.name}"]
@@ -312,14 +316,11 @@ def run_pipeline(recipe: Recipe, out_dir: str | Path, log: Callable[[str], None]
                 steady = (b.get("timing") or {}).get("steady") or {}
                 rows.append({"model": m.key, "precision": mode, "device": device, "path": str(tflite),
                              "size_bytes": conv["size_bytes"], "size_ratio": conv["size_ratio_to_float32"],
-                             "task": "detection" if detector else "classification",
-                             "top1": acc.get("top1"), "float_top1": float_top1,
-                             "drop_points": 100 * ((float_eval["map50"] - acc["map50"]) if detector
-                                                   else (float_top1 - acc["top1"])),
-                             **({"map50": acc["map50"], "map": acc["map"], "float_map50": float_eval["map50"],
-                                 "float_map": float_eval["map"], "objects": acc["objects"],
-                                 "detections": acc["detections"], "examples": acc.get("examples"),
-                                 "float_examples": float_eval.get("examples")} if detector else {}),
+                             "task": task.name, "metric": task.metric, "value": acc["value"],
+                             "float_value": float_eval["value"],
+                             "drop_points": 100 * (float_eval["value"] - acc["value"]),
+                             **{k: acc.get(k) for k in task.details},
+                             **{f"float_{k}": float_eval.get(k) for k in task.details},
                              "p50_ms": steady.get("p50_ms"), "p90_ms": steady.get("p90_ms"),
                              "postprocess_p50_ms": (b.get("postprocess") or {}).get("p50_ms"),
                              "peak_rss_mb": b.get("peak_rss_mb"),
@@ -328,7 +329,7 @@ def run_pipeline(recipe: Recipe, out_dir: str | Path, log: Callable[[str], None]
                              "emulated": bool((b.get("device") or {}).get("emulated")),
                              "bench_status": b.get("status"), "bench_error": b.get("error"),
                              "bench_run_id": b.get("run_id"), "agreement": cmp["agreement"] if cmp else None,
-                             "per_class": cmp["per_class"] if cmp and not detector else None,
+                             "per_class": cmp["per_class"] if cmp and task.per_class_in_rows else None,
                              "worst_layers": cmp["worst_layers"] if cmp else None,
                              "timing": (b.get("timing") or {}).get("steady"),
                              "params": trained["params"], "macs": trained["macs"]})

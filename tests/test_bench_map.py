@@ -81,7 +81,7 @@ def test_score_is_evals_scaling_and_coco_map():
     """Device boxes in a 64x64 input against true boxes of 128x96 images: scaled back and clipped as eval does."""
     from edgecnn.bench.detection import Truth, score
     from edgecnn.board.runner import pack_detections
-    from edgecnn.evaluate.detection import coco_map
+    from edgecnn.tasks.detection.metrics import coco_map
 
     truth_boxes = [np.array([[10, 8, 50, 40, 1], [60, 50, 120, 90, 0]], np.float32), np.zeros((0, 5), np.float32),
                    np.array([[0, 0, 30, 30, 2]], np.float32)]
@@ -263,8 +263,8 @@ def test_foreign_detector_npz_without_boxes_gets_no_accuracy(ssd, tmp_path, db_p
 def _host_map(model: Path, npz: Path) -> dict:
     """What the device's boxes must score: this host's LiteRT outputs, decoded with the recognised head, clipped to
     the input as eval clips boxes to their image, `coco_map` against the .npz boxes (model-input pixels)."""
-    from edgecnn.board.postprocess import decode
-    from edgecnn.evaluate.detection import coco_map, to_image_pixels
+    from edgecnn.tasks.detection.postprocess import decode
+    from edgecnn.tasks.detection.metrics import coco_map, to_image_pixels
     from edgecnn.evaluate.predict import predict_outputs
     from edgecnn.tflite.detect import recognise_head
 

@@ -11,7 +11,8 @@ import pytest
 
 from edgecnn.data.spec import InputScaling, PreprocessSpec, spec_for
 from edgecnn.errors import EdgecnnError
-from edgecnn.evaluate.compare import SNR_CAP_DB, kl_divergence, output_agreement, snr_db
+from edgecnn.metrics import SNR_CAP_DB, snr_db
+from edgecnn.tasks.classification import kl_divergence, output_agreement
 from helpers import assert_one_line_error, run_cli
 
 AGREEMENT_KEYS = {"labeled", "top1_agreement", "top5_agreement", "agreement", "snr_db", "kl_divergence", "kl_on",

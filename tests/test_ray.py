@@ -60,6 +60,17 @@ def quick_runs(cluster, tmp_path_factory):
     return json.loads(local.stdout), json.loads(ray_run.stdout)
 
 
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory):
+    """A CenterNet trained one short epoch on scenes:digits and its int8 conversion: (keras, int8)."""
+    import deploy_models
+
+    d = tmp_path_factory.mktemp("ray-detector")
+    keras = deploy_models.trained_keras(d, "centernet_mobilenet_v1", "scenes:digits", epochs=1, input_size=64,
+                                        max_train_samples=256)
+    return keras, deploy_models.to_int8(keras, d / "det_int8.tflite", "scenes:digits", num_calibration=32)
+
+
 def _spans(run_dir: Path, prefix: str) -> list[tuple[float, float, str]]:
     steps = json.loads((run_dir / "manifest.json").read_text())["steps"]
     return sorted((s["started"], s["ended"], name) for name, s in steps.items() if name.startswith(prefix))
@@ -122,17 +133,14 @@ def test_sharded_eval_and_compare_equal_the_local_numbers(quick_runs, cluster):
 
 
 @pytest.mark.slow
-def test_sharded_detector_eval_equals_the_local_one(cluster, tmp_path):
+def test_sharded_detector_eval_equals_the_local_one(cluster, detector):
     """A detector's eval on Ray: each shard's boxes decoded on a worker, the mAP from all of them on the driver —
     the same numbers as one process, Keras and int8, with empty shards and a limit that cuts a batch; boxes found,
     and at least two shards holding images in every case (else it would be one process's run, shipped)."""
-    import deploy_models
     from edgecnn.evaluate.accuracy import evaluate, shard_bounds
     from edgecnn.executor.ray_cluster import RayExecutor
 
-    keras = deploy_models.trained_keras(tmp_path, "centernet_mobilenet_v1", "scenes:digits", epochs=1,
-                                        input_size=64, max_train_samples=256)
-    int8 = deploy_models.to_int8(keras, tmp_path / "det_int8.tflite", "scenes:digits", num_calibration=32)
+    keras, int8 = detector
     local = {m: evaluate(m, "scenes:digits") for m in (keras, int8)}
     assert local[int8]["n"] == 500 and local[int8]["task"] == "detection"
     assert all(r["detections"] > 0 and r["objects"] > 0 for r in local.values())
@@ -152,6 +160,48 @@ def test_sharded_detector_eval_equals_the_local_one(cluster, tmp_path):
     cli = run_cli("eval", int8, "--data", "scenes:digits", "--executor", f"ray:{cluster}", "--json")
     assert cli.returncode == 0, cli.stderr[-2000:]
     assert json.loads(cli.stdout) == [json.loads(json.dumps(local[int8]))]
+
+
+@pytest.mark.slow
+def test_a_task_registered_from_the_tests_runs_on_the_ray_engine(cluster, tmp_path):
+    """The toy task (tests/task_toy.py), known to the driver only: eval and compare sharded over Ray workers give
+    the local numbers, with no stage knowing the task (the worker is handed the task with its shard)."""
+    import ray.cloudpickle
+
+    import deploy_models
+    import task_toy
+    from edgecnn import tasks
+    from edgecnn.evaluate.accuracy import evaluate
+    from edgecnn.evaluate.compare import compare
+    from edgecnn.executor.ray_cluster import RayExecutor
+
+    ray.cloudpickle.register_pickle_by_value(task_toy)  # workers cannot import the tests' modules
+    tasks.register(task_toy.TASK)
+    keras = task_toy.brightness_model(tmp_path / "bright.keras")
+    int8 = deploy_models.to_int8(keras, tmp_path / "bright_int8.tflite", "digits", num_calibration=32)
+    local = evaluate(int8, "digits")
+    assert local["task"] == "brightness" and local["n"] > 300 and 0.0 < local["mae"] < 0.1
+    with RayExecutor() as ex:
+        shards = functools.partial(ex.map_shards, count=2)
+        assert evaluate(int8, "digits", map_shards=shards) == local
+        assert evaluate(keras, "digits", map_shards=shards) == evaluate(keras, "digits")
+        assert compare(keras, int8, "digits", map_shards=shards) == compare(keras, int8, "digits")
+
+
+@pytest.mark.slow
+def test_sharded_detector_compare_equals_the_local_one(cluster, detector):
+    """Detector compare on Ray (refused before the task table): the same boxes, agreement, mAPs and output SNRs
+    as one process, with boxes found."""
+    from edgecnn.evaluate.compare import compare
+    from edgecnn.executor.ray_cluster import RayExecutor
+
+    keras, int8 = detector
+    local = compare(keras, int8, "scenes:digits", limit=300)
+    assert local["task"] == "detection" and local["float_boxes"] > 0 and local["labeled"] is True
+    assert set(local["output_snr_db"]) == {"heatmap", "size", "offset"}
+    with RayExecutor() as ex:
+        assert compare(keras, int8, "scenes:digits", limit=300,
+                       map_shards=functools.partial(ex.map_shards, count=2)) == local
 
 
 def _tiny_recipe(tmp_path: Path, models: str = "  - {name: lenet5, input_size: 16, epochs: 1}\n", **extra) -> Path:

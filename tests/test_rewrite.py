@@ -74,7 +74,7 @@ def test_hard_swish_runs_whole_on_xnnpack_and_maps_on_the_edgetpu(models, tmp_pa
     row = next(x for x in r["rewrites"] if x["pass"] == "hard_swish")
     assert row["applied"] and row["count"] == 2 and row["samples"] == 16
     assert row["error_steps_after"] <= row["error_steps_before"] + row["tolerance_steps"]
-    assert row["top1_vs_float_after"] >= row["top1_vs_float_before"] - 1 / 16 and "max_diff_steps" in row
+    assert row["agreement_vs_float_after"] >= row["agreement_vs_float_before"] - 1 / 16 and "max_diff_steps" in row
     before, after = measure(tmp_path / "plain.tflite"), measure(tmp_path / "rw.tflite")
     assert before["partitions"] > 1 and {o["op"] for o in before["ops_outside"]} >= {"HARD_SWISH"}
     hs = next(o for o in before["ops_outside"] if o["op"] == "HARD_SWISH")

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from edgecnn.board.postprocess import anchors, decode, decode_boxes, decode_ssd
+from edgecnn.tasks.detection.postprocess import anchors, decode, decode_boxes, decode_ssd
 from edgecnn.train.ssd_targets import encode, encode_boxes, match, to_corners
 from helpers import assert_detector_eval, run_cli
 

@@ -7,7 +7,7 @@ wrong number, so the work is split:
 |--------|-------------------------------------------------------------------------------------------------------|
 | host   | `prepare_samples` keeps the samples' true boxes (`Truth`: from a detection source, or an .npz `boxes`) |
 | device | the runner decodes each sample's outputs with `postprocess.decode` and returns the boxes (`detections`) |
-| host   | `score` scores them with `evaluate.detection.score_boxes`, the very path of `edgecnn eval` and `compare` |
+| host   | `score` scores them with `tasks.detection.metrics.score_boxes`, the very path of `edgecnn eval` and `compare` |
 
 so `bench --data scenes:digits` and `edgecnn eval` give the same mAP on the same .tflite and samples (when the
 device computes the same outputs as this host's LiteRT). The document's `accuracy` then holds `metric: "mAP@.5"`,
@@ -46,7 +46,7 @@ class Truth:
 
 def truth_from_dataset(ds, input_hw: tuple[int, int]) -> Truth:
     """The truth of a detection source's samples (raw-image pixels, as `edgecnn eval` scores them)."""
-    from edgecnn.evaluate.detection import image_sizes
+    from edgecnn.tasks.detection.metrics import image_sizes
 
     return Truth(list(ds.boxes), image_sizes(ds), tuple(ds.class_names), tuple(input_hw))
 
@@ -105,7 +105,7 @@ def score(doc: dict, truth: Truth | None, data: str) -> None:
 
 def _map(dets: list, truth: Truth) -> dict:
     """Device boxes (model-input pixels) scored against `truth` by eval's own `score_boxes`."""
-    from edgecnn.evaluate.detection import score_boxes
+    from edgecnn.tasks.detection.metrics import score_boxes
 
     r = score_boxes(truth.boxes, dets, truth.sizes, truth.input_hw, truth.class_names)
     return {k: r[k] for k in ("map50", "map", "images", "objects", "detections", "per_class")}

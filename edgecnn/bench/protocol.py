@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 RUNNER_PATH = Path(__file__).resolve().parents[1] / "board" / "runner.py"
-POSTPROCESS_PATH = RUNNER_PATH.parent / "postprocess.py"  # the detectors' decoder, shipped beside the runner
+POSTPROCESS_PATH = RUNNER_PATH.parents[1] / "tasks" / "detection" / "postprocess.py"  # the detectors' decoder, shipped beside the runner
 SCHEMA = "edgecnn.bench/1"
 
 

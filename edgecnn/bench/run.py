@@ -132,6 +132,16 @@ def _write(out: Path, x, y) -> Path:
     return out_file
 
 
+def _name_metric(doc: dict) -> None:
+    """Every measured `accuracy` says its task, metric and value (`edgecnn.tasks`), as eval's results do."""
+    from edgecnn import tasks
+
+    acc = doc.get("accuracy")
+    if isinstance(acc, dict):
+        task = tasks.get(acc.get("task"))
+        acc.update(task=task.name, metric=task.metric, value=acc.get(task.metric_key))
+
+
 def bench_model(model: str, profile: DeviceProfile, settings: BenchSettings, data: str | None = None,
                 limit: int = 1000) -> dict:
     """Benchmark `model` on the device `profile`; return the runner's document plus device/version/time keys."""
@@ -151,6 +161,7 @@ def bench_model(model: str, profile: DeviceProfile, settings: BenchSettings, dat
                 from edgecnn.bench.detection import score
 
                 score(doc, samples.truth, data)  # a detector's boxes -> mAP (a classifier's top-1 is left as is)
+                _name_metric(doc)
     except EdgecnnError as exc:
         doc = failed_doc(str(exc), model, settings)
     except KeyboardInterrupt:

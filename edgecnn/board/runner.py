@@ -22,7 +22,7 @@ post-processing is timed apart from invoke and reported under `postprocess` (hea
   them and `postprocess.decode` (boxes, scores, NMS) as the invoke loop timed;
 - in-graph post-processing (TFLite_Detection_PostProcess): the op's time is p50 (mean) of the model minus p50
   (mean) of `--truncated`, a copy without the op whose outputs are the op's inputs, timed here the same way.
-The decoder is edgecnn/board/postprocess.py, the same file the host uses: found next to this file, or at
+The decoder is edgecnn/tasks/detection/postprocess.py, the same file the host uses: found next to this file, or at
 `--postprocess PATH` (on boards both are copied into the cache under content-hashed names).
 
 With `--samples`, a detector's accuracy is not a top-1: each sample's outputs are decoded the same way and the boxes

@@ -8,8 +8,9 @@ methods in one pass.
 
 How: the calibration samples are split 80/20 (seed-free: every fifth sample is held out); one pass over the 80%
 gives a calibrated model per method (`fast_calibrator.calibrated_variants`); each is quantized and run with the
-float model on the held-out 20%, and the method with the highest output SNR (dB, the task-agnostic measure
-`edgecnn compare` reports; top-1 agreement is reported too) is kept. The final model is then calibrated with that
+float model on the held-out 20%, and the method with the highest output SNR (dB, pooled over every output: the
+task-agnostic measure `edgecnn compare` reports) is kept; the model's task's agreement (`Task.fidelity`: the same
+class for a classifier, the float boxes found again for a detector) is reported beside it. The final model is then calibrated with that
 method on all the samples. The report gives every method's scores and the choice.
 """
 
@@ -24,17 +25,20 @@ from edgecnn.errors import EdgecnnError
 MIN_SAMPLES = 5
 
 
-def _scores(reference: bytes, model: bytes, x: np.ndarray) -> dict:
+def _scores(reference: bytes, model: bytes, x: np.ndarray, task, ctx: dict) -> dict:
     from edgecnn.convert.rewrite.check import real_values, run_outputs
-    from edgecnn.metrics import snr_db
 
     (f, _), (q, qp) = run_outputs(reference, x), run_outputs(model, x)
-    f0, q0 = f[0].reshape(len(x), -1), real_values(q[0], qp[0]).reshape(len(x), -1)
-    return {"snr_db": round(snr_db(f0, q0), 3), "top1_agreement": float(np.mean(f0.argmax(1) == q0.argmax(1)))}
+    fid = task.fidelity(f, [real_values(v, p) for v, p in zip(q, qp)], ctx)
+    return {"snr_db": round(fid["snr_db"], 3), "agreement": fid["agreement"]}
 
 
-def choose(float_model: bytes, samples: np.ndarray, quantize: Callable[[bytes], bytes]) -> tuple[str, dict]:
-    """The best range method for `float_model` (see the module docstring) and the report of what each scored."""
+def choose(float_model: bytes, samples: np.ndarray, quantize: Callable[[bytes], bytes], task=None,
+           ctx: dict | None = None) -> tuple[str, dict]:
+    """The best range method for `float_model` (see the module docstring) and the report of what each scored;
+    `task`, `ctx`: the model's (`edgecnn.tasks.for_model`), default classification."""
+    from edgecnn import tasks
+
     from edgecnn.convert.fast_calibrator import calibrated_variants
     from edgecnn.convert.ranges import METHODS
 
@@ -43,6 +47,7 @@ def choose(float_model: bytes, samples: np.ndarray, quantize: Callable[[bytes], 
                            f"out a fifth to compare the methods on), got {len(samples)}")
     held = np.arange(len(samples)) % 5 == 4
     variants = calibrated_variants(float_model, samples[~held], METHODS)
-    scores = {m: _scores(float_model, quantize(cal), samples[held]) for m, cal in variants.items()}
+    task = task or tasks.get(None)
+    scores = {m: _scores(float_model, quantize(cal), samples[held], task, ctx or {}) for m, cal in variants.items()}
     best = max(METHODS, key=lambda m: (scores[m]["snr_db"], m == "minmax"))  # ties go to the stock method
-    return best, {"chosen": best, "held_out_samples": int(held.sum()), "scores": scores}
+    return best, {"chosen": best, "held_out_samples": int(held.sum()), "task": task.name, "scores": scores}

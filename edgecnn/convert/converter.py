@@ -135,6 +135,7 @@ class Prepared:
             self.timings["float_convert_s"] = time.perf_counter() - t
         self.spec = spec_for(shape, spec, req.scaling, str(model_path), req.needs_calibration)
         self._f32_info = None
+        self._task = None
         self.kept_ops, self.kept_nodes, self.matches = (match_keep_float(self.f32_info, req.keep_float)
                                                         if req.keep_float else ([], [], {}))
         self.calib_desc = None
@@ -144,6 +145,16 @@ class Prepared:
         self.corrections: dict[int, dict | None] = {}  # bias-correction report of each, likewise
         self.equalization: dict | None = None
         self.plan = None  # --precision: (planned {output name: precision}, rule rows, warnings), set on calibration
+
+    @property
+    def task(self) -> tuple:
+        """(task, context) of the model (`edgecnn.tasks.for_model`): what the quality checks judge it by."""
+        from edgecnn import tasks
+
+        if self._task is None:
+            task, ctx = tasks.for_model(self.spec, self.model_path)
+            self._task = (task, {**ctx, "model": str(self.model_path)})
+        return self._task
 
     @property
     def f32_info(self):
@@ -181,7 +192,7 @@ class Prepared:
 
                 if self.req.calibrator != "fast":
                     raise EdgecnnError("--calibration-method best needs the fast calibrator (--calibrator fast)")
-                method, self.calib_desc["best"] = choose(self.f32, self.samples, self._quantize)
+                method, self.calib_desc["best"] = choose(self.f32, self.samples, self._quantize, *self.task)
             self.calibrated = calibrate(self.f32, self.samples, self.req.calibrator, method)
             self.calib_desc["method"] = method
             self.timings["calibrate_s"] = time.perf_counter() - t
@@ -215,9 +226,10 @@ class Prepared:
             self.timings["bias_correction_s"] = time.perf_counter() - t
         if self.req.rewrite:
             from edgecnn.convert.rewrite import run_passes
+            from edgecnn.convert.rewrite.check import judge
 
             t = time.perf_counter()
-            data, rows = run_passes(data, self.req.target, self.samples, self.f32)
+            data, rows = run_passes(data, self.req.target, self.samples, self.f32, judge(*self.task))
             self.rewrites[hash(data)] = rows
             self.timings["rewrite_s"] = time.perf_counter() - t
         self.corrections[hash(data)] = correction

@@ -20,9 +20,6 @@ import numpy as np
 
 from edgecnn.errors import EdgecnnError
 
-_EXAMPLE_SOURCE = {"classification": "digits", "detection": "scenes:digits"}
-
-
 @dataclass
 class Dataset:
     """Raw images before preprocessing.
@@ -41,7 +38,10 @@ class Dataset:
 
     @property
     def task(self) -> str:
-        return "classification" if self.boxes is None else "detection"
+        """The task whose truth this set carries (`edgecnn.tasks.for_dataset`)."""
+        from edgecnn import tasks
+
+        return tasks.for_dataset(self).name
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -95,7 +95,10 @@ def check_task(model_task: str, ds: Dataset, model, src: str) -> None:
     `compare` and `bench --data` call this one check. An unlabeled set (a flat folder of images) has no task to
     mismatch: label-free commands take it.
     """
-    if not ds.labeled or ds.task == model_task:
+    from edgecnn import tasks
+
+    task = tasks.get(model_task)
+    if not ds.labeled or task.accepts(ds):
         return
-    raise EdgecnnError(f"{src}: a {ds.task} set, but {model} is a {model_task} model; give it a {model_task} "
-                       f"set (e.g. {_EXAMPLE_SOURCE.get(model_task, model_task)})")
+    raise EdgecnnError(f"{src}: a {ds.task} set, but {model} is a {task.name} model; give it a {task.name} "
+                       f"set (e.g. {task.example_source})")

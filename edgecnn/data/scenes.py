@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgecnn.board.postprocess import iou_matrix
+from edgecnn.tasks.detection.postprocess import iou_matrix
 from edgecnn.data.dataset import Dataset
 from edgecnn.errors import EdgecnnError
 
@@ -106,7 +106,7 @@ def load_scenes(objects: str = "digits", split: str = "train", seed: int = 0) ->
         return Dataset(np.concatenate([a.images, b.images]), np.concatenate([a.labels, b.labels]), a.class_names,
                        a.name, boxes=a.boxes + b.boxes)
     source = load_split(objects, split, needs_labels="scenes")
-    if source.task != "classification":
+    if source.boxes is not None:
         raise EdgecnnError(f"scenes:{objects}: objects must come from a classification source")
     photos = _backgrounds(split)
     rng = np.random.default_rng([seed, 0 if split == "train" else 1])

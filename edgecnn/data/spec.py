@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.schema import Strict, validate
+from edgecnn.tasks import DEFAULT as DEFAULT_TASK
 
 RESIZE_METHODS = ("bilinear", "nearest")
 
@@ -47,8 +48,8 @@ class PreprocessSpec(Strict):
     resize: Literal[RESIZE_METHODS] = "bilinear"
     labels: tuple[str, ...] = Field((), strict=False)  # JSON gives a list; each label must still be a str
     dataset: str = ""
-    task: Literal["classification", "detection"] = "classification"  # detection: labels are the box classes
-    # a detector's outputs -> boxes: {"kind": "centernet"} etc. (edgecnn.board.postprocess.HEADS), read on boards too
+    task: str = DEFAULT_TASK  # a name in the task table (edgecnn.tasks); a detector's labels are its box classes
+    # a detector's outputs -> boxes: {"kind": "centernet"} etc. (edgecnn.tasks.detection.postprocess.HEADS), read on boards too
     head: dict = Field(default_factory=dict)
 
     def __init__(self, *args, **fields):
@@ -61,6 +62,15 @@ class PreprocessSpec(Strict):
         if len(args) > len(names) or set(names[:len(args)]) & set(fields):
             raise TypeError(f"PreprocessSpec: too many or repeated arguments {args} {sorted(fields)}")
         super().__init__(**dict(zip(names, args)), **fields)
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, v: str) -> str:
+        from edgecnn import tasks
+
+        if v not in tasks.names():
+            raise ValueError(f"must be one of {', '.join(tasks.names())}")
+        return v
 
     def __hash__(self) -> int:  # `head` is a dict: hash the spec by its JSON, equal specs alike
         return hash(json.dumps(self.to_dict(), sort_keys=True))
@@ -85,7 +95,7 @@ class PreprocessSpec(Strict):
         """The spec as JSON-ready data; `task` and `head` only for detectors, so a classifier's spec reads as before."""
         d = self.model_dump()
         d["labels"] = list(self.labels)
-        if d["task"] == "classification":
+        if d["task"] == DEFAULT_TASK:
             del d["task"]
         if not d["head"]:
             del d["head"]

@@ -10,7 +10,7 @@
 | flash_bytes       | the model bytes as `export-c` embeds them. TFLM's runtime and kernels are code on top, not   |
 |                   | estimated here (they depend on the ops, the toolchain and CMSIS-NN / ESP-NN)                |
 | fits              | arena <= --ram and model <= --flash (or the budgets of an MCU profile, `--device`)           |
-| accuracy (--data) | top-1 under TFLM and under LiteRT (XNNPACK) on the test split, and how often they agree:     |
+| accuracy (--data) | the task's metric (top-1, mAP) under TFLM and LiteRT on the test split, and their agreement: |
 |                   | the two use different int8 kernels and are not bit-exact                                    |
 
 The arena is measured on x86-64, where TFLM's bookkeeping structs hold 8-byte pointers; on a 32-bit MCU they are
@@ -192,37 +192,40 @@ def budgets(ram: str | None, flash: str | None, device: str | None) -> tuple[int
 
 
 def compare_on_data(runtime, data: bytes, model_path: Path, src: str, limit: int, arena: int) -> dict:
-    """Top-1 of TFLM and of LiteRT on `src`'s test split (batch 1 each), and their prediction agreement."""
+    """The model's task metric (`edgecnn.tasks`: top-1, mAP...) under TFLM and under LiteRT on `src`'s test split
+    (batch 1 each, every output), and the task's agreement of their predictions."""
     from ai_edge_litert.interpreter import Interpreter
 
+    from edgecnn import tasks
     from edgecnn.tflite.metadata import read_spec
     from edgecnn.data import load_split
     from edgecnn.data.dataset import check_task
+    from edgecnn.tflite.quant import dequantize, quantize
 
     spec = read_spec(data)
     if spec is None:
         raise EdgecnnError(f"{model_path}: no preprocessing spec embedded (convert it with edgecnn), so --data "
                            "cannot be preprocessed for it")
+    task, ctx = tasks.for_model(spec, model_path)
     ds = load_split(src, "test", needs_labels="mcu-check --data")
-    check_task(spec.task, ds, model_path, src)
+    check_task(task.name, ds, model_path, src)
     if len(ds) == 0:
         raise EdgecnnError(f"{src}: the test split is empty")
     ds = ds.take(limit, seed=0) if limit and limit < len(ds) else ds
+    ctx = {**ctx, "model": str(model_path), **task.sample_info(ds)}
     x = spec.apply(ds.images)
     tflm = runtime.Interpreter.from_bytes(data, arena_size=arena)
-    t_in, t_out = tflm.get_input_details(0), tflm.get_output_details(0)
+    t_in = tflm.get_input_details(0)
     with captured_fd2():  # LiteRT announces XNNPACK on fd 2
         lite = Interpreter(model_content=data, num_threads=1)
         lite.allocate_tensors()
-    l_in, l_out = lite.get_input_details()[0], lite.get_output_details()[0]
+    l_in, l_outs = lite.get_input_details()[0], lite.get_output_details()
     if list(t_in["shape"][1:]) != list(x.shape[1:]):
         raise EdgecnnError(f"{model_path}: input shape {list(t_in['shape'])} does not match the spec's "
                            f"{list(x.shape[1:])}")
-    from edgecnn.tflite.quant import quantize
-
     xq = quantize(x, t_in)
-    p_tflm = np.empty(len(xq), np.int64)
-    p_lite = np.empty(len(xq), np.int64)
+    outs_tflm = [[] for _ in l_outs]
+    outs_lite = [[] for _ in l_outs]
     same_bytes = 0
     max_diff = 0
     t_tflm = t_lite = 0.0
@@ -231,26 +234,31 @@ def compare_on_data(runtime, data: bytes, model_path: Path, src: str, limit: int
         t = time.perf_counter()
         tflm.set_input(sample, 0)
         tflm.invoke()
-        a = np.asarray(tflm.get_output(0))
+        a = [np.asarray(tflm.get_output(k)) for k in range(len(l_outs))]
         t_tflm += time.perf_counter() - t
         t = time.perf_counter()
         lite.set_tensor(l_in["index"], sample)
         lite.invoke()
-        b = lite.get_tensor(l_out["index"])
+        b = [lite.get_tensor(d["index"]) for d in l_outs]
         t_lite += time.perf_counter() - t
-        p_tflm[i], p_lite[i] = int(np.argmax(a)), int(np.argmax(b))
-        same_bytes += int(np.array_equal(a, b))
-        max_diff = max(max_diff, int(np.max(np.abs(a.astype(np.int64) - b.astype(np.int64))))
-                       if a.dtype.kind in "iu" else 0)
-    labels = np.asarray(ds.labels)
-    n = len(xq)
+        same_bytes += int(all(np.array_equal(u, v) for u, v in zip(a, b)))
+        for k, (u, v, d) in enumerate(zip(a, b, l_outs)):
+            # the same tensors of the same flatbuffer: LiteRT's quantization parameters dequantize both
+            outs_tflm[k].append(dequantize(u.reshape(v.shape), d))
+            outs_lite[k].append(dequantize(v, d))
+            if u.dtype.kind in "iu":
+                max_diff = max(max_diff, int(np.max(np.abs(u.astype(np.int64).reshape(v.shape) - v.astype(np.int64)))))
+    p_tflm = task.postprocess([np.concatenate(o) for o in outs_tflm], ctx)
+    p_lite = task.postprocess([np.concatenate(o) for o in outs_lite], ctx)
+    truth, n = task.truth(ds), len(xq)
+    v_tflm = task.score(p_tflm, truth, ds.class_names, ctx)["value"]
+    v_lite = task.score(p_lite, truth, ds.class_names, ctx)["value"]
+    agreement = task.agreement(p_lite, p_tflm, ctx, ctx)
     return {
-        "data": src, "split": "test", "samples": n,
-        "top1_tflm": float(np.mean(p_tflm == labels)), "top1_litert": float(np.mean(p_lite == labels)),
-        "prediction_agreement": float(np.mean(p_tflm == p_lite)),
-        "disagreements": int(np.sum(p_tflm != p_lite)),
+        "data": src, "split": "test", "samples": n, "task": task.name, "metric": task.metric,
+        "value_tflm": v_tflm, "value_litert": v_lite, "prediction_agreement": agreement,
         "identical_outputs": float(same_bytes / n),
-        "max_output_diff_quantized": max_diff if np.dtype(t_out["dtype"]).kind in "iu" else None,
+        "max_output_diff_quantized": max_diff if any(np.dtype(d["dtype"]).kind in "iu" for d in l_outs) else None,
         "ms_per_sample_tflm_host": round(1000 * t_tflm / n, 3), "ms_per_sample_litert_host": round(1000 * t_lite / n, 3),
     }
 

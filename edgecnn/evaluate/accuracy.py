@@ -4,16 +4,14 @@ Inputs are preprocessed with the model's own saved spec (the `.keras` zip entry 
 so a model is evaluated exactly as it was trained and calibrated; a foreign model without one is fed as the user's
 --scale/--offset or --mean/--std say (`spec_for`, the same construction as convert's).
 
-Sharded (`edgecnn eval/compare --executor ray`): `shard_scores` is what one worker computes — the scores of the
-models on one contiguous shard of the test split — and `sharded_scores` puts the shards back in order, so the
-numbers are computed from exactly the predictions a single process makes (see `shard_bounds`).
+What is measured is the model's task's metric (`edgecnn.tasks`): top-1 for a classifier, COCO mAP for a detector.
+Sharded (`edgecnn eval/compare --executor ray`): `edgecnn.evaluate.engine` runs the models on contiguous shards
+of the test split (`shard_bounds`) and puts them back in order, so the numbers are those of a single process.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
 
 from edgecnn.data.spec import InputScaling, PreprocessSpec, spec_for
 from edgecnn.errors import EdgecnnError
@@ -64,9 +62,9 @@ def test_split(src: str, spec: PreprocessSpec, limit: int | None = None, needs_l
 
 
 def eval_data(src: str, spec: PreprocessSpec, limit: int | None = None, needs_labels: str | None = "eval",
-              model="the model"):
+              model="the model", task: str | None = None):
     """(x, dataset): `src`'s test split preprocessed with `spec`, and the raw Dataset (labels, `labeled`)."""
-    ds = test_split(src, spec, limit, needs_labels, model=model)
+    ds = test_split(src, spec, limit, needs_labels, task, model)
     return spec.apply(ds.images), ds
 
 
@@ -75,13 +73,6 @@ def eval_arrays(src: str, spec: PreprocessSpec, limit: int | None = None, comman
     """(x, y, class_names) of `src`'s test split, preprocessed with `spec`; `command` names who needs the labels."""
     x, ds = eval_data(src, spec, limit, command, model)
     return x, ds.labels, ds.class_names
-
-
-def topk(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
-    k = min(k, scores.shape[1])
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]  # ties (common in int8 outputs) go to the
-    # lowest class index, as argmax does, so top-1 here equals argmax accuracy everywhere else
-    return float(np.mean(np.any(top == labels[:, None], axis=1)))
 
 
 def shard_bounds(n: int, index: int, count: int) -> tuple[int, int]:
@@ -94,52 +85,25 @@ def shard_bounds(n: int, index: int, count: int) -> tuple[int, int]:
     return min(start * KERAS_BATCH, n), min(stop * KERAS_BATCH, n)
 
 
-def shard_scores(root: Path, models: tuple[str, ...], src: str, spec: PreprocessSpec, limit: int | None,
-                 needs_labels: str | None, index: int, count: int) -> dict:
-    """One worker's part of a sharded eval/compare: the scores of each model (files under `root`) on shard `index`
-    of `count` of `src`'s test split, with the shard's labels. LiteRT runs the whole split's batch size, so the
-    scores are those of `predict` on the whole split, sample for sample."""
-    from edgecnn.evaluate.predict import BATCH, predict
-
-    ds = test_split(src, spec, limit, needs_labels)
-    start, stop = shard_bounds(len(ds), index, count)
-    part = ds.subset(np.arange(start, stop))
-    x = spec.apply(part.images) if len(part) else None
-    return {"scores": [None if x is None else predict(Path(root) / m, x, batch=min(BATCH, len(ds)))
-                       for m in models], "labels": part.labels, "labeled": ds.labeled, "class_names": ds.class_names}
-
-
-def sharded_scores(map_shards, models: list[Path], src: str, spec: PreprocessSpec, limit: int | None,
-                   needs_labels: str | None):
-    """([scores of each model], labels, labeled, class_names) from `shard_scores` run on every shard by
-    `map_shards(fn, models, args)` (e.g. `RayExecutor.map_shards`), concatenated in shard order."""
-    test_split(src, spec, limit, needs_labels, model=models[0])  # a bad source is one line here, not in a worker
-    parts = [p for p in map_shards(shard_scores, models, (src, spec, limit, needs_labels)) if len(p["labels"])]
-    if not parts:
-        raise EdgecnnError(f"{src}: no samples in its test split")
-    scores = [np.concatenate([p["scores"][i] for p in parts]) for i in range(len(models))]
-    return scores, np.concatenate([p["labels"] for p in parts]), parts[0]["labeled"], parts[0]["class_names"]
-
-
 def evaluate(model_path: str | Path, src: str, limit: int | None = None, scaling: InputScaling | None = None,
              map_shards=None, examples: int = 0) -> dict:
-    """Top-1/top-5 of the model on `src`'s test split (labels needed); `scaling` for a model without a spec.
-
-    `map_shards` (see `sharded_scores`) spreads the predictions over workers; the numbers are the same.
-    A detector (spec `task: detection`) gets COCO mAP instead (`edgecnn.evaluate.detection`), and its boxes on the
-    first `examples` test images.
+    """The model's task metric on `src`'s test split (labels needed): `{model, data, task, metric, value, n, ...}`
+    with the task's details (a classifier's `top1`, `top5`; a detector's COCO `map50`, `map`, `per_class`; see
+    `edgecnn.tasks`); `scaling` for a model without a spec. `map_shards` (e.g. `RayExecutor.map_shards`) spreads
+    the inference over workers; the numbers are the same (`edgecnn.evaluate.engine`). `examples`: what the task
+    pictures of the first `examples` test images (a detector's boxes), when it has any.
     """
-    from edgecnn.evaluate.predict import predict
+    from edgecnn import tasks
+    from edgecnn.evaluate import engine
 
     spec = model_spec(model_path, scaling)
-    if spec.task == "detection":
-        from edgecnn.evaluate.detection import evaluate_detection
-
-        return evaluate_detection(model_path, src, limit, scaling, examples, map_shards)
-    if map_shards is None:
-        x, y, _ = eval_arrays(src, spec, limit, model=model_path)
-        scores = predict(model_path, x)
-    else:
-        (scores,), y, _, _ = sharded_scores(map_shards, [Path(model_path)], src, spec, limit, "eval")
-    return {"model": str(model_path), "data": src, "n": int(len(y)), "top1": topk(scores, y, 1),
-            "top5": topk(scores, y, 5)}
+    task, ctx = tasks.for_model(spec, model_path)
+    ctx = {**ctx, "model": str(model_path)}
+    r = engine.run(task, [model_path], [ctx], src, spec, limit, "eval", map_shards)
+    ctx.update(r.info)
+    out = {"model": str(model_path), "data": src, **task.score(r.preds[0], r.truth, r.class_names, ctx)}
+    if examples:
+        shown = task.examples(r.preds[0], r.truth, ctx, examples)
+        if shown is not None:
+            out["examples"] = shown
+    return out

@@ -287,10 +287,11 @@ def _get(d: dict | None, *keys):
 def accuracy_metric(doc: dict) -> str | None:
     """The name of the number a bench measured for accuracy: "mAP@.5" for a detector, "top-1" for a classifier,
     None when it measured none (no --data, unlabeled data, a detector without true boxes)."""
+    from edgecnn import tasks
+
     acc = doc.get("accuracy") if isinstance(doc.get("accuracy"), dict) else {}
-    if acc.get("task") == "detection":
-        return acc.get("metric") if acc.get("map50") is not None else None
-    return "top-1" if acc.get("top1") is not None else None
+    task = tasks.get(acc.get("task"))
+    return task.metric if acc.get(task.metric_key) is not None else None
 
 
 def row_from_doc(doc: dict) -> dict:

@@ -7,7 +7,7 @@ off for timing, and a lint for outputs that an int8 model would ruin.
 | `without_postprocess`   | the model's bytes without its TFLite_Detection_PostProcess op, the op's inputs as outputs |
 | `mixed_range_outputs`   | one warning per output that concatenates parts of very different ranges                 |
 
-The recogniser is `edgecnn.board.postprocess.recognise`, the one the board runner calls with the interpreter's view
+The recogniser is `edgecnn.tasks.detection.postprocess.recognise`, the one the board runner calls with the interpreter's view
 of the same model; here it gets the reader's view.
 
 The lint (`mixed_range_outputs`): an output built by CONCATENATION (followed back through RESHAPE, SQUEEZE,
@@ -52,7 +52,7 @@ def _producers(model) -> dict[int, object]:
 def recognise_head(model) -> dict | None:
     """The head description (`{"kind": "blazeface", ...}` or `{"kind": "tflite_detection_postprocess", ...}`) of a
     foreign detector, or None when its outputs are neither kind."""
-    from edgecnn.board.postprocess import recognise
+    from edgecnn.tasks.detection.postprocess import recognise
 
     m = _load(model)
     sub = m.subgraphs[0]
@@ -69,7 +69,7 @@ def recognise_head(model) -> dict | None:
 def without_postprocess(model) -> bytes | None:
     """The model without its TFLite_Detection_PostProcess op, the op's box and class inputs as the outputs (so an
     interpreter runs everything but the op), or None when it has no such op."""
-    from edgecnn.board.postprocess import DETECTION_POSTPROCESS_OP
+    from edgecnn.tasks.detection.postprocess import DETECTION_POSTPROCESS_OP
 
     m = _load(model)
     sub = m.subgraphs[0]

@@ -69,7 +69,7 @@ def batches(x: np.ndarray, boxes: list, encode, batch_size: int, seed: int, flip
 def check_detector(model, spec, data: str, num_classes: int, where: str) -> None:
     """One line when `model`'s outputs are not those of its head kind (spec.head; none: CenterNet) for
     `num_classes` classes."""
-    from edgecnn.board.postprocess import output_problem
+    from edgecnn.tasks.detection.postprocess import output_problem
 
     head = spec.head or {"kind": "centernet"}
     outs = [tuple(o.shape[1:]) for o in model.outputs]

@@ -1,7 +1,7 @@
 """Training targets of the SSDLite head (`edgecnn.zoo.ssdlite`) and its losses; the inverse of
-`edgecnn.board.postprocess.decode_ssd`.
+`edgecnn.tasks.detection.postprocess.decode_ssd`.
 
-What: each image's boxes are matched to the head's anchors (`edgecnn.board.postprocess.anchors`, regenerated from
+What: each image's boxes are matched to the head's anchors (`edgecnn.tasks.detection.postprocess.anchors`, regenerated from
 the head description in the spec): an anchor whose IoU with a box is >= 0.5 is a positive of its best box, and
 each box also claims its single best anchor (a 16 px digit between two stride-8 cells may reach IoU 0.5 with no
 anchor at all, and would otherwise never be trained). A positive's box target is the SSD encoding of its box
@@ -30,7 +30,7 @@ def to_corners(cxcywh: np.ndarray) -> np.ndarray:
 
 def encode_boxes(boxes: np.ndarray, prior: np.ndarray, variances) -> np.ndarray:
     """(A, 4) deltas of boxes `[x0, y0, x1, y1]` (A, 4) against anchors `[cx, cy, w, h]` (A, 4): the inverse of
-    `edgecnn.board.postprocess.decode_boxes`."""
+    `edgecnn.tasks.detection.postprocess.decode_boxes`."""
     b = np.asarray(boxes, np.float32)
     wh = np.maximum(b[:, 2:] - b[:, :2], 1e-3)
     c = (b[:, :2] + b[:, 2:]) / 2
@@ -41,7 +41,7 @@ def encode_boxes(boxes: np.ndarray, prior: np.ndarray, variances) -> np.ndarray:
 def match(prior_corners: np.ndarray, boxes: np.ndarray, iou: float = MATCH_IOU) -> np.ndarray:
     """(A,) index of the box each anchor is a positive of, -1 for background: IoU >= `iou` with its best box,
     plus each box's best anchor (the later box wins an anchor two boxes pick)."""
-    from edgecnn.board.postprocess import iou_matrix
+    from edgecnn.tasks.detection.postprocess import iou_matrix
 
     out = np.full(len(prior_corners), -1, np.int64)
     if not len(boxes):
@@ -74,7 +74,7 @@ def encode(boxes: list, prior: np.ndarray, variances, num_classes: int):
 
 def encoder(head: dict, input_hw: tuple[int, int], num_classes: int):
     """A function (per-image boxes) -> targets for the SSD head described by `head` at input size `input_hw`."""
-    from edgecnn.board.postprocess import anchors
+    from edgecnn.tasks.detection.postprocess import anchors
 
     prior = anchors(head["anchors"], input_hw)
     return lambda boxes: encode(boxes, prior, head["variances"], num_classes)

@@ -1,5 +1,5 @@
 """Training targets of the CenterNet-style head (`edgecnn.zoo.detectors`) and its losses; the inverse of
-`edgecnn.board.postprocess.decode_centernet`.
+`edgecnn.tasks.detection.postprocess.decode_centernet`.
 
 For a box with centre (cx, cy) and size (w, h) in input pixels and a head at stride s: its centre cell is
 (floor(cx/s), floor(cy/s)); the heatmap of its class holds a Gaussian peaking at 1 on that cell (radius from the

@@ -15,7 +15,7 @@ would share one scale between scores 0..1 and sizes of several cells and round t
 | `size`    | (H/s, W/s, 2)            | ReLU       | box width, height in cells (pixels / stride s)                 |
 | `offset`  | (H/s, W/s, 2)            | sigmoid    | centre x, y inside its cell, 0..1                              |
 
-Boxes come out of `edgecnn.board.postprocess.decode_centernet` (3x3 peak search, top-k, class-wise NMS) in float, in
+Boxes come out of `edgecnn.tasks.detection.postprocess.decode_centernet` (3x3 peak search, top-k, class-wise NMS) in float, in
 edgecnn's code, not in the graph: TFLite's own detection post-processing op is float-only and would break an
 integer-only model; the targets the head is trained on come from `edgecnn.train.targets.encode`, its inverse.
 """

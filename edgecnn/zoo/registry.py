@@ -44,7 +44,7 @@ def register(default_input=(224, 224, 3), min_size: int = 32, family: str = "", 
 
     `task` is what the model's outputs mean: "classification" (class scores) or "detection" (see
     `edgecnn.zoo.detectors`); training, evaluation and the listing follow it. A detector's `head(model)` gives
-    the description its boxes are decoded with (`edgecnn.board.postprocess.decode`), saved in its spec.
+    the description its boxes are decoded with (`edgecnn.tasks.detection.postprocess.decode`), saved in its spec.
 
     `input_range` is the float range the architecture expects pixels in ((-1, 1) for MobileNets, whose
     ImageNet weights were trained that way); it becomes the default preprocessing spec when training.

@@ -3,7 +3,7 @@ MobileNetV2 backbone.
 
 Each feature level predicts, for every anchor of every cell, four box deltas and a score per class; each predictor
 is a depthwise 3x3 + BN + ReLU6 and a 1x1 convolution (SSDLite's cheap replacement of SSD's dense 3x3). Anchors are
-fixed boxes tiled on the grids (`edgecnn.board.postprocess.anchors`: strides, sizes, aspect ratios); the head
+fixed boxes tiled on the grids (`edgecnn.tasks.detection.postprocess.anchors`: strides, sizes, aspect ratios); the head
 description saved in the spec holds everything needed to regenerate them, so host and boards decode alike.
 
 Outputs (two separate tensors: int8 gives each its own scale; deltas of a few units and scores in 0..1 in one
@@ -71,7 +71,7 @@ def ssdlite_mobilenet_v2(input_shape=(128, 128, 3), num_classes=10, alpha=0.35, 
     import numpy as np
     from keras.applications import MobileNetV2
 
-    from edgecnn.board.postprocess import anchors
+    from edgecnn.tasks.detection.postprocess import anchors
 
     strides = [int(s) for s in strides]
     if not strides or sorted(set(strides)) != strides or not set(strides) <= set(_TAPS):

@@ -41,9 +41,9 @@ def passes_for(target: str) -> list[str]:
 
 
 def run_passes(model: bytes, target: str, samples: np.ndarray | None,
-               reference: bytes | None = None) -> tuple[bytes, list[dict]]:
+               reference: bytes | None = None, agree=None) -> tuple[bytes, list[dict]]:
     """Apply `target`'s passes one at a time, each checked against the model before it and the float `reference`
-    it was quantized from; returns (model, report rows)."""
+    it was quantized from, with the model's task's agreement `agree` (`check.judge`); returns (model, report rows)."""
     from edgecnn.convert.rewrite.check import acceptable, compare
     from edgecnn.convert.rewrite.graph import Graph
     from edgecnn.tflite.reader import parse
@@ -64,16 +64,20 @@ def run_passes(model: bytes, target: str, samples: np.ndarray | None,
             row["note"] = "not applied: no calibration samples to check it on"
             rows.append(row)
             continue
-        row.update(compare(model, after, samples, reference))
+        row.update(compare(model, after, samples, reference, agree))
         if acceptable(row, mod.TOLERANCE_STEPS):
             model, row["applied"] = after, True
         elif "error_steps_after" in row:
             row["note"] = (f"not applied: error vs float {row['error_steps_before']:.3f} -> "
                            f"{row['error_steps_after']:.3f} mean output steps (tolerance +{mod.TOLERANCE_STEPS}), "
-                           f"top-1 agreement with float {row['top1_vs_float_before']:.3f} -> "
-                           f"{row['top1_vs_float_after']:.3f} on {row['samples']} calibration samples")
+                           f"agreement with float {_fmt(row['agreement_vs_float_before'])} -> "
+                           f"{_fmt(row['agreement_vs_float_after'])} on {row['samples']} calibration samples")
         else:
             row["note"] = (f"not applied: outputs moved by {row['max_diff_steps']:g} steps (tolerance "
                            f"{mod.TOLERANCE_STEPS}) on {row['samples']} calibration samples")
         rows.append(row)
     return model, rows
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.3f}"

@@ -1,0 +1,93 @@
+"""The task table: what a model predicts, and everything that depends on it, in one place per task.
+
+| task             | truth in a data set                    | predictions (`postprocess`)          | metric (`score`)      |
+|------------------|----------------------------------------|--------------------------------------|-----------------------|
+| `classification` | a class per image (`Dataset.labels`)   | scores (N, classes) of output 0      | top-1 (and top-5)     |
+| `detection`      | boxes per image (`Dataset.boxes`)      | boxes, scores, classes per image     | COCO mAP@.5 (and @[.5:.95]) |
+
+A task is one object (`edgecnn.tasks.base.Task`) whose hooks every stage calls instead of asking "is this a
+detector?": the evaluate/compare engine (local and Ray, `edgecnn.evaluate.engine`), the quality tools of convert
+(rewrite check, `--calibration-method best`, guided mode), `bench --data` scoring, `mcu-check --data`, the pipeline,
+the console, the store and the report. The task of a model is decided once, from its spec (`for_spec`), a
+foreign detector's recognised head (`for_model`), or a data set (`for_dataset`).
+
+Adding a task is one module with a `Task` subclass and one line in `_BUILTIN` (or `register(task)` from outside, as
+the test suite registers a toy task): no stage changes. Modules are imported on first use, so `edgecnn --help`
+imports none of them. Like Ultralytics' `task_map` (task -> model, trainer, validator, predictor) with validator hooks
+`postprocess -> update_metrics -> get_stats`, but as small functions over numpy, not large classes.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from edgecnn.errors import EdgecnnError
+
+DEFAULT = "classification"  # the task of a spec that names none (every model before tasks existed)
+
+# name -> "module:attribute" of the task object; imported on first use
+_BUILTIN = {
+    "classification": "edgecnn.tasks.classification:TASK",
+    "detection": "edgecnn.tasks.detection:TASK",
+}
+_LOADED: dict = {}
+
+
+def register(task) -> None:
+    """Add (or replace) a task object under `task.name`: a `Task` subclass instance."""
+    _LOADED[task.name] = task
+
+
+def names() -> list[str]:
+    """Every known task name, built-in and registered."""
+    return sorted(set(_BUILTIN) | set(_LOADED))
+
+
+def get(name):
+    """The task object named `name` (None: classification, what a spec without a task means; a task object is
+    returned as it is)."""
+    if name is not None and not isinstance(name, str):
+        return name
+    name = name or DEFAULT
+    if name not in _LOADED:
+        if name not in _BUILTIN:
+            raise EdgecnnError(f"unknown task {name!r}; known: {', '.join(names())}")
+        module, attr = _BUILTIN[name].split(":")
+        _LOADED[name] = getattr(importlib.import_module(module), attr)
+    return _LOADED[name]
+
+
+def for_spec(spec) -> object:
+    """The task of a model with an edgecnn spec (`PreprocessSpec.task`)."""
+    return get(getattr(spec, "task", None))
+
+
+def for_model(spec, model_path, head: dict | None = None):
+    """(task, context) of a model: its spec's task, or a foreign .tflite detector recognised by its outputs (or
+    given `head`); the context is what the task's `postprocess` needs (`Task.context`)."""
+    task = for_spec(spec)
+    if task.name == "classification":
+        found = head or _foreign_head(model_path)
+        if found is not None:
+            task = get("detection")
+            return task, task.context(spec, head=found)
+    return task, task.context(spec, head=head)
+
+
+def for_dataset(ds) -> object:
+    """The task whose truth a labeled data set carries (the first task in the table that accepts it)."""
+    for name in names():
+        task = get(name)
+        if task.owns(ds):
+            return task
+    return get("classification")
+
+
+def _foreign_head(model_path) -> dict | None:
+    from edgecnn.modelfile import model_kind
+
+    if model_path is None or model_kind(model_path) != "tflite":
+        return None
+    from edgecnn.tflite.detect import recognise_head
+
+    return recognise_head(model_path)

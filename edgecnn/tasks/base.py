@@ -1,0 +1,136 @@
+"""What a task is: the hooks every stage calls (see `edgecnn.tasks` for the table).
+
+| hook                                  | called by                         | gives                                          |
+|---------------------------------------|-----------------------------------|------------------------------------------------|
+| `owns(ds)` / `accepts(ds)`            | data checks, every command        | the set carries this task's truth / can be scored |
+| `truth(ds)`                           | the engine                        | per-sample truth, in sample order              |
+| `context(spec, head)`                 | the engine, quality tools         | what `postprocess` needs (picklable: Ray)      |
+| `postprocess(outputs, ctx)`           | the engine (in Ray workers too)   | per-sample predictions from dequantized outputs |
+| `join(parts)`                         | the engine                        | predictions of shards, back in order           |
+| `score(preds, truth, names, ctx)`     | eval, bench --data, guided, mcu   | `{task, metric, value, ...details}`            |
+| `examples(preds, truth, ctx, k)`      | eval (report pictures)            | what to draw of the first k samples, or None   |
+| `compare(fp, qp, truth, names, ...)`  | compare                           | label-free agreement; with truth both metrics  |
+| `fidelity(f_outs, q_outs, ctx)`       | rewrite check, range choice       | label-free `agreement` (0..1) over every output |
+
+Metric values are "higher is better" in 0..1 (top-1, mAP): a drop is `100 * (float - quant)` points everywhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgecnn.errors import EdgecnnError
+from edgecnn.metrics import snr_db
+
+
+class Task:
+    name = "task"
+    metric = "value"  # the headline metric's display name ("top-1", "mAP@.5")
+    metric_key = "value"  # the key a result document holds it under ("top1", "map50")
+    example_source = "digits"  # a data source of this task, for messages
+
+    # --- data -----------------------------------------------------------------------------------------------------
+    def owns(self, ds) -> bool:
+        """`ds` carries this task's own kind of truth (a detection set its boxes)."""
+        return False
+
+    def accepts(self, ds) -> bool:
+        """A labeled `ds` can score this task's models (by default: only sets it owns)."""
+        return self.owns(ds)
+
+    def truth(self, ds):
+        """Per-sample truth of `ds`, indexable by a slice of samples."""
+        raise NotImplementedError
+
+    def sample_info(self, ds) -> dict:
+        """Per-sample facts that are not labels but that scoring needs (a detector's raw image sizes); merged into
+        the host's context, never shipped to workers."""
+        return {}
+
+    # --- predictions ----------------------------------------------------------------------------------------------
+    def context(self, spec, head: dict | None = None) -> dict:
+        """What `postprocess` needs beyond the outputs (input size, head...): plain data, shipped to Ray workers."""
+        return {}
+
+    def check_outputs(self, shapes: list, ctx: dict, model) -> None:
+        """One line when a model's output shapes (without batch) cannot be this task's."""
+
+    def postprocess(self, outputs: list[np.ndarray], ctx: dict):
+        """Per-sample predictions of a batch of dequantized float outputs (each (N, ...))."""
+        raise NotImplementedError
+
+    def join(self, parts: list):
+        """Predictions of consecutive shards as one run's."""
+        return np.concatenate(parts) if len(parts) else parts
+
+    def output_names(self, ctx: dict, n: int) -> list[str]:
+        """Names of a model's `n` outputs in reports (a detector's heatmap, size, offset)."""
+        return [f"output{i}" for i in range(n)]
+
+    # --- results, as the pipeline, console and report show them -------------------------------------------------
+    details = ("value",)  # keys of an eval result a pipeline row keeps (and, prefixed float_, the float model's)
+    per_class_in_rows = False  # compare's per-class rows are what the report's per-class table shows
+
+    def describe(self, result: dict) -> str:
+        """An eval result in a few words (`top-1 0.9812`)."""
+        return f"{self.metric} {result['value']:.4f}"
+
+    def cell(self, value) -> str:
+        """The metric as a table cell."""
+        return "-" if value is None else f"{value:.4f}"
+
+    def compare_text(self, r: dict) -> tuple[list[str], tuple | None]:
+        """`edgecnn compare`'s lines for this task's result `r`, and a (title, headers, rows) table or None."""
+        lines = [f"{r['n']} {'labeled' if r['labeled'] else 'unlabeled'} images: agreement {number_text(r['agreement'])}"]
+        if r["labeled"]:
+            lines.append(f"float {self.metric} {r['float_value']:.4f}  quant {self.metric} {r['quant_value']:.4f}  "
+                         f"drop {r['drop_points']:+.2f} pts")
+        return lines, None
+
+    def bench_text(self, acc: dict) -> str:
+        """A bench document's `accuracy` in a few words (the device's predictions scored on the host)."""
+        value = acc.get(self.metric_key)
+        return f"{value:.4f} of {acc.get('n')}" if value is not None else f"- ({acc.get('note') or 'no labels'})"
+
+    def eval_columns(self) -> list[tuple[str, str]]:
+        """(header, result key) of `edgecnn eval`'s table for this task's models."""
+        return [("N", "n"), (self.metric, "value")]
+
+    # --- measures -------------------------------------------------------------------------------------------------
+    def score(self, preds, truth, class_names, ctx: dict) -> dict:
+        """`{task, metric, value, ...details}` of `preds` against `truth`."""
+        raise NotImplementedError
+
+    def examples(self, preds, truth, ctx: dict, k: int) -> list | None:
+        """What a report pictures of the first `k` samples (a detector's boxes), or None."""
+        return None
+
+    def compare(self, fpreds, qpreds, truth, class_names, fctx: dict, qctx: dict) -> dict:
+        """Float vs quantized predictions: label-free `agreement` always; with `truth` (not None) both metrics,
+        `float_value`, `quant_value` and `drop_points`."""
+        out = {"task": self.name, "metric": self.metric, "agreement": self.agreement(fpreds, qpreds, fctx, qctx)}
+        if truth is not None:
+            f = self.score(fpreds, truth, class_names, fctx)["value"]
+            q = self.score(qpreds, truth, class_names, qctx)["value"]
+            out.update(float_value=f, quant_value=q, drop_points=100 * (f - q))
+        return out
+
+    def agreement(self, fpreds, qpreds, fctx: dict, qctx: dict) -> float | None:
+        """How much of the float model's predictions the quantized ones keep, 0..1, no labels needed."""
+        raise NotImplementedError
+
+    def fidelity(self, f_outputs: list[np.ndarray], q_outputs: list[np.ndarray], ctx: dict) -> dict:
+        """Label-free closeness of quantized to float outputs over every output: the task's `agreement` of their
+        predictions and the pooled output SNR (dB) of all outputs at once."""
+        if len(f_outputs) != len(q_outputs):
+            raise EdgecnnError(f"{len(q_outputs)} outputs against the float model's {len(f_outputs)}")
+        n = len(f_outputs[0]) if f_outputs else 0
+        f_all = np.concatenate([np.asarray(f, np.float64).reshape(n, -1) for f in f_outputs], axis=1)
+        q_all = np.concatenate([np.asarray(q, np.float64).reshape(n, -1) for q in q_outputs], axis=1)
+        return {"agreement": self.agreement(self.postprocess(f_outputs, ctx), self.postprocess(q_outputs, ctx),
+                                            ctx, ctx),
+                "snr_db": snr_db(f_all, q_all)}
+
+
+def number_text(v, fmt: str = ".3f") -> str:
+    return "-" if v is None else format(v, fmt)
