@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from edgecnn.convert.precision import PrecisionPlan
 from edgecnn.data.spec import InputScaling
 from edgecnn.errors import EdgecnnError
-from edgecnn.targets import get as get_target
+from edgecnn.targets import DEFAULT as DEFAULT_TARGET, get as get_target
 
 MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
 IO_TYPES = ("int8", "uint8", "float32", "int16")
@@ -29,7 +29,7 @@ class ConversionRequest:
     offset: float | None = None
     mean: float | None = None  # ... or (x - mean) / std
     std: float | None = None
-    target: str = "cpu"  # where the model runs (edgecnn.targets): the modes, the int8 rewrite passes, the checks
+    target: str = DEFAULT_TARGET  # where the model runs (edgecnn.targets): its modes, rewrite passes and checks
     rewrite: bool = True  # False (--no-rewrite): the converter's plain int8 output
     calibrator: str = "fast"  # "fast" (LiteRT+XNNPACK, batched) or "stock" (TF's calibrator)
     bias_correction: bool = False  # --bias-correction: fold int8's mean output shift into the biases
