@@ -179,7 +179,7 @@ def test_run_converts_once_per_precision_and_target_and_the_coral_benches_the_ed
     assert sorted(rows) == [("float32", "local-cpu"), ("int8", "coral-usb"), ("int8", "local-cpu")]
     tpu_row = rows[("int8", "coral-usb")]
     assert tpu_row["target"] == "edgetpu" and tpu_row["path"] == str(tpu_model)
-    assert tpu_row["bench_status"] == "ok" and tpu_row["p50_ms"] > 0 and tpu_row["top1"] is not None
+    assert tpu_row["bench_status"] == "ok" and tpu_row["p50_ms"] > 0 and tpu_row["drop_points"] is not None
     assert rows[("int8", "local-cpu")]["path"] == str(run / "lenet5_int8.tflite")
     from edgecnn.store.db import open_db
 
