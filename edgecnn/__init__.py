@@ -3,7 +3,8 @@
 Stages, left to right (a stage never imports one to its right):
 zoo -> data -> train -> convert -> evaluate -> bench (board/runner.py runs on the device) -> deploy -> store -> report.
 Shared infrastructure any stage may use: `devices/` (profiles, SSH, board probe), `tflite/` (the TensorFlow-free
-.tflite reader, metadata, private-API shims), `schema.py`, `console.py`, `atomic.py`, `errors.py`.
+.tflite reader, metadata, private-API shims), `targets.py` (the target table), `schema.py`, `console.py`, `atomic.py`,
+`errors.py`.
 """
 
 __version__ = "0.1.0"

@@ -13,6 +13,7 @@ import click
 
 from edgecnn import __version__
 from edgecnn.errors import EdgecnnError
+from edgecnn.targets import DEFAULT as DEFAULT_TARGET, TARGETS
 
 
 class _Group(click.Group):
@@ -254,9 +255,9 @@ def _scaling_options(command):
 @click.option("--max-accuracy-drop", type=float, help="Guided mode: keep worst layers in float until the top-1 "
               "drop (points) is within this.")
 @click.option("--eval-data", help="Data for --max-accuracy-drop (its test split).")
-@click.option("--target", default="cpu", show_default=True, type=click.Choice(["cpu", "edgetpu", "tflm"]),
-              help="Where the int8 model runs: picks the rewrite passes (cpu: XNNPACK; edgetpu: + the preflight and "
-                   "edgetpu_compiler when installed; tflm: none) and the report's delegate check.")
+@click.option("--target", default=DEFAULT_TARGET, show_default=True, type=click.Choice(list(TARGETS)),
+              help="Where the model runs (" + "; ".join(f"{t.name}: {t.runs_on}" for t in TARGETS.values())
+              + "): picks the modes it takes, the int8 rewrite passes and the check run on the written model.")
 @click.option("--no-rewrite", is_flag=True, help="Keep the converter's plain int8 graph (no rewrite passes).")
 @click.option("--bias-correction", is_flag=True, help="int8: fold the mean output shift of int8 weights back into "
               "each layer's bias, measured layer by layer on the calibration samples (slow on big models).")
@@ -273,13 +274,6 @@ def convert(model, output, mode, io, per_tensor, calibration, num_calibration, s
     """Convert a Keras model (.keras, .h5, SavedModel dir) or a float32 .tflite to .tflite."""
     from edgecnn.convert.request import ConversionRequest
 
-    if target == "edgetpu" and mode != "int8":
-        raise EdgecnnError(f"--target edgetpu needs a full-integer model: --quant int8, not {mode}")
-    if target == "edgetpu" and (keep_float or allow_float_fallback):
-        kept = f"--keep-float {' '.join(keep_float)}" if keep_float else "--allow-float-fallback"
-        raise EdgecnnError(f"--target edgetpu needs a full-integer model: {kept} keeps ops in float, and the Edge "
-                           "TPU compiler cuts the graph at the first float op; without it, ops that cannot be "
-                           "quantized are named")
     if precision is not None and max_accuracy_drop is not None:
         raise EdgecnnError("--precision and --max-accuracy-drop: the guided mode does not take a plan yet")
     from edgecnn.convert.precision import load_plan
@@ -307,14 +301,11 @@ def convert(model, output, mode, io, per_tensor, calibration, num_calibration, s
         place(report["precision"], output)
         for line in report["precision"]["warnings"]:
             click.echo(f"edgecnn: warning: {line}", err=True)
-    if target == "edgetpu":
-        from edgecnn.convert.edgetpu import for_edgetpu
+    after = TARGETS[target]  # the target's check of the written model: Edge TPU preflight, CPU delegate partitions
+    if after.after_convert and mode in after.after_convert_modes:
+        from edgecnn.targets import hook
 
-        report["edgetpu"] = for_edgetpu(output)
-    elif target == "cpu" and mode == "int8":
-        from edgecnn.bench.delegation import measure
-
-        report["delegate"] = measure(output)
+        report[after.report_key] = hook(after.after_convert)(output)
     if as_json:
         echo_json(report)
         return

@@ -1,5 +1,10 @@
-"""`edgecnn run`: the whole path on a recipe — train, convert (each precision), evaluate, compare, bench (each
-device), results database, report.
+"""`edgecnn run`: the whole path on a recipe — train, convert (each precision, for each target the devices need),
+evaluate, compare, bench (each device), results database, report.
+
+Each device profile names its target (`edgecnn.targets`: a CPU board, a Coral Edge TPU, a microcontroller); a model
+is converted once per (precision, target) the recipe's devices need, and each device benches the model converted
+for its target (a Coral device gets the Edge TPU-ready one). A precision a device's target does not take (float32
+on an Edge TPU) is skipped for that device, with the request check's line in the summary's `skipped`.
 
 A run is planned as a list of `Step`s (name, settings, input and output files, the function that computes it, the
 steps it waits for, the resources it asks for) and handed to an executor: `LocalExecutor` (the default) runs them
@@ -202,14 +207,51 @@ def boards(recipe: Recipe) -> tuple[str, ...]:
     return tuple(dict.fromkeys(board_resource(load_profile(d)) for d in recipe.devices))
 
 
+def artifact(key: str, mode: str, target: str) -> tuple[str, str]:
+    """The convert step of model `key` for (mode, target) and the file it writes: `convert/KEY/MODE`, `KEY_MODE.tflite`
+    for the default target (as before targets were an axis: old runs stay cached), `convert/KEY/MODE/TARGET`,
+    `KEY_TARGET_MODE.tflite` for another (the file name still ends in its precision, which the report reads)."""
+    from edgecnn.targets import DEFAULT
+
+    if target == DEFAULT:
+        return f"convert/{key}/{mode}", f"{key}_{mode}.tflite"
+    return f"convert/{key}/{mode}/{target}", f"{key}_{target}_{mode}.tflite"
+
+
+def conversions(recipe: Recipe, profiles: dict) -> tuple[dict[tuple[str, str], list[str]], list[dict]]:
+    """What `recipe` converts: {(mode, target): the devices that bench it}, one entry per pair a device needs and
+    its target takes (recipe order), and the skipped (device, precision) pairs with the target's one-line reason.
+    A device whose target takes none of the recipe's precisions is an error: it would have no row at all."""
+    from edgecnn.targets import TARGETS
+
+    pairs: dict[tuple[str, str], list[str]] = {}
+    skipped = []
+    for mode in recipe.quant:
+        for device, profile in profiles.items():
+            try:
+                TARGETS[profile.target].check_mode(mode)
+            except EdgecnnError as exc:
+                skipped.append({"device": device, "precision": mode, "target": profile.target, "reason": str(exc)})
+                continue
+            pairs.setdefault((mode, profile.target), []).append(device)
+    for device, profile in profiles.items():
+        if not any(device in devices for devices in pairs.values()):
+            raise EdgecnnError(f"recipe {recipe.name}: device {device} runs target {profile.target}, which takes "
+                               f"none of quant: {', '.join(recipe.quant)} "
+                               f"({next(s['reason'] for s in skipped if s['device'] == device)})")
+    return pairs, skipped
+
+
 def plan(run: RunDir, recipe: Recipe, progress: bool, log: Callable[[str], None]) -> list[Step]:
     """The steps of `recipe`, in the order the local executor runs them; `log` hears of train, convert and bench."""
     from edgecnn.bench.protocol import BenchSettings
     from edgecnn.convert.request import ConversionRequest
     from edgecnn.devices.profiles import load_profile
+    from edgecnn.targets import DEFAULT
     from edgecnn.train.trainer import TrainConfig
 
     profiles = {d: load_profile(d) for d in recipe.devices}
+    pairs, _ = conversions(recipe, profiles)
     eval_settings = {"data": recipe.data, "limit": recipe.eval_samples}
     seen: dict[str, tuple[dict, bool]] = {}  # step name -> (result, cached), as results arrive
 
@@ -236,16 +278,17 @@ def plan(run: RunDir, recipe: Recipe, progress: bool, log: Callable[[str], None]
                     + (" (cached)" if cached else ""))
         add(f"eval/{keras.name}", eval_settings, [keras], [], eval_step, (keras.name, recipe.data,
                                                                           recipe.eval_samples), [train])
-        for mode in recipe.quant:
-            tflite = run.root / f"{m.key}_{mode}.tflite"
+        for (mode, target), devices in pairs.items():  # once per (precision, target) the devices need
+            step, name = artifact(m.key, mode, target)
+            tflite = run.root / name
             req = ConversionRequest(mode, calibration=recipe.calibration or recipe.data,
-                                    num_calibration=recipe.calibration_samples, seed=recipe.seed)
-            convert = add(f"convert/{m.key}/{mode}", req.to_dict(), [keras], [tflite], convert_step,
-                          (keras.name, tflite.name, req), [train])
+                                    num_calibration=recipe.calibration_samples, seed=recipe.seed, target=target)
+            what = mode if target == DEFAULT else f"{mode} for {target}"
+            convert = add(step, req.to_dict(), [keras], [tflite], convert_step, (keras.name, tflite.name, req), [train])
 
-            def converted(r, cached, k=m.key, mode=mode, convert=convert):
+            def converted(r, cached, k=m.key, what=what, convert=convert):
                 conv, conv_cached = seen[convert]
-                return (f"convert {k} {mode}: {conv['size_bytes']:,} B, {_accuracy_text(r)}"
+                return (f"convert {k} {what}: {conv['size_bytes']:,} B, {_accuracy_text(r)}"
                         + (" (cached)" if conv_cached else ""))
 
             add(f"eval/{tflite.name}", eval_settings, [tflite], [], eval_step,
@@ -253,7 +296,8 @@ def plan(run: RunDir, recipe: Recipe, progress: bool, log: Callable[[str], None]
             if mode != "float32":
                 add(f"compare/{tflite.name}", eval_settings, [keras, tflite], [], compare_step,
                     (keras.name, tflite.name, recipe.data, recipe.eval_samples), [train, convert])
-            for device, profile in profiles.items():
+            for device in devices:
+                profile = profiles[device]
                 settings = BenchSettings(threads=profile.threads, warmup=10, runs=recipe.bench_runs, seed=recipe.seed)
                 add(f"bench/{tflite.name}/{device}", settings.to_dict(), [tflite], [], bench_step,
                     (tflite.name, profile, settings), [convert],
@@ -288,12 +332,13 @@ def run_pipeline(recipe: Recipe, out_dir: str | Path, log: Callable[[str], None]
     from edgecnn.devices.profiles import load_profile
     from edgecnn.convert.request import ConversionRequest
 
-    for device in recipe.devices:  # an unknown device or a bad profile stops the run before any work is done
-        load_profile(device)
+    # an unknown device, a bad profile or a device no precision suits stops the run before any work is done
+    profiles = {device: load_profile(device) for device in recipe.devices}
     for mode in recipe.quant:
         ConversionRequest(mode)
+    pairs, skipped = conversions(recipe, profiles)
     run = RunDir(out_dir)
-    total = len(recipe.models) * (1 + len(recipe.quant) * (1 + len(recipe.devices))) + 1
+    total = len(recipe.models) * (1 + sum(1 + len(devices) for devices in pairs.values())) + 1
     done = [0]
     plain_log = log
 
@@ -301,6 +346,8 @@ def run_pipeline(recipe: Recipe, out_dir: str | Path, log: Callable[[str], None]
         done[0] += 1
         plain_log(f"[{done[0]}/{total}] {msg}")
 
+    for s in skipped:
+        plain_log(f"skip {s['precision']} on {s['device']}: {s['reason']}")
     results = (executor or LocalExecutor()).run_steps(run, plan(run, recipe, progress, log))
     rows = []
     for m in recipe.models:
@@ -308,13 +355,16 @@ def run_pipeline(recipe: Recipe, out_dir: str | Path, log: Callable[[str], None]
         trained, float_eval = results[f"train/{m.key}"], results[f"eval/{keras.name}"]
         task = tasks.get(float_eval.get("task"))
         for mode in recipe.quant:
-            tflite = run.root / f"{m.key}_{mode}.tflite"
-            conv, acc = results[f"convert/{m.key}/{mode}"], results[f"eval/{tflite.name}"]
-            cmp = results.get(f"compare/{tflite.name}")
             for device in recipe.devices:
+                target = profiles[device].target
+                if (mode, target) not in pairs:
+                    continue  # skipped: the device's target does not take this precision
+                step, name = artifact(m.key, mode, target)
+                tflite, conv = run.root / name, results[step]
+                acc, cmp = results[f"eval/{tflite.name}"], results.get(f"compare/{tflite.name}")
                 b = results[f"bench/{tflite.name}/{device}"]
                 steady = (b.get("timing") or {}).get("steady") or {}
-                rows.append({"model": m.key, "precision": mode, "device": device, "path": str(tflite),
+                rows.append({"model": m.key, "precision": mode, "device": device, "target": target, "path": str(tflite),
                              "size_bytes": conv["size_bytes"], "size_ratio": conv["size_ratio_to_float32"],
                              "task": task.name, "metric": task.metric, "value": acc["value"],
                              "float_value": float_eval["value"],
@@ -335,7 +385,7 @@ def run_pipeline(recipe: Recipe, out_dir: str | Path, log: Callable[[str], None]
                              "params": trained["params"], "macs": trained["macs"]})
     summary = {"schema": SUMMARY_SCHEMA, "recipe": recipe.name, "data": recipe.data, "run_dir": str(run.root),
                "database": str(run.root / "results.sqlite"), "created_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-               "rows": rows}
+               "rows": rows, "skipped": skipped}
     write_text_atomic(run.root / "summary.json", json.dumps(summary, indent=2, default=str))
     from edgecnn.report import make_report
 

@@ -3,8 +3,8 @@
 `bench_model` never raises for a failed run — a missing model, bad --data, a runtime error, a crash or Ctrl-C all
 come back as a document with `"status": "failed"` (Ctrl-C adds `"interrupted": true`), so the caller can record
 every run, then report it. Device kinds other than `local` are dispatched through `RUNNERS`, which the board
-runners (ssh, edgetpu) extend: an Edge TPU profile goes to `bench.edgetpu` (compile, then run), every
-other SSH profile to `bench.remote`.
+runners (ssh, edgetpu) extend: a profile whose target has a board runner in the target table (`edgecnn.targets`;
+the Edge TPU's is `bench.edgetpu`: compile, then run) goes to it, every other SSH profile to `bench.remote`.
 """
 
 from __future__ import annotations
@@ -36,10 +36,11 @@ RUNNERS["local"] = _local
 
 
 def _ssh(model: str, settings: BenchSettings, samples: str | None, profile: DeviceProfile) -> dict:
-    if profile.kind == "edgetpu" or profile.delegate == "edgetpu":
-        from edgecnn.bench.edgetpu import run_edgetpu  # compile once, then run with the Edge TPU delegate
+    from edgecnn.targets import TARGETS, hook
 
-        return run_edgetpu(profile, model, settings, samples)
+    board_runner = TARGETS[profile.target].board_runner  # the Edge TPU's: compile once, run with its delegate
+    if board_runner:
+        return hook(board_runner)(profile, model, settings, samples)
     from edgecnn.bench.remote import run_remote
 
     return run_remote(profile, model, settings, samples)

@@ -20,8 +20,8 @@ producer alone gave 24.2 dB (all int8: 24.3), on the consumer alone 24.5, on bot
 (docs/design/precision-plans-research.md, §3). An int16 op whose input or output is requantized to int8 gains
 nothing.
 
-Where it runs (the target table, `NO_INT16`; docs/design/precision-plans-research.md §4: each runtime's kernel
-sources and a single-op run):
+Where it runs (the target table in `edgecnn.targets`, its `precisions` and `no_int16`;
+docs/design/precision-plans-research.md §4: each runtime's kernel sources and a single-op run):
 | op                                   | LiteRT CPU (builtin) | TFLite Micro | XNNPACK | Edge TPU |
 |--------------------------------------|----------------------|--------------|---------|----------|
 | CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, MUL, MEAN, pools, RESHAPE, CONCATENATION, PAD, SOFTMAX, LOGISTIC | int16 | int16 | no int16 op at all: each int16 island is its own partition on reference kernels | int8 only |
@@ -53,13 +53,6 @@ from edgecnn.schema import Strict, load_yaml, validate
 PRECISIONS = ("int8", "int16", "float")
 OP_TYPE = re.compile(r"[A-Z][A-Z0-9_]*")
 CONVERSIONS = {"QUANTIZE", "DEQUANTIZE"}  # the requantizes ai-edge-quantizer inserts between precisions
-# ops without an int16 kernel, per target (docs/design/precision-plans-research.md §4); the Edge TPU runs int8 only
-NO_INT16 = {
-    "cpu": {"HARD_SWISH": "LiteRT has no int16 HARD_SWISH kernel (activations.cc: float32/uint8/int8 only)"},
-    "tflm": {"HARD_SWISH": "TFLite Micro has no int16 HARD_SWISH kernel (int8 only)",
-             "RESIZE_BILINEAR": "TFLite Micro has no int16 RESIZE_BILINEAR kernel (float32/int8 only)",
-             "ARG_MAX": "TFLite Micro has no int16 ARG_MAX kernel"},
-}
 
 
 def _op_types() -> set[str]:
@@ -173,18 +166,19 @@ def assign(plan: PrecisionPlan, info) -> tuple[dict[str, tuple[str, str]], list[
 
 def check_target(ops: list[tuple[str, str, str]], target: str, what: str = "plan") -> None:
     """Refuse (one line naming the op) a precision `target` cannot run: `ops` are (op type, output name,
-    precision); QUANTIZE/DEQUANTIZE are the conversions between precisions and are not checked here."""
+    precision); QUANTIZE/DEQUANTIZE are the conversions between precisions and are not checked here. What each
+    target runs is its entry in the target table (`edgecnn.targets`: precisions, no_int16)."""
+    from edgecnn.targets import get
+
+    t = get(target)
     for op, name, prec in ops:
         if op in CONVERSIONS or prec == "int8":
             continue
         where = f"{op}({name})"
-        if target == "edgetpu":
-            raise EdgecnnError(f"--target edgetpu runs int8 only: the {what} puts {where} in {prec}")
-        if prec == "float" and target == "tflm":
-            raise EdgecnnError(f"--target tflm is integer-only: the {what} puts {where} in float")
-        if prec == "int16" and op in NO_INT16.get(target, {}):
-            raise EdgecnnError(f"--target {target}: the {what} puts {where} in int16, but "
-                               f"{NO_INT16[target][op]}")
+        if prec not in t.precisions:
+            raise EdgecnnError(f"--target {target} {t.precision_rule}: the {what} puts {where} in {prec}")
+        if prec == "int16" and op in t.no_int16:
+            raise EdgecnnError(f"--target {target}: the {what} puts {where} in int16, but {t.no_int16[op]}")
 
 
 _KINDS = {"int8": "int8", "uint8": "int8", "int16": "int16", "float32": "float", "float16": "float"}

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from edgecnn.convert.precision import PrecisionPlan
 from edgecnn.data.spec import InputScaling
 from edgecnn.errors import EdgecnnError
+from edgecnn.targets import DEFAULT as DEFAULT_TARGET, get as get_target
 
 MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
 IO_TYPES = ("int8", "uint8", "float32", "int16")
-TARGETS = ("cpu", "edgetpu", "tflm")
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class ConversionRequest:
     offset: float | None = None
     mean: float | None = None  # ... or (x - mean) / std
     std: float | None = None
-    target: str = "cpu"  # where the model runs: chooses the int8 rewrite passes (convert/rewrite) and the checks
+    target: str = DEFAULT_TARGET  # where the model runs (edgecnn.targets): its modes, rewrite passes and checks
     rewrite: bool = True  # False (--no-rewrite): the converter's plain int8 output
     calibrator: str = "fast"  # "fast" (LiteRT+XNNPACK, batched) or "stock" (TF's calibrator)
     bias_correction: bool = False  # --bias-correction: fold int8's mean output shift into the biases
@@ -49,8 +49,12 @@ class ConversionRequest:
             raise EdgecnnError("--io int16 needs --quant int16x8")
         if self.num_calibration < 1:
             raise EdgecnnError(f"--num-calibration must be >= 1, got {self.num_calibration}")
-        if self.target not in TARGETS:
-            raise EdgecnnError(f"--target {self.target!r}: use one of {', '.join(TARGETS)}")
+        target = get_target(self.target)
+        target.check_mode(self.mode)
+        if target.full_integer and (self.keep_float or self.allow_float_fallback):
+            kept = f"--keep-float {' '.join(self.keep_float)}" if self.keep_float else "--allow-float-fallback"
+            raise EdgecnnError(f"--target {self.target} needs a full-integer model: {kept} keeps ops in float, and "
+                               f"{target.full_integer}; without it, ops that cannot be quantized are named")
         if self.bias_correction and self.mode != "int8":
             raise EdgecnnError(f"--bias-correction needs --quant int8, not {self.mode}")
         if self.equalize and self.mode != "int8":

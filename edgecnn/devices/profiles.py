@@ -9,6 +9,7 @@
 | threads     | int >= 1                                   | 1              | default --threads                          |
 | runtime     | ai_edge_litert, tflite_runtime, auto       | auto           | interpreter on the board                   |
 | delegate    | xnnpack, none, edgetpu                     | xnnpack        | default delegate                           |
+| target      | cpu, edgetpu, tflm (`edgecnn.targets`)     | kind, delegate | what `edgecnn run` converts its models for |
 | python      | str                                        | python3        | python on the board                        |
 | work_dir    | str                                        | ~/edgecnn      | where files are copied on the board        |
 | ssh         | mapping (kind: ssh only; see `SshSettings`)| None           | host, port, user, key, host key, timeouts  |
@@ -30,10 +31,10 @@ from pydantic import Field, model_validator
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.schema import Strict, load_yaml, validate
+from edgecnn.targets import DELEGATES, DEVICE_KINDS, check_profile, target_of
 
-KINDS = ("local", "ssh", "edgetpu", "mcu")
+KINDS = DEVICE_KINDS  # the kinds and delegates the target table knows (edgecnn.targets)
 RUNTIMES = ("ai_edge_litert", "tflite_runtime", "auto")
-DELEGATES = ("xnnpack", "none", "edgetpu")
 REPO_DEVICES = Path(__file__).resolve().parents[2] / "devices"
 
 
@@ -54,12 +55,13 @@ class DeviceProfile(Strict):
     """One device profile (see the module table)."""
 
     name: str
-    kind: Literal["local", "ssh", "edgetpu", "mcu"]
+    kind: Literal[KINDS]
     description: str = ""
     emulated: bool = False
     threads: int = Field(1, ge=1)
     runtime: Literal["ai_edge_litert", "tflite_runtime", "auto"] = "auto"
-    delegate: Literal["xnnpack", "none", "edgetpu"] = "xnnpack"
+    delegate: Literal[DELEGATES] = "xnnpack"
+    target: Optional[str] = None  # where its models run (edgecnn.targets); None: the one its kind and delegate give
     python: str = "python3"
     work_dir: str = "~/edgecnn"
     ssh: Optional[SshSettings] = None
@@ -75,6 +77,10 @@ class DeviceProfile(Strict):
                     raise ValueError(f"kind mcu needs field '{budget}' (bytes, e.g. 262144 for 256 KB)")
         if self.kind == "ssh" and self.ssh is None:
             raise ValueError("kind ssh needs an 'ssh:' mapping with at least 'host'")
+        if self.target is None:  # frozen: set once, here, from the target table
+            object.__setattr__(self, "target", target_of(self.kind, self.delegate))
+        else:
+            check_profile(self.kind, self.delegate, self.target)
         return self
 
 

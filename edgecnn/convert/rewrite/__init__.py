@@ -5,21 +5,22 @@ int8 HARD_SWISH and AVERAGE_POOL_2D to slow reference kernels, splitting the gra
 the first op it does not know (HARD_SWISH, LEAKY_RELU) and runs the rest on the CPU. Each pass replaces one such op
 with ops the target takes, on the quantized flatbuffer, after the quantize pass and before the load check.
 
-| pass         | replaces          | with                                         | exact?               | targets      |
-|--------------|-------------------|----------------------------------------------|----------------------|--------------|
-| `hard_swish` | HARD_SWISH        | DEPTHWISE_CONV_2D 1x1 (gate) + MUL            | gate rounded to 1/255 | cpu, edgetpu |
-| `avg_pool`   | AVERAGE_POOL_2D   | MEAN (global) / DEPTHWISE_CONV_2D (windowed)  | division rounding     | cpu          |
-| `leaky_relu` | LEAKY_RELU        | PRELU with a constant slope                   | to one step           | edgetpu      |
-| `minimum`    | MINIMUM by a constant (`--equalize`'s clips) | nothing (int8 saturation clips) | at/above the range; else up to the calibration peaks | all |
+| pass         | replaces          | with                                         | exact?               |
+|--------------|-------------------|----------------------------------------------|----------------------|
+| `hard_swish` | HARD_SWISH        | DEPTHWISE_CONV_2D 1x1 (gate) + MUL            | gate rounded to 1/255 |
+| `avg_pool`   | AVERAGE_POOL_2D   | MEAN (global) / DEPTHWISE_CONV_2D (windowed)  | division rounding     |
+| `leaky_relu` | LEAKY_RELU        | PRELU with a constant slope                   | to one step           |
+| `minimum`    | MINIMUM by a constant (`--equalize`'s clips) | nothing (int8 saturation clips) | at/above the range; else up to the calibration peaks |
 
-Each pass module has REPLACES, TARGETS, TOLERANCE_STEPS and `apply(graph) -> count`; adding a pass is one module
-and one entry in PASSES.
+Which passes a target runs, and in what order, is its `passes` in the target table (`edgecnn.targets`).
+
+Each pass module has REPLACES, TOLERANCE_STEPS and `apply(graph) -> count`; adding a pass is one module, one entry
+in PASSES and its name in the `passes` of the targets that want it.
 
 Every pass is checked when applied (`check.py`: the model before and after it, and the float model, on the
 calibration samples): the report gives how far the outputs moved (max steps, top-1 agreement) and each model's
 distance to float; a pass that takes the model further from float than its tolerance (mean output steps), or
-loses top-1 agreement with float, is not applied, and the report says so. `--no-rewrite` gives the converter's plain output;
-`--target tflm` applies only `minimum` (TFLite Micro runs the others natively).
+loses top-1 agreement with float, is not applied, and the report says so. `--no-rewrite` gives the converter's plain output.
 """
 
 from __future__ import annotations
@@ -29,15 +30,15 @@ from types import ModuleType
 import numpy as np
 
 from edgecnn.convert.rewrite import avg_pool, hard_swish, leaky_relu, minimum
+from edgecnn.targets import get as get_target
 
 PASSES: dict[str, ModuleType] = {"hard_swish": hard_swish, "avg_pool": avg_pool, "leaky_relu": leaky_relu,
                                   "minimum": minimum}
-TARGETS = ("cpu", "edgetpu", "tflm")
 
 
 def passes_for(target: str) -> list[str]:
-    """The passes that `target` wants, in the order they run."""
-    return [name for name, mod in PASSES.items() if target in mod.TARGETS]
+    """The passes that `target` wants, in the order they run (its entry in the target table)."""
+    return list(get_target(target).passes)
 
 
 def run_passes(model: bytes, target: str, samples: np.ndarray | None,

@@ -16,7 +16,6 @@ import numpy as np
 from edgecnn.convert.rewrite.graph import Graph, Quant, usable_int8
 
 REPLACES = "LEAKY_RELU"
-TARGETS = ("edgetpu",)
 TOLERANCE_STEPS = 0.25  # mean output steps further from float than the plain int8 model
 
 

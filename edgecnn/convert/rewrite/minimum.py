@@ -23,7 +23,6 @@ from edgecnn.convert.rewrite.graph import Graph, usable_int8
 from edgecnn.tflite import reader
 
 REPLACES = "MINIMUM"
-TARGETS = ("cpu", "edgetpu", "tflm")
 TOLERANCE_STEPS = 0.25  # as the other passes: exact removals move nothing; the others move int8 rounding (0.004
 # mean steps on MobileNet V1), which a tolerance of 0 turned into a refusal and 27 partitions
 
