@@ -72,3 +72,25 @@ def test_guided_says_why_not(v3_digits, tmp_path, monkeypatch):
 def test_guided_rejects_non_int8(tmp_path):
     with pytest.raises(EdgecnnError, match="works with --quant int8"):
         guided_convert("x.keras", tmp_path / "g.tflite", ConversionRequest("float16"), 0.3, "digits")
+
+
+@pytest.mark.slow
+def test_guided_judges_a_detector_by_its_map(tmp_path):
+    """On a detector the guided mode measures the mAP@.5 drop (not the argmax of the heatmap): it reaches a limit
+    or refuses up front with the floor, and the written model's mAP is the one it reports."""
+    import deploy_models
+
+    keras = deploy_models.trained_keras(tmp_path, "centernet_mobilenet_v1", "scenes:digits", epochs=1,
+                                        input_size=64, max_train_samples=256)
+    out = tmp_path / "det.tflite"
+    req = ConversionRequest("int8", calibration="scenes:digits", num_calibration=32)
+    try:
+        r = guided_convert(keras, out, req, 0.5, "scenes:digits", eval_limit=200)
+    except UnreachableDrop as exc:
+        assert "mAP@.5 drop of 0.5 pts" in str(exc) and exc.floor_points > 0.5 and not out.exists()
+        r = guided_convert(keras, out, req, exc.floor_points, "scenes:digits", eval_limit=200)
+    g = r["guided"]
+    assert g["task"] == "detection" and g["metric"] == "mAP@.5" and g["eval_n"] == 200
+    assert g["final_drop_points"] <= g["max_drop_points"] + 1e-9
+    ev = evaluate(out, "scenes:digits", limit=200)
+    assert ev["objects"] > 0 and ev["detections"] > 0 and ev["value"] == pytest.approx(g["final_value"])

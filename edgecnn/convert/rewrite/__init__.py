@@ -18,9 +18,10 @@ Each pass module has REPLACES, TOLERANCE_STEPS and `apply(graph) -> count`; addi
 in PASSES and its name in the `passes` of the targets that want it.
 
 Every pass is checked when applied (`check.py`: the model before and after it, and the float model, on the
-calibration samples): the report gives how far the outputs moved (max steps, top-1 agreement) and each model's
+calibration samples): the report gives how far the outputs moved (max steps, the task's agreement) and each model's
 distance to float; a pass that takes the model further from float than its tolerance (mean output steps), or
-loses top-1 agreement with float, is not applied, and the report says so. `--no-rewrite` gives the converter's plain output.
+loses agreement with float (the model's task's: the same class, the same boxes), is not applied, and the report
+says so. `--no-rewrite` gives the converter's plain output.
 """
 
 from __future__ import annotations
