@@ -174,7 +174,8 @@ def devices_table(docs: list[dict]) -> Table:
     t = Table(title=f"bench {(docs[0].get('model') or {}).get('path', '')}" if docs else "bench")
     from edgecnn import tasks
 
-    metrics = {tasks.get((d.get("accuracy") or {}).get("task")).metric for d in docs}
+    metrics = {tasks.get(d["accuracy"].get("task")).metric for d in docs if d.get("accuracy")} or \
+        {tasks.get(None).metric}
     post = any((d.get("postprocess") or {}).get("p50_ms") is not None for d in docs)
     metric = metrics.pop() if len(metrics) == 1 else "accuracy"
     cols = ["device", "status", "p50 ms", "mean ms", metric] + (["post-proc p50 ms"] if post else []) + \
