@@ -147,3 +147,11 @@ def test_task_names_appear_only_in_the_task_table_and_the_zoo():
     grown = {k: v for k, v in counts.items() if v > TASK_NAME_DEBT.get(k, 0)}
     assert not grown, f"task names outside edgecnn/tasks and edgecnn/zoo: {grown}"
     assert counts == TASK_NAME_DEBT, "a file paid its debt: lower its count in TASK_NAME_DEBT (it only shrinks)"
+
+
+def test_a_task_without_a_trainer_is_refused_by_train_in_one_line():
+    from edgecnn.errors import EdgecnnError
+    from edgecnn.train.trainer import task_trainer
+
+    with pytest.raises(EdgecnnError, match=r"cannot train brightness models .*trainable: classification, detection"):
+        task_trainer(task_toy.TASK)

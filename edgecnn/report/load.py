@@ -263,7 +263,8 @@ def _row_from_db(h: dict) -> dict:
     task = stored_task(h)
     timing = {k: h.get(k) for k in _TIMING_KEYS} if ok else None
     return {"model": model, "precision": precision, "device": h.get("device") or "?", "path": h.get("model_path"),
-            "size_bytes": h.get("model_size"), "size_ratio": None, "drop_points": None, "p50_ms": h.get("p50_ms") if ok else None, "p90_ms": h.get("p90_ms") if ok else None,
+            "size_bytes": h.get("model_size"), "size_ratio": None, "drop_points": None,
+            "p50_ms": h.get("p50_ms") if ok else None, "p90_ms": h.get("p90_ms") if ok else None,
             "peak_rss_mb": h.get("peak_rss_mb") if ok else None, "partitions": h.get("partitions") if ok else None,
             "emulated": bool(h.get("emulated")), "status": "ok" if ok else "failed",
             "error": None if ok else (h.get("error") or "unknown error"), "run_id": h.get("id"), "per_class": None,

@@ -11,7 +11,7 @@
 | `examples(preds, truth, ctx, k)`      | eval (report pictures)            | what to draw of the first k samples, or None   |
 | `compare(fp, qp, truth, names, ...)`  | compare                           | label-free agreement; with truth both metrics  |
 | `fidelity(f_outs, q_outs, ctx)`       | rewrite check, range choice       | label-free `agreement` (0..1) over every output |
-| `trainer` (a module name)             | `edgecnn train`                   | the module in `edgecnn/train/` that fits it    |
+| `trainer` (a module name)             | `edgecnn train`                   | its `edgecnn/train/` module (adopt, fit, measure) |
 
 Metric values are "higher is better" in 0..1 (top-1, mAP): a drop is `100 * (float - quant)` points everywhere.
 """

@@ -8,11 +8,11 @@ The task is decided once, from the training set's truth (`edgecnn.tasks.for_data
 `scenes:digits`, a COCO or YOLO folder); every task trains through the same steps, and what differs is the module
 its `Task.trainer` names (`classification.py`, `detection.py`), with three hooks:
 
-| hook                                               | gives                                                      |
-|----------------------------------------------------|------------------------------------------------------------|
-| `adopt(task, model, spec, cfg, train_ds)`          | a saved model's spec for fine-tuning (one line if it cannot) |
-| `fit(model, spec, cfg, x, train_ds, tr, va, lr, callbacks)` | compile + fit on rows `tr` (validation `va`): the history |
-| `measure(model, spec, hist, train_ds, test_ds, tr, va)` | the task's keys of the summary (test top-1, test loss...) |
+| hook                                                   | gives                                                |
+|--------------------------------------------------------|------------------------------------------------------|
+| `adopt(task, model, spec, cfg, train_ds)`              | a saved model's spec for fine-tuning, or one line    |
+| `fit(model, spec, cfg, x, train_ds, tr, va, lr, cbs)`  | compile + fit on rows `tr` (validation `va`): history |
+| `measure(model, spec, hist, train_ds, test_ds, tr, va)`| the task's summary keys (test top-1, test loss...)   |
 """
 
 from __future__ import annotations
