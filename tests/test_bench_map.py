@@ -175,7 +175,7 @@ def test_store_and_report_name_a_detectors_accuracy(tmp_path):
         ("mAP@.5", 0.5, 0.25, None), ("mAP@.5", 0.4, 0.25, None), (None, None, None, None), ("top-1", None, None, 0.75)]
     data = load_db(path)
     det_int8 = next(r for r in data.rows if r["model"] == "det" and r["precision"] == "int8")
-    assert det_int8["task"] == "detection" and det_int8["accuracy"] == 0.4
+    assert det_int8["task"] == "detection" and det_int8["value"] == 0.4 and det_int8["metric"] == "mAP@.5"
     assert det_int8["drop_points"] == pytest.approx(10.0)
     assert data.metric == "top-1 / mAP@.5" and data.metric in columns(data)  # mixed: both named
 

@@ -122,7 +122,7 @@ def test_pareto_front():
 
 def test_front_is_per_device_and_skips_failures():
     def row(device, p50, top1, status="ok"):
-        return {"device": device, "p50_ms": p50, "accuracy": top1, "status": status}
+        return {"device": device, "p50_ms": p50, "value": top1, "status": status}
 
     rows = [row("pi", 10.0, 0.9), row("pi", 5.0, 0.8), row("pi", 6.0, 0.7),
             row("cpu", 1.0, 0.85), row("cpu", 0.5, 0.99, "failed"), row("cpu", 0.4, None)]
@@ -188,6 +188,70 @@ def test_old_schema_run_dir_is_refused_and_nothing_lost(tmp_path):
         make_report(run, tmp_path / "r.html")
     assert (tmp_path / "r.html").read_text() == "previous report"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old", "r.html"]  # no temporary files left behind
+
+
+def _old_summary_rows() -> list[dict]:
+    """Rows as `edgecnn run` wrote them before rows carried task, metric and value: a classifier's (no task at all,
+    its metric under `top1`) and a detector's (`task` and its metric under `map50`)."""
+    base = {"device": "local-cpu", "size_bytes": 4096, "p50_ms": 1.0, "bench_status": "ok"}
+    return [{**base, "model": "lenet5", "precision": "float32", "top1": 0.98, "float_top1": 0.98, "drop_points": 0.0},
+            {**base, "model": "lenet5", "precision": "int8", "top1": 0.9712, "float_top1": 0.98,
+             "drop_points": 0.88},
+            {**base, "model": "det", "precision": "int8", "task": "detection", "top1": None, "map50": 0.5123,
+             "map": 0.25, "float_map50": 0.52, "float_map": 0.26, "drop_points": 0.77, "objects": 9,
+             "detections": 12, "examples": [], "float_examples": []}]
+
+
+def test_old_summary_rows_get_task_metric_and_value_from_the_task_table(tmp_path):
+    from edgecnn.report.load import load
+
+    (tmp_path / "run").mkdir()
+    summary = {"schema": "edgecnn.run/1", "recipe": "old", "data": "digits", "rows": _old_summary_rows()}
+    (tmp_path / "run" / "summary.json").write_text(json.dumps(summary))
+    data = load(tmp_path / "run")
+    got = {(r["model"], r["precision"]): r for r in data.rows}
+    assert {k: got["lenet5", "int8"][k] for k in ("task", "metric", "value", "float_value", "top1", "float_top1")} \
+        == {"task": "classification", "metric": "top-1", "value": 0.9712, "float_value": 0.98, "top1": 0.9712,
+            "float_top1": 0.98}
+    det = got["det", "int8"]
+    assert (det["task"], det["metric"], det["value"], det["float_value"]) == ("detection", "mAP@.5", 0.5123, 0.52)
+    assert (det["map"], det["float_map"], det["objects"]) == (0.25, 0.26, 9) and "top1" not in det
+    assert data.metric == "top-1 / mAP@.5"
+    md = make_report(tmp_path / "run", tmp_path / "r.md")
+    text = (tmp_path / "r.md").read_text()
+    assert md["rows"] == 3 and "| 97.12% | +0.88 |" in text and "| 0.512 | +0.77 |" in text  # Task.cell's format
+    make_report(tmp_path / "run", tmp_path / "r.html")
+    assert "98.00% top-1" in (tmp_path / "r.html").read_text()  # the card says which metric
+
+
+def test_summary_row_of_an_unknown_task_is_one_line(tmp_path):
+    (tmp_path / "run").mkdir()
+    rows = [{**_old_summary_rows()[0], "task": "pose"}]
+    (tmp_path / "run" / "summary.json").write_text(json.dumps({"schema": "edgecnn.run/1", "rows": rows}))
+    assert_one_line_error(run_cli("report", tmp_path / "run", "-o", tmp_path / "r.html"),
+                          "summary.json: rows[0]: unknown task 'pose'", "classification")
+
+
+def test_old_database_rows_get_task_metric_and_value(tmp_path):
+    """A database written before the accuracy_metric and map50 columns: its top-1 is a classifier's value."""
+    import sqlite3
+
+    from edgecnn.report.load import load_db
+    from edgecnn.store.db import open_db
+
+    db_path = tmp_path / "old.sqlite"
+    with open_db(db_path) as db:
+        for name, top1 in (("lenet5_float32", 0.98), ("lenet5_int8", 0.97)):
+            db.record({**_bench_doc(f"runs/a/{name}.tflite", 1.0), "accuracy": {"n": 10, "top1": top1}})
+    con = sqlite3.connect(db_path)
+    for col in ("accuracy_metric", "map50", "map"):
+        con.execute(f"ALTER TABLE runs DROP COLUMN {col}")
+    con.commit()
+    con.close()
+    data = load_db(db_path)
+    i8 = next(r for r in data.rows if r["precision"] == "int8")
+    assert (i8["task"], i8["metric"], i8["value"], i8["float_value"]) == ("classification", "top-1", 0.97, 0.98)
+    assert i8["drop_points"] == pytest.approx(1.0) and i8["float_top1"] == 0.98 and data.metric == "top-1"
 
 
 def test_bad_arguments(tmp_path):

@@ -7,6 +7,7 @@ other row is unaffected.
 
 from __future__ import annotations
 
+from edgecnn import tasks
 from edgecnn.report.load import ReportData
 
 MEASURED = ("p50 ms", "p90 ms", "peak RSS MB", "partitions")  # the cells a failed bench cannot fill
@@ -25,12 +26,17 @@ def cells(row: dict, data: ReportData) -> list[str] | tuple[list[str], str]:
     out = [row["model"], row["precision"], device, _size(row.get("size_bytes")), _num(row.get("size_ratio"), "{:.2f}×")]
     if data.has_accuracy:
         drop = "ref" if row["precision"] == "float32" else _num(row.get("drop_points"), "{:+.2f}")
-        out += [_num(row.get("accuracy"), "{:.3f}" if row.get("task") == "detection" else "{:.2%}"), drop]
+        out += [metric_cell(row), drop]
     if row["status"] != "ok":
         return out, f"failed: {row.get('error') or 'unknown error'}"
     return out + [_num(row.get("p50_ms"), "{:.3f}"), _num(row.get("p90_ms"), "{:.3f}"),
                   _num(row.get("peak_rss_mb"), "{:.1f}"), _num(row.get("partitions"), "{}")] + \
         ([_num(row.get("postprocess_p50_ms"), "{:.3f}")] if data.has_postprocess else [])
+
+
+def metric_cell(row: dict) -> str:
+    """The row's metric value as its task writes it (`Task.cell`: top-1 98.12%, mAP@.5 0.512)."""
+    return "–" if row.get("value") is None else tasks.get(row["task"]).cell(row["value"])
 
 
 def _num(v, fmt: str) -> str:

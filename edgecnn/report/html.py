@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from html import escape
 
-from edgecnn.report.cells import cells, columns
+from edgecnn.report.cells import cells, columns, metric_cell
 from edgecnn.report.load import ReportData
 from edgecnn.report.pareto import front_rows
 from edgecnn.report.plots import Plot
@@ -92,11 +92,11 @@ def _cards(data: ReportData) -> str:
     """The three numbers people look for first: most accurate, fastest, smallest; and what failed."""
     ok = [r for r in data.rows if r["status"] == "ok"]
     out = []
-    acc = [r for r in data.rows if r.get("accuracy") is not None]
+    acc = [r for r in data.rows if r.get("value") is not None]
     if acc:
-        best = max(acc, key=lambda r: r["accuracy"])
-        out.append(_card("most accurate", f"{best['accuracy']:.3f} mAP@.5" if best.get("task") == "detection"
-                         else f"{best['accuracy']:.2%}", f"{best['model']} · {best['precision']}"))
+        best = max(acc, key=lambda r: r["value"])
+        out.append(_card("most accurate", f"{metric_cell(best)} {best['metric']}",
+                         f"{best['model']} · {best['precision']}"))
     fast = [r for r in ok if r.get("p50_ms") is not None]
     if fast:
         best = min(fast, key=lambda r: r["p50_ms"])

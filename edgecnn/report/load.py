@@ -1,11 +1,14 @@
 """Read what a report is made from: a run directory (`summary.json` + its `results.sqlite`) or a results database.
 
 Both become one `ReportData`: rows (one per model x precision x device, the same keys either way) and the bench
-history. The loader is where bad input is judged, so the renderers never have to:
+history. Every row says its `task`, `metric` and `value` (the metric's value, e.g. top-1 or mAP@.5), as eval's results
+do; rows written before results carried them (older summaries and databases) get them through the task table
+(`edgecnn.tasks`) from the keys they have. The loader is where bad input is judged, so the renderers never have to:
 
 | input                                   | what happens                                                        |
 |-----------------------------------------|---------------------------------------------------------------------|
 | run dir with `summary.json` (run/1)     | table from the summary, history from the run's `results.sqlite`     |
+| a summary row of an unknown task        | one error naming the file, the row and the known tasks              |
 | `summary.json` of another schema        | one error naming the file and the schema found                      |
 | run dir without `summary.json` but a db | report from the db's bench rows, with a note saying so              |
 | a device that was down                  | its rows keep `status: failed` and the error; everything else made  |
@@ -21,20 +24,21 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgecnn import tasks
 from edgecnn.errors import EdgecnnError
 
 RUN_SCHEMA = "edgecnn.run/1"  # = edgecnn.pipeline.SUMMARY_SCHEMA; copied so reading a report never imports the pipeline
 PRECISIONS = ("float32", "float16", "dynamic", "int16x8", "int8")  # widest first: the order of every table and plot
-ROW_KEYS = ("model", "precision", "device", "path", "size_bytes", "size_ratio", "top1", "float_top1", "drop_points",
-            "p50_ms", "p90_ms", "peak_rss_mb", "partitions", "ops_outside", "emulated", "status", "error", "run_id",
-            "per_class", "timing", "created_at", "task", "map50", "map", "float_map50", "float_map", "examples",
-            "float_examples", "postprocess_p50_ms")
+ROW_KEYS = ("model", "precision", "device", "path", "size_bytes", "size_ratio", "task", "metric", "value",
+            "float_value", "drop_points", "p50_ms", "p90_ms", "peak_rss_mb", "partitions", "ops_outside", "emulated",
+            "status", "error", "run_id", "per_class", "timing", "created_at", "postprocess_p50_ms")
+# ... and the row's task's `details` keys and their `float_` twins (a detector's map50, map, examples...)
 _TIMING_KEYS = ("mean_ms", "std_ms", "min_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms")
 
 
 @dataclass
 class ReportData:
-    """Everything a renderer needs; `rows` are plain dicts with `ROW_KEYS`."""
+    """Everything a renderer needs; `rows` are plain dicts with `ROW_KEYS` (and their task's details)."""
 
     title: str
     kind: str  # "run" or "db"
@@ -47,14 +51,15 @@ class ReportData:
 
     @property
     def has_accuracy(self) -> bool:
-        return any(r.get("accuracy") is not None for r in self.rows)
+        return any(r.get("value") is not None for r in self.rows)
 
     @property
     def metric(self) -> str:
-        """What the `accuracy` column is: top-1 for classifiers, mAP@.5 for detectors (both when mixed)."""
-        tasks = {r.get("task") or "classification" for r in self.rows if r.get("accuracy") is not None}
-        names = [m for t, m in (("classification", "top-1"), ("detection", "mAP@.5")) if t in tasks]
-        return " / ".join(names) or "top-1"
+        """What the `value` column is: each measured task's metric, in the task table's order (`top-1 / mAP@.5`
+        when classifiers and detectors are mixed)."""
+        order = tasks.names()
+        measured = sorted((r for r in self.rows if r.get("value") is not None), key=lambda r: order.index(r["task"]))
+        return " / ".join(dict.fromkeys(r["metric"] for r in measured)) or tasks.get(tasks.DEFAULT).metric
 
     @property
     def has_postprocess(self) -> bool:
@@ -138,8 +143,10 @@ def _row_from_summary(r, path: Path, i: int) -> dict:
     if not isinstance(r, dict) or not all(r.get(k) for k in ("model", "precision", "device")):
         raise EdgecnnError(f"{path}: rows[{i}] lacks model, precision or device")
     row = {k: r.get(k) for k in ROW_KEYS}
-    row["task"] = r.get("task") or "classification"
-    row["accuracy"] = row["map50"] if row["task"] == "detection" else row["top1"]
+    try:
+        row.update(task_fields(r))
+    except EdgecnnError as exc:
+        raise EdgecnnError(f"{path}: rows[{i}]: {exc}") from None
     row["status"] = r.get("bench_status") or "failed"
     row["error"] = r.get("bench_error") or (None if row["status"] == "ok" else "no bench result")
     row["run_id"] = r.get("bench_run_id")
@@ -148,6 +155,19 @@ def _row_from_summary(r, path: Path, i: int) -> dict:
         for k in ("p50_ms", "p90_ms", "peak_rss_mb", "partitions", "ops_outside", "timing"):
             row[k] = None
     return row
+
+
+def task_fields(r: dict, task=None) -> dict:
+    """`task`, `metric`, `value`, `float_value` and the task's `details` keys (and their `float_` twins) of a result
+    row. A row written before rows carried them has no `task` (the default task) and its metric under the task's own
+    key (`top1`, `map50`): taken from there."""
+    task = task or tasks.get(r.get("task"))
+    out = {"task": task.name, "metric": r.get("metric") or task.metric,
+           "value": r.get("value", r.get(task.metric_key)),
+           "float_value": r.get("float_value", r.get(f"float_{task.metric_key}"))}
+    for k in task.details:
+        out[k], out[f"float_{k}"] = r.get(k), r.get(f"float_{k}")
+    return out
 
 
 def slow_int8_notes(rows: list[dict]) -> list[str]:
@@ -219,32 +239,38 @@ def load_db(db_path: Path) -> ReportData:
         ref = floats.get((r["model"], r["device"]))
         if ref and ref["size_bytes"] and r["size_bytes"]:
             r["size_ratio"] = r["size_bytes"] / ref["size_bytes"]
-        if ref and ref["top1"] is not None and r["top1"] is not None:
-            r["float_top1"] = ref["top1"]
-            r["drop_points"] = 100 * (ref["top1"] - r["top1"])
-        if ref and ref["map50"] is not None and r["map50"] is not None:  # a detector: mAP@.5 points
-            r["float_map50"], r["float_map"] = ref["map50"], ref["map"]
-            r["drop_points"] = 100 * (ref["map50"] - r["map50"])
+        if ref and ref["task"] == r["task"] and ref["value"] is not None and r["value"] is not None:
+            r.update(float_value=ref["value"], drop_points=100 * (ref["value"] - r["value"]),
+                     **{f"float_{k}": ref.get(k) for k in tasks.get(r["task"]).details})
     return ReportData(title=f"results database {Path(db_path).name}", kind="db", source=str(db_path),
                       created_at=history[-1].get("created_at"), rows=_sorted(rows), history=history)
 
 
+def stored_task(h: dict):
+    """The task of a stored bench: the one whose metric its accuracy was measured in (`accuracy_metric`, e.g.
+    "mAP@.5"); a bench that measured none (or one stored before that column existed): the default task."""
+    for name in tasks.names():
+        if tasks.get(name).metric == h.get("accuracy_metric"):
+            return tasks.get(name)
+    return tasks.get(h.get("task"))
+
+
 def _row_from_db(h: dict) -> dict:
-    """A report row from a stored bench; a detector's bench (`map50` stored) is a detection row, its accuracy the
-    mAP@.5 (as in a run directory's summary)."""
+    """A report row from a stored bench, its value the task's metric column (`top1`, a detector's `map50`), as in a
+    run directory's summary."""
     model, precision = split_model_name(h.get("model_path"))
     ok = h.get("status") == "ok"
-    detector = h.get("map50") is not None
+    task = stored_task(h)
     timing = {k: h.get(k) for k in _TIMING_KEYS} if ok else None
     return {"model": model, "precision": precision, "device": h.get("device") or "?", "path": h.get("model_path"),
-            "size_bytes": h.get("model_size"), "size_ratio": None, "top1": h.get("top1"), "float_top1": None,
-            "drop_points": None, "p50_ms": h.get("p50_ms") if ok else None, "p90_ms": h.get("p90_ms") if ok else None,
+            "size_bytes": h.get("model_size"), "size_ratio": None, "drop_points": None,
+            "p50_ms": h.get("p50_ms") if ok else None, "p90_ms": h.get("p90_ms") if ok else None,
             "peak_rss_mb": h.get("peak_rss_mb") if ok else None, "partitions": h.get("partitions") if ok else None,
             "emulated": bool(h.get("emulated")), "status": "ok" if ok else "failed",
             "error": None if ok else (h.get("error") or "unknown error"), "run_id": h.get("id"), "per_class": None,
-            "timing": timing, "created_at": h.get("created_at"), "task": "detection" if detector else "classification",
-            "accuracy": h.get("map50") if detector else h.get("top1"), "map50": h.get("map50"), "map": h.get("map"),
-            "postprocess_p50_ms": h.get("postprocess_p50_ms") if ok else None}
+            "timing": timing, "created_at": h.get("created_at"),
+            "postprocess_p50_ms": h.get("postprocess_p50_ms") if ok else None,
+            **task_fields(h, task)}
 
 
 def _sorted(rows: list[dict]) -> list[dict]:

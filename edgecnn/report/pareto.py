@@ -26,11 +26,11 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 
 def front_rows(rows: list[dict]) -> set[int]:
-    """Indices into `rows` (ok, with an accuracy (top-1 or mAP@.5) and p50) on their device's front."""
+    """Indices into `rows` (ok, with a metric `value` (top-1, mAP@.5...) and p50) on their device's front."""
     on_front: set[int] = set()
     for device in dict.fromkeys(r["device"] for r in rows):
         idx = [i for i, r in enumerate(rows) if r["device"] == device and r["status"] == "ok"
-               and r.get("accuracy") is not None and r.get("p50_ms") is not None]
-        pts = [(rows[i]["p50_ms"], rows[i]["accuracy"]) for i in idx]
+               and r.get("value") is not None and r.get("p50_ms") is not None]
+        pts = [(rows[i]["p50_ms"], rows[i]["value"]) for i in idx]
         on_front.update(idx[j] for j in pareto_front(pts))
     return on_front

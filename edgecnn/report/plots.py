@@ -2,12 +2,12 @@
 
 | name      | figure                                                     | made when                                 |
 |-----------|------------------------------------------------------------|-------------------------------------------|
-| pareto    | top-1 vs p50 latency, one panel per device, front marked   | some bench ok and top-1 known             |
+| pareto    | the metric vs p50 latency, a panel per device, front marked | some bench ok and the metric known       |
 | latency   | latency distribution per configuration (box from stats)    | some bench ok                             |
 | size      | model file size per model x precision                      | sizes known                               |
-| per_class | per-class top-1 change of the worst int8 (else quantized)  | `edgecnn run` compared it with float      |
+| per_class | per-class metric change of the worst int8 (else quantized) | `edgecnn run` compared it with float      |
 | history   | p50 over repeated benches of the same file on a device     | some configuration was benched twice      |
-| boxes     | a detector's boxes on test images, float32 above int8      | `edgecnn run` evaluated a detector        |
+| boxes     | a detector's boxes on test images, float32 above int8      | rows carry `examples` (a detector's eval) |
 
 Figures are made on `matplotlib.figure.Figure` with the Agg canvas, never through pyplot: no global backend is
 switched, no window can open, and nothing leaks between reports. matplotlib is imported here only, and this module
@@ -86,7 +86,7 @@ def _prec_order(p: str) -> int:
 
 
 def pareto_plot(data: ReportData) -> Plot | None:
-    rows = [r for r in data.rows if r["status"] == "ok" and r.get("accuracy") is not None and r.get("p50_ms")]
+    rows = [r for r in data.rows if r["status"] == "ok" and r.get("value") is not None and r.get("p50_ms")]
     if not rows:
         return None
     devices = list(dict.fromkeys(r["device"] for r in rows))
@@ -96,12 +96,12 @@ def pareto_plot(data: ReportData) -> Plot | None:
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, device in zip(axes, devices):
         pts = [r for r in rows if r["device"] == device]
-        front = [pts[i] for i in pareto_front([(r["p50_ms"], r["accuracy"]) for r in pts])]
-        ax.step([r["p50_ms"] for r in front], [100 * r["accuracy"] for r in front], where="post", color=INK,
+        front = [pts[i] for i in pareto_front([(r["p50_ms"], r["value"]) for r in pts])]
+        ax.step([r["p50_ms"] for r in front], [100 * r["value"] for r in front], where="post", color=INK,
                 linewidth=1.1, linestyle="--", zorder=1)
         for r in pts:
             on = any(r is f for f in front)
-            ax.scatter(r["p50_ms"], 100 * r["accuracy"], s=120 if on else 60, color=_color(r["precision"]),
+            ax.scatter(r["p50_ms"], 100 * r["value"], s=120 if on else 60, color=_color(r["precision"]),
                        edgecolor=INK if on else "white", linewidth=1.5 if on else 0.8, zorder=3, alpha=0.9)
         lats = [r["p50_ms"] for r in pts]
         log = max(lats) / min(lats) > 20
@@ -128,7 +128,7 @@ def _cluster_labels(pts: list[dict], log: bool) -> list[tuple[tuple[float, float
     import math
 
     def xy(r):
-        return (math.log10(r["p50_ms"]) if log else r["p50_ms"]), 100 * r["accuracy"]
+        return (math.log10(r["p50_ms"]) if log else r["p50_ms"]), 100 * r["value"]
 
     xs, ys = zip(*(xy(r) for r in pts))
     sx, sy = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
@@ -148,8 +148,8 @@ def _cluster_labels(pts: list[dict], log: bool) -> list[tuple[tuple[float, float
         for r in g:
             by_model.setdefault(r["model"], []).append(r["precision"])
         text = "\n".join(f"{m} {'/'.join(ps)}" for m, ps in by_model.items())
-        top = max(g, key=lambda r: r["accuracy"])
-        out.append(((top["p50_ms"], top["accuracy"]), text))
+        top = max(g, key=lambda r: r["value"])
+        out.append(((top["p50_ms"], top["value"]), text))
     return out
 
 
@@ -220,7 +220,7 @@ def size_plot(data: ReportData) -> Plot | None:
 
 
 def worst_quantized(data: ReportData) -> dict | None:
-    """The int8 row with the largest top-1 drop (else the worst quantized one) that has per-class results."""
+    """The int8 row with the largest drop (else the worst quantized one) that has per-class results."""
     cands = [r for r in data.rows if r.get("per_class") and r["precision"] != "float32"]
     int8 = [r for r in cands if r["precision"] == "int8"]
     pool = int8 or cands
@@ -249,14 +249,15 @@ def per_class_plot(data: ReportData) -> Plot | None:
     if not any(deltas):
         ax.text(0.5, 0.62, "no class changed", transform=ax.transAxes, ha="center", fontsize=10, color="#6b7280")
     _style(ax, "y")
-    ax.set_ylabel("top-1 change (points)", fontsize=9, color=INK)
+    ax.set_ylabel(f"{r['metric']} change (points)", fontsize=9, color=INK)
     ax.set_xlabel("class", fontsize=9, color=INK)
     n = sum(c.get("n") or 0 for c in r["per_class"])
     overall = sum((c.get("n") or 0) * c["delta_points"] for c in r["per_class"]) / n if n else None
     many = any(x.get("per_class") and x["precision"] == r["precision"] and x["model"] != r["model"]
                for x in data.rows)
     return Plot("per_class", f"Per-class change: {r['model']} {r['precision']}",
-                f"Top-1 per class of {r['model']} {r['precision']} minus float32, in points (red: lost)"
+                f"{r['metric'][:1].upper()}{r['metric'][1:]} per class of {r['model']} {r['precision']} minus "
+                "float32, in points (red: lost)"
                 + (f"; all classes together {overall:+.2f} points" if overall is not None else "")
                 + (f", the worst {r['precision']} model here." if many else ".") + note, _png(fig))
 
@@ -294,9 +295,10 @@ def history_plot(data: ReportData) -> Plot | None:
 
 
 def boxes_plot(data: ReportData) -> Plot | None:
-    """Predicted boxes of the first detector with examples on a few test images: float32 above the quantized
-    precision (int8 when there), the true boxes dashed. The images are read back from the run's data source."""
-    rows = [r for r in data.rows if r.get("task") == "detection" and r.get("examples") and r.get("float_examples")]
+    """Predicted boxes of the first model whose rows carry examples (`Task.examples`: a detector's) on a few test
+    images: float32 above the quantized precision (int8 when there), the true boxes dashed. The images are read
+    back from the run's data source."""
+    rows = [r for r in data.rows if r.get("examples") and r.get("float_examples")]
     if not rows or not data.data_source:
         return None
     quant = [r for r in rows if r["precision"] == "int8"] or [r for r in rows if r["precision"] != "float32"] or rows

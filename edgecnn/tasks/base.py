@@ -11,6 +11,7 @@
 | `examples(preds, truth, ctx, k)`      | eval (report pictures)            | what to draw of the first k samples, or None   |
 | `compare(fp, qp, truth, names, ...)`  | compare                           | label-free agreement; with truth both metrics  |
 | `fidelity(f_outs, q_outs, ctx)`       | rewrite check, range choice       | label-free `agreement` (0..1) over every output |
+| `trainer` (a module name)             | `edgecnn train`                   | its `edgecnn/train/` module (adopt, fit, measure) |
 
 Metric values are "higher is better" in 0..1 (top-1, mAP): a drop is `100 * (float - quant)` points everywhere.
 """
@@ -28,6 +29,9 @@ class Task:
     metric = "value"  # the headline metric's display name ("top-1", "mAP@.5")
     metric_key = "value"  # the key a result document holds it under ("top1", "map50")
     example_source = "digits"  # a data source of this task, for messages
+    # the module of `edgecnn/train/` with this task's `adopt`, `fit` and `measure` (`edgecnn.train.trainer`); a name,
+    # not an import, so tasks import no stage; None: `edgecnn train` cannot train this task's models
+    trainer: str | None = None
 
     # --- data -----------------------------------------------------------------------------------------------------
     def owns(self, ds) -> bool:

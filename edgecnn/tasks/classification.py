@@ -78,6 +78,7 @@ class Classification(Task):
     metric = "top-1"
     metric_key = "top1"
     example_source = "digits"
+    trainer = "edgecnn.train.classification"
     details = ("top1",)
     per_class_in_rows = True
 

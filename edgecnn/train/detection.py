@@ -1,13 +1,13 @@
-"""The detection half of `edgecnn train`: a detection source (`Dataset.boxes` set) and a detector (`task:
-detection` in the zoo, or a saved detector to fine-tune).
+"""The detection half of `edgecnn train` (`Detection.trainer`): a detection source (`Dataset.boxes` set) and a
+detector (`task: detection` in the zoo, or a saved detector to fine-tune).
 
-`trainer.train` does everything a classifier's run does (checks, seeds, deterministic ops, the model and its
-preprocessing spec, batch-norm momentum, learning-rate schedule, the progress bar, the atomic save) and hands the
-fit itself to `fit_detector`: boxes are scaled to the model input with the image (the spec's plain resize), the
-targets and losses come from the head kind in the spec (`TARGETS`: CenterNet's `targets`, SSD's `ssd_targets`),
-and `--augment flip` mirrors images and their boxes together, drawn from the run's seed (`batches`), so a run
-is repeatable. The saved spec records `task: detection` and the
-class names; the test split's losses are reported, its mAP is `edgecnn eval`'s.
+`trainer.train` does everything every task's run does (checks, seeds, deterministic ops, the model and its
+preprocessing spec, batch-norm momentum, learning-rate schedule, the progress bar, the atomic save) and calls this
+module's hooks: `adopt` a saved model (its outputs checked against its head kind), `fit` it (boxes are scaled to the
+model input with the image, the spec's plain resize; the targets and losses come from the head kind in the spec,
+`TARGETS`: CenterNet's `targets`, SSD's `ssd_targets`; `--augment flip` mirrors images and their boxes together,
+drawn from the run's seed, `batches`, so a run is repeatable) and `measure` the test split's loss. The saved spec
+records the task, its head and the class names; the mAP is `edgecnn eval`'s.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 
 from edgecnn.data.detection import input_boxes
 from edgecnn.errors import EdgecnnError
+from edgecnn.tasks.detection import DEFAULT_HEAD
 
 AUGMENTATIONS = ("flip",)
 
@@ -71,7 +72,7 @@ def check_detector(model, spec, data: str, num_classes: int, where: str) -> None
     `num_classes` classes."""
     from edgecnn.tasks.detection.postprocess import output_problem
 
-    head = spec.head or {"kind": "centernet"}
+    head = spec.head or DEFAULT_HEAD
     outs = [tuple(o.shape[1:]) for o in model.outputs]
     expected = output_problem(outs, head, (spec.height, spec.width), num_classes)
     if expected:
@@ -98,13 +99,20 @@ TARGETS = {"centernet": _centernet_targets, "ssd": _ssd_targets}
 
 def head_targets(model, spec, num_classes: int):
     """The target encoder and losses of the detector's head kind (`spec.head["kind"]`, none: CenterNet)."""
-    kind = (spec.head or {}).get("kind", "centernet")
+    kind = (spec.head or DEFAULT_HEAD).get("kind", DEFAULT_HEAD["kind"])
     if kind not in TARGETS:
         raise EdgecnnError(f"cannot train a {kind!r} detection head; known: {', '.join(sorted(TARGETS))}")
     return TARGETS[kind](model, spec, num_classes)
 
 
-def fit_detector(model, spec, cfg, x, train_ds, tr, va, lr, callbacks):
+def adopt(task, model, spec, cfg, train_ds):
+    """The spec a saved model is fine-tuned with as a detector of this set's classes (one line when its outputs are
+    not its head kind's): its own, with the task, the set's class names and its head (none: CenterNet)."""
+    check_detector(model, spec, cfg.data, len(train_ds.class_names), cfg.model)
+    return spec.replace(task=task.name, labels=train_ds.class_names, head=spec.head or dict(DEFAULT_HEAD))
+
+
+def fit(model, spec, cfg, x, train_ds, tr, va, lr, callbacks):
     """Compile with the head kind's losses and fit on the rows `tr` of `x` (validation on `va`); the Keras history."""
     import keras
 
@@ -121,6 +129,13 @@ def fit_detector(model, spec, cfg, x, train_ds, tr, va, lr, callbacks):
         val = (x[va], encode([boxes[i] for i in va]))
     return model.fit(train, validation_data=val, epochs=cfg.epochs, verbose=0, callbacks=callbacks,
                      shuffle=False)
+
+
+def measure(model, spec, hist, train_ds, test_ds, tr, va) -> dict:
+    """The objects trained on, the last epoch's validation loss and the test split's loss."""
+    return {"train_objects": int(sum(len(train_ds.boxes[i]) for i in tr)),
+            "val_loss": float(hist.history["val_loss"][-1]) if len(va) else None,
+            "test_loss": test_loss(model, spec, test_ds)}
 
 
 def test_loss(model, spec, test_ds) -> float:

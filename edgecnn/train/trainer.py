@@ -3,18 +3,28 @@
 The preprocessing spec is decided once here (input size and channels from the model, value range from the
 architecture) and saved inside the `.keras`; every later stage reads it back instead of guessing.
 Reproducible with `seed`: Python, NumPy and TF seeds are set and TF ops run deterministically.
-A detection source (`scenes:digits`, a COCO or YOLO folder) trains a detector through the same steps; only the fit
-differs (`edgecnn.train.detection`).
+
+The task is decided once, from the training set's truth (`edgecnn.tasks.for_dataset`: class labels, or boxes for
+`scenes:digits`, a COCO or YOLO folder); every task trains through the same steps, and what differs is the module
+its `Task.trainer` names (`classification.py`, `detection.py`), with three hooks:
+
+| hook                                                   | gives                                                |
+|--------------------------------------------------------|------------------------------------------------------|
+| `adopt(task, model, spec, cfg, train_ds)`              | a saved model's spec for fine-tuning, or one line    |
+| `fit(model, spec, cfg, x, train_ds, tr, va, lr, cbs)`  | compile + fit on rows `tr` (validation `va`): history |
+| `measure(model, spec, hist, train_ds, test_ds, tr, va)`| the task's summary keys (test top-1, test loss...)   |
 """
 
 from __future__ import annotations
 
+import importlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from edgecnn import tasks
 from edgecnn.data import PreprocessSpec, load_split
 from edgecnn.data.dataset import split_indices
 from edgecnn.errors import EdgecnnError
@@ -48,7 +58,15 @@ def default_spec(name: str, input_shape, class_names, dataset: str) -> Preproces
                           task=entry.task)
 
 
-def _model_and_spec(cfg: TrainConfig, train_ds):
+def task_trainer(task):
+    """The training hooks of `task` (the module its `trainer` names); one line when it has none."""
+    if not task.trainer:
+        raise EdgecnnError(f"edgecnn cannot train {task.name} models (no trainer in its task; "
+                           f"trainable: {', '.join(n for n in tasks.names() if tasks.get(n).trainer)})")
+    return importlib.import_module(task.trainer)
+
+
+def _model_and_spec(cfg: TrainConfig, train_ds, task, hooks):
     from edgecnn.data.dataset import check_task
     from edgecnn.modelfile import load_model
     from edgecnn.zoo import build, get_entry
@@ -59,18 +77,7 @@ def _model_and_spec(cfg: TrainConfig, train_ds):
             shape = model.input_shape[1:]
             spec = PreprocessSpec(int(shape[0]), int(shape[1]), int(shape[2]), labels=train_ds.class_names,
                                   dataset=train_ds.name)
-        if train_ds.task == "detection":
-            from edgecnn.train.detection import check_detector
-
-            check_detector(model, spec, cfg.data, len(train_ds.class_names), cfg.model)
-            return model, spec.replace(task="detection", labels=train_ds.class_names,
-                                       head=spec.head or {"kind": "centernet"})
-        is_detector = spec.task != "classification" or isinstance(model.output_shape, list)
-        check_task("detection" if is_detector else "classification", train_ds, cfg.model, cfg.data)
-        if model.output_shape[-1] != len(train_ds.class_names):
-            raise EdgecnnError(f"{cfg.model}: model has {model.output_shape[-1]} outputs but {cfg.data} has "
-                               f"{len(train_ds.class_names)} classes")
-        return model, spec
+        return model, hooks.adopt(task, model, spec, cfg, train_ds)
     entry = get_entry(cfg.model)
     check_task(entry.task, train_ds, cfg.model, cfg.data)
     side = cfg.input_size
@@ -79,27 +86,6 @@ def _model_and_spec(cfg: TrainConfig, train_ds):
     model = build(cfg.model, (h, w, channels), len(train_ds.class_names), **cfg.knobs)
     spec = default_spec(cfg.model, (h, w, channels), train_ds.class_names, train_ds.name)
     return model, (spec.replace(head=entry.head(model)) if entry.head else spec)
-
-
-AUGMENTATIONS = ("flip", "shift")
-
-
-def augmented(x: np.ndarray, y: np.ndarray, cfg: TrainConfig):
-    """A shuffled, batched tf.data pipeline with seeded random flips/shifts (training data only)."""
-    import keras
-    import tensorflow as tf
-
-    unknown = sorted(set(cfg.augment) - set(AUGMENTATIONS))
-    if unknown:
-        raise EdgecnnError(f"--augment {','.join(unknown)}: use {', '.join(AUGMENTATIONS)}")
-    layers = []
-    if "flip" in cfg.augment:
-        layers.append(keras.layers.RandomFlip("horizontal", seed=cfg.seed))
-    if "shift" in cfg.augment:
-        layers.append(keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=cfg.seed + 1))
-    aug = keras.Sequential(layers)
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=cfg.seed, reshuffle_each_iteration=True)
-    return ds.batch(cfg.batch_size).map(lambda a, b: (aug(a, training=True), b)).prefetch(2)
 
 
 def fit_bn_momentum(model, total_steps: int) -> None:
@@ -120,7 +106,8 @@ def fit_bn_momentum(model, total_steps: int) -> None:
 
 
 def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
-    """Train per `cfg`, save to `out` (.keras, atomic), return a summary dict (losses, accuracies, wall time)."""
+    """Train per `cfg`, save to `out` (.keras, atomic), return a summary dict (task, losses, the task's test
+    measures, wall time)."""
     from edgecnn import _tf
     from edgecnn.atomic import check_output_dir
     from edgecnn.modelfile import save_model
@@ -138,14 +125,15 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     test_ds = load_split(cfg.data, "test", skip_bad=cfg.skip_bad, needs_labels="train")
     if cfg.max_train_samples:
         train_ds = train_ds.take(cfg.max_train_samples, seed=cfg.seed)
+    task = tasks.for_dataset(train_ds)  # decided once: what the set's truth is, the model is trained to predict
+    hooks = task_trainer(task)
     tf = _tf.tf()
     keras = _tf.keras()
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
-    model, spec = _model_and_spec(cfg, train_ds)
+    model, spec = _model_and_spec(cfg, train_ds, task, hooks)
     x, y = spec.apply(train_ds.images), train_ds.labels
     tr, va = split_indices(y, cfg.val_split, seed=cfg.seed) if cfg.val_split > 0 else (np.arange(len(y)), [])
-    val = (x[va], y[va]) if len(va) else None
     steps = int(np.ceil(len(tr) / cfg.batch_size))
     if cfg.lr_schedule not in ("cosine", "constant"):
         raise EdgecnnError(f"--lr-schedule {cfg.lr_schedule!r}: use cosine or constant")
@@ -157,43 +145,15 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
         from edgecnn.train.progress import rich_progress_callback
 
         callbacks.append(rich_progress_callback(cfg.epochs, steps))
-    if train_ds.task == "detection":
-        return _train_detector(cfg, out, model, spec, x, train_ds, test_ds, tr, va, lr, callbacks, t0)
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    train_data = augmented(x[tr], y[tr], cfg) if cfg.augment else x[tr]
-    hist = model.fit(train_data, None if cfg.augment else y[tr], validation_data=val, epochs=cfg.epochs,
-                     batch_size=None if cfg.augment else cfg.batch_size, shuffle=not cfg.augment, verbose=0,
-                     callbacks=callbacks)
+    hist = hooks.fit(model, spec, cfg, x, train_ds, tr, va, lr, callbacks)
     train_secs = time.perf_counter() - t0
-    probs = model.predict(spec.apply(test_ds.images), batch_size=256, verbose=0)
-    test_top1 = float(np.mean(np.argmax(probs, axis=1) == test_ds.labels))
+    measures = hooks.measure(model, spec, hist, train_ds, test_ds, tr, va)
     save_model(model, out, spec)
     return {
-        "output": str(out), "model": cfg.model, "data": cfg.data, "epochs": cfg.epochs, "seed": cfg.seed,
-        "train_samples": int(len(tr)), "val_samples": int(len(va)), "test_samples": int(len(test_ds)),
-        "loss_first_epoch": float(hist.history["loss"][0]), "loss_last_epoch": float(hist.history["loss"][-1]),
-        "val_accuracy": float(hist.history["val_accuracy"][-1]) if val else None,
-        "test_top1": test_top1, "augment": list(cfg.augment), "wall_seconds": round(train_secs, 2),
-        "input_shape": list(spec.input_shape), "preprocessing": spec.to_dict(), **summarize(model),
-    }
-
-
-def _train_detector(cfg, out, model, spec, x, train_ds, test_ds, tr, va, lr, callbacks, t0) -> dict:
-    """`train`'s fit, test measure and save for a detector; the same summary keys where they mean the same."""
-    from edgecnn.modelfile import save_model
-    from edgecnn.train.detection import fit_detector, test_loss
-    from edgecnn.zoo.counting import summarize
-
-    hist = fit_detector(model, spec, cfg, x, train_ds, tr, va, lr, callbacks)
-    train_secs = time.perf_counter() - t0
-    loss = test_loss(model, spec, test_ds)
-    save_model(model, out, spec)
-    return {
-        "output": str(out), "model": cfg.model, "data": cfg.data, "task": "detection", "epochs": cfg.epochs,
+        "output": str(out), "model": cfg.model, "data": cfg.data, "task": task.name, "epochs": cfg.epochs,
         "seed": cfg.seed, "train_samples": int(len(tr)), "val_samples": int(len(va)),
-        "test_samples": int(len(test_ds)), "train_objects": int(sum(len(train_ds.boxes[i]) for i in tr)),
-        "loss_first_epoch": float(hist.history["loss"][0]), "loss_last_epoch": float(hist.history["loss"][-1]),
-        "val_loss": float(hist.history["val_loss"][-1]) if len(va) else None, "test_loss": loss,
-        "augment": list(cfg.augment), "wall_seconds": round(train_secs, 2), "input_shape": list(spec.input_shape),
-        "preprocessing": spec.to_dict(), **summarize(model),
+        "test_samples": int(len(test_ds)), "loss_first_epoch": float(hist.history["loss"][0]),
+        "loss_last_epoch": float(hist.history["loss"][-1]), **measures, "augment": list(cfg.augment),
+        "wall_seconds": round(train_secs, 2), "input_shape": list(spec.input_shape), "preprocessing": spec.to_dict(),
+        **summarize(model),
     }

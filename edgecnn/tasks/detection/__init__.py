@@ -25,6 +25,7 @@ class Detection(Task):
     metric = "mAP@.5"
     metric_key = "map50"
     example_source = "scenes:digits"
+    trainer = "edgecnn.train.detection"
     details = ("map50", "map", "objects", "detections", "examples")
 
     def describe(self, result: dict) -> str:
