@@ -310,7 +310,8 @@ def test_ssh_path_brings_the_boxes_back(ssd, tmp_path, monkeypatch):
     monkeypatch.setattr(remote, "probe", lambda board, profile: BoardInfo(
         arch="x86_64", work_dir=str(work), python_path=sys.executable, python="3", numpy="2",
         ai_edge_litert="2.3.0"))
-    profile = SimpleNamespace(name="stand-in", kind="ssh", emulated=False, python=sys.executable, delegate="xnnpack")
+    profile = SimpleNamespace(name="stand-in", kind="ssh", emulated=False, python=sys.executable, delegate="xnnpack",
+                              target="cpu")
     npz = _ssd_npz(tmp_path / "x.npz", BOXES)
     doc = bench_model(str(ssd), profile, BenchSettings(warmup=1, runs=3), str(npz), 1000)
     assert doc["status"] == "ok", doc.get("error")

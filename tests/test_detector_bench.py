@@ -294,7 +294,8 @@ def test_ssh_path_ships_postprocess_and_the_truncated_copy(face, ssd, tmp_path, 
     monkeypatch.setattr(remote, "probe", lambda board, profile: BoardInfo(
         arch="x86_64", work_dir=str(work), python_path=sys.executable, python="3", numpy="2",
         ai_edge_litert="2.3.0"))
-    profile = SimpleNamespace(name="stand-in", kind="ssh", emulated=False, python=sys.executable)
+    profile = SimpleNamespace(name="stand-in", kind="ssh", emulated=False, python=sys.executable,
+                              target="cpu")
     settings = BenchSettings(warmup=1, runs=5)
 
     doc = remote.run_remote(profile, face["model"], settings)
