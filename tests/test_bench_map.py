@@ -1,7 +1,7 @@
 """A detector's accuracy in `bench --data`: COCO mAP of the boxes the device produced, never a top-1.
 
 - the runner packs each sample's decoded boxes exactly (`pack_detections` / `unpack_detections`);
-- the host scores them with eval's own scaling and `coco_map` (`bench.detection.score`): on a tiny trained int8
+- the host scores them with eval's own scaling and `coco_map` (`tasks.detection.device.score`): on a tiny trained int8
   CenterNet, `bench --data scenes:digits` gives the same mAP@.5 and mAP@[.5:.95] as `edgecnn eval` on the same
   .tflite and samples, and the table, store and report call it mAP@.5;
 - a foreign detector (the tiny SSD ending in TFLite_Detection_PostProcess from tests/detector_models.py): an .npz
@@ -50,7 +50,7 @@ def _dets(rng, counts):
 
 
 def test_pack_unpack_is_exact_and_compact():
-    from edgecnn.board.runner import pack_detections, unpack_detections
+    from edgecnn.tasks.detection.postprocess import pack_detections, unpack_detections
 
     dets = _dets(np.random.default_rng(0), [3, 0, 5, 1])
     packed = json.loads(json.dumps(pack_detections(np, dets)))  # through JSON, as from a board
@@ -66,8 +66,8 @@ def test_pack_unpack_is_exact_and_compact():
                                             ({"rows": "!!not base64"}, "damaged"),
                                             ({"counts": [3, 0, 5, 2]}, "damaged")])
 def test_damaged_detections_are_a_clear_error(damage, needle):
-    from edgecnn.bench.detection import score
-    from edgecnn.board.runner import pack_detections, unpack_detections
+    from edgecnn.tasks.detection.device import score
+    from edgecnn.tasks.detection.postprocess import pack_detections, unpack_detections
     from edgecnn.errors import EdgecnnError
 
     packed = {**pack_detections(np, _dets(np.random.default_rng(0), [3, 0, 5, 1])), **damage}
@@ -79,8 +79,8 @@ def test_damaged_detections_are_a_clear_error(damage, needle):
 
 def test_score_is_evals_scaling_and_coco_map():
     """Device boxes in a 64x64 input against true boxes of 128x96 images: scaled back and clipped as eval does."""
-    from edgecnn.bench.detection import Truth, score
-    from edgecnn.board.runner import pack_detections
+    from edgecnn.tasks.detection.device import Truth, score
+    from edgecnn.tasks.detection.postprocess import pack_detections
     from edgecnn.tasks.detection.metrics import coco_map
 
     truth_boxes = [np.array([[10, 8, 50, 40, 1], [60, 50, 120, 90, 0]], np.float32), np.zeros((0, 5), np.float32),
@@ -101,8 +101,8 @@ def test_score_is_evals_scaling_and_coco_map():
 
 
 def test_no_truth_is_no_map_and_one_line():
-    from edgecnn.bench.detection import score
-    from edgecnn.board.runner import pack_detections
+    from edgecnn.tasks.detection.device import score
+    from edgecnn.tasks.detection.postprocess import pack_detections
     from edgecnn.console import accuracy_row
 
     doc = {"status": "ok", "detections": pack_detections(np, _dets(np.random.default_rng(1), [2, 2]))}

@@ -13,8 +13,10 @@ import signal
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from edgecnn.tasks import BOARD_POSTPROCESS
+
 RUNNER_PATH = Path(__file__).resolve().parents[1] / "board" / "runner.py"
-POSTPROCESS_PATH = RUNNER_PATH.parents[1] / "tasks" / "detection" / "postprocess.py"  # the detectors' decoder, shipped beside the runner
+POSTPROCESS_PATH = BOARD_POSTPROCESS  # the task table's post-processing, shipped beside the runner
 SCHEMA = "edgecnn.bench/1"
 
 

@@ -20,7 +20,7 @@ from edgecnn.bench.protocol import BenchSettings, failed_doc
 from edgecnn.errors import EdgecnnError
 
 if TYPE_CHECKING:
-    from edgecnn.bench.detection import Truth
+    from edgecnn.tasks.detection.device import Truth
 
 # kind -> fn(model, settings, samples_path_or_None, profile) -> document
 RUNNERS: dict[str, Callable[[str, BenchSettings, str | None, DeviceProfile], dict]] = {}
@@ -64,10 +64,10 @@ def prepare_samples(model: str, data: str, out: Path, limit: int) -> Samples:
 
     A model made by edgecnn carries its preprocessing spec: `data` is any data source (`edgecnn.data.sources`),
     labeled or not (a flat folder such as `calibration:photos` gives real inputs and no top-1), and its raw images
-    are preprocessed with that spec. A detector's spec gets no `y` (its labels are boxes, not classes): the true
-    boxes are kept here for `bench.detection.score`. A foreign model has no spec: `data` must then be an .npz whose
-    `x` is already the model's float input (N, H, W, C), `y` the labels (optional) and, for a detector, `boxes` the
-    true boxes (optional; `bench.detection` says how).
+    are preprocessed with that spec; the model's task says what goes to the device and what stays here
+    (`Task.device_samples`: a classifier's `y`; a detector's true boxes, kept for `Task.score_device`). A foreign
+    model has no spec: `data` must then be an .npz whose `x` is already the model's float input (N, H, W, C), `y`
+    the labels (optional) and, for a detector, `boxes` the true boxes (optional; `tasks.detection.device` says how).
     """
     from edgecnn.tflite.metadata import read_spec
 
@@ -79,31 +79,23 @@ def prepare_samples(model: str, data: str, out: Path, limit: int) -> Samples:
 
 def _from_source(spec, data: str, out: Path, limit: int, model: str) -> Samples:
     """Samples of a data source's test split, preprocessed with the model's spec."""
-    import numpy as np
-
-    from edgecnn.bench.detection import truth_from_dataset
+    from edgecnn import tasks
     from edgecnn.data.dataset import check_task
     from edgecnn.data.sources import load_split
 
+    task = tasks.for_spec(spec)
     ds = load_split(data, "test")
-    check_task(spec.task, ds, model, data)
+    check_task(task.name, ds, model, data)
     if len(ds) == 0:
         raise EdgecnnError(f"{data}: no samples in its test split")
     ds = ds.take(min(limit, len(ds)))
-    n, x = len(ds), spec.apply(ds.images)
-    if spec.task == "detection":
-        truth = truth_from_dataset(ds, (spec.height, spec.width)) if ds.task == "detection" else None
-        what = f"{n} images, {truth.objects} objects" if truth else f"{n} images without boxes"
-        return Samples(_write(out, x, None), f"{data} (test split, {what}, model's preprocessing)", truth)
-    y = np.asarray(ds.labels, dtype=np.int64) if ds.labeled else None
-    label = (f"{data} (test split, {n} samples, model's preprocessing)" if ds.labeled else
-             f"{data} ({n} unlabeled images, model's preprocessing)")
-    return Samples(_write(out, x, y), label)
+    y, truth, what = task.device_samples(ds, (spec.height, spec.width))
+    return Samples(_write(out, spec.apply(ds.images), y), f"{data} ({what}, model's preprocessing)", truth)
 
 
 def _from_npz(model: str, data: str, out: Path, limit: int) -> Samples:
     """Samples of a foreign model: an .npz of its float input as given (and labels, and true boxes)."""
-    from edgecnn.bench.detection import truth_from_npz
+    from edgecnn.tasks.detection.device import truth_from_npz
     from edgecnn.data.sources import read_npz
 
     p = Path(data)
@@ -158,10 +150,10 @@ def bench_model(model: str, profile: DeviceProfile, settings: BenchSettings, dat
             doc = runner(model, settings, str(samples.path) if samples else None, profile)
             if samples and doc.get("error"):  # name the user's data, not our temporary file
                 doc["error"] = doc["error"].replace(str(samples.path), data)
-            if samples:
-                from edgecnn.bench.detection import score
+            if samples:  # what the device predicted, scored here as its task says (a detector's boxes -> mAP)
+                from edgecnn import tasks
 
-                score(doc, samples.truth, data)  # a detector's boxes -> mAP (a classifier's top-1 is left as is)
+                tasks.get((doc.get("accuracy") or {}).get("task")).score_device(doc, samples.truth, data)
                 _name_metric(doc)
     except EdgecnnError as exc:
         doc = failed_doc(str(exc), model, settings)

@@ -26,7 +26,7 @@ The decoder is edgecnn/tasks/detection/postprocess.py, the same file the host us
 `--postprocess PATH` (on boards both are copied into the cache under content-hashed names).
 
 With `--samples`, a detector's accuracy is not a top-1: each sample's outputs are decoded the same way and the boxes
-(in input pixels) come back in `detections` (`pack_detections`: compact and exact), which the host scores against the
+(in input pixels) come back in `detections` (`postprocess.pack_detections`: compact and exact), which the host scores against the
 true boxes (COCO mAP, as `edgecnn eval`); `accuracy` then says `task: detection` and `top1: null`.
 
 The JSON (keys listed in `SCHEMA`) goes to stdout; on any failure it is `{"status": "failed", "error": ...}` and
@@ -469,9 +469,10 @@ def detector_head(a, pp, interp, inputs, outputs) -> tuple[dict | None, str | No
         except ValueError as exc:
             raise RunnerError(f"--head: {exc}") from None
     spec = embedded_spec(a.model)
-    if spec is not None and spec.get("task") == "detection":
-        if pp is None:
-            raise RunnerError(f"{a.model} is a detector but postprocess.py is missing ({a.postprocess})")
+    if spec is not None and spec.get("task"):  # a spec names its task only when it is not the default one
+        if pp is None or spec["task"] != getattr(pp, "TASK", None):
+            raise RunnerError(f"{a.model} is a {spec['task']} model but its post-processing is missing "
+                              f"({a.postprocess})")
         # a detection spec without a head is an early CenterNet (as `edgecnn eval` reads it)
         return dict(spec.get("head") or {"kind": "centernet"}), "spec"
     # no detection spec: a foreign detector, maybe converted by edgecnn (its spec then has the input only)
@@ -547,9 +548,6 @@ def postprocess_timing(np, a, pp, runtime, interp, inputs, outputs, head, source
     return doc
 
 
-DETECTIONS_FORMAT = "rows-f32le-b64/1"  # see pack_detections
-
-
 def detect_samples(np, pp, interp, inputs, outputs, x, head: dict) -> list:
     """Per sample (boxes (K, 4) in input pixels, scores, classes) as this device computes them: each batch's outputs
     dequantized and decoded by `postprocess.decode` (the decoder `edgecnn eval` uses), for the host to score."""
@@ -559,41 +557,6 @@ def detect_samples(np, pp, interp, inputs, outputs, x, head: dict) -> list:
         outs = [dequantize(np, interp.get_tensor(d["index"]), d) for d in outputs]
         dets.extend(pp.decode(outs, head, hw)[:n])
     return dets
-
-
-def pack_detections(np, dets: list) -> dict:
-    """Detections as compact JSON: `counts` (boxes per image) and `rows`, base64 of little-endian float32 (D, 6)
-    `[x0, y0, x1, y1, score, class]` rows, image after image. Exact (float32 in, float32 out) and ~4x smaller than
-    numbers in JSON, so 1000 images of boxes still travel back from a board on stdout."""
-    import base64
-
-    parts = [np.concatenate([np.asarray(b, np.float32).reshape(-1, 4), np.asarray(s, np.float32).reshape(-1, 1),
-                             np.asarray(c, np.float32).reshape(-1, 1)], axis=1) for b, s, c in dets]
-    rows = np.concatenate(parts) if parts else np.zeros((0, 6), np.float32)
-    return {"format": DETECTIONS_FORMAT, "images": len(dets), "counts": [len(p) for p in parts],
-            "rows": base64.b64encode(rows.astype("<f4").tobytes()).decode("ascii")}
-
-
-def unpack_detections(np, packed: dict) -> list:
-    """`pack_detections`' inverse (used on the host): per image (boxes (K, 4), scores (K,), classes (K,) int64).
-    A document that does not hold what `pack_detections` writes is a ValueError saying what is wrong."""
-    import base64
-    import binascii
-
-    if not isinstance(packed, dict) or packed.get("format") != DETECTIONS_FORMAT:
-        found = packed.get("format") if isinstance(packed, dict) else type(packed).__name__
-        raise ValueError(f"detections are not in format {DETECTIONS_FORMAT!r} (found {found!r})")
-    try:
-        rows = np.frombuffer(base64.b64decode(packed["rows"], validate=True), "<f4")
-        counts = [int(c) for c in packed["counts"]]
-    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
-        raise ValueError(f"detections are damaged ({type(exc).__name__}: {exc})") from None
-    if rows.size != 6 * sum(counts) or any(c < 0 for c in counts):
-        raise ValueError(f"detections are damaged: {rows.size} values for {sum(counts)} boxes of 6")
-    if not counts:
-        return []
-    rows = rows.reshape(-1, 6).astype(np.float32)
-    return [(r[:, :4], r[:, 4], r[:, 5].astype(np.int64)) for r in np.split(rows, np.cumsum(counts)[:-1])]
 
 
 # --- main ------------------------------------------------------------------------------------------------------
@@ -706,8 +669,8 @@ def run(a) -> dict:
                                                 steady, input_values)
     if x is not None and head is not None:  # a detector: boxes for the host to score (mAP), never a top-1
         dets = detect_samples(np, pp, interp, inputs, outputs, x, head)
-        doc["accuracy"] = {"n": len(dets), "task": "detection", "top1": None}
-        doc["detections"] = pack_detections(np, dets)
+        doc["accuracy"] = {"n": len(dets), "task": pp.TASK, "top1": None}
+        doc["detections"] = pp.pack_detections(np, dets)
     elif x is not None:
         doc["accuracy"], doc["outputs_top1"] = accuracy(np, interp, inputs, outputs, x, y)
     doc["peak_rss_mb"] = peak_rss_mb()

@@ -20,6 +20,7 @@ imports none of them. Like Ultralytics' `task_map` (task -> model, trainer, vali
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 from edgecnn.errors import EdgecnnError
 
@@ -31,6 +32,10 @@ _BUILTIN = {
     "detection": "edgecnn.tasks.detection:TASK",
 }
 _LOADED: dict = {}
+
+# the numpy-only post-processing shipped beside the board runner (`--postprocess`): it decodes the outputs of the
+# tasks whose predictions are not a model output as it is (detection's boxes), on the board as on the host
+BOARD_POSTPROCESS = Path(__file__).resolve().parent / "detection" / "postprocess.py"
 
 
 def register(task) -> None:

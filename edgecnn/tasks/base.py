@@ -100,6 +100,19 @@ class Task:
         """(header, result key) of `edgecnn eval`'s table for this task's models."""
         return [("N", "n"), (self.metric, "value")]
 
+    # --- on a device (`bench --data`) ------------------------------------------------------------------------------
+    def device_samples(self, ds, input_hw) -> tuple:
+        """(labels for the runner or None, truth kept on the host or None, a few words on the samples) for a bench
+        on `ds` (by default the runner scores the labels itself, as its top-1)."""
+        n = len(ds)
+        if not ds.labeled:
+            return None, None, f"{n} unlabeled images"
+        return np.asarray(ds.labels, dtype=np.int64), None, f"test split, {n} samples"
+
+    def score_device(self, doc: dict, truth, data: str) -> None:
+        """Turn what the runner returned into the document's `accuracy`, when the host scores it (a detector's
+        boxes); by default the runner's own accuracy stands."""
+
     # --- measures -------------------------------------------------------------------------------------------------
     def score(self, preds, truth, class_names, ctx: dict) -> dict:
         """`{task, metric, value, ...details}` of `preds` against `truth`."""

@@ -62,6 +62,20 @@ class Detection(Task):
         return (f"{acc['map50']:.4f} (mAP@[.5:.95] {acc['map']:.4f}; {acc['images']} images, "
                 f"{acc['objects']} objects, {acc['detections']} boxes found on the device)")
 
+    def device_samples(self, ds, input_hw):
+        """No labels go to the runner (it returns boxes); the true boxes stay here for `score_device`."""
+        from edgecnn.tasks.detection.device import truth_from_dataset
+
+        n = len(ds)
+        truth = truth_from_dataset(ds, tuple(input_hw)) if self.owns(ds) else None
+        return None, truth, (f"test split, {n} images, {truth.objects} objects" if truth else
+                             f"test split, {n} images without boxes")
+
+    def score_device(self, doc, truth, data) -> None:
+        from edgecnn.tasks.detection.device import score
+
+        score(doc, truth, data)
+
     def owns(self, ds) -> bool:
         return getattr(ds, "boxes", None) is not None
 

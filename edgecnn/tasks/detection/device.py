@@ -1,11 +1,12 @@
-"""A detector's accuracy in `bench --data`: COCO mAP of the boxes the device produced, scored on the host.
+"""A detector's accuracy in `bench --data`: COCO mAP of the boxes the device produced, scored on the host
+(`Detection.device_samples` and `Detection.score_device` are what `edgecnn.bench.run` calls).
 
 The board runner cannot score boxes (no pycocotools on a board), and a top-1 from a detector's first output is a
 wrong number, so the work is split:
 
 | where  | what                                                                                                  |
 |--------|-------------------------------------------------------------------------------------------------------|
-| host   | `prepare_samples` keeps the samples' true boxes (`Truth`: from a detection source, or an .npz `boxes`) |
+| host   | `bench.run.prepare_samples` keeps the true boxes (`Truth`: from a detection source, or an .npz `boxes`) |
 | device | the runner decodes each sample's outputs with `postprocess.decode` and returns the boxes (`detections`) |
 | host   | `score` scores them with `tasks.detection.metrics.score_boxes`, the very path of `edgecnn eval` and `compare` |
 
@@ -82,7 +83,7 @@ def score(doc: dict, truth: Truth | None, data: str) -> None:
     packed = doc.pop("detections", None)
     if packed is None or doc.get("status") != "ok":
         return
-    from edgecnn.board.runner import unpack_detections
+    from edgecnn.tasks.detection.postprocess import unpack_detections
 
     try:
         dets = unpack_detections(np, packed)
