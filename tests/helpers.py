@@ -64,9 +64,10 @@ def _op_determinism(turn_off: bool = False) -> bool | None:
 
 def run_cli_in_process(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
     """`edgecnn ARGS` in this process (click's CliRunner on the `edgecnn` group): no interpreter and TensorFlow
-    start-up per call. The result reads like `run_cli`'s: the exit code, and on stderr everything a real process
-    would print there: click's output, anything written to file descriptor 2, the warnings a fresh interpreter
-    shows, and the traceback of an exception the command let escape (which a real run prints and CliRunner hides).
+    start-up per call. The result reads like `run_cli`'s: the exit code; on stdout click's output and anything
+    written to file descriptor 1; on stderr everything a real process would print there: click's output, anything
+    written to file descriptor 2, the warnings a fresh interpreter shows, and the traceback of an exception the
+    command let escape (which a real run prints and CliRunner hides).
 
     For commands that fail before changing process-wide state: it refuses (AssertionError) one that turned on
     TensorFlow's op determinism, which a training run does and which would leak into the tests after it; such a
@@ -88,7 +89,7 @@ def run_cli_in_process(*args, cwd=None, env=None) -> subprocess.CompletedProcess
     try:
         if cwd is not None:
             os.chdir(cwd)
-        with warnings.catch_warnings(record=True) as caught, _fd_captured(2) as fd2:
+        with warnings.catch_warnings(record=True) as caught, _fd_captured(1) as fd1, _fd_captured(2) as fd2:
             result = runner.invoke(main, [str(a) for a in args], env=env, prog_name="edgecnn", catch_exceptions=True)
     finally:
         os.chdir(old_cwd)
@@ -104,7 +105,7 @@ def run_cli_in_process(*args, cwd=None, env=None) -> subprocess.CompletedProcess
         _op_determinism(turn_off=True)
         raise AssertionError(f"`edgecnn {' '.join(map(str, args))}` turned on TensorFlow's op determinism in the "
                              "test process: run it with run_cli (a process of its own) instead")
-    return subprocess.CompletedProcess(["edgecnn", *map(str, args)], result.exit_code, result.stdout, stderr)
+    return subprocess.CompletedProcess(["edgecnn", *map(str, args)], result.exit_code, result.stdout + fd1(), stderr)
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:

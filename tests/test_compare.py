@@ -12,7 +12,7 @@ import pytest
 from edgecnn.data.spec import InputScaling, PreprocessSpec, spec_for
 from edgecnn.errors import EdgecnnError
 from edgecnn.evaluate.compare import SNR_CAP_DB, kl_divergence, output_agreement, snr_db
-from helpers import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, run_cli, run_cli_in_process
 
 AGREEMENT_KEYS = {"labeled", "top1_agreement", "top5_agreement", "agreement", "snr_db", "kl_divergence", "kl_on",
                   "worst_layers", "layers_compared", "n"}
@@ -114,13 +114,13 @@ def test_foreign_models_take_the_scaling_flags(foreign):
     assert p.returncode == 0, p.stderr
     assert [row["n"] for row in json.loads(p.stdout)] == [20, 20]
     for cmd in (("compare", f, q, "--data", "photos"), ("eval", q, "--data", "digits")):
-        assert_one_line_error(run_cli(*cmd), f"{cmd[1]}: no saved preprocessing spec", "--scale/--offset",
+        assert_one_line_error(run_cli_in_process(*cmd), f"{cmd[1]}: no saved preprocessing spec", "--scale/--offset",
                               "--mean/--std")
-    assert_one_line_error(run_cli("eval", q, "--data", "digits", "--scale", 1, "--std", 2), "pass one pair")
+    assert_one_line_error(run_cli_in_process("eval", q, "--data", "digits", "--scale", 1, "--std", 2), "pass one pair")
 
 
 def test_eval_on_a_flat_folder_needs_labels(own):
-    assert_one_line_error(run_cli("eval", own["int8"], "--data", "calibration:photos"),
+    assert_one_line_error(run_cli_in_process("eval", own["int8"], "--data", "calibration:photos"),
                           "calibration:photos: a flat folder of unlabeled images; eval needs labels")
 
 

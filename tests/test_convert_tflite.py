@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import tflite_models
-from helpers import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, run_cli, run_cli_in_process
 from edgecnn.convert.converter import convert_model
 from edgecnn.convert.request import ConversionRequest
 from edgecnn.errors import EdgecnnError
@@ -81,8 +81,8 @@ def test_float_tflite_to_int8_keeps_top1(float_tflite, tmp_path):
 
 
 def test_no_spec_and_no_flags_names_the_flags(float_tflite, tmp_path):
-    assert_one_line_error(run_cli("convert", float_tflite, "-o", tmp_path / "q.tflite", "--quant", "int8",
-                                  "--calibration", "photos"),
+    assert_one_line_error(run_cli_in_process("convert", float_tflite, "-o", tmp_path / "q.tflite", "--quant", "int8",
+                                             "--calibration", "photos"),
                           "float.tflite: no saved preprocessing spec", "--scale/--offset", "--mean/--std")
     assert not (tmp_path / "q.tflite").exists()
 
@@ -104,8 +104,8 @@ def test_tflite_with_an_edgecnn_spec_needs_no_flags(tmp_path):
 @pytest.mark.parametrize("name,held", [("int8", "int8 activations, int8 weights"),
                                        ("uint8", "int8/uint8 activations, int8 weights")])
 def test_already_quantized_is_one_line(tflite_zoo, tmp_path, name, held):
-    assert_one_line_error(run_cli("convert", tflite_zoo[name], "-o", tmp_path / "q.tflite", "--quant", "int8",
-                                  "--calibration", "photos", "--scale", "0.0039"),
+    assert_one_line_error(run_cli_in_process("convert", tflite_zoo[name], "-o", tmp_path / "q.tflite", "--quant",
+                                             "int8", "--calibration", "photos", "--scale", "0.0039"),
                           f"{name}.tflite: is already quantized ({held})", "float source")
 
 
@@ -164,8 +164,8 @@ def test_int16x8_from_tflite(float_tflite, tmp_path):
 
 
 def test_dynamic_from_tflite_is_one_line(float_tflite, tmp_path):
-    assert_one_line_error(run_cli("convert", float_tflite, "-o", tmp_path / "d.tflite", "--quant", "dynamic",
-                                  "--mean", "127.5", "--std", "127.5"),
+    assert_one_line_error(run_cli_in_process("convert", float_tflite, "-o", tmp_path / "d.tflite", "--quant",
+                                             "dynamic", "--mean", "127.5", "--std", "127.5"),
                           "--quant dynamic from a .tflite is not supported yet")
 
 
@@ -192,6 +192,7 @@ def test_a_corrupt_tflite_is_one_line(tmp_path):
     """Garbage behind a TFL3 header parses as a model without a graph: one line, nothing written."""
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"\0\0\0\0TFL3" + b"garbage" * 4)
-    assert_one_line_error(run_cli("convert", bad, "-o", tmp_path / "q.tflite", "--quant", "int8", "--calibration",
-                                  "photos", "--mean", "0", "--std", "1"), "bad.tflite: the model has no subgraph")
+    assert_one_line_error(run_cli_in_process("convert", bad, "-o", tmp_path / "q.tflite", "--quant", "int8",
+                                             "--calibration", "photos", "--mean", "0", "--std", "1"),
+                          "bad.tflite: the model has no subgraph")
     assert not (tmp_path / "q.tflite").exists()

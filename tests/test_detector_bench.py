@@ -26,7 +26,7 @@ import pytest
 
 import detector_models
 from conftest import require
-from helpers import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, run_cli, run_cli_in_process
 from tflite_models import zoo_fixture
 
 tflite_zoo = pytest.fixture(scope="session")(zoo_fixture)
@@ -172,7 +172,7 @@ def test_head_given_on_the_command_line(face):
                                           ("{kind: blazeface", "is not valid JSON")])
 def test_head_that_does_not_fit_is_one_line(tflite_zoo, db_path, head, needle):
     model = tflite_zoo["float32"]
-    r = run_cli("bench", model, *RUNS, "--head", head)
+    r = run_cli_in_process("bench", model, *RUNS, "--head", head)
     line = assert_one_line_error(r, needle)
     if "fit" in needle:
         assert str(model) in line

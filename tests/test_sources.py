@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, run_cli, run_cli_in_process
 from edgecnn.data.calibration import REPO_CALIBRATION, calibration_samples
 from edgecnn.data.sources import load_split, resolve
 from edgecnn.data.spec import PreprocessSpec
@@ -78,8 +78,8 @@ def test_flat_folder_files(flat8):
 
 def test_unlabeled_source_where_labels_are_needed(flat8, tmp_path, spec_tflite):
     msg = f"{flat8}: a flat folder of unlabeled images; train needs labels (one sub-folder per class)"
-    assert_one_line_error(run_cli("train", "lenet5", "--data", flat8, "-o", tmp_path / "m.keras"), msg)
-    assert_one_line_error(run_cli("eval", spec_tflite, "--data", "calibration:photos"),
+    assert_one_line_error(run_cli_in_process("train", "lenet5", "--data", flat8, "-o", tmp_path / "m.keras"), msg)
+    assert_one_line_error(run_cli_in_process("eval", spec_tflite, "--data", "calibration:photos"),
                           "calibration:photos: a flat folder of unlabeled images; eval needs labels")
     np.savez(tmp_path / "nolabels.npz", x=np.zeros((4, 8, 8), np.uint8))
     assert not load_split(str(tmp_path / "nolabels.npz")).labeled  # was: every label 0, one class "0"
@@ -120,8 +120,8 @@ def test_damaged_npz_is_one_line_everywhere(tmp_path, spec_tflite):
             load_split(str(path))
         with pytest.raises(EdgecnnError, match=rf"{path.name}: not (a readable|an) \.npz file"):
             prepare_samples(str(foreign), str(path), tmp_path, 10)
-    assert_one_line_error(run_cli("train", "lenet5", "--data", files["truncated"], "-o", tmp_path / "m.keras"),
-                          "truncated.npz: not a readable .npz file")
+    assert_one_line_error(run_cli_in_process("train", "lenet5", "--data", files["truncated"], "-o",
+                                             tmp_path / "m.keras"), "truncated.npz: not a readable .npz file")
     assert not (tmp_path / "m.keras").exists()
 
 
