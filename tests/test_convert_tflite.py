@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import tflite_models
-from helpers import assert_one_line_error, run_cli, run_cli_in_process
+from helpers import assert_one_line_error, run_cli_in_process
 from edgecnn.convert.converter import convert_model
 from edgecnn.convert.request import ConversionRequest
 from edgecnn.errors import EdgecnnError
@@ -65,8 +65,8 @@ def test_float_tflite_to_int8_keeps_top1(float_tflite, tmp_path):
     src = Interpreter(model_path=str(float_tflite)).get_input_details()[0]
     assert list(src["shape_signature"]) == [-1, 32, 32, 3] and read_spec(float_tflite) is None
     out = tmp_path / "q.tflite"
-    p = run_cli("convert", float_tflite, "-o", out, "--quant", "int8", "--calibration", "photos", "--mean", "127.5",
-                "--std", "127.5", "--json")
+    p = run_cli_in_process("convert", float_tflite, "-o", out, "--quant", "int8", "--calibration", "photos", "--mean",
+                           "127.5", "--std", "127.5", "--json")
     assert p.returncode == 0, p.stderr
     r = json.loads(p.stdout)
     assert r["inputs"][0]["dtype"] == "int8" and r["inputs"][0]["shape"] == [1, 32, 32, 3]
@@ -181,8 +181,8 @@ def test_guided_and_edgetpu_take_a_float_tflite(float_tflite, tmp_path, monkeypa
     r = guided_convert(float_tflite, tmp_path / "g.tflite", req, 100.0, "digits")
     assert r["guided"]["kept_in_float"] == [] and read_spec(tmp_path / "g.tflite") is not None
     monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + ":/usr/bin:/bin")  # no edgetpu_compiler here
-    p = run_cli("convert", float_tflite, "-o", tmp_path / "tpu.tflite", "--quant", "int8", "--calibration", "photos",
-                "--mean", "127.5", "--std", "127.5", "--target", "edgetpu", "--json")
+    p = run_cli_in_process("convert", float_tflite, "-o", tmp_path / "tpu.tflite", "--quant", "int8", "--calibration",
+                           "photos", "--mean", "127.5", "--std", "127.5", "--target", "edgetpu", "--json")
     assert p.returncode == 0, p.stderr
     tpu = json.loads(p.stdout)["edgetpu"]
     assert tpu["preflight"]["maps_fully"] and tpu["compiler"]["compiled"] is False

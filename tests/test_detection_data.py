@@ -12,7 +12,7 @@ from PIL import Image
 from edgecnn.data import load_split
 from edgecnn.data.scenes import SIZE, iou_matrix
 from edgecnn.errors import EdgecnnError
-from helpers import assert_one_line_error, run_cli, run_cli_in_process
+from helpers import assert_one_line_error, run_cli_in_process
 
 
 def test_scenes_digits_are_deterministic_with_exact_boxes_inside_the_image():

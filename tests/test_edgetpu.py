@@ -123,11 +123,11 @@ def test_not_a_tflite(tmp_path):
 
 def test_cli_json_and_exit_codes(tmp_path):
     path = write(tmp_path, "q.tflite", quantized_model("int8"))
-    r = run_cli("edgetpu-check", path, "--json")
+    r = run_cli_in_process("edgetpu-check", path, "--json")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["maps_fully"] and report["source"].startswith("https://coral.ai/docs/edgetpu/models-intro")
-    human = run_cli("edgetpu-check", path)
+    human = run_cli_in_process("edgetpu-check", path)
     assert human.returncode == 0 and "maps fully" in human.stdout
 
 

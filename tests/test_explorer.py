@@ -27,8 +27,8 @@ HAS_EXPLORER = importlib.util.find_spec("model_explorer") is not None
 def written(own, tmp_path_factory):  # noqa: F811
     """`compare --explorer` run once: the JSON report and the three node-data documents."""
     d = tmp_path_factory.mktemp("explorer")
-    p = run_cli("compare", own["keras"], own["int8"], "--data", "photos", "--limit", 8, "--layers", 1000,
-                "--explorer", d / "ov.json", "--json")
+    p = run_cli_in_process("compare", own["keras"], own["int8"], "--data", "photos", "--limit", 8, "--layers", 1000,
+                           "--explorer", d / "ov.json", "--json")
     assert p.returncode == 0, p.stderr
     report = json.loads(p.stdout)
     docs = {kind: json.loads((d / name).read_text()) for kind, name in
@@ -66,8 +66,8 @@ def test_every_compared_layer_is_on_the_graph(written, own):  # noqa: F811
 
 
 def test_human_output_names_the_files_and_keeps_the_table_short(own, tmp_path):  # noqa: F811
-    p = run_cli("compare", own["keras"], own["int8"], "--data", "photos", "--limit", 4, "--layers", 1,
-                "--explorer", tmp_path / "e.json")
+    p = run_cli_in_process("compare", own["keras"], own["int8"], "--data", "photos", "--limit", 4, "--layers", 1,
+                           "--explorer", tmp_path / "e.json")
     assert p.returncode == 0, p.stderr
     assert "worst layers" in p.stdout and f"--overlay {tmp_path / 'e.json'}" in p.stdout
     assert sorted(f.name for f in tmp_path.iterdir()) == ["e.delegate.json", "e.json", "e.precision.json"]

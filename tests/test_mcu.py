@@ -6,7 +6,7 @@ import json
 import sys
 
 import pytest
-from helpers import assert_one_line_error, run_cli, run_cli_in_process
+from helpers import assert_one_line_error, run_cli_in_process
 
 import deploy_models
 import tflite_models
@@ -41,7 +41,7 @@ def test_small_int8_model_runs_and_arena_is_minimal(small):
 @pytest.mark.slow
 def test_trained_lenet_top1_tflm_vs_litert(tmp_path_factory):
     model = deploy_models.trained_int8(tmp_path_factory.mktemp("mcu-lenet"), "lenet5", "digits", epochs=5)
-    proc = run_cli("mcu-check", model, "--device", "cortex-m4-256k", "--data", "digits", "--json")
+    proc = run_cli_in_process("mcu-check", model, "--device", "cortex-m4-256k", "--data", "digits", "--json")
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
     a = r["accuracy"]

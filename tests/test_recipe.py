@@ -5,7 +5,7 @@ import yaml
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.recipe import RECIPES_DIR, load_recipe, recipe_from_dict
-from helpers import assert_one_line_error, run_cli, run_cli_in_process
+from helpers import assert_one_line_error, run_cli_in_process
 
 BASE = "name: t\ndata: digits\nmodels: [lenet5]\n"
 

@@ -70,7 +70,7 @@ def test_html_report_of_a_run(run_dir, tmp_path):
 
 @pytest.mark.slow
 def test_markdown_report_of_a_run_via_cli(run_dir, tmp_path):
-    p = run_cli("report", run_dir, "-o", tmp_path / "README.md", "--json")
+    p = run_cli_in_process("report", run_dir, "-o", tmp_path / "README.md", "--json")
     assert p.returncode == 0, p.stderr
     info = json.loads(p.stdout)
     md = (tmp_path / "README.md").read_text()
@@ -150,7 +150,7 @@ def test_database_report_with_history(tmp_path):
             db.record(_bench_doc("runs/a/lenet5_int8.tflite", p50))
         db.record(_bench_doc("runs/a/lenet5_float32.tflite", 1.5))
         db.record(_bench_doc("runs/a/lenet5_float32.tflite", None, "failed", "pi", "device pi: no route to host"))
-    p = run_cli("report", "--db", db_path, "-o", tmp_path / "db.html", "--json")
+    p = run_cli_in_process("report", "--db", db_path, "-o", tmp_path / "db.html", "--json")
     assert p.returncode == 0, p.stderr
     info = json.loads(p.stdout)
     assert info["kind"] == "db" and info["rows"] == 3 and info["plots"] == ["latency", "size", "history"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import assert_one_line_error, run_cli, run_cli_in_process
+from helpers import assert_one_line_error, run_cli_in_process
 from edgecnn.data.calibration import REPO_CALIBRATION, calibration_samples
 from edgecnn.data.sources import load_split, resolve
 from edgecnn.data.spec import PreprocessSpec
@@ -88,7 +88,7 @@ def test_unlabeled_source_where_labels_are_needed(flat8, tmp_path, spec_tflite):
 
 
 def test_bench_inputs_from_an_unlabeled_source(spec_tflite):
-    p = run_cli("bench", spec_tflite, "--data", "calibration:photos", "--runs", 3, "--json")
+    p = run_cli_in_process("bench", spec_tflite, "--data", "calibration:photos", "--runs", 3, "--json")
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
     assert doc["status"] == "ok" and doc["input_source"] == "samples"
@@ -168,13 +168,14 @@ def test_convert_grayscale_model_with_eight_colour_photos(flat8, tmp_path):
     out = keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
     model = tmp_path / "gray.keras"
     save_model(keras.Model(inp, out), model, PreprocessSpec(16, 16, 1, labels=("a", "b", "c")))
-    p = run_cli("convert", model, "-o", tmp_path / "a.tflite", "--quant", "int8", "--calibration", flat8, "--json")
+    p = run_cli_in_process("convert", model, "-o", tmp_path / "a.tflite", "--quant", "int8", "--calibration", flat8,
+                           "--json")
     assert p.returncode == 0, p.stderr
     cal = json.loads(p.stdout)["calibration"]
     assert cal["samples"] == 8 and len(cal["notes"]) == 2
     assert "has 8 images, fewer than the 100 asked for: using all 8" in cal["notes"][0]
     assert "converted to the model's 1 channel" in cal["notes"][1]
-    p = run_cli("convert", model, "-o", tmp_path / "b.tflite", "--quant", "int8", "--calibration", "photos")
+    p = run_cli_in_process("convert", model, "-o", tmp_path / "b.tflite", "--quant", "int8", "--calibration", "photos")
     assert p.returncode == 0, p.stderr
     out = " ".join(p.stdout.split())
     assert "note: calibration set 'photos' has colour (RGB) images: converted to the model's 1 channel" in out

@@ -5,7 +5,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from helpers import assert_one_line_error, run_cli, run_cli_in_process
+from helpers import assert_one_line_error, run_cli_in_process
 from edgecnn.errors import EdgecnnError
 from edgecnn.modelfile import load_model, read_keras_spec
 from edgecnn.train.trainer import TrainConfig, train
