@@ -23,7 +23,7 @@ import pytest
 
 import deploy_models
 import detector_models
-from helpers import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, run_cli_in_process
 
 RUNS = ["--warmup", "1", "--runs", "3"]
 
@@ -195,10 +195,10 @@ def tiny_detector(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_bench_map_equals_eval_map(tiny_detector, db_path):
     limit = "24"
-    r = run_cli("bench", tiny_detector, "--data", "scenes:digits", "--limit", limit, *RUNS, "--json")
+    r = run_cli_in_process("bench", tiny_detector, "--data", "scenes:digits", "--limit", limit, *RUNS, "--json")
     assert r.returncode == 0, r.stderr[-2000:]
     doc = json.loads(r.stdout)
-    e = run_cli("eval", tiny_detector, "--data", "scenes:digits", "--limit", limit, "--json")
+    e = run_cli_in_process("eval", tiny_detector, "--data", "scenes:digits", "--limit", limit, "--json")
     assert e.returncode == 0, e.stderr[-2000:]
     (ev,) = json.loads(e.stdout)
     acc = doc["accuracy"]
@@ -212,7 +212,7 @@ def test_bench_map_equals_eval_map(tiny_detector, db_path):
     assert (row["accuracy_metric"], row["map50"], row["map"], row["top1"]) == ("mAP@.5", ev["map50"], ev["map"], None)
     assert "24 images" in doc["settings"]["data"]
 
-    table = run_cli("bench", tiny_detector, "--data", "scenes:digits", "--limit", "8", *RUNS)
+    table = run_cli_in_process("bench", tiny_detector, "--data", "scenes:digits", "--limit", "8", *RUNS)
     assert table.returncode == 0, table.stderr[-2000:]
     assert "mAP@.5" in table.stdout and "top-1" not in table.stdout and "8 images" in table.stdout
 
@@ -221,7 +221,7 @@ def test_bench_map_equals_eval_map(tiny_detector, db_path):
 def test_detector_on_a_source_without_boxes_has_no_map(tiny_detector):
     """Unlabeled photos give a detector real inputs and no truth: timed, no top-1 and no mAP, a note says why. A
     classification set (digits: labels, no boxes) is the wrong task for it: one line (tests/test_bad_input.py)."""
-    r = run_cli("bench", tiny_detector, "--data", "calibration:photos", "--limit", "4", *RUNS, "--json")
+    r = run_cli_in_process("bench", tiny_detector, "--data", "calibration:photos", "--limit", "4", *RUNS, "--json")
     assert r.returncode == 0, r.stderr[-2000:]
     doc = json.loads(r.stdout)
     acc = doc["accuracy"]
@@ -249,12 +249,12 @@ BOXES = np.array([[0, 4, 4, 40, 30, 1], [0, 20, 20, 60, 60, 0], [2, 0, 10, 32, 6
 
 def test_foreign_detector_npz_without_boxes_gets_no_accuracy(ssd, tmp_path, db_path):
     npz = _ssd_npz(tmp_path / "x.npz")
-    doc = json.loads(run_cli("bench", ssd, "--data", npz, *RUNS, "--json").stdout)
+    doc = json.loads(run_cli_in_process("bench", ssd, "--data", npz, *RUNS, "--json").stdout)
     acc = doc["accuracy"]
     assert doc["postprocess"]["head"] == "tflite_detection_postprocess"
     assert acc["top1"] is None and acc["map50"] is None and acc["n"] == 4 and "outputs_top1" not in doc
     assert f"{npz} has no true boxes" in acc["note"]
-    r = run_cli("bench", ssd, "--data", npz, *RUNS)
+    r = run_cli_in_process("bench", ssd, "--data", npz, *RUNS)
     assert r.returncode == 0 and "top-1" not in r.stdout, r.stderr
     assert "no mAP" in r.stdout and "[image," in r.stdout and "class]" in r.stdout  # the note, markup not eaten
     assert [row["top1"] for row in _rows(db_path)] == [None, None]
@@ -277,7 +277,7 @@ def _host_map(model: Path, npz: Path) -> dict:
 
 def test_foreign_detector_npz_with_boxes_gets_a_map(ssd, tmp_path):
     npz = _ssd_npz(tmp_path / "x.npz", BOXES)
-    doc = json.loads(run_cli("bench", ssd, "--data", npz, *RUNS, "--json").stdout)
+    doc = json.loads(run_cli_in_process("bench", ssd, "--data", npz, *RUNS, "--json").stdout)
     acc, want = doc["accuracy"], _host_map(ssd, npz)
     assert (acc["images"], acc["objects"]) == (4, 4) and acc["metric"] == "mAP@.5"
     assert (acc["map50"], acc["map"], acc["detections"]) == (want["map50"], want["map"], want["detections"])
@@ -289,7 +289,7 @@ def test_foreign_detector_npz_with_boxes_gets_a_map(ssd, tmp_path):
                                            (np.array([[0, 0, 0, np.nan, 5, 0]], np.float32), "NaN")])
 def test_bad_boxes_are_one_line(ssd, tmp_path, boxes, needle):
     npz = _ssd_npz(tmp_path / "bad.npz", boxes)
-    line = assert_one_line_error(run_cli("bench", ssd, "--data", npz, *RUNS), needle)
+    line = assert_one_line_error(run_cli_in_process("bench", ssd, "--data", npz, *RUNS), needle)
     assert str(npz) in line
 
 

@@ -13,7 +13,7 @@ from edgecnn.data.spec import InputScaling, PreprocessSpec, spec_for
 from edgecnn.errors import EdgecnnError
 from edgecnn.metrics import SNR_CAP_DB, snr_db
 from edgecnn.tasks.classification import kl_divergence, output_agreement
-from helpers import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, run_cli_in_process
 
 AGREEMENT_KEYS = {"labeled", "top1_agreement", "top5_agreement", "agreement", "snr_db", "kl_divergence", "kl_on",
                   "worst_layers", "layers_compared", "n"}
@@ -90,7 +90,7 @@ def test_compare_on_unlabeled_photos(own):
 
 
 def test_compare_a_model_with_itself(own):
-    p = run_cli("compare", own["f32"], own["f32"], "--data", "photos", "--limit", 8, "--json")
+    p = run_cli_in_process("compare", own["f32"], own["f32"], "--data", "photos", "--limit", 8, "--json")
     assert p.returncode == 0, p.stderr
     r = json.loads(p.stdout)  # strict JSON: no Infinity
     assert r["top1_agreement"] == 1.0 and r["snr_db"] == SNR_CAP_DB and r["kl_divergence"] == pytest.approx(0.0)
@@ -98,7 +98,7 @@ def test_compare_a_model_with_itself(own):
 
 
 def test_compare_human_output(own):
-    p = run_cli("compare", own["keras"], own["int8"], "--data", "photos", "--limit", 8, "--layers", 2)
+    p = run_cli_in_process("compare", own["keras"], own["int8"], "--data", "photos", "--limit", 8, "--layers", 2)
     assert p.returncode == 0, p.stderr
     head = p.stdout.splitlines()[0]
     assert head.startswith("8 unlabeled images: top-1 agreement ") and " dB " in head and "KL(float||quant)" in head
@@ -107,21 +107,22 @@ def test_compare_human_output(own):
 
 def test_foreign_models_take_the_scaling_flags(foreign):
     f, q = foreign
-    p = run_cli("compare", f, q, "--data", "calibration:photos", "--limit", 16, "--mean", 0, "--std", 255, "--json")
+    p = run_cli_in_process("compare", f, q, "--data", "calibration:photos", "--limit", 16, "--mean", 0, "--std", 255,
+                           "--json")
     assert p.returncode == 0, p.stderr
     r = json.loads(p.stdout)
     assert r["n"] == 16 and r["labeled"] is False and r["snr_db"] > 0 and r["kl_divergence"] >= 0
-    p = run_cli("eval", f, q, "--data", "digits", "--limit", 20, "--scale", 1 / 255, "--json")
+    p = run_cli_in_process("eval", f, q, "--data", "digits", "--limit", 20, "--scale", 1 / 255, "--json")
     assert p.returncode == 0, p.stderr
     assert [row["n"] for row in json.loads(p.stdout)] == [20, 20]
     for cmd in (("compare", f, q, "--data", "photos"), ("eval", q, "--data", "digits")):
-        assert_one_line_error(run_cli(*cmd), f"{cmd[1]}: no saved preprocessing spec", "--scale/--offset",
+        assert_one_line_error(run_cli_in_process(*cmd), f"{cmd[1]}: no saved preprocessing spec", "--scale/--offset",
                               "--mean/--std")
-    assert_one_line_error(run_cli("eval", q, "--data", "digits", "--scale", 1, "--std", 2), "pass one pair")
+    assert_one_line_error(run_cli_in_process("eval", q, "--data", "digits", "--scale", 1, "--std", 2), "pass one pair")
 
 
 def test_eval_on_a_flat_folder_needs_labels(own):
-    assert_one_line_error(run_cli("eval", own["int8"], "--data", "calibration:photos"),
+    assert_one_line_error(run_cli_in_process("eval", own["int8"], "--data", "calibration:photos"),
                           "calibration:photos: a flat folder of unlabeled images; eval needs labels")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, run_cli, run_cli_in_process
 from edgecnn.convert.converter import convert_model
 from edgecnn.tflite.metadata import read_spec
 from edgecnn.convert.request import ConversionRequest
@@ -151,29 +151,32 @@ def test_cli_json_and_bad_inputs(lenet_digits, tmp_path):
     rnd = tmp_path / "random.keras"
     rnd.write_bytes(np.random.default_rng(1).bytes(5000))
     out = tmp_path / "o.tflite"
-    assert_one_line_error(run_cli("convert", rnd, "-o", out), "not a model file")
+    assert_one_line_error(run_cli_in_process("convert", rnd, "-o", out), "not a model file")
     p = run_cli("convert", lenet_digits, "-o", tmp_path / "few.tflite", "--quant", "int8", "--calibration",
                 "digits", "--num-calibration", "5000", "--json")  # fewer than asked for: all of them, and a note
     assert p.returncode == 0 and json.loads(p.stdout)["calibration"]["notes"][0].startswith(
         "calibration set 'digits' has 1438 images, fewer than the 5000 asked for: using all 1438"), p.stderr
-    assert_one_line_error(run_cli("convert", tmp_path / "a.tflite", "-o", out), "a.tflite: is already quantized")
-    assert_one_line_error(run_cli("convert", tmp_path / "missing.keras", "-o", out), "does not exist")
+    assert_one_line_error(run_cli_in_process("convert", tmp_path / "a.tflite", "-o", out),
+                          "a.tflite: is already quantized")
+    assert_one_line_error(run_cli_in_process("convert", tmp_path / "missing.keras", "-o", out), "does not exist")
     trunc = tmp_path / "trunc.keras"
     trunc.write_bytes(lenet_digits.read_bytes()[:3000])
-    assert_one_line_error(run_cli("convert", trunc, "-o", out), "trunc.keras")
-    assert_one_line_error(run_cli("convert", lenet_digits, "-o", tmp_path / "no" / "o.tflite"), "does not exist")
-    assert_one_line_error(run_cli("convert", lenet_digits, "-o", out, "--quant", "int8"), "needs --calibration")
-    assert_one_line_error(run_cli("convert", lenet_digits, "-o", out, "--quant", "int8", "--calibration",
-                                  tmp_path / "nope"), "does not exist")
+    assert_one_line_error(run_cli_in_process("convert", trunc, "-o", out), "trunc.keras")
+    assert_one_line_error(run_cli_in_process("convert", lenet_digits, "-o", tmp_path / "no" / "o.tflite"),
+                          "does not exist")
+    assert_one_line_error(run_cli_in_process("convert", lenet_digits, "-o", out, "--quant", "int8"),
+                          "needs --calibration")
+    assert_one_line_error(run_cli_in_process("convert", lenet_digits, "-o", out, "--quant", "int8", "--calibration",
+                                             tmp_path / "nope"), "does not exist")
     empty = tmp_path / "emptycal"
     empty.mkdir()
-    assert_one_line_error(run_cli("convert", lenet_digits, "-o", out, "--quant", "int8", "--calibration", empty),
-                          "emptycal: empty image folder")
+    assert_one_line_error(run_cli_in_process("convert", lenet_digits, "-o", out, "--quant", "int8", "--calibration",
+                                             empty), "emptycal: empty image folder")
     bad = tmp_path / "badcal"
     bad.mkdir()
     (bad / "x.png").write_bytes(b"not a png")
-    assert_one_line_error(run_cli("convert", lenet_digits, "-o", out, "--quant", "int8", "--calibration", bad),
-                          "badcal: 1 unreadable image(s)")
+    assert_one_line_error(run_cli_in_process("convert", lenet_digits, "-o", out, "--quant", "int8", "--calibration",
+                                             bad), "badcal: 1 unreadable image(s)")
     assert not out.exists()
 
 
@@ -213,10 +216,10 @@ def test_target_edgetpu_without_compiler(lenet_digits, tmp_path, monkeypatch):
     r = run_cli("convert", lenet_digits, "-o", out, "--quant", "int8", "--calibration", "digits", "--target",
                 "edgetpu")
     assert r.returncode == 0 and "compile with: edgetpu_compiler -s -o" in " ".join(r.stdout.split())
-    assert_one_line_error(run_cli("convert", lenet_digits, "-o", tmp_path / "f.tflite", "--quant", "float16",
-                                  "--target", "edgetpu"), "needs a full-integer model")
-    assert_one_line_error(run_cli("convert", lenet_digits, "-o", tmp_path / "k.tflite", "--quant", "int8",
-                                  "--calibration", "digits", "--keep-float", "c1", "--target", "edgetpu"),
+    assert_one_line_error(run_cli_in_process("convert", lenet_digits, "-o", tmp_path / "f.tflite", "--quant", "float16",
+                                             "--target", "edgetpu"), "needs a full-integer model")
+    assert_one_line_error(run_cli_in_process("convert", lenet_digits, "-o", tmp_path / "k.tflite", "--quant", "int8",
+                                             "--calibration", "digits", "--keep-float", "c1", "--target", "edgetpu"),
                           "needs a full-integer model: --keep-float c1 keeps ops in float")
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import tflite_models
-from helpers import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, run_cli_in_process
 from edgecnn.convert.converter import convert_model
 from edgecnn.convert.request import ConversionRequest
 from edgecnn.errors import EdgecnnError
@@ -65,8 +65,8 @@ def test_float_tflite_to_int8_keeps_top1(float_tflite, tmp_path):
     src = Interpreter(model_path=str(float_tflite)).get_input_details()[0]
     assert list(src["shape_signature"]) == [-1, 32, 32, 3] and read_spec(float_tflite) is None
     out = tmp_path / "q.tflite"
-    p = run_cli("convert", float_tflite, "-o", out, "--quant", "int8", "--calibration", "photos", "--mean", "127.5",
-                "--std", "127.5", "--json")
+    p = run_cli_in_process("convert", float_tflite, "-o", out, "--quant", "int8", "--calibration", "photos", "--mean",
+                           "127.5", "--std", "127.5", "--json")
     assert p.returncode == 0, p.stderr
     r = json.loads(p.stdout)
     assert r["inputs"][0]["dtype"] == "int8" and r["inputs"][0]["shape"] == [1, 32, 32, 3]
@@ -81,8 +81,8 @@ def test_float_tflite_to_int8_keeps_top1(float_tflite, tmp_path):
 
 
 def test_no_spec_and_no_flags_names_the_flags(float_tflite, tmp_path):
-    assert_one_line_error(run_cli("convert", float_tflite, "-o", tmp_path / "q.tflite", "--quant", "int8",
-                                  "--calibration", "photos"),
+    assert_one_line_error(run_cli_in_process("convert", float_tflite, "-o", tmp_path / "q.tflite", "--quant", "int8",
+                                             "--calibration", "photos"),
                           "float.tflite: no saved preprocessing spec", "--scale/--offset", "--mean/--std")
     assert not (tmp_path / "q.tflite").exists()
 
@@ -104,8 +104,8 @@ def test_tflite_with_an_edgecnn_spec_needs_no_flags(tmp_path):
 @pytest.mark.parametrize("name,held", [("int8", "int8 activations, int8 weights"),
                                        ("uint8", "int8/uint8 activations, int8 weights")])
 def test_already_quantized_is_one_line(tflite_zoo, tmp_path, name, held):
-    assert_one_line_error(run_cli("convert", tflite_zoo[name], "-o", tmp_path / "q.tflite", "--quant", "int8",
-                                  "--calibration", "photos", "--scale", "0.0039"),
+    assert_one_line_error(run_cli_in_process("convert", tflite_zoo[name], "-o", tmp_path / "q.tflite", "--quant",
+                                             "int8", "--calibration", "photos", "--scale", "0.0039"),
                           f"{name}.tflite: is already quantized ({held})", "float source")
 
 
@@ -164,8 +164,8 @@ def test_int16x8_from_tflite(float_tflite, tmp_path):
 
 
 def test_dynamic_from_tflite_is_one_line(float_tflite, tmp_path):
-    assert_one_line_error(run_cli("convert", float_tflite, "-o", tmp_path / "d.tflite", "--quant", "dynamic",
-                                  "--mean", "127.5", "--std", "127.5"),
+    assert_one_line_error(run_cli_in_process("convert", float_tflite, "-o", tmp_path / "d.tflite", "--quant",
+                                             "dynamic", "--mean", "127.5", "--std", "127.5"),
                           "--quant dynamic from a .tflite is not supported yet")
 
 
@@ -181,8 +181,8 @@ def test_guided_and_edgetpu_take_a_float_tflite(float_tflite, tmp_path, monkeypa
     r = guided_convert(float_tflite, tmp_path / "g.tflite", req, 100.0, "digits")
     assert r["guided"]["kept_in_float"] == [] and read_spec(tmp_path / "g.tflite") is not None
     monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + ":/usr/bin:/bin")  # no edgetpu_compiler here
-    p = run_cli("convert", float_tflite, "-o", tmp_path / "tpu.tflite", "--quant", "int8", "--calibration", "photos",
-                "--mean", "127.5", "--std", "127.5", "--target", "edgetpu", "--json")
+    p = run_cli_in_process("convert", float_tflite, "-o", tmp_path / "tpu.tflite", "--quant", "int8", "--calibration",
+                           "photos", "--mean", "127.5", "--std", "127.5", "--target", "edgetpu", "--json")
     assert p.returncode == 0, p.stderr
     tpu = json.loads(p.stdout)["edgetpu"]
     assert tpu["preflight"]["maps_fully"] and tpu["compiler"]["compiled"] is False
@@ -192,6 +192,7 @@ def test_a_corrupt_tflite_is_one_line(tmp_path):
     """Garbage behind a TFL3 header parses as a model without a graph: one line, nothing written."""
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"\0\0\0\0TFL3" + b"garbage" * 4)
-    assert_one_line_error(run_cli("convert", bad, "-o", tmp_path / "q.tflite", "--quant", "int8", "--calibration",
-                                  "photos", "--mean", "0", "--std", "1"), "bad.tflite: the model has no subgraph")
+    assert_one_line_error(run_cli_in_process("convert", bad, "-o", tmp_path / "q.tflite", "--quant", "int8",
+                                             "--calibration", "photos", "--mean", "0", "--std", "1"),
+                          "bad.tflite: the model has no subgraph")
     assert not (tmp_path / "q.tflite").exists()

@@ -12,7 +12,7 @@ from PIL import Image
 from edgecnn.data import load_split
 from edgecnn.data.scenes import SIZE, iou_matrix
 from edgecnn.errors import EdgecnnError
-from helpers import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, run_cli_in_process
 
 
 def test_scenes_digits_are_deterministic_with_exact_boxes_inside_the_image():
@@ -134,7 +134,7 @@ def test_yolo_folder_loads_normalised_boxes_as_pixels(tmp_path):
 def test_yolo_bad_line_is_one_cli_line_naming_file_and_line(tmp_path, line, needles):
     root = _yolo(tmp_path)
     (root / "labels" / "a0.txt").write_text(f"0 0.5 0.5 0.25 0.5\n{line}\n")
-    proc = run_cli("train", "centernet_mobilenet_v2", "--data", root, "-o", tmp_path / "m.keras")
+    proc = run_cli_in_process("train", "centernet_mobilenet_v2", "--data", root, "-o", tmp_path / "m.keras")
     assert_one_line_error(proc, *needles)
     assert not (tmp_path / "m.keras").exists()
 
@@ -142,5 +142,5 @@ def test_yolo_bad_line_is_one_cli_line_naming_file_and_line(tmp_path, line, need
 def test_coco_missing_image_is_one_cli_line(tmp_path):
     root = _coco(tmp_path)
     (root / "images" / "im2.png").unlink()
-    proc = run_cli("train", "centernet_mobilenet_v2", "--data", root, "-o", tmp_path / "m.keras")
+    proc = run_cli_in_process("train", "centernet_mobilenet_v2", "--data", root, "-o", tmp_path / "m.keras")
     assert_one_line_error(proc, "annotations.json", "im2.png", "not found")

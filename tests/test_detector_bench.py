@@ -26,7 +26,7 @@ import pytest
 
 import detector_models
 from conftest import require
-from helpers import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, run_cli_in_process
 from tflite_models import zoo_fixture
 
 tflite_zoo = pytest.fixture(scope="session")(zoo_fixture)
@@ -52,7 +52,7 @@ def ssd(tmp_path_factory) -> Path:
 
 
 def _bench(*args) -> dict:
-    r = run_cli("bench", *map(str, args), *RUNS, "--json")
+    r = run_cli_in_process("bench", *map(str, args), *RUNS, "--json")
     assert r.returncode == 0, r.stderr[-2000:]
     return json.loads(r.stdout)
 
@@ -172,7 +172,7 @@ def test_head_given_on_the_command_line(face):
                                           ("{kind: blazeface", "is not valid JSON")])
 def test_head_that_does_not_fit_is_one_line(tflite_zoo, db_path, head, needle):
     model = tflite_zoo["float32"]
-    r = run_cli("bench", model, *RUNS, "--head", head)
+    r = run_cli_in_process("bench", model, *RUNS, "--head", head)
     line = assert_one_line_error(r, needle)
     if "fit" in needle:
         assert str(model) in line
@@ -208,7 +208,7 @@ def test_runner_finds_postprocess_wherever_it_lands(face, tflite_zoo, tmp_path):
 
 
 def test_table_store_and_report(face, db_path, tmp_path):
-    r = run_cli("bench", face["model"], *RUNS)
+    r = run_cli_in_process("bench", face["model"], *RUNS)
     assert r.returncode == 0, r.stderr
     assert "post-processing" in r.stdout and "blazeface" in r.stdout
     conn = sqlite3.connect(db_path)

@@ -22,7 +22,7 @@ from edgecnn.console import preflight_table
 from edgecnn.convert import edgetpu
 from edgecnn.errors import EdgecnnError
 from conftest import require
-from helpers import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, run_cli, run_cli_in_process
 from tflite_models import float32_model, quantized_model, write
 
 LOGS = Path(__file__).resolve().parent / "data" / "edgetpu"
@@ -111,23 +111,23 @@ def test_float_model_is_refused(tmp_path):
     path = write(tmp_path, "f.tflite", float32_model())
     with pytest.raises(EdgecnnError, match="not an integer-quantized model"):
         edgetpu.preflight(path)
-    assert_one_line_error(run_cli("edgetpu-check", path), "not an integer-quantized model", "int8")
+    assert_one_line_error(run_cli_in_process("edgetpu-check", path), "not an integer-quantized model", "int8")
 
 
 def test_not_a_tflite(tmp_path):
     bad = tmp_path / "x.tflite"
     bad.write_bytes(b"not a model at all")
-    assert_one_line_error(run_cli("edgetpu-check", bad), "not a .tflite")
-    assert_one_line_error(run_cli("edgetpu-check", tmp_path / "missing.tflite"), "model file does not exist")
+    assert_one_line_error(run_cli_in_process("edgetpu-check", bad), "not a .tflite")
+    assert_one_line_error(run_cli_in_process("edgetpu-check", tmp_path / "missing.tflite"), "model file does not exist")
 
 
 def test_cli_json_and_exit_codes(tmp_path):
     path = write(tmp_path, "q.tflite", quantized_model("int8"))
-    r = run_cli("edgetpu-check", path, "--json")
+    r = run_cli_in_process("edgetpu-check", path, "--json")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["maps_fully"] and report["source"].startswith("https://coral.ai/docs/edgetpu/models-intro")
-    human = run_cli("edgetpu-check", path)
+    human = run_cli_in_process("edgetpu-check", path)
     assert human.returncode == 0 and "maps fully" in human.stdout
 
 
@@ -232,7 +232,7 @@ def test_bench_float_model_on_edgetpu_device_is_one_line(tmp_path):
     prof.write_text("name: coral-test\nkind: edgetpu\ndelegate: edgetpu\nssh: {host: 127.0.0.1, port: 9, "
                     "connect_timeout: 2}\n")
     model = write(tmp_path, "f.tflite", float32_model())
-    r = run_cli("bench", model, "--device", prof, "--runs", "1", "--db", tmp_path / "db.sqlite")
+    r = run_cli_in_process("bench", model, "--device", prof, "--runs", "1", "--db", tmp_path / "db.sqlite")
     assert_one_line_error(r, "not an integer-quantized model")
 
 
@@ -241,7 +241,7 @@ def test_bench_int8_on_unreachable_edgetpu_host_is_one_line(tmp_path):
     prof.write_text("name: coral-test\nkind: edgetpu\ndelegate: edgetpu\nssh: {host: 127.0.0.1, port: 9, "
                     "connect_timeout: 2}\n")
     model = write(tmp_path, "q.tflite", quantized_model("int8"))
-    r = run_cli("bench", model, "--device", prof, "--runs", "1", "--db", tmp_path / "db.sqlite")
+    r = run_cli_in_process("bench", model, "--device", prof, "--runs", "1", "--db", tmp_path / "db.sqlite")
     assert_one_line_error(r, "coral-test", "connection refused")
 
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from helpers import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, run_cli_in_process
 from edgecnn.convert.converter import convert_model
 from edgecnn.convert.request import ConversionRequest
 from edgecnn.evaluate.accuracy import evaluate
@@ -46,7 +46,7 @@ def test_eval_every_io_dtype_agrees(models):
 
 
 def test_compare_reports_drop_agreement_and_layers(models):
-    p = run_cli("compare", models["keras"], models["int8"], "--data", "digits", "--json")
+    p = run_cli_in_process("compare", models["keras"], models["int8"], "--data", "digits", "--json")
     assert p.returncode == 0, p.stderr
     r = json.loads(p.stdout)
     assert r["n"] == 359 and 0.95 <= r["agreement"] <= 1.0
@@ -70,15 +70,15 @@ def test_per_tensor_error_is_higher_on_conv(models):
 
 
 def test_eval_cli_and_bad_inputs(models, tmp_path):
-    p = run_cli("eval", models["keras"], models["int8"], "--data", "digits", "--json")
+    p = run_cli_in_process("eval", models["keras"], models["int8"], "--data", "digits", "--json")
     assert p.returncode == 0, p.stderr
     assert [r["n"] for r in json.loads(p.stdout)] == [359, 359]
-    assert_one_line_error(run_cli("eval", tmp_path / "none.tflite", "--data", "digits"), "does not exist")
-    assert_one_line_error(run_cli("eval", models["int8"], "--data", "fashion-mnistt"), "did you mean")
+    assert_one_line_error(run_cli_in_process("eval", tmp_path / "none.tflite", "--data", "digits"), "does not exist")
+    assert_one_line_error(run_cli_in_process("eval", models["int8"], "--data", "fashion-mnistt"), "did you mean")
     rnd = tmp_path / "r.tflite"
     rnd.write_bytes(b"\x00" * 4 + b"TFL3" + np.random.default_rng(0).bytes(200))
-    assert_one_line_error(run_cli("eval", rnd, "--data", "digits"), "r.tflite")
-    assert_one_line_error(run_cli("compare", models["keras"], models["keras"], "--data", "digits"),
+    assert_one_line_error(run_cli_in_process("eval", rnd, "--data", "digits"), "r.tflite")
+    assert_one_line_error(run_cli_in_process("compare", models["keras"], models["keras"], "--data", "digits"),
                           "must be a .tflite")
 
 

@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 
 from conftest import require
-from helpers import REPO, assert_one_line_error, run_cli
+from helpers import REPO, assert_one_line_error, run_cli, run_cli_in_process
 from test_compare import own, repo_calibration  # noqa: F401  (the tiny Keras CNN and its int8 .tflite; photos)
 
 HAS_EXPLORER = importlib.util.find_spec("model_explorer") is not None
@@ -27,8 +27,8 @@ HAS_EXPLORER = importlib.util.find_spec("model_explorer") is not None
 def written(own, tmp_path_factory):  # noqa: F811
     """`compare --explorer` run once: the JSON report and the three node-data documents."""
     d = tmp_path_factory.mktemp("explorer")
-    p = run_cli("compare", own["keras"], own["int8"], "--data", "photos", "--limit", 8, "--layers", 1000,
-                "--explorer", d / "ov.json", "--json")
+    p = run_cli_in_process("compare", own["keras"], own["int8"], "--data", "photos", "--limit", 8, "--layers", 1000,
+                           "--explorer", d / "ov.json", "--json")
     assert p.returncode == 0, p.stderr
     report = json.loads(p.stdout)
     docs = {kind: json.loads((d / name).read_text()) for kind, name in
@@ -66,8 +66,8 @@ def test_every_compared_layer_is_on_the_graph(written, own):  # noqa: F811
 
 
 def test_human_output_names_the_files_and_keeps_the_table_short(own, tmp_path):  # noqa: F811
-    p = run_cli("compare", own["keras"], own["int8"], "--data", "photos", "--limit", 4, "--layers", 1,
-                "--explorer", tmp_path / "e.json")
+    p = run_cli_in_process("compare", own["keras"], own["int8"], "--data", "photos", "--limit", 4, "--layers", 1,
+                           "--explorer", tmp_path / "e.json")
     assert p.returncode == 0, p.stderr
     assert "worst layers" in p.stdout and f"--overlay {tmp_path / 'e.json'}" in p.stdout
     assert sorted(f.name for f in tmp_path.iterdir()) == ["e.delegate.json", "e.json", "e.precision.json"]
@@ -153,21 +153,21 @@ def test_explore_bad_input(own, tmp_path):  # noqa: F811
     not_json, not_node_data = tmp_path / "a.json", tmp_path / "b.json"
     not_json.write_text("{")
     not_node_data.write_text('{"layers": []}')
-    assert_one_line_error(run_cli("explore", tmp_path / "none.tflite"), "none.tflite: no such model file")
-    assert_one_line_error(run_cli("explore", own["int8"], "--overlay", tmp_path / "c.json"),
+    assert_one_line_error(run_cli_in_process("explore", tmp_path / "none.tflite"), "none.tflite: no such model file")
+    assert_one_line_error(run_cli_in_process("explore", own["int8"], "--overlay", tmp_path / "c.json"),
                           "c.json: no such node-data file")
-    assert_one_line_error(run_cli("explore", own["int8"], "--overlay", not_json), "a.json: not a JSON file")
-    assert_one_line_error(run_cli("explore", own["int8"], "--overlay", not_node_data),
+    assert_one_line_error(run_cli_in_process("explore", own["int8"], "--overlay", not_json), "a.json: not a JSON file")
+    assert_one_line_error(run_cli_in_process("explore", own["int8"], "--overlay", not_node_data),
                           "b.json: not Model Explorer node data")
     (tmp_path / "bad.tflite").write_bytes(b"not a flatbuffer")
-    assert_one_line_error(run_cli("explore", tmp_path / "bad.tflite"), "bad.tflite")
+    assert_one_line_error(run_cli_in_process("explore", tmp_path / "bad.tflite"), "bad.tflite")
 
 
 def test_bad_explorer_path_fails_before_comparing(own, tmp_path):  # noqa: F811
     (tmp_path / "dir.json").mkdir()
     for path, needle in ((tmp_path / "no" / "e.json", "output directory"), (tmp_path / "e.txt", "a .json file"),
                          (tmp_path / "dir.json", "is a directory")):
-        p = run_cli("compare", own["keras"], own["int8"], "--data", "photos", "--explorer", path)
+        p = run_cli_in_process("compare", own["keras"], own["int8"], "--data", "photos", "--explorer", path)
         assert_one_line_error(p, str(path), needle)
     assert [f.name for f in tmp_path.iterdir()] == ["dir.json"]
 

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 from conftest import require
-from helpers import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, run_cli_in_process
 
 import tflite_models
 from edgecnn.deploy.export_c import export_c, fnv1a32, parse_c_array
@@ -72,7 +72,7 @@ def test_fnv1a32_known_values():
 
 
 def test_export_c_cli(int8_model, tmp_path):
-    proc = run_cli("export-c", int8_model, "-o", tmp_path / "net", "--name", "g_model", "--json")
+    proc = run_cli_in_process("export-c", int8_model, "-o", tmp_path / "net", "--name", "g_model", "--json")
     assert proc.returncode == 0, proc.stderr
     assert "g_model[" in (tmp_path / "net.c").read_text()
     assert '#include "net.h"' in (tmp_path / "net.c").read_text()
@@ -81,7 +81,8 @@ def test_export_c_cli(int8_model, tmp_path):
 def test_export_c_bad_input(int8_model, tmp_path):
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"not a model at all")
-    assert_one_line_error(run_cli("export-c", bad, "-o", tmp_path / "m"), "bad.tflite", "TFL3")
-    assert_one_line_error(run_cli("export-c", tmp_path / "none.tflite", "-o", tmp_path / "m"), "does not exist")
-    assert_one_line_error(run_cli("export-c", int8_model, "-o", tmp_path / "nodir" / "m"), "does not exist")
+    assert_one_line_error(run_cli_in_process("export-c", bad, "-o", tmp_path / "m"), "bad.tflite", "TFL3")
+    assert_one_line_error(run_cli_in_process("export-c", tmp_path / "none.tflite", "-o", tmp_path / "m"),
+                          "does not exist")
+    assert_one_line_error(run_cli_in_process("export-c", int8_model, "-o", tmp_path / "nodir" / "m"), "does not exist")
     assert not list(tmp_path.glob("m.*"))

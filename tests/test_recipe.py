@@ -5,7 +5,7 @@ import yaml
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.recipe import RECIPES_DIR, load_recipe, recipe_from_dict
-from helpers import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, run_cli_in_process
 
 BASE = "name: t\ndata: digits\nmodels: [lenet5]\n"
 
@@ -92,7 +92,7 @@ def test_shipped_recipes_load():
 def test_cli_bad_recipe_one_line_exit_1_nothing_written(tmp_path):
     r = tmp_path / "bad.yaml"
     r.write_text(BASE + "quant: int8\n")
-    p = run_cli("run", r, "-o", tmp_path / "out", cwd=tmp_path)
+    p = run_cli_in_process("run", r, "-o", tmp_path / "out", cwd=tmp_path)
     assert p.returncode == 1
     assert_one_line_error(p, f"{r}: field 'quant' must be a list, got 'int8'")
     assert sorted(x.name for x in tmp_path.iterdir()) == ["bad.yaml"]

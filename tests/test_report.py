@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import require
-from helpers import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, run_cli, run_cli_in_process
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.report import make_report
@@ -70,7 +70,7 @@ def test_html_report_of_a_run(run_dir, tmp_path):
 
 @pytest.mark.slow
 def test_markdown_report_of_a_run_via_cli(run_dir, tmp_path):
-    p = run_cli("report", run_dir, "-o", tmp_path / "README.md", "--json")
+    p = run_cli_in_process("report", run_dir, "-o", tmp_path / "README.md", "--json")
     assert p.returncode == 0, p.stderr
     info = json.loads(p.stdout)
     md = (tmp_path / "README.md").read_text()
@@ -150,7 +150,7 @@ def test_database_report_with_history(tmp_path):
             db.record(_bench_doc("runs/a/lenet5_int8.tflite", p50))
         db.record(_bench_doc("runs/a/lenet5_float32.tflite", 1.5))
         db.record(_bench_doc("runs/a/lenet5_float32.tflite", None, "failed", "pi", "device pi: no route to host"))
-    p = run_cli("report", "--db", db_path, "-o", tmp_path / "db.html", "--json")
+    p = run_cli_in_process("report", "--db", db_path, "-o", tmp_path / "db.html", "--json")
     assert p.returncode == 0, p.stderr
     info = json.loads(p.stdout)
     assert info["kind"] == "db" and info["rows"] == 3 and info["plots"] == ["latency", "size", "history"]
@@ -168,7 +168,7 @@ def test_empty_database(tmp_path):
     for name in ("new.sqlite", "zero.sqlite"):
         with pytest.raises(EdgecnnError, match=rf"{name}: no bench runs recorded yet"):
             make_report(tmp_path / name, tmp_path / "r.html")
-    assert_one_line_error(run_cli("report", "--db", tmp_path / "new.sqlite", "-o", tmp_path / "r.html"),
+    assert_one_line_error(run_cli_in_process("report", "--db", tmp_path / "new.sqlite", "-o", tmp_path / "r.html"),
                           "no bench runs recorded yet")
     assert not (tmp_path / "r.html").exists()
 
@@ -178,7 +178,7 @@ def test_old_schema_run_dir_is_refused_and_nothing_lost(tmp_path):
     run.mkdir()
     (tmp_path / "r.html").write_text("previous report")
     (run / "summary.json").write_text(json.dumps({"recipe": "t", "rows": [{"model": "m"}]}))
-    assert_one_line_error(run_cli("report", run, "-o", tmp_path / "r.html"),
+    assert_one_line_error(run_cli_in_process("report", run, "-o", tmp_path / "r.html"),
                           f"{run / 'summary.json'}: no schema field", "edgecnn.run/1")
     (run / "summary.json").write_text(json.dumps({"schema": "edgecnn.run/0", "rows": []}))
     with pytest.raises(EdgecnnError, match=r"summary.json: schema 'edgecnn.run/0', but this edgecnn reads"):
@@ -255,11 +255,12 @@ def test_old_database_rows_get_task_metric_and_value(tmp_path):
 
 
 def test_bad_arguments(tmp_path):
-    assert_one_line_error(run_cli("report", tmp_path / "nope"), "no such run directory or database")
-    assert_one_line_error(run_cli("report", tmp_path, "-o", tmp_path / "r.pdf"), "unknown report format '.pdf'")
-    assert_one_line_error(run_cli("report", tmp_path, "--db", tmp_path / "x.sqlite"), "not both")
-    assert_one_line_error(run_cli("report", tmp_path), "not a run directory")
-    assert_one_line_error(run_cli("report", tmp_path, "-o", tmp_path / "no" / "r.html"), "does not exist")
+    assert_one_line_error(run_cli_in_process("report", tmp_path / "nope"), "no such run directory or database")
+    assert_one_line_error(run_cli_in_process("report", tmp_path, "-o", tmp_path / "r.pdf"),
+                          "unknown report format '.pdf'")
+    assert_one_line_error(run_cli_in_process("report", tmp_path, "--db", tmp_path / "x.sqlite"), "not both")
+    assert_one_line_error(run_cli_in_process("report", tmp_path), "not a run directory")
+    assert_one_line_error(run_cli_in_process("report", tmp_path, "-o", tmp_path / "no" / "r.html"), "does not exist")
 
 
 def test_cli_stays_light():

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, run_cli_in_process
 from edgecnn.data.calibration import REPO_CALIBRATION, calibration_samples
 from edgecnn.data.sources import load_split, resolve
 from edgecnn.data.spec import PreprocessSpec
@@ -78,8 +78,8 @@ def test_flat_folder_files(flat8):
 
 def test_unlabeled_source_where_labels_are_needed(flat8, tmp_path, spec_tflite):
     msg = f"{flat8}: a flat folder of unlabeled images; train needs labels (one sub-folder per class)"
-    assert_one_line_error(run_cli("train", "lenet5", "--data", flat8, "-o", tmp_path / "m.keras"), msg)
-    assert_one_line_error(run_cli("eval", spec_tflite, "--data", "calibration:photos"),
+    assert_one_line_error(run_cli_in_process("train", "lenet5", "--data", flat8, "-o", tmp_path / "m.keras"), msg)
+    assert_one_line_error(run_cli_in_process("eval", spec_tflite, "--data", "calibration:photos"),
                           "calibration:photos: a flat folder of unlabeled images; eval needs labels")
     np.savez(tmp_path / "nolabels.npz", x=np.zeros((4, 8, 8), np.uint8))
     assert not load_split(str(tmp_path / "nolabels.npz")).labeled  # was: every label 0, one class "0"
@@ -88,7 +88,7 @@ def test_unlabeled_source_where_labels_are_needed(flat8, tmp_path, spec_tflite):
 
 
 def test_bench_inputs_from_an_unlabeled_source(spec_tflite):
-    p = run_cli("bench", spec_tflite, "--data", "calibration:photos", "--runs", 3, "--json")
+    p = run_cli_in_process("bench", spec_tflite, "--data", "calibration:photos", "--runs", 3, "--json")
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
     assert doc["status"] == "ok" and doc["input_source"] == "samples"
@@ -120,8 +120,8 @@ def test_damaged_npz_is_one_line_everywhere(tmp_path, spec_tflite):
             load_split(str(path))
         with pytest.raises(EdgecnnError, match=rf"{path.name}: not (a readable|an) \.npz file"):
             prepare_samples(str(foreign), str(path), tmp_path, 10)
-    assert_one_line_error(run_cli("train", "lenet5", "--data", files["truncated"], "-o", tmp_path / "m.keras"),
-                          "truncated.npz: not a readable .npz file")
+    assert_one_line_error(run_cli_in_process("train", "lenet5", "--data", files["truncated"], "-o",
+                                             tmp_path / "m.keras"), "truncated.npz: not a readable .npz file")
     assert not (tmp_path / "m.keras").exists()
 
 
@@ -168,13 +168,14 @@ def test_convert_grayscale_model_with_eight_colour_photos(flat8, tmp_path):
     out = keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
     model = tmp_path / "gray.keras"
     save_model(keras.Model(inp, out), model, PreprocessSpec(16, 16, 1, labels=("a", "b", "c")))
-    p = run_cli("convert", model, "-o", tmp_path / "a.tflite", "--quant", "int8", "--calibration", flat8, "--json")
+    p = run_cli_in_process("convert", model, "-o", tmp_path / "a.tflite", "--quant", "int8", "--calibration", flat8,
+                           "--json")
     assert p.returncode == 0, p.stderr
     cal = json.loads(p.stdout)["calibration"]
     assert cal["samples"] == 8 and len(cal["notes"]) == 2
     assert "has 8 images, fewer than the 100 asked for: using all 8" in cal["notes"][0]
     assert "converted to the model's 1 channel" in cal["notes"][1]
-    p = run_cli("convert", model, "-o", tmp_path / "b.tflite", "--quant", "int8", "--calibration", "photos")
+    p = run_cli_in_process("convert", model, "-o", tmp_path / "b.tflite", "--quant", "int8", "--calibration", "photos")
     assert p.returncode == 0, p.stderr
     out = " ".join(p.stdout.split())
     assert "note: calibration set 'photos' has colour (RGB) images: converted to the model's 1 channel" in out

@@ -5,7 +5,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from helpers import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, run_cli_in_process
 from edgecnn.errors import EdgecnnError
 from edgecnn.modelfile import load_model, read_keras_spec
 from edgecnn.train.trainer import TrainConfig, train
@@ -76,12 +76,12 @@ def test_interrupted_save_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_cli_train_bad_inputs(tmp_path):
-    assert_one_line_error(run_cli("train", "lenet5", "--data", tmp_path / "missing", "-o", tmp_path / "m.keras"),
-                          "data path does not exist")
+    assert_one_line_error(run_cli_in_process("train", "lenet5", "--data", tmp_path / "missing", "-o",
+                                             tmp_path / "m.keras"), "data path does not exist")
     (tmp_path / "empty").mkdir()
-    assert_one_line_error(run_cli("train", "lenet5", "--data", tmp_path / "empty", "-o", tmp_path / "m.keras"),
-                          "empty image folder")
-    assert_one_line_error(run_cli("train", "lenet5", "-o", tmp_path / "m.h5"), "must end in .keras")
+    assert_one_line_error(run_cli_in_process("train", "lenet5", "--data", tmp_path / "empty", "-o",
+                                             tmp_path / "m.keras"), "empty image folder")
+    assert_one_line_error(run_cli_in_process("train", "lenet5", "-o", tmp_path / "m.h5"), "must end in .keras")
     assert not any(p.suffix == ".keras" for p in tmp_path.iterdir())
 
 
