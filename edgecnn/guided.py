@@ -128,6 +128,9 @@ def guided_convert(model_path: str | Path, out_path: str | Path, req: Conversion
         "max_drop_points": max_drop_points, "eval_data": eval_data, "eval_n": ev.n,
         "task": ev.task.name, "metric": metric,
         "float_value": f1, "int8_value": q1, "final_value": steps[-1]["value"] if best_nodes else q1,
+        # the same under the metric's own key (float_top1, ... for a classifier, as before the task table)
+        f"float_{ev.task.metric_key}": f1, f"int8_{ev.task.metric_key}": q1,
+        f"final_{ev.task.metric_key}": steps[-1]["value"] if best_nodes else q1,
         "final_drop_points": 100 * (f1 - (steps[-1]["value"] if best_nodes else q1)),
         "kept_in_float": best_nodes, "steps": steps, "floor": floor,
         "cost": {"size_bytes_full_int8": len(full), "size_bytes_guided": len(best),
