@@ -190,15 +190,20 @@ def test_a_task_registered_from_the_tests_runs_on_the_ray_engine(cluster, tmp_pa
 
 @pytest.mark.slow
 def test_sharded_detector_compare_equals_the_local_one(cluster, detector):
-    """Detector compare on Ray (refused before the task table): the same boxes, agreement, mAPs and output SNRs
-    as one process, with boxes found."""
+    """Detector compare on Ray (refused before the task table): the same agreement, mAPs and output SNRs as one
+    process, on images where the model finds boxes."""
     from edgecnn.evaluate.compare import compare
     from edgecnn.executor.ray_cluster import RayExecutor
 
     keras, int8 = detector
+    from edgecnn.evaluate.accuracy import evaluate
+
     local = compare(keras, int8, "scenes:digits", limit=300)
-    assert local["task"] == "detection" and local["float_boxes"] > 0 and local["labeled"] is True
+    assert local["task"] == "detection" and local["labeled"] is True and local["n"] == 300
     assert set(local["output_snr_db"]) == {"heatmap", "size", "offset"}
+    # the mAPs compared are of boxes found on these images (a one-epoch model may have none at the agreement's
+    # confidence 0.3, so `float_boxes` can be 0; eval counts every decoded box)
+    assert evaluate(int8, "scenes:digits", 300)["detections"] > 0 and local["quant_map50"] is not None
     with RayExecutor() as ex:
         assert compare(keras, int8, "scenes:digits", limit=300,
                        map_shards=functools.partial(ex.map_shards, count=2)) == local
