@@ -79,7 +79,7 @@ def accuracy_row(acc: dict) -> tuple[str, str]:
 
     from edgecnn import tasks
 
-    task = tasks.get(acc.get("task"))
+    task = tasks.known(acc.get("task"))
     return task.metric, escape(task.bench_text(acc))  # a note may show [x0, ...] rows: not rich markup
 
 
@@ -88,7 +88,7 @@ def accuracy_value(doc: dict) -> float | None:
     from edgecnn import tasks
 
     acc = doc.get("accuracy") or {}
-    return acc.get(tasks.get(acc.get("task")).metric_key)
+    return acc.get(tasks.known(acc.get("task")).metric_key)
 
 
 def op_table(doc: dict) -> Table | None:
@@ -174,7 +174,7 @@ def devices_table(docs: list[dict]) -> Table:
     t = Table(title=f"bench {(docs[0].get('model') or {}).get('path', '')}" if docs else "bench")
     from edgecnn import tasks
 
-    metrics = {tasks.get(d["accuracy"].get("task")).metric for d in docs if d.get("accuracy")} or \
+    metrics = {tasks.known(d["accuracy"].get("task")).metric for d in docs if d.get("accuracy")} or \
         {tasks.get(None).metric}
     post = any((d.get("postprocess") or {}).get("p50_ms") is not None for d in docs)
     metric = metrics.pop() if len(metrics) == 1 else "accuracy"

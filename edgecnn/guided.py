@@ -90,7 +90,8 @@ def guided_convert(model_path: str | Path, out_path: str | Path, req: Conversion
     f1 = _metric(prep.f32, ev)
     full = prep.quantized()
     q1 = _metric(full, ev)
-    steps = [{"kept": 0, "nodes": [], "value": q1, "drop_points": 100 * (f1 - q1), "size_bytes": len(full)}]
+    steps = [{"kept": 0, "nodes": [], "value": q1, ev.task.metric_key: q1, "drop_points": 100 * (f1 - q1),
+              "size_bytes": len(full)}]
     log(f"float {metric} {f1:.4f}; int8 {metric} {q1:.4f} (drop {100 * (f1 - q1):.2f} pts, limit {max_drop_points})")
     best, best_nodes, floor = full, [], None
     if 100 * (f1 - q1) > max_drop_points:
@@ -107,8 +108,8 @@ def guided_convert(model_path: str | Path, out_path: str | Path, req: Conversion
             nodes = names[:k]
             data = prep.quantized(nodes=nodes)
             value = _metric(data, ev)
-            steps.append({"kept": len(nodes), "nodes": nodes, "value": value, "drop_points": 100 * (f1 - value),
-                          "size_bytes": len(data)})
+            steps.append({"kept": len(nodes), "nodes": nodes, "value": value, ev.task.metric_key: value,
+                          "drop_points": 100 * (f1 - value), "size_bytes": len(data)})
             log(f"  {len(nodes)} layer(s) in float: {metric} {value:.4f} (drop {100 * (f1 - value):.2f} pts)")
             if 100 * (f1 - value) <= max_drop_points:
                 best, best_nodes = data, nodes
@@ -157,7 +158,8 @@ def _floor(prep, names: list[str], ev: EvalSet, f1: float, full_drop: float, max
     value = _metric(model, ev)
     still_int = Counter(op.op for op in TfliteInfo(model).ops if not op.float_compute
                         and op.op not in ("QUANTIZE", "DEQUANTIZE"))
-    floor = {"layers_in_float": len(names), "value": value, "drop_points": 100 * (f1 - value),
+    floor = {"layers_in_float": len(names), "value": value, ev.task.metric_key: value,
+             "drop_points": 100 * (f1 - value),
              "ops_still_integer": dict(still_int)}
     if floor["drop_points"] <= max_drop_points:
         return floor

@@ -366,9 +366,9 @@ def run_pipeline(recipe: Recipe, out_dir: str | Path, log: Callable[[str], None]
                 steady = (b.get("timing") or {}).get("steady") or {}
                 rows.append({"model": m.key, "precision": mode, "device": device, "target": target, "path": str(tflite),
                              "size_bytes": conv["size_bytes"], "size_ratio": conv["size_ratio_to_float32"],
-                             "task": task.name, "metric": task.metric, "value": acc["value"],
-                             "float_value": float_eval["value"],
-                             "drop_points": 100 * (float_eval["value"] - acc["value"]),
+                             "task": task.name, "metric": task.metric, "value": task.value(acc),
+                             "float_value": task.value(float_eval),
+                             "drop_points": 100 * (task.value(float_eval) - task.value(acc)),
                              **{k: acc.get(k) for k in task.details},
                              **{f"float_{k}": float_eval.get(k) for k in task.details},
                              "p50_ms": steady.get("p50_ms"), "p90_ms": steady.get("p90_ms"),

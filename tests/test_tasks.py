@@ -155,3 +155,32 @@ def test_a_task_without_a_trainer_is_refused_by_train_in_one_line():
 
     with pytest.raises(EdgecnnError, match=r"cannot train brightness models .*trainable: classification, detection"):
         task_trainer(task_toy.TASK)
+
+
+def test_results_written_before_value_existed_still_read():
+    """A run directory's cached eval results from before the task table hold `top1` / `map50`, not `value`: a
+    re-run reads them through the task's own key."""
+    from edgecnn import pipeline, tasks
+
+    assert pipeline._accuracy_text({"model": "m", "n": 3, "top1": 0.5, "top5": 1.0}) == "top-1 0.5000"
+    assert tasks.get("detection").value({"task": "detection", "map50": 0.25, "map": 0.1}) == 0.25
+    assert tasks.known("a-task-from-elsewhere").name == tasks.DEFAULT  # stored documents of unknown tasks show
+
+
+def test_a_registered_task_that_owns_a_set_is_found_before_the_default():
+    from edgecnn import tasks
+    from edgecnn.data.dataset import Dataset
+    from edgecnn.tasks.base import Task
+
+    class Masks(Task):
+        name = "zz-masks"
+
+        def owns(self, ds):
+            return getattr(ds, "masks", None) is not None
+
+    tasks.register(Masks())
+    ds = Dataset(np.zeros((2, 4, 4), np.uint8), np.zeros(2, np.int64), ("a",), "t")
+    assert tasks.for_dataset(ds).name == "classification"
+    ds.masks = [np.zeros((4, 4))] * 2
+    assert tasks.for_dataset(ds).name == "zz-masks"
+    tasks._LOADED.pop("zz-masks")

@@ -469,12 +469,12 @@ def detector_head(a, pp, interp, inputs, outputs) -> tuple[dict | None, str | No
         except ValueError as exc:
             raise RunnerError(f"--head: {exc}") from None
     spec = embedded_spec(a.model)
-    if spec is not None and spec.get("task"):  # a spec names its task only when it is not the default one
-        if pp is None or spec["task"] != getattr(pp, "TASK", None):
-            raise RunnerError(f"{a.model} is a {spec['task']} model but its post-processing is missing "
-                              f"({a.postprocess})")
+    named = spec.get("task") if spec is not None else None
+    if named and named == getattr(pp, "TASK", None):  # the task whose outputs the shipped post-processing decodes
         # a detection spec without a head is an early CenterNet (as `edgecnn eval` reads it)
         return dict(spec.get("head") or {"kind": "centernet"}), "spec"
+    if named and spec.get("head") and pp is None:  # a detector's spec (its head), and no decoder beside the runner
+        raise RunnerError(f"{a.model} is a {named} model but its post-processing is missing ({a.postprocess})")
     # no detection spec: a foreign detector, maybe converted by edgecnn (its spec then has the input only)
     if pp is None:
         return None, None

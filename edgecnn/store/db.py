@@ -290,7 +290,7 @@ def accuracy_metric(doc: dict) -> str | None:
     from edgecnn import tasks
 
     acc = doc.get("accuracy") if isinstance(doc.get("accuracy"), dict) else {}
-    task = tasks.get(acc.get("task"))
+    task = tasks.known(acc.get("task"))
     return task.metric if acc.get(task.metric_key) is not None else None
 
 

@@ -62,6 +62,12 @@ def get(name):
     return _LOADED[name]
 
 
+def known(name):
+    """The task named `name` in a stored document, or the default task when this edgecnn does not know the name (a
+    result written by a task registered elsewhere still shows, under the default task's cells)."""
+    return get(name if name is None or name in names() else None)
+
+
 def for_spec(spec) -> object:
     """The task of a model with an edgecnn spec (`PreprocessSpec.task`)."""
     return get(getattr(spec, "task", None))
@@ -80,19 +86,22 @@ def for_model(spec, model_path, head: dict | None = None):
 
 
 def for_dataset(ds) -> object:
-    """The task whose truth a labeled data set carries (the first task in the table that accepts it)."""
+    """The task whose truth a data set carries: the first other task that owns it, else the default task (whose
+    truth, a class per image, every set without another task's truth is taken to carry)."""
     for name in names():
-        task = get(name)
-        if task.owns(ds):
-            return task
-    return get("classification")
+        if name != DEFAULT and get(name).owns(ds):
+            return get(name)
+    return get(DEFAULT)
 
 
 def _foreign_head(model_path) -> dict | None:
-    from edgecnn.modelfile import model_kind
-
-    if model_path is None or model_kind(model_path) != "tflite":
+    """A .tflite's recognised detection head (read from its flatbuffer), else None (any other model file)."""
+    p = Path(model_path) if model_path is not None else None
+    if p is None or not p.is_file():
         return None
+    with open(p, "rb") as fh:
+        if fh.read(8)[4:8] != b"TFL3":  # the flatbuffer identifier (edgecnn.modelfile.model_kind reads it too)
+            return None
     from edgecnn.tflite.detect import recognise_head
 
-    return recognise_head(model_path)
+    return recognise_head(p)

@@ -75,9 +75,13 @@ class Task:
     details = ("value",)  # keys of an eval result a pipeline row keeps (and, prefixed float_, the float model's)
     per_class_in_rows = False  # compare's per-class rows are what the report's per-class table shows
 
+    def value(self, result: dict):
+        """The metric's value of a result, also of one written before results carried `value` (its own key)."""
+        return result.get("value", result.get(self.metric_key))
+
     def describe(self, result: dict) -> str:
         """An eval result in a few words (`top-1 0.9812`)."""
-        return f"{self.metric} {result['value']:.4f}"
+        return f"{self.metric} {self.value(result):.4f}"
 
     def cell(self, value) -> str:
         """The metric as a table cell."""
