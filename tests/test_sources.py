@@ -92,7 +92,8 @@ def test_bench_inputs_from_an_unlabeled_source(spec_tflite):
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
     assert doc["status"] == "ok" and doc["input_source"] == "samples"
-    assert doc["accuracy"] == {"n": 128, "top1": None} and len(doc["outputs_top1"]) == 128
+    assert doc["accuracy"] == {"n": 128, "top1": None, "task": "classification", "metric": "top-1", "value": None}
+    assert len(doc["outputs_top1"]) == 128
     assert "128 unlabeled images" in doc["settings"]["data"]
 
 
