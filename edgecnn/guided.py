@@ -174,7 +174,8 @@ def _floor(prep, names: list[str], ev: EvalSet, f1: float, full_drop: float, max
                    f"{floor['drop_points'] - floor['float_io_drop_points']:.2f} of them")
     reachable = min(floor["drop_points"], full_drop)
     raise UnreachableDrop(
-        f"{model_path}: cannot reach a {ev.task.metric} drop of {max_drop_points} pts: with every ranked layer ({len(names)}) in "
+        f"{model_path}: cannot reach a {ev.task.metric} drop of {max_drop_points} pts: with every ranked layer "
+        f"({len(names)}) in "
         f"float the model still loses {floor['drop_points']:.2f} pts, which keeping layers in float cannot give back "
         f"(what stays integer then: {', '.join(f'{k}x{v}' for k, v in still_int.items()) or 'nothing'}, and the "
         f"{prep.req.io_type} input/output){io_note}; full int8 loses {full_drop:.2f}: use a limit "

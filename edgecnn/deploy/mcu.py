@@ -260,7 +260,8 @@ def compare_on_data(runtime, data: bytes, model_path: Path, src: str, limit: int
         f"{task.metric_key}_tflm": v_tflm, f"{task.metric_key}_litert": v_lite,  # top1_tflm... as before tasks
         "identical_outputs": float(same_bytes / n),
         "max_output_diff_quantized": max_diff if any(np.dtype(d["dtype"]).kind in "iu" for d in l_outs) else None,
-        "ms_per_sample_tflm_host": round(1000 * t_tflm / n, 3), "ms_per_sample_litert_host": round(1000 * t_lite / n, 3),
+        "ms_per_sample_tflm_host": round(1000 * t_tflm / n, 3),
+        "ms_per_sample_litert_host": round(1000 * t_lite / n, 3),
     }
 
 

@@ -38,18 +38,14 @@ class Run:
     snr_sums: list = field(default_factory=list)  # compare: per output, (per-sample sum f^2, per-sample noise)
 
 
-def _outputs(model: Path, x: np.ndarray, batch: int | None) -> list[np.ndarray]:
-    from edgecnn.evaluate.predict import predict_outputs
-
-    return predict_outputs(model, x, batch)
-
-
 def _predict(task, models, ctxs, x, batch, pair: bool) -> dict:
     """Predictions (and, for a pair, per-sample SNR sums of each output) of `models` on `x`."""
+    from edgecnn.evaluate.predict import predict_outputs
+
     preds, shapes, sums = [], [], []
     outs = []
     for model, ctx in zip(models, ctxs):
-        o = _outputs(model, x, batch)
+        o = predict_outputs(model, x, batch)
         shapes.append([list(a.shape[1:]) for a in o])
         task.check_outputs([a.shape[1:] for a in o], ctx, model)
         preds.append(task.postprocess(o, ctx))

@@ -89,7 +89,8 @@ class Task:
 
     def compare_text(self, r: dict) -> tuple[list[str], tuple | None]:
         """`edgecnn compare`'s lines for this task's result `r`, and a (title, headers, rows) table or None."""
-        lines = [f"{r['n']} {'labeled' if r['labeled'] else 'unlabeled'} images: agreement {number_text(r['agreement'])}"]
+        seen = "labeled" if r["labeled"] else "unlabeled"
+        lines = [f"{r['n']} {seen} images: agreement {number_text(r['agreement'])}"]
         if r["labeled"]:
             lines.append(f"float {self.metric} {r['float_value']:.4f}  quant {self.metric} {r['quant_value']:.4f}  "
                          f"drop {r['drop_points']:+.2f} pts")

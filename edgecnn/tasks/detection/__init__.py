@@ -41,7 +41,8 @@ class Detection(Task):
         from edgecnn.tasks.base import number_text
 
         snr = "  ".join(f"{k} {v:.1f} dB" for k, v in r["output_snr_db"].items())
-        lines = [f"{r['n']} {'labeled' if r['labeled'] else 'unlabeled'} images: box agreement {number_text(r['matched'])} "
+        seen = "labeled" if r["labeled"] else "unlabeled"
+        lines = [f"{r['n']} {seen} images: box agreement {number_text(r['matched'])} "
                  f"of {r['float_boxes']} float boxes (score >= {r['score_threshold']}, IoU >= {r['iou']}), extra "
                  f"{number_text(r['extra'])}, mean IoU {number_text(r['mean_iou'])}; quant mAP@.5 vs float boxes "
                  f"{number_text(r.get('map50_vs_float'))}; output SNR {snr}"]
@@ -53,7 +54,8 @@ class Detection(Task):
         worst = sorted((c for c in r["per_class"] if c["delta_points"] is not None),
                        key=lambda c: c["delta_points"])[:5]
         return lines, ("per-class AP@.5 delta (worst first)", ["class", "float", "quant", "delta pts"],
-                       [[c["name"], number_text(c["float_ap50"]), number_text(c["quant_ap50"]), f"{c['delta_points']:+.2f}"]
+                       [[c["name"], number_text(c["float_ap50"]), number_text(c["quant_ap50"]),
+                         f"{c['delta_points']:+.2f}"]
                         for c in worst])
 
     def bench_text(self, acc: dict) -> str:
