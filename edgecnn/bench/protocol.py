@@ -44,7 +44,7 @@ def postprocess_path(model) -> Path:
         spec = read_spec(model)
     except Exception:  # noqa: BLE001 - an unreadable model: the runner says what is wrong with it
         spec = None
-    return tasks.board_file(spec)
+    return tasks.board_file(spec, model)
 
 
 def runner_args(model: str, settings: BenchSettings, samples: str | None = None, postprocess: str | None = None,

@@ -8,6 +8,7 @@
 | per_class | per-class metric change of the worst int8 (else quantized) | `edgecnn run` compared it with float      |
 | history   | p50 over repeated benches of the same file on a device     | some configuration was benched twice      |
 | boxes     | a detector's boxes on test images, float32 above int8      | rows carry `examples` (a detector's eval) |
+| masks     | a segmenter's class maps: image, truth, float32, int8       | rows carry `examples` (a segmenter's eval) |
 
 Figures are made on `matplotlib.figure.Figure` with the Agg canvas, never through pyplot: no global backend is
 switched, no window can open, and nothing leaks between reports. matplotlib is imported here only, and this module
@@ -41,7 +42,7 @@ class Plot:
 
 def make_plots(data: ReportData) -> list[Plot]:
     """Every figure that `data` has the numbers for, in reading order."""
-    makers = (pareto_plot, latency_plot, size_plot, per_class_plot, boxes_plot, history_plot)
+    makers = (pareto_plot, latency_plot, size_plot, per_class_plot, boxes_plot, masks_plot, history_plot)
     return [p for p in (m(data) for m in makers) if p is not None]
 
 
@@ -294,22 +295,71 @@ def history_plot(data: ReportData) -> Plot | None:
                    "spread, as in `edgecnn history`)." if flagged else "; no regressions flagged."), _png(fig), wide=True)
 
 
-def boxes_plot(data: ReportData) -> Plot | None:
-    """Predicted boxes of the first model whose rows carry examples (`Task.examples`: a detector's) on a few test
-    images: float32 above the quantized precision (int8 when there), the true boxes dashed. The images are read
-    back from the run's data source."""
-    rows = [r for r in data.rows if r.get("examples") and r.get("float_examples")]
+def _example_rows(data: ReportData, key: str, what: str):
+    """(the row, the test split) of the first model whose rows carry examples with `key` (`Task.examples`: a
+    detector's "boxes", a segmenter's "mask"), the quantized precision's (int8 when there); the images are read
+    back from the run's data source. None when there is none, or the source cannot be read (said in the notes)."""
+    rows = [r for r in data.rows if r.get("examples") and r.get("float_examples") and key in r["examples"][0]]
     if not rows or not data.data_source:
         return None
     quant = [r for r in rows if r["precision"] == "int8"] or [r for r in rows if r["precision"] != "float32"] or rows
-    r = quant[0]
     try:
         from edgecnn.data import load_split
 
         ds = load_split(data.data_source, "test", needs_labels=None)
     except Exception as exc:  # noqa: BLE001 — a picture is not worth failing the report over; say why it is missing
-        data.notes.append(f"box picture not drawn: cannot read {data.data_source}: {str(exc).splitlines()[0]}")
+        data.notes.append(f"{what} picture not drawn: cannot read {data.data_source}: {str(exc).splitlines()[0]}")
         return None
+    return quant[0], ds
+
+
+def masks_plot(data: ReportData) -> Plot | None:
+    """A segmenter's class maps on a few test images: the image, the true mask, the float32 and the quantized
+    precision's maps (`Task.examples`: the first images' class maps), one colour per class, background black."""
+    found = _example_rows(data, "mask", "mask")
+    if found is None:
+        return None
+    r, ds = found
+    from edgecnn.tasks.segmentation.metrics import example_map
+
+    k = min(len(r["examples"]), len(r["float_examples"]), len(ds))
+    panels = [("image", None), ("truth", None), ("float32", r["float_examples"]), (r["precision"], r["examples"])]
+    fig = _figure(WIDE, 2.3 * len(panels))
+    axes = fig.subplots(len(panels), k, squeeze=False)
+    cmap = _class_colors(max(2, len(getattr(ds, "mask_names", ()) or ())))
+    for row_axes, (label, examples) in zip(axes, panels):
+        for i, ax in enumerate(row_axes):
+            if label == "image":
+                ax.imshow(ds.images[i], cmap="gray" if ds.images[i].ndim == 2 else None)
+            else:
+                m = ds.masks[i] if examples is None else example_map(examples[i])
+                ax.imshow(m, cmap=cmap, vmin=0, vmax=cmap.N - 1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_ylabel(label, fontsize=9, color=INK)
+    return Plot("masks", f"Masks: {r['model']} float32 and {r['precision']}",
+                f"{r['model']} on the first {k} test images of {data.data_source}: the image, the true mask, and the "
+                f"float32 and {r['precision']} class maps (one colour per class, background black; ignore pixels of "
+                "the truth in the last colour).", _png(fig), wide=True)
+
+
+def _class_colors(n: int):
+    from matplotlib.colors import ListedColormap
+    import matplotlib
+
+    base = matplotlib.colormaps["tab20"].colors
+    return ListedColormap([(0, 0, 0)] + [base[i % len(base)] for i in range(n - 1)] + [(1, 1, 1)] * (256 - n))
+
+
+def boxes_plot(data: ReportData) -> Plot | None:
+    """Predicted boxes of the first model whose rows carry examples (`Task.examples`: a detector's) on a few test
+    images: float32 above the quantized precision (int8 when there), the true boxes dashed. The images are read
+    back from the run's data source."""
+    found = _example_rows(data, "boxes", "box")
+    if found is None:
+        return None
+    r, ds = found
     panels = [("float32", r["float_examples"]), (r["precision"], r["examples"])]
     k = min(len(r["examples"]), len(r["float_examples"]), len(ds))
     names = list(ds.class_names)

@@ -40,10 +40,18 @@ _LOADED: dict = {}
 BOARD_POSTPROCESS = Path(__file__).resolve().parent / "detection" / "postprocess.py"
 
 
-def board_file(spec) -> Path:
-    """The post-processing file to ship beside the board runner for a model with `spec` (None: a foreign model):
-    its task's `board_file`, else detection's, which recognises foreign detectors by their outputs."""
-    task = for_spec(spec) if spec is not None else None
+# tasks whose models edgecnn recognises in a foreign .tflite (no spec, or a spec of the default task), in this order:
+# each task's `recognise` reads the graph's outputs (`edgecnn.tflite.detect.recognise_head`)
+FOREIGN = ("detection", "segmentation")
+
+
+def board_file(spec, model=None) -> Path:
+    """The post-processing file to ship beside the board runner for `model` with `spec` (None: a foreign model): its
+    task's `board_file` (a foreign model's recognised task's), else detection's, which recognises foreign detectors
+    on the board by their outputs."""
+    task = for_spec(spec) if spec is not None else get(DEFAULT)
+    if task.name == DEFAULT and model is not None:
+        task = _foreign(model)[0] or task
     return getattr(task, "board_file", None) or BOARD_POSTPROCESS
 
 
@@ -83,14 +91,14 @@ def for_spec(spec) -> object:
 
 
 def for_model(spec, model_path, head: dict | None = None):
-    """(task, context) of a model: its spec's task, or a foreign .tflite detector recognised by its outputs (or
-    given `head`); the context is what the task's `postprocess` needs (`Task.context`)."""
+    """(task, context) of a model: its spec's task, or a foreign .tflite's recognised by its outputs (`FOREIGN`: a
+    detector's head, a segmenter's logits; a given `head` is a detector's); the context is what the task's
+    `postprocess` needs (`Task.context`)."""
     task = for_spec(spec)
-    if task.name == "classification":
-        found = head or _foreign_head(model_path)
+    if task.name == DEFAULT:
+        found, found_head = (get("detection"), head) if head else _foreign(model_path)
         if found is not None:
-            task = get("detection")
-            return task, task.context(spec, head=found)
+            return found, found.context(spec, head=found_head)
     return task, task.context(spec, head=head)
 
 
@@ -103,14 +111,19 @@ def for_dataset(ds) -> object:
     return get(DEFAULT)
 
 
-def _foreign_head(model_path) -> dict | None:
-    """A .tflite's recognised detection head (read from its flatbuffer), else None (any other model file)."""
+def _foreign(model_path) -> tuple:
+    """(task, head) of a .tflite whose outputs a `FOREIGN` task recognises (read from its flatbuffer), else
+    (None, None) (any other model file)."""
     p = Path(model_path) if model_path is not None else None
     if p is None or not p.is_file():
-        return None
+        return None, None
     with open(p, "rb") as fh:
         if fh.read(8)[4:8] != b"TFL3":  # the flatbuffer identifier (edgecnn.modelfile.model_kind reads it too)
-            return None
+            return None, None
     from edgecnn.tflite.detect import recognise_head
 
-    return recognise_head(p)
+    for name in FOREIGN:
+        head = recognise_head(p, get(name).recognise)
+        if head is not None:
+            return get(name), head
+    return None, None

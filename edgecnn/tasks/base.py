@@ -65,6 +65,11 @@ class Task:
         """What `postprocess` needs beyond the outputs (input size, head...): plain data, shipped to Ray workers."""
         return {}
 
+    @staticmethod
+    def recognise(outputs: list, ops: list, input_hw) -> dict | None:
+        """A foreign model's head when its graph's outputs are this task's (`tasks.FOREIGN`), else None."""
+        return None
+
     def check_outputs(self, shapes: list, ctx: dict, model) -> None:
         """One line when a model's output shapes (without batch) cannot be this task's."""
 

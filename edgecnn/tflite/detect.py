@@ -49,10 +49,12 @@ def _producers(model) -> dict[int, object]:
     return {int(t): op for op in (sub.operators or []) for t in (op.outputs if op.outputs is not None else [])}
 
 
-def recognise_head(model) -> dict | None:
+def recognise_head(model, recognise=None) -> dict | None:
     """The head description (`{"kind": "blazeface", ...}` or `{"kind": "tflite_detection_postprocess", ...}`) of a
-    foreign detector, or None when its outputs are neither kind."""
-    from edgecnn.tasks.detection.postprocess import recognise
+    foreign detector, or None when its outputs are neither kind; `recognise(outputs, ops, input_hw)`: another
+    task's recogniser over the same description of the graph (a segmenter's logits)."""
+    if recognise is None:
+        from edgecnn.tasks.detection.postprocess import recognise
 
     m = _load(model)
     sub = m.subgraphs[0]

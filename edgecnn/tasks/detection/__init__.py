@@ -93,6 +93,12 @@ class Detection(Task):
         return {"head": dict(head or spec.head or DEFAULT_HEAD), "input_hw": (int(spec.height), int(spec.width)),
                 "labels": list(spec.labels)}
 
+    @staticmethod
+    def recognise(outputs, ops, input_hw):
+        from edgecnn.tasks.detection.postprocess import recognise
+
+        return recognise(outputs, ops, input_hw)
+
     def check_outputs(self, shapes, ctx, model) -> None:
         from edgecnn.tasks.detection.postprocess import FOREIGN_HEADS, output_problem
 

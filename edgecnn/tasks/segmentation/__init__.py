@@ -33,7 +33,8 @@ class Segmentation(Task):
     example_source = "scenes:digits"
     trainer = "edgecnn.train.segmentation"
     board_file = Path(__file__).resolve().parent / "postprocess.py"
-    details = ("miou", "pixel_accuracy", "mean_accuracy")
+    details = ("miou", "pixel_accuracy", "mean_accuracy", "examples")
+    per_class_in_rows = True  # the report's per-class IoU change (classes scored in both models; n: true pixels)
 
     # --- data -------------------------------------------------------------------------------------------------
     def owns(self, ds) -> bool:
@@ -49,6 +50,12 @@ class Segmentation(Task):
     def context(self, spec, head: dict | None = None) -> dict:
         return {"head": dict(head or spec.head or DEFAULT_HEAD), "input_hw": (int(spec.height), int(spec.width)),
                 "labels": list(spec.labels)}
+
+    @staticmethod
+    def recognise(outputs, ops, input_hw):
+        from edgecnn.tasks.segmentation.postprocess import recognise
+
+        return recognise(outputs, ops, input_hw)
 
     def check_outputs(self, shapes, ctx, model) -> None:
         first = list(shapes[0]) if shapes else []
@@ -84,8 +91,7 @@ class Segmentation(Task):
         lines.append(f"float mIoU {r['float_miou']:.4f}  quant mIoU {r['quant_miou']:.4f}  drop "
                      f"{r['drop_points']:+.2f} pts;  pixel accuracy {r['float_pixel_accuracy']:.4f} -> "
                      f"{r['quant_pixel_accuracy']:.4f}")
-        worst = sorted((c for c in r["per_class"] if c["delta_points"] is not None),
-                       key=lambda c: c["delta_points"])[:WORST_CLASSES]
+        worst = sorted(r["per_class"], key=lambda c: c["delta_points"])[:WORST_CLASSES]
         return lines, ("per-class IoU delta (worst first)", ["class", "float", "quant", "delta pts"],
                        [[c["name"], number_text(c["float_iou"]), number_text(c["quant_iou"]),
                          f"{c['delta_points']:+.2f}"] for c in worst])
@@ -132,6 +138,12 @@ class Segmentation(Task):
             raise EdgecnnError(f"{ctx.get('model', 'the model')}: every mask pixel is the ignore label: nothing to score")
         return {"task": self.name, "metric": self.metric, "value": r["miou"], "n": len(truth), **r}
 
+    def examples(self, preds, truth, ctx, k: int) -> list:
+        """The class maps of the first `k` images (the report draws them beside the truth)."""
+        from edgecnn.tasks.segmentation.metrics import example
+
+        return [example(p) for p in preds[:k]]
+
     def agreement(self, fpreds, qpreds, fctx, qctx):
         from edgecnn.tasks.segmentation.metrics import pixel_agreement
 
@@ -160,10 +172,11 @@ class Segmentation(Task):
             out.update({"float_miou": f["miou"], "quant_miou": q["miou"], "float_value": f["miou"],
                         "quant_value": q["miou"], "drop_points": 100 * (f["miou"] - q["miou"]),
                         "float_pixel_accuracy": f["pixel_accuracy"], "quant_pixel_accuracy": q["pixel_accuracy"],
-                        "per_class": [{"name": a["name"], "float_iou": a["iou"], "quant_iou": b["iou"],
-                                       "delta_points": None if a["iou"] is None or b["iou"] is None
-                                       else 100 * (b["iou"] - a["iou"])}
-                                      for a, b in zip(f["per_class"], q["per_class"])]})
+                        "per_class": [{"class": a["class"], "name": a["name"], "n": a["pixels"],
+                                       "float_iou": a["iou"], "quant_iou": b["iou"],
+                                       "delta_points": 100 * (b["iou"] - a["iou"])}
+                                      for a, b in zip(f["per_class"], q["per_class"])
+                                      if a["iou"] is not None and b["iou"] is not None]})
         return out
 
 

@@ -77,3 +77,18 @@ def kl_sums(f: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     p, r = dist(f), dist(q)
     kl = np.sum(p * np.log(p / r), axis=-1).reshape(len(p), -1)
     return kl.sum(axis=1), np.full(len(p), kl.shape[1], np.float64)
+
+
+def example(pred: np.ndarray) -> dict:
+    """A class map as a report keeps it (`Task.examples`): its shape and base64 bytes (compact in summary.json)."""
+    import base64
+
+    m = np.ascontiguousarray(np.asarray(pred, np.uint8))
+    return {"mask": base64.b64encode(m.tobytes()).decode("ascii"), "shape": list(m.shape)}
+
+
+def example_map(ex: dict) -> np.ndarray:
+    """`example`'s inverse."""
+    import base64
+
+    return np.frombuffer(base64.b64decode(ex["mask"]), np.uint8).reshape(ex["shape"])

@@ -37,6 +37,15 @@ def decode(outputs: list, head: dict, input_hw) -> np.ndarray:
     return np.argmax(logits, axis=-1).astype(np.uint8)
 
 
+def recognise(outputs: list, ops: list, input_hw) -> dict | None:
+    """A foreign model's head when its one output is a map of class scores (1, H, W, C), H and W > 1, C >= 2 (a
+    DeepLab's logits, at the input's size or below): the arg-max head; else None."""
+    if len(outputs) != 1:
+        return None
+    shape = list(outputs[0]["shape"])
+    return dict(DEFAULT_HEAD) if len(shape) == 4 and min(shape[1:3]) > 1 and shape[3] >= 2 else None
+
+
 def resize_nearest(m: np.ndarray, h: int, w: int) -> np.ndarray:
     """(h, w) nearest-neighbour resize of a 2-D map by pixel centres (`floor((i + 0.5) * src / dst)`)."""
     sh, sw = m.shape[:2]
