@@ -46,7 +46,7 @@ class EvalSet:
 
         self.task, ctx = tasks.for_model(spec, model_path)
         ds = test_split(src, spec, limit, "--max-accuracy-drop", self.task.name, model_path)
-        self.x, self.truth, self.names, self.n = spec.apply(ds.images), self.task.truth(ds), ds.class_names, len(ds)
+        self.x, self.truth, self.names, self.n = spec.apply(ds.images), self.task.truth(ds), self.task.class_names(ds), len(ds)
         self.ctx = {**ctx, "model": str(model_path), **self.task.sample_info(ds)}
 
 

@@ -183,7 +183,8 @@ def test_head_that_does_not_fit_is_one_line(tflite_zoo, db_path, head, needle):
 def test_runner_finds_postprocess_wherever_it_lands(face, tflite_zoo, tmp_path):
     """On a board both files sit in a cache under hashed names: the runner is told where postprocess.py is. A
     runner alone (no postprocess.py) still benches classifiers and names what is missing for a detector."""
-    from edgecnn.bench.protocol import POSTPROCESS_PATH, RUNNER_PATH
+    from edgecnn.bench.protocol import RUNNER_PATH
+    from edgecnn.tasks import BOARD_POSTPROCESS as POSTPROCESS_PATH
 
     cache = tmp_path / "cache"
     cache.mkdir()

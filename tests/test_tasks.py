@@ -172,15 +172,21 @@ def test_a_registered_task_that_owns_a_set_is_found_before_the_default():
     from edgecnn.data.dataset import Dataset
     from edgecnn.tasks.base import Task
 
-    class Masks(Task):
-        name = "zz-masks"
+    class Keypoints(Task):
+        name = "zz-keypoints"
 
         def owns(self, ds):
-            return getattr(ds, "masks", None) is not None
+            return getattr(ds, "keypoints", None) is not None
 
-    tasks.register(Masks())
+    tasks.register(Keypoints())
     ds = Dataset(np.zeros((2, 4, 4), np.uint8), np.zeros(2, np.int64), ("a",), "t")
     assert tasks.for_dataset(ds).name == "classification"
-    ds.masks = [np.zeros((4, 4))] * 2
-    assert tasks.for_dataset(ds).name == "zz-masks"
-    tasks._LOADED.pop("zz-masks")
+    ds.keypoints = [np.zeros((4, 2))] * 2
+    assert tasks.for_dataset(ds).name == "zz-keypoints"
+    tasks._LOADED.pop("zz-keypoints")
+    del ds.keypoints
+    ds.masks = [np.zeros((4, 4), np.uint8)] * 2  # a set with masks is a segmentation set ...
+    assert tasks.for_dataset(ds).name == "segmentation"
+    ds.boxes = [np.zeros((0, 5), np.float32)] * 2  # ... and one with boxes too (scenes:) a detection set first
+    assert tasks.for_dataset(ds).name == "detection"
+    assert tasks.get("segmentation").accepts(ds) and tasks.get("detection").accepts(ds)

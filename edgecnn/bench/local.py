@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 
-from edgecnn.bench.protocol import (POSTPROCESS_PATH, RUNNER_PATH, BenchSettings, parse_runner_output, runner_args,
+from edgecnn.bench.protocol import (RUNNER_PATH, BenchSettings, parse_runner_output, postprocess_path, runner_args,
                                     truncated_copy)
 
 
@@ -30,7 +30,7 @@ def run_local(model: str, settings: BenchSettings, samples: str | None = None, p
     with tempfile.TemporaryDirectory(prefix="edgecnn-local-") as tmp:
         truncated = truncated_copy(model, tmp)
         cmd = [python or sys.executable, str(RUNNER_PATH),
-               *runner_args(model, settings, samples, POSTPROCESS_PATH, truncated)]
+               *runner_args(model, settings, samples, postprocess_path(model), truncated)]
         return _run(cmd, timeout)
 
 

@@ -13,10 +13,7 @@ import signal
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edgecnn.tasks import BOARD_POSTPROCESS
-
 RUNNER_PATH = Path(__file__).resolve().parents[1] / "board" / "runner.py"
-POSTPROCESS_PATH = BOARD_POSTPROCESS  # the task table's post-processing, shipped beside the runner
 SCHEMA = "edgecnn.bench/1"
 
 
@@ -36,6 +33,18 @@ class BenchSettings:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def postprocess_path(model) -> Path:
+    """The post-processing file shipped beside the runner for `model`: its task's (`edgecnn.tasks.board_file`)."""
+    from edgecnn import tasks
+    from edgecnn.tflite.metadata import read_spec
+
+    try:
+        spec = read_spec(model)
+    except Exception:  # noqa: BLE001 - an unreadable model: the runner says what is wrong with it
+        spec = None
+    return tasks.board_file(spec)
 
 
 def runner_args(model: str, settings: BenchSettings, samples: str | None = None, postprocess: str | None = None,

@@ -2,7 +2,7 @@
 
 The board needs only sshd, Python 3 with numpy, and ai-edge-litert (or tflite-runtime). On the board, under
 `work_dir` (default `~/edgecnn`), `cache/` holds `<sha256[:16]>-runner.py`, `<sha256[:16]>-postprocess.py` (the
-detectors' decoder; the runner gets its path with --postprocess) and `<sha256[:16]>-<model>.tflite` (plus, for a model
+model's task's decoder, `edgecnn.tasks.board_file`; the runner gets its path with --postprocess) and `<sha256[:16]>-<model>.tflite` (plus, for a model
 with a TFLite_Detection_PostProcess op, its copy without the op, to time the op by difference): a file is copied once and reused until its content changes. A failed run (unreachable board, dropped connection,
 missing runtime, full disk, Ctrl-C) comes back as `{"status": "failed", "error": "<one line>", ...}` like a failed
 local run, so the caller records it; `run_remote` raises only on bad arguments. `cancel_all` stops every run in
@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from edgecnn.bench.protocol import POSTPROCESS_PATH as POSTPROCESS
+from edgecnn.bench.protocol import postprocess_path
 from edgecnn.bench.protocol import RUNNER_PATH as RUNNER
 from edgecnn.bench.protocol import SCHEMA
 from edgecnn.devices.board import missing, probe, ssh_target
@@ -101,7 +101,8 @@ def _run_remote(profile, model_path: Path, settings, samples_npz, cancel, tmp: s
                                extra, s)
             cache = f"{info.work_dir}/cache"
             truncated = truncated_copy(model_path, tmp)  # in-graph detection post-processing: timed by difference
-            files = [RUNNER, POSTPROCESS, model_path] + ([Path(samples_npz)] if samples_npz else []) + \
+            post = postprocess_path(model_path)  # the model's task's numpy post-processing
+            files = [RUNNER, post, model_path] + ([Path(samples_npz)] if samples_npz else []) + \
                 ([truncated] if truncated else [])
             need = sum(p.stat().st_size for p in files)
             if info.disk_free_bytes is not None and info.disk_free_bytes < need + (1 << 20):
@@ -111,7 +112,7 @@ def _run_remote(profile, model_path: Path, settings, samples_npz, cancel, tmp: s
             board.makedirs(cache)
             t1 = time.monotonic()
             runner = board.put_cached(RUNNER, cache)
-            postprocess = board.put_cached(POSTPROCESS, cache)  # the runner is told where: its cached name has a hash
+            postprocess = board.put_cached(post, cache)  # the runner is told where: its cached name has a hash
             model = board.put_cached(model_path, cache)
             samples = board.put_cached(samples_npz, cache) if samples_npz else None
             cut = board.put_cached(truncated, cache) if truncated else None

@@ -114,12 +114,15 @@ def _from_npz(model: str, data: str, out: Path, limit: int) -> Samples:
 
 
 def _write(out: Path, x, y) -> Path:
-    """The runner's samples file: float32 `x` and, when known, int64 `y`."""
+    """The runner's samples file: float32 `x` and, when known, int64 `y` (or the arrays of a dict: what a task
+    ships to the runner, a segmenter's packed masks)."""
     import numpy as np
 
     out_file = out / "samples.npz"
     arrays = {"x": x.astype(np.float32)}
-    if y is not None:
+    if isinstance(y, dict):
+        arrays.update(y)
+    elif y is not None:
         arrays["y"] = np.asarray(y).astype(np.int64)
     np.savez(out_file, **arrays)
     return out_file

@@ -25,9 +25,13 @@ post-processing is timed apart from invoke and reported under `postprocess` (hea
 The decoder is edgecnn/tasks/detection/postprocess.py, the same file the host uses: found next to this file, or at
 `--postprocess PATH` (on boards both are copied into the cache under content-hashed names).
 
-With `--samples`, a detector's accuracy is not a top-1: each sample's outputs are decoded the same way and the boxes
-(in input pixels) come back in `detections` (`postprocess.pack_detections`: compact and exact), which the host scores against the
-true boxes (COCO mAP, as `edgecnn eval`); `accuracy` then says `task: detection` and `top1: null`.
+With `--samples`, a detector's or segmenter's accuracy is not a top-1: each sample's outputs are decoded the same way
+and what the task's post-processing file returns (`device_result`) comes back for the host to score: a detector's
+boxes (in input pixels) in `detections` (`pack_detections`: compact and exact, scored as COCO mAP as `edgecnn eval`
+does); a segmenter's summed pixel `confusion` matrix against the masks packed in the samples (the mIoU is the
+host's, from that matrix, as `edgecnn eval` computes it); `accuracy` then names the task and `top1` is null.
+Segmenters (their spec names task segmentation) load `tasks/segmentation/postprocess.py` the same way (the host
+passes the file of the model's task with `--postprocess`): the arg-max over the logits is timed apart from invoke.
 
 The JSON (keys listed in `SCHEMA`) goes to stdout; on any failure it is `{"status": "failed", "error": ...}` and
 the exit code is non-zero (130 for Ctrl-C). The runtime's own log lines (e.g. XNNPACK's) go to stderr.
@@ -471,12 +475,13 @@ def detector_head(a, pp, interp, inputs, outputs) -> tuple[dict | None, str | No
     spec = embedded_spec(a.model)
     named = spec.get("task") if spec is not None else None
     if named and named == getattr(pp, "TASK", None):  # the task whose outputs the shipped post-processing decodes
-        # a detection spec without a head is an early CenterNet (as `edgecnn eval` reads it)
-        return dict(spec.get("head") or {"kind": "centernet"}), "spec"
-    if named and spec.get("head") and pp is None:  # a detector's spec (its head), and no decoder beside the runner
-        raise RunnerError(f"{a.model} is a {named} model but its post-processing is missing ({a.postprocess})")
-    # no detection spec: a foreign detector, maybe converted by edgecnn (its spec then has the input only)
-    if pp is None:
+        # a spec without a head means the task's default one (a detector's: an early CenterNet, as `edgecnn eval`)
+        return dict(spec.get("head") or pp.DEFAULT_HEAD), "spec"
+    if named and spec.get("head") and (pp is None or named != getattr(pp, "TASK", None)):  # a head, no decoder
+        raise RunnerError(f"{a.model} is a {named} model but its post-processing is missing "
+                          f"({a.postprocess or 'postprocess.py'}{'' if pp is None else f' decodes {pp.TASK} models'})")
+    # no spec of a task with post-processing: a foreign detector, maybe converted by edgecnn (input-only spec)
+    if pp is None or not hasattr(pp, "recognise"):
         return None, None
     try:
         ops = [{"name": op["op_name"], "outputs": list(op["outputs"])} for op in interp._get_ops_details()]  # noqa: SLF001
@@ -501,29 +506,29 @@ def dequantize(np, value, detail: dict):
 
 
 def time_decode(np, pp, interp, inputs, outputs, head: dict, runs: int) -> tuple[dict, int]:
-    """`runs` timed rounds of get_tensor + dequantize + decode of the outputs; (summary, detections of image 0)."""
+    """`runs` timed rounds of get_tensor + dequantize + decode of the outputs; (summary, prediction of sample 0)."""
     hw = input_hw(inputs)
     clock = time.perf_counter_ns
     times = [0] * max(1, runs)
-    found = 0
+    first = None
     for i in range(len(times)):
         t0 = clock()
         outs = [dequantize(np, interp.get_tensor(d["index"]), d) for d in outputs]
-        dets = pp.decode(outs, head, hw)
+        preds = pp.decode(outs, head, hw)
         times[i] = clock() - t0
-        found = len(dets[0][0]) if dets else 0
-    return summarize(times), found
+        first = preds[0] if len(preds) else None
+    return summarize(times), first
 
 
 def postprocess_timing(np, a, pp, runtime, interp, inputs, outputs, head, source, steady, input_values) -> dict:
     """The `postprocess` section: post-processing timed apart from invoke (see the module docstring)."""
     try:
-        decoded, found = time_decode(np, pp, interp, inputs, outputs, head, steady["n"])
+        decoded, first = time_decode(np, pp, interp, inputs, outputs, head, steady["n"])
     except (ValueError, IndexError, KeyError, TypeError) as exc:
-        raise RunnerError(f"{a.model}: detection head {head.get('kind')!r} ({source}) does not fit the model's "
+        raise RunnerError(f"{a.model}: {pp.TASK} head {head.get('kind')!r} ({source}) does not fit the model's "
                           f"outputs {[tuple(int(v) for v in d['shape']) for d in outputs]}: "
                           f"{' '.join(str(exc).split())[:200]}") from None
-    doc = {"head": head.get("kind"), "head_source": source, "detections": found}
+    doc = {"head": head.get("kind"), "head_source": source, **pp.found(np, first)}
     if head.get("kind") in getattr(pp, "IN_GRAPH_HEADS", ()):
         doc["decode"] = decoded
         if not a.truncated:
@@ -548,15 +553,16 @@ def postprocess_timing(np, a, pp, runtime, interp, inputs, outputs, head, source
     return doc
 
 
-def detect_samples(np, pp, interp, inputs, outputs, x, head: dict) -> list:
-    """Per sample (boxes (K, 4) in input pixels, scores, classes) as this device computes them: each batch's outputs
-    dequantized and decoded by `postprocess.decode` (the decoder `edgecnn eval` uses), for the host to score."""
+def decode_samples(np, pp, interp, inputs, outputs, x, head: dict) -> list:
+    """Per sample what this device predicts (a detector's boxes (K, 4) in input pixels, scores, classes; a
+    segmenter's class map): each batch's outputs dequantized and decoded by `postprocess.decode` (the decoder
+    `edgecnn eval` uses), for the host to score."""
     hw = input_hw(inputs)
-    dets: list = []
+    preds: list = []
     for n in run_batches(np, interp, inputs, x):
         outs = [dequantize(np, interp.get_tensor(d["index"]), d) for d in outputs]
-        dets.extend(pp.decode(outs, head, hw)[:n])
-    return dets
+        preds.extend(list(pp.decode(outs, head, hw))[:n])
+    return preds
 
 
 # --- main ------------------------------------------------------------------------------------------------------
@@ -667,10 +673,14 @@ def run(a) -> dict:
     if head is not None:
         doc["postprocess"] = postprocess_timing(np, a, pp, runtime, interp, inputs, outputs, head, head_source,
                                                 steady, input_values)
-    if x is not None and head is not None:  # a detector: boxes for the host to score (mAP), never a top-1
-        dets = detect_samples(np, pp, interp, inputs, outputs, x, head)
-        doc["accuracy"] = {"n": len(dets), "task": pp.TASK, "top1": None}
-        doc["detections"] = pp.pack_detections(np, dets)
+    if x is not None and head is not None:  # a task with post-processing: what the host scores, never a top-1
+        preds = decode_samples(np, pp, interp, inputs, outputs, x, head)
+        doc["accuracy"] = {"n": len(preds), "task": pp.TASK, "top1": None}
+        try:
+            key, value = pp.device_result(np, preds, a.samples, [list(d["shape"]) for d in outputs])
+        except (ValueError, KeyError) as exc:
+            raise RunnerError(f"{a.samples}: {' '.join(str(exc).split())[:300]}") from None
+        doc[key] = value
     elif x is not None:
         doc["accuracy"], doc["outputs_top1"] = accuracy(np, interp, inputs, outputs, x, y)
     doc["peak_rss_mb"] = peak_rss_mb()

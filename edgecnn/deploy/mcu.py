@@ -251,8 +251,8 @@ def compare_on_data(runtime, data: bytes, model_path: Path, src: str, limit: int
     p_tflm = task.postprocess([np.concatenate(o) for o in outs_tflm], ctx)
     p_lite = task.postprocess([np.concatenate(o) for o in outs_lite], ctx)
     truth, n = task.truth(ds), len(xq)
-    v_tflm = task.score(p_tflm, truth, ds.class_names, ctx)["value"]
-    v_lite = task.score(p_lite, truth, ds.class_names, ctx)["value"]
+    v_tflm = task.score(p_tflm, truth, task.class_names(ds), ctx)["value"]
+    v_lite = task.score(p_lite, truth, task.class_names(ds), ctx)["value"]
     agreement = task.agreement(p_lite, p_tflm, ctx, ctx)
     return {
         "data": src, "split": "test", "samples": n, "task": task.name, "metric": task.metric,

@@ -63,6 +63,7 @@ def compare(float_path: str | Path, quant_path: str | Path, src: str, limit: int
     qctx.update(r.info)
     out = {"float_model": str(float_path), "quant_model": str(quant_path), "data": src, "n": r.n,
            "labeled": r.labeled, **task.compare(r.preds[0], r.preds[1], r.truth, r.class_names, fctx, qctx)}
+    out.update(task.pair_summary(r.pair_stats))
     names = task.output_names(fctx, len(r.snr_sums))
     out["output_snr_db"] = {name: snr_from_sums(float(np.sum(s)), float(np.sum(e)))
                             for name, (s, e) in zip(names, r.snr_sums)}

@@ -36,13 +36,14 @@ class Run:
     info: dict = field(default_factory=dict)  # the task's `sample_info` of the split (raw image sizes...)
     shapes: list = field(default_factory=list)  # per model, its output shapes without the batch
     snr_sums: list = field(default_factory=list)  # compare: per output, (per-sample sum f^2, per-sample noise)
+    pair_stats: dict = field(default_factory=dict)  # compare: the task's `pair_stats`, per sample, in order
 
 
 def _predict(task, models, ctxs, x, batch, pair: bool) -> dict:
     """Predictions (and, for a pair, per-sample SNR sums of each output) of `models` on `x`."""
     from edgecnn.evaluate.predict import predict_outputs
 
-    preds, shapes, sums = [], [], []
+    preds, shapes, sums, stats = [], [], [], {}
     outs = []
     for model, ctx in zip(models, ctxs):
         o = predict_outputs(model, x, batch)
@@ -55,7 +56,8 @@ def _predict(task, models, ctxs, x, batch, pair: bool) -> dict:
         for f, q in zip(*outs):
             f, q = f.astype(np.float64).reshape(n, -1), q.astype(np.float64).reshape(n, -1)
             sums.append((np.sum(f * f, axis=1), np.sum((f - q) ** 2, axis=1)))
-    return {"preds": preds, "shapes": shapes, "sums": sums}
+        stats = task.pair_stats(outs[0], outs[1], ctxs[0])
+    return {"preds": preds, "shapes": shapes, "sums": sums, "stats": stats}
 
 
 def shard(root: Path, names: tuple[str, ...], src: str, spec, task, ctxs: list, limit: int | None,
@@ -93,6 +95,7 @@ def run(task, models: list, ctxs: list, src: str, spec, limit: int | None = None
         raise EdgecnnError(f"{src}: no samples in its test split")
     sums = [(np.concatenate([p["sums"][k][0] for p in parts]), np.concatenate([p["sums"][k][1] for p in parts]))
             for k in range(min(len(p["sums"]) for p in parts))]
+    stats = {k: np.concatenate([p["stats"][k] for p in parts]) for k in parts[0]["stats"]}
     return Run(preds=[task.join([p["preds"][i] for p in parts]) for i in range(len(models))],
-               truth=task.truth(ds) if ds.labeled else None, class_names=tuple(ds.class_names), labeled=ds.labeled,
-               n=len(ds), info=task.sample_info(ds), shapes=parts[0]["shapes"], snr_sums=sums)
+               truth=task.truth(ds) if ds.labeled else None, class_names=task.class_names(ds), labeled=ds.labeled,
+               n=len(ds), info=task.sample_info(ds), shapes=parts[0]["shapes"], snr_sums=sums, pair_stats=stats)

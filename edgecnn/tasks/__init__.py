@@ -4,6 +4,7 @@
 |------------------|----------------------------------------|--------------------------------------|-----------------------|
 | `classification` | a class per image (`Dataset.labels`)   | scores (N, classes) of output 0      | top-1 (and top-5)     |
 | `detection`      | boxes per image (`Dataset.boxes`)      | boxes, scores, classes per image     | COCO mAP@.5 (and @[.5:.95]) |
+| `segmentation`   | a class per pixel (`Dataset.masks`)    | a class map per image (arg-max)      | mIoU (one confusion matrix) |
 
 A task is one object (`edgecnn.tasks.base.Task`) whose hooks every stage calls instead of asking "is this a
 detector?": the evaluate/compare engine (local and Ray, `edgecnn.evaluate.engine`), the quality tools of convert
@@ -30,12 +31,20 @@ DEFAULT = "classification"  # the task of a spec that names none (every model be
 _BUILTIN = {
     "classification": "edgecnn.tasks.classification:TASK",
     "detection": "edgecnn.tasks.detection:TASK",
+    "segmentation": "edgecnn.tasks.segmentation:TASK",
 }
 _LOADED: dict = {}
 
-# the numpy-only post-processing shipped beside the board runner (`--postprocess`): it decodes the outputs of the
-# tasks whose predictions are not a model output as it is (detection's boxes), on the board as on the host
+# the numpy-only post-processing shipped beside the board runner (`--postprocess`) for a model whose task has none of
+# its own (`Task.board_file`): detection's, which recognises foreign detectors (BlazeFace, TFLite_Detection_PostProcess)
 BOARD_POSTPROCESS = Path(__file__).resolve().parent / "detection" / "postprocess.py"
+
+
+def board_file(spec) -> Path:
+    """The post-processing file to ship beside the board runner for a model with `spec` (None: a foreign model):
+    its task's `board_file`, else detection's, which recognises foreign detectors by their outputs."""
+    task = for_spec(spec) if spec is not None else None
+    return getattr(task, "board_file", None) or BOARD_POSTPROCESS
 
 
 def register(task) -> None:

@@ -4,12 +4,14 @@
 |---------------------------------------|-----------------------------------|------------------------------------------------|
 | `owns(ds)` / `accepts(ds)`            | data checks, every command        | the set carries this task's truth / can be scored |
 | `truth(ds)`                           | the engine                        | per-sample truth, in sample order              |
+| `class_names(ds)`                     | the engine, train                 | the names of the classes the truth is in       |
 | `context(spec, head)`                 | the engine, quality tools         | what `postprocess` needs (picklable: Ray)      |
 | `postprocess(outputs, ctx)`           | the engine (in Ray workers too)   | per-sample predictions from dequantized outputs |
 | `join(parts)`                         | the engine                        | predictions of shards, back in order           |
 | `score(preds, truth, names, ctx)`     | eval, bench --data, guided, mcu   | `{task, metric, value, ...details}`            |
 | `examples(preds, truth, ctx, k)`      | eval (report pictures)            | what to draw of the first k samples, or None   |
 | `compare(fp, qp, truth, names, ...)`  | compare                           | label-free agreement; with truth both metrics  |
+| `pair_stats(f_outs, q_outs, ctx)`     | the engine (compare, per shard)   | per-sample sums of raw outputs, summed by `pair_summary` |
 | `fidelity(f_outs, q_outs, ctx)`       | rewrite check, range choice       | label-free `agreement` (0..1) over every output |
 | `trainer` (a module name)             | `edgecnn train`                   | its `edgecnn/train/` module (adopt, fit, measure) |
 
@@ -32,6 +34,9 @@ class Task:
     # the module of `edgecnn/train/` with this task's `adopt`, `fit` and `measure` (`edgecnn.train.trainer`); a name,
     # not an import, so tasks import no stage; None: `edgecnn train` cannot train this task's models
     trainer: str | None = None
+    # the numpy-only file shipped beside the board runner to decode this task's outputs there (`runner.py` loads it
+    # with --postprocess; `device_result` is what comes back); None: the runner's own top-1 (or detection's file)
+    board_file = None
 
     # --- data -----------------------------------------------------------------------------------------------------
     def owns(self, ds) -> bool:
@@ -45,6 +50,10 @@ class Task:
     def truth(self, ds):
         """Per-sample truth of `ds`, indexable by a slice of samples."""
         raise NotImplementedError
+
+    def class_names(self, ds) -> tuple:
+        """The names of the classes `ds`'s truth for this task is in (a model trained on it has that many)."""
+        return tuple(ds.class_names)
 
     def sample_info(self, ds) -> dict:
         """Per-sample facts that are not labels but that scoring needs (a detector's raw image sizes); merged into
@@ -136,6 +145,15 @@ class Task:
             q = self.score(qpreds, truth, class_names, qctx)["value"]
             out.update(float_value=f, quant_value=q, drop_points=100 * (f - q))
         return out
+
+    def pair_stats(self, f_outputs: list[np.ndarray], q_outputs: list[np.ndarray], ctx: dict) -> dict:
+        """Per-sample sums over the raw outputs of both models that `compare` needs beyond the predictions (a
+        segmenter's per-pixel KL): {name: (N,) array}; the engine concatenates shards, `pair_summary` finishes."""
+        return {}
+
+    def pair_summary(self, stats: dict) -> dict:
+        """`compare`'s keys from the concatenated `pair_stats` of every sample."""
+        return {}
 
     def agreement(self, fpreds, qpreds, fctx: dict, qctx: dict) -> float | None:
         """How much of the float model's predictions the quantized ones keep, 0..1, no labels needed."""

@@ -4,9 +4,10 @@ The preprocessing spec is decided once here (input size and channels from the mo
 architecture) and saved inside the `.keras`; every later stage reads it back instead of guessing.
 Reproducible with `seed`: Python, NumPy and TF seeds are set and TF ops run deterministically.
 
-The task is decided once, from the training set's truth (`edgecnn.tasks.for_dataset`: class labels, or boxes for
-`scenes:digits`, a COCO or YOLO folder); every task trains through the same steps, and what differs is the module
-its `Task.trainer` names (`classification.py`, `detection.py`), with three hooks:
+The task is decided once: a zoo model's own task, or for a saved model the training set's truth
+(`edgecnn.tasks.for_dataset`: class labels, or boxes for `scenes:digits`, a COCO or YOLO folder); every task trains
+through the same steps, and what differs is the module its `Task.trainer` names (`classification.py`,
+`detection.py`, `segmentation.py`), with three hooks:
 
 | hook                                                   | gives                                                |
 |--------------------------------------------------------|------------------------------------------------------|
@@ -83,9 +84,19 @@ def _model_and_spec(cfg: TrainConfig, train_ds, task, hooks):
     side = cfg.input_size
     h, w = (side, side) if side else entry.default_input[:2]
     channels = train_ds.channels if train_ds.channels in (1, 3) else 3
-    model = build(cfg.model, (h, w, channels), len(train_ds.class_names), **cfg.knobs)
-    spec = default_spec(cfg.model, (h, w, channels), train_ds.class_names, train_ds.name)
+    names = task.class_names(train_ds)
+    model = build(cfg.model, (h, w, channels), len(names), **cfg.knobs)
+    spec = default_spec(cfg.model, (h, w, channels), names, train_ds.name)
     return model, (spec.replace(head=entry.head(model)) if entry.head else spec)
+
+
+def _task(cfg: TrainConfig, train_ds):
+    """The task a run trains: a zoo model's own (a set may carry several truths: `scenes:` has boxes and masks),
+    else (a saved model to fine-tune) the task whose truth the set carries (`tasks.for_dataset`)."""
+    from edgecnn.zoo import get_entry
+
+    saved = Path(cfg.model).suffix in (".keras", ".h5", ".hdf5") or Path(cfg.model).is_dir()
+    return tasks.for_dataset(train_ds) if saved else tasks.get(get_entry(cfg.model).task)
 
 
 def fit_bn_momentum(model, total_steps: int) -> None:
@@ -125,7 +136,7 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     test_ds = load_split(cfg.data, "test", skip_bad=cfg.skip_bad, needs_labels="train")
     if cfg.max_train_samples:
         train_ds = train_ds.take(cfg.max_train_samples, seed=cfg.seed)
-    task = tasks.for_dataset(train_ds)  # decided once: what the set's truth is, the model is trained to predict
+    task = _task(cfg, train_ds)  # decided once: what the model predicts (a zoo model's task), else the set's truth
     hooks = task_trainer(task)
     tf = _tf.tf()
     keras = _tf.keras()

@@ -17,7 +17,7 @@ import numpy as np
 from edgecnn.errors import EdgecnnError
 from edgecnn.tasks.base import Task
 
-DEFAULT_HEAD = {"kind": "centernet"}  # a detection spec without a head is an early CenterNet
+from edgecnn.tasks.detection.postprocess import DEFAULT_HEAD  # a spec without a head: an early CenterNet
 
 
 class Detection(Task):

@@ -37,6 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 TASK = "detection"  # the task whose models this file decodes (a spec's `task`), for the runner that loads it
+DEFAULT_HEAD = {"kind": "centernet"}  # a detection spec without a head is an early CenterNet
 TOP_K = 100
 SCORE_THRESHOLD = 0.05
 NMS_IOU = 0.5
@@ -443,6 +444,17 @@ def pack_detections(np, dets: list) -> dict:
     rows = np.concatenate(parts) if parts else np.zeros((0, 6), np.float32)
     return {"format": DETECTIONS_FORMAT, "images": len(dets), "counts": [len(p) for p in parts],
             "rows": base64.b64encode(rows.astype("<f4").tobytes()).decode("ascii")}
+
+
+def found(np, pred) -> dict:
+    """What the runner's `postprocess` section says was found in sample 0's prediction: its number of boxes."""
+    return {"detections": len(pred[0]) if pred is not None else 0}
+
+
+def device_result(np, dets: list, samples: str, shapes: list) -> tuple[str, dict]:
+    """(`detections`, the packed boxes) the runner returns for the host to score (the samples file and the output
+    shapes are the shipped post-processing's common signature; boxes need neither)."""
+    return "detections", pack_detections(np, dets)
 
 
 def unpack_detections(np, packed: dict) -> list:
