@@ -138,15 +138,17 @@ def segmenter_files(tmp_path_factory):
 @pytest.mark.parametrize("name,target", [("lraspp_mobilenet_v3_small", "cpu"), ("lraspp_mobilenet_v3_small", "edgetpu"),
                                          ("deeplabv3_mobilenet_v2", "cpu")])
 def test_int8_runs_whole_on_xnnpack_and_maps_on_the_edgetpu(segmenter_files, tmp_path, name, target):
+    """`edgecnn convert --quant int8 --target cpu|edgetpu`: one XNNPACK partition with no op outside it (the cpu
+    target's report, measured again for the edgetpu file) and every op mapped by the Edge TPU preflight."""
     from edgecnn.bench.delegation import measure
-    from edgecnn.convert.converter import convert_model
     from edgecnn.convert.edgetpu import preflight
-    from edgecnn.convert.request import ConversionRequest
     from edgecnn.tflite.reader import TfliteInfo, read_tflite
 
     out = tmp_path / "int8.tflite"
-    report = convert_model(segmenter_files[name], out,
-                           ConversionRequest("int8", calibration="photos", num_calibration=8, target=target))
+    proc = run_cli_in_process("convert", segmenter_files[name], "-o", out, "--quant", "int8", "--calibration", "photos",
+                              "--num-calibration", "8", "--target", target, "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
     ops = Counter(op.op for op in TfliteInfo(read_tflite(out)).ops)
     assert ops["RESIZE_BILINEAR"] == 2 and ops["MEAN"] >= 1 and ops["CONV_2D"] > 0
     assert not {"ARG_MAX", "SOFTMAX", "AVERAGE_POOL_2D", "HARD_SWISH", "TILE", "RESIZE_NEAREST_NEIGHBOR",
@@ -154,10 +156,8 @@ def test_int8_runs_whole_on_xnnpack_and_maps_on_the_edgetpu(segmenter_files, tmp
     if name.startswith("lraspp"):
         assert ops["LOGISTIC"] == 1 and ops["MUL"] > 0
         assert next(r for r in report["rewrites"] if r["pass"] == "hard_swish")["applied"]
-    delegate = measure(out)
+    delegate = report["delegate"] if target == "cpu" else measure(out)
     assert delegate["partitions"] == 1 and delegate["ops_outside"] == [], delegate
     assert delegate["ops_delegated"] == delegate["ops_total"] == sum(ops.values())
-    tpu = preflight(out)
+    tpu = report["edgetpu"]["preflight"] if target == "edgetpu" else preflight(out)
     assert tpu["maps_fully"] and tpu["ops_edgetpu"] == sum(ops.values()) and tpu["ops_cpu"] == 0, tpu["first_cpu_op"]
-    if target == "edgetpu":
-        assert report["edgetpu"]["preflight"]["maps_fully"]
