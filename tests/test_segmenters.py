@@ -88,17 +88,6 @@ def test_models_json_lists_them_with_counts():
     assert by["lraspp_mobilenet_v3_small"]["macs"] < by["lraspp_mobilenet_v3_large"]["macs"]
 
 
-def test_local_weights_file(tmp_path):
-    src = build("lraspp_mobilenet_v3_small", (32, 32, 3), 3, alpha=0.35)
-    path = tmp_path / "seg.weights.h5"
-    src.save_weights(path)
-    model = build("lraspp_mobilenet_v3_small", (32, 32, 3), 3, alpha=0.35, weights=str(path))
-    for a, b in zip(src.get_weights(), model.get_weights(), strict=True):
-        np.testing.assert_array_equal(a, b)
-    with pytest.raises(EdgecnnError, match="weights file does not exist"):
-        build("deeplabv3_mobilenet_v2", (32, 32, 3), 3, weights=str(tmp_path / "missing.weights.h5"))
-
-
 # ---- int8 on target ------------------------------------------------------------------------------------------
 
 

@@ -13,12 +13,17 @@ taken by the caller in numpy (on the host or the board): ARG_MAX is not an Edge 
 logits the argmax is the same as over the dequantized ones.
 
 Everything in the graph is a convolution, batch-norm (folded), ReLU / hard-swish / sigmoid, a global mean, an
-element-wise add / multiply, a concatenation or a bilinear resize, so the int8 model runs whole on XNNPACK and maps
-on the Edge TPU (`tests/test_segmenters.py`):
+element-wise add / multiply, a concatenation or a bilinear resize, so `edgecnn convert --quant int8` (with the
+`hard_swish` rewrite pass for MobileNetV3, run by both `--target cpu` and `edgetpu`) gives one XNNPACK partition
+with no op outside it, and the Edge TPU preflight maps every op (`tests/test_segmenters.py`):
 - the global pools are `GlobalAveragePooling2D(keepdims=True)`, which converts to MEAN; a large AVERAGE_POOL_2D
   (mmseg's 49x49 LR-ASPP pool) is not taken by XNNPACK in int8 and may not map on the Edge TPU;
 - every resize is `keras.layers.Resizing(..., interpolation="bilinear")` -> RESIZE_BILINEAR; UpSampling2D lowers
-  to TILE or RESIZE_NEAREST_NEIGHBOR, which XNNPACK leaves to the CPU (see `edgecnn.zoo.detectors`).
+  to TILE or RESIZE_NEAREST_NEIGHBOR, which XNNPACK leaves to the CPU (see `edgecnn.zoo.detectors`); DeepLab's
+  pooled branch goes back to the feature size the same way, a resize from 1x1 (exact: every output is the input).
+What the preflight cannot tell: Keras' resize has half-pixel centres (RESIZE_BILINEAR version 3), which older
+edgetpu_compiler releases (14, 15) reported as "Operation version not supported", and the compiler may keep a
+resize on the CPU "depending on input/output size"; only a compile says.
 
 Keras' MobileNets have no dilated (atrous) last stage, so the output stride 16 features are taken from the backbone
 cut before its last stride-2 block: the expansion (1x1 conv + BN + activation) of that block, which still runs at
@@ -67,13 +72,19 @@ def _resize(x, height, width, name):
     return layers.Resizing(height, width, interpolation="bilinear", name=name)(x)
 
 
-def _lraspp(base, taps, name, input_shape, num_classes, head_channels, weights):
-    """The LR-ASPP head (torchvision's `LRASPPHead`) on `base`'s stride-8 and stride-16 features `taps`."""
+def _lraspp(size, input_shape, num_classes, alpha, minimalistic, head_channels, weights):
+    """The LR-ASPP head (torchvision's `LRASPPHead`) on MobileNetV3-`size`'s stride-8 and stride-16 features."""
     import keras
+    from keras.applications import MobileNetV3Large, MobileNetV3Small
 
+    name = f"lraspp_mobilenet_v3_{size}"
+    _check(name, input_shape, weights)
+    app = MobileNetV3Small if size == "small" else MobileNetV3Large
+    base = app(input_shape=input_shape, include_top=False, alpha=alpha, minimalistic=minimalistic,
+               include_preprocessing=False, weights="imagenet" if weights == "imagenet" else None)
     L = keras.layers
-    low = base.get_layer(taps[0]).output
-    high = base.get_layer(taps[1]).input
+    low = base.get_layer(_MOBILENET_V3_TAPS[size][0]).output
+    high = base.get_layer(_MOBILENET_V3_TAPS[size][1]).input
     cbr = _conv_bn_relu(high, head_channels, "aspp_cbr")
     scale = L.GlobalAveragePooling2D(keepdims=True, name="aspp_pool")(high)  # MEAN, not a big AVERAGE_POOL_2D
     scale = L.Conv2D(head_channels, 1, use_bias=False, name="aspp_scale_conv")(scale)
@@ -83,15 +94,7 @@ def _lraspp(base, taps, name, input_shape, num_classes, head_channels, weights):
     x = L.Add(name="classifier")([L.Conv2D(num_classes, 1, name="low_classifier")(low),
                                   L.Conv2D(num_classes, 1, name="high_classifier")(x)])
     out = _resize(x, input_shape[0], input_shape[1], "logits")
-    return load_weights(keras.Model(base.input, out, name=name), weights)
-
-
-def _mobilenet_v3(size, input_shape, alpha, minimalistic, weights):
-    from keras.applications import MobileNetV3Large, MobileNetV3Small
-
-    app = MobileNetV3Small if size == "small" else MobileNetV3Large
-    return app(input_shape=input_shape, include_top=False, alpha=alpha, minimalistic=minimalistic,
-               include_preprocessing=False, weights="imagenet" if weights == "imagenet" else None)
+    return load_weights(keras.Model(base.input, out, name=f"{name}_{alpha:g}"), weights)
 
 
 @register(default_input=(128, 128, 3), min_size=32, family="lraspp", input_range=(-1.0, 1.0), task="segmentation")
@@ -103,17 +106,15 @@ def lraspp_mobilenet_v3_small(input_shape=(128, 128, 3), num_classes=11, alpha=0
     BN + ReLU to `head_channels`, gated by sigmoid(1x1 conv(global mean)) of the same feature, upsampled
     (bilinear) to stride 8 and added to a 1x1 classifier of the stride-8 feature, then upsampled to the input.
     The stride-16 feature comes from the backbone cut before its last stride-2 block (no dilation in keras'
-    MobileNetV3; see the module table), so about 40% of the backbone's MACs at 224 are not in the model.
+    MobileNetV3; see the module table): its last stage (31% of Small's backbone MACs, 22% of Large's) is not in
+    the model.
 
     `alpha` scales the backbone width (MACs ~ alpha^2; keras' ImageNet weights exist for 0.75 and 1.0 only);
     `minimalistic=True` drops hard-swish and squeeze-excite (ReLU and 3x3 kernels: simpler int8, often faster on
     accelerators, a little less accurate); `head_channels` is the head's width (128 in the paper). `weights`: None
     (random), "imagenet" (backbone only, needs internet and 3 channels) or a .weights.h5 file of this model.
     """
-    _check("lraspp_mobilenet_v3_small", input_shape, weights)
-    base = _mobilenet_v3("small", input_shape, alpha, minimalistic, weights)
-    return _lraspp(base, _MOBILENET_V3_TAPS["small"], f"lraspp_mobilenet_v3_small_{alpha:g}", input_shape,
-                   num_classes, head_channels, weights)
+    return _lraspp("small", input_shape, num_classes, alpha, minimalistic, head_channels, weights)
 
 
 @register(default_input=(128, 128, 3), min_size=32, family="lraspp", input_range=(-1.0, 1.0), task="segmentation")
@@ -123,10 +124,7 @@ def lraspp_mobilenet_v3_large(input_shape=(128, 128, 3), num_classes=11, alpha=0
 
     Knobs as in `lraspp_mobilenet_v3_small`; about 3.5x its MACs at the same `alpha` and input.
     """
-    _check("lraspp_mobilenet_v3_large", input_shape, weights)
-    base = _mobilenet_v3("large", input_shape, alpha, minimalistic, weights)
-    return _lraspp(base, _MOBILENET_V3_TAPS["large"], f"lraspp_mobilenet_v3_large_{alpha:g}", input_shape,
-                   num_classes, head_channels, weights)
+    return _lraspp("large", input_shape, num_classes, alpha, minimalistic, head_channels, weights)
 
 
 @register(default_input=(128, 128, 3), min_size=32, family="deeplab", input_range=(-1.0, 1.0), task="segmentation")
@@ -137,7 +135,8 @@ def deeplabv3_mobilenet_v2(input_shape=(128, 128, 3), num_classes=11, alpha=0.5,
     On the stride-16 feature two branches of `head_channels`: a 1x1 conv + BN + ReLU, and image pooling (global
     mean -> 1x1 conv + BN + ReLU -> bilinear resize from 1x1 back to the feature size); concatenated, a 1x1
     projection + BN + ReLU, dropout, a 1x1 classifier, then bilinear up to the input. The stride-16 feature is
-    `block_13_expand_relu` (the backbone cut before its last stride-2 block; keras' MobileNetV2 has no dilation).
+    `block_13_expand_relu` (the backbone cut before its last stride-2 block, 26% of its MACs; keras' MobileNetV2
+    has no dilation).
 
     `alpha` is the depth multiplier (published: VOC 70.2 / 75.3 mIoU float, 69.7 / 74.3 int8 with QAT at 0.5 / 1.0
     and 513 px); `head_channels` the head's width (256 in the paper); `dropout` before the classifier (training
