@@ -74,13 +74,16 @@ def test_bad_inputs():
         build("lenet5", (32, 32, 2))
     with pytest.raises(EdgecnnError, match="weights file does not exist"):
         build("mobilenet_v2", (32, 32, 3), 10, weights="/nonexistent.weights.h5")
+    with pytest.raises(EdgecnnError, match="weights file does not exist"):
+        build("deeplabv3_mobilenet_v2", (32, 32, 3), 10, weights="/nonexistent.weights.h5")
 
 
-def test_local_weights_file(tmp_path):
-    src = build("mobilenet_v2", (32, 32, 3), 4, alpha=0.35)
+@pytest.mark.parametrize("name", ["mobilenet_v2", "lraspp_mobilenet_v3_small"])
+def test_local_weights_file(tmp_path, name):
+    src = build(name, (32, 32, 3), 4, alpha=0.35)
     path = tmp_path / "w.weights.h5"
     src.save_weights(path)
-    model = build("mobilenet_v2", (32, 32, 3), 4, alpha=0.35, weights=str(path))
+    model = build(name, (32, 32, 3), 4, alpha=0.35, weights=str(path))
     for a, b in zip(src.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(a, b)
 

@@ -1,7 +1,8 @@
 """Multiply-accumulates (MACs) and parameters of one forward pass, read off the built Keras graph.
 
 Counted as the papers count them: convolutions, depthwise convolutions and dense layers (one MAC per weight use);
-pooling, activations, batch-norm, additions and element-wise multiplies are not MACs and are left out.
+pooling (global means included), activations, batch-norm, additions, element-wise multiplies, concatenations and
+resizes (bilinear interpolation) are not MACs and are left out.
 """
 
 from __future__ import annotations

@@ -22,14 +22,17 @@ def finish(app, input_shape, num_classes, weights, name: str, **kwargs):
         x = keras.layers.Dropout(0.2)(x)
         out = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
         return keras.Model(base.input, out, name=name)
-    if weights not in (None, "imagenet"):
-        path = Path(weights)
-        if not path.is_file():
-            raise EdgecnnError(f"{weights}: weights file does not exist")
+    check_weights(weights)
     model = app(input_shape=input_shape, include_top=True, weights="imagenet" if weights == "imagenet" else None,
                 classes=num_classes, **kwargs)
     model.name = name
     return load_weights(model, weights)
+
+
+def check_weights(weights) -> None:
+    """One line, before anything is built, when `weights` names a file that does not exist."""
+    if weights not in (None, "imagenet") and not Path(weights).is_file():
+        raise EdgecnnError(f"{weights}: weights file does not exist")
 
 
 def load_weights(model, weights):

@@ -25,7 +25,8 @@ class ModelEntry:
     family: str
     doc: str
     input_range: tuple[float, float] = (0.0, 1.0)
-    task: str = "classification"  # or "detection": outputs heatmap/size/offset maps (edgecnn.zoo.detectors)
+    task: str = "classification"  # "detection": heatmap/size/offset maps (edgecnn.zoo.detectors); "segmentation":
+    # per-pixel logits (N, H, W, classes) at the input size (edgecnn.zoo.segmenters)
     head: Callable | None = None  # a detector's built model -> its head description (PreprocessSpec.head)
 
     def knobs(self) -> dict[str, object]:
@@ -42,8 +43,9 @@ def register(default_input=(224, 224, 3), min_size: int = 32, family: str = "", 
              task: str = "classification", head: Callable | None = None):
     """Decorator: record a builder under its function name.
 
-    `task` is what the model's outputs mean: "classification" (class scores) or "detection" (see
-    `edgecnn.zoo.detectors`); training, evaluation and the listing follow it. A detector's `head(model)` gives
+    `task` is what the model's outputs mean: "classification" (class scores), "detection" (see
+    `edgecnn.zoo.detectors`) or "segmentation" (class logits per pixel, `edgecnn.zoo.segmenters`); training,
+    evaluation and the listing follow it. A detector's `head(model)` gives
     the description its boxes are decoded with (`edgecnn.tasks.detection.postprocess.decode`), saved in its spec.
 
     `input_range` is the float range the architecture expects pixels in ((-1, 1) for MobileNets, whose
@@ -61,7 +63,7 @@ def register(default_input=(224, 224, 3), min_size: int = 32, family: str = "", 
 
 def _ensure_loaded() -> None:
     # importing the builder modules runs their @register decorators
-    from edgecnn.zoo import classic, compact, detectors, mobilenets, resnets, ssdlite  # noqa: F401
+    from edgecnn.zoo import classic, compact, detectors, mobilenets, resnets, segmenters, ssdlite  # noqa: F401
 
 
 def list_models(pattern: str = "*") -> list[str]:
