@@ -69,9 +69,7 @@ def _split_dirs(root: Path, split: str, is_fmt, load):
     if not all(is_fmt(root / s) for s in ("train", "test")):
         return None
     if split == "all":
-        a, b = load(root / "train", "all"), load(root / "test", "all")
-        return Dataset(list(a.images) + list(b.images), np.concatenate([a.labels, b.labels]), a.class_names,
-                       root.name, boxes=a.boxes + b.boxes)
+        return load(root / "train", "all").concat(load(root / "test", "all"), root.name)
     return load(root / split, "all")
 
 

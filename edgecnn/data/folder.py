@@ -142,8 +142,7 @@ def load_folder(root: str | Path, split: str = "train", skip_bad: bool = False) 
         want = {"train": "train", "test": "test" if "test" in split_dirs else "val", "val": "val"}.get(split, split)
         if split == "all":
             a, b = load_folder(split_dirs["train"], "all", skip_bad), load_folder(root, "test", skip_bad)
-            return Dataset(list(a.images) + list(b.images), np.concatenate([a.labels, b.labels]), a.class_names,
-                           root.name, a.skipped + b.skipped, a.labeled and b.labeled)
+            return a.concat(b, root.name)
         return load_folder(split_dirs.get(want, split_dirs["train"]), "all", skip_bad)
     class_names = [p.name for p in _class_dirs(root)]
     files, labels, non_images = _scan(root, class_names)
