@@ -1,10 +1,12 @@
 """The bad-input catalogue: every command, every kind of bad input a new user gives, one parametrized test.
 
-Kinds: a missing file, an empty file, a corrupt file, the wrong kind of file, a model and a data set of different
-tasks, an option out of its range, a list option given a scalar, a detector head that lacks a key. Each case must
-give a non-zero exit, exactly one line on stderr (`edgecnn: error: ...`) naming the file or the problem, no
-traceback, and leave nothing written: every command runs in an empty folder that its outputs point into, and that
-folder must still be empty afterwards (a bench's failed row goes to its own database, outside it, by design).
+Kinds: a missing file, an empty file, a corrupt file, the wrong kind of file, a data folder broken one way (a mask
+folder's mask of another size, missing, unreadable, of a class or colour it does not name; no images), a model and a
+data set of different tasks, an option out of its range, a list option given a scalar, a detector head that lacks a
+key. Each case must give a non-zero exit, exactly one line on stderr (`edgecnn: error: ...`) naming the file or the
+problem, no traceback, and leave nothing written: every command runs in an empty folder that its outputs point into,
+and that folder must still be empty afterwards (a bench's failed row goes to its own database, outside it, by
+design).
 
 Most cases run in this process (`run_cli_in_process`: click's CliRunner, with file descriptor 2, shown warnings and
 escaped tracebacks counted as stderr, as a real process would print them), which saves an interpreter and
@@ -25,6 +27,7 @@ import numpy as np
 import pytest
 
 from helpers import assert_one_line_error, run_cli, run_cli_in_process
+from mask_folders import break_mask_dir, mask_dir
 
 TINY_DETECTOR = {"alpha": 0.25, "head_channels": 8}
 
@@ -83,6 +86,10 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     for key in ("anchors", "variances"):  # the same model, its head description without `key`
         f[f"ssd-no-{key}.keras"] = _zoo_model(d, "ssdlite_mobilenet_v2", (32, 32, 3),
                                               head_change=key, strides=[16])
+    for case in ("size", "missing", "colour", "index", "unreadable", "empty"):  # mask folders, each broken one way
+        f[f"masks-{case}"] = d / f"masks-{case}"
+        mask_dir(f[f"masks-{case}"], kind="RGB" if case == "colour" else "L")
+        break_mask_dir(f[f"masks-{case}"], case)
     return f
 
 
@@ -111,6 +118,8 @@ CASES = [
     ("train-classifier-on-detection", "train lenet5 --data scenes:digits -o OUT/m.keras", "detection set"),
     ("train-detector-on-classification", "train centernet_mobilenet_v1 --data digits -o OUT/m.keras",
      "classification set"),
+    ("train-masks-size-differs", "train lenet5 --data {masks-size} -o OUT/m.keras",
+     "im2.png: mask is 16x10 pixels, its image im2.png is 16x12"),
     ("train-epochs-out-of-range", "train lenet5 --epochs 0 -o OUT/m.keras", "--epochs"),
     ("train-strides-scalar", "train ssdlite_mobilenet_v2 --data scenes:digits -O strides=8 -o OUT/m.keras",
      "`strides` takes a list"),
@@ -123,6 +132,8 @@ CASES = [
     ("convert-quant-unknown", "convert {lenet5.keras} --quant int4 -o OUT/m.tflite", "--quant"),
     ("convert-calibration-missing", "convert {lenet5.keras} --quant int8 --calibration {missing-dir} "
                                     "-o OUT/m.tflite", "no-such-folder"),
+    ("convert-calibration-masks-empty", "convert {lenet5.keras} --quant int8 --calibration {masks-empty} "
+                                        "-o OUT/m.tflite", "images: no images"),
     # convert --precision: plans, and precisions the target cannot run
     ("convert-precision-unknown-op", "convert {lenet5.keras} --quant int8 --precision CONV2D=int16 -o OUT/m.tflite",
      "is no TFLite op type (did you mean CONV_2D?), got 'CONV2D'"),
@@ -150,6 +161,8 @@ CASES = [
     ("eval-corrupt", "eval {corrupt.tflite} --data digits", "corrupt.tflite"),
     ("eval-wrong-kind", "eval {photo.png} --data digits", "photo.png"),
     ("eval-data-missing", "eval {lenet5.keras} --data {missing-dir}", "no-such-folder"),
+    ("eval-masks-missing", "eval {lenet5.keras} --data {masks-missing}", "im2.png: no mask"),
+    ("eval-masks-class-out-of-range", "eval {lenet5.tflite} --data {masks-index}", "im2.png: class index 4"),
     ("eval-limit-out-of-range", "eval {lenet5.keras} --data digits --limit 0", "--limit"),
     ("eval-classifier-on-detection", "eval {lenet5.keras} --data scenes:digits", "detection set"),
     ("eval-detector-on-classification", "eval {det.keras} --data digits", "classification set"),
@@ -159,6 +172,8 @@ CASES = [
     ("compare-missing", "compare {lenet5.keras} {missing.tflite} --data digits", "missing.tflite"),
     ("compare-corrupt", "compare {lenet5.keras} {corrupt.tflite} --data digits", "corrupt.tflite"),
     ("compare-wrong-kind", "compare {lenet5.keras} {lenet5.keras} --data digits", ".tflite"),
+    ("compare-masks-colour-outside-palette", "compare {lenet5.keras} {lenet5.tflite} --data {masks-colour}",
+     "im2.png: colour (1, 2, 3) at pixel (x=7, y=5) is not in the VOC colour map"),
     ("compare-classifier-on-detection", "compare {lenet5.keras} {lenet5.tflite} --data scenes:digits",
      "detection set"),
     ("compare-detector-on-classification", "compare {det.keras} {det.tflite} --data digits", "classification set"),
@@ -173,6 +188,8 @@ CASES = [
     ("bench-wrong-kind", "bench {lenet5.keras}", "lenet5.keras"),
     ("bench-device-missing", "bench {lenet5.tflite} --device {missing.yaml}", "missing.yaml"),
     ("bench-data-missing", "bench {lenet5.tflite} --data {missing.npz}", "missing.npz"),
+    ("bench-masks-unreadable", "bench {lenet5.tflite} --data {masks-unreadable} --limit 4",
+     "im2.png: not a readable PNG mask"),
     ("bench-classifier-on-detection", "bench {lenet5.tflite} --data scenes:digits --limit 4", "detection set"),
     ("bench-detector-on-classification", "bench {det.tflite} --data digits --limit 4", "classification set"),
     # the other commands

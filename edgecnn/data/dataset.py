@@ -3,6 +3,9 @@
 | name             | what                                                                            |
 |------------------|---------------------------------------------------------------------------------|
 | `Dataset`        | raw images + labels; `labeled=False` for a source without labels (labels -1)     |
+| `Dataset.boxes`  | detection sources: per image a float32 (K, 5) `[x0, y0, x1, y1, class]`          |
+| `Dataset.masks`  | segmentation sources: per image a uint8 (H, W) map of class indices, 255 = ignore |
+| `Dataset.concat` | one set after another (split `all` of a source that has split folders)          |
 | `split_indices`  | the deterministic stratified split every source and the trainer use             |
 | `check_task`     | one line when a model meets a labeled data set of the other task               |
 
@@ -10,11 +13,18 @@ A detection source (`scenes:digits`, a COCO folder, a YOLO folder) also fills `b
 array `[x0, y0, x1, y1, class]` in pixels of the raw image (x right, y down, x1/y1 exclusive edges); its
 `labels` are then the class of each image's first object (-1 for an image without objects), so the classification
 helpers (`take`, `subset`) keep working unchanged.
+
+A segmentation source (a mask folder, and `scenes:` too, whose masks come with its boxes) fills `masks`: per image
+a uint8 (H, W) array of class indices in the raw image's pixels (the same H, W as that image), 255 = ignore (the
+VOC convention); a uint8 (N, H, W) array when all share a size, else a list. `mask_names` names the mask classes
+(index = class; background first where there is one: `scenes:` has `("background", *object classes)`). A mask
+folder's `labels` are each image's most frequent class other than 0 (the background) and 255 (-1 when the mask
+holds no other), its `class_names` are its `mask_names`; a `scenes:` set keeps its detection labels (first object).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -35,6 +45,8 @@ class Dataset:
     skipped: tuple[str, ...] = ()  # files that could not be read (only when the caller allowed skipping)
     labeled: bool = True  # False: a flat image folder or an .npz without 'y' (labels are -1, class_names empty)
     boxes: list | None = None  # detection sources only: per image a float32 (K, 5) [x0, y0, x1, y1, class]
+    masks: np.ndarray | list | None = None  # segmentation sources: per image uint8 (H, W) class indices, 255 ignore
+    mask_names: tuple[str, ...] = ()  # the names of the mask classes (index = class), background first if any
 
     @property
     def task(self) -> str:
@@ -60,9 +72,17 @@ class Dataset:
 
     def subset(self, idx) -> "Dataset":
         idx = np.asarray(idx, dtype=int)
-        imgs = self.images[idx] if isinstance(self.images, np.ndarray) else [self.images[i] for i in idx]
         boxes = None if self.boxes is None else [self.boxes[i] for i in idx]
-        return Dataset(imgs, self.labels[idx], self.class_names, self.name, self.skipped, self.labeled, boxes)
+        return replace(self, images=_pick(self.images, idx), labels=self.labels[idx], boxes=boxes,
+                       masks=None if self.masks is None else _pick(self.masks, idx))
+
+    def concat(self, other: "Dataset", name: str | None = None) -> "Dataset":
+        """This set's samples, then `other`'s (same classes): arrays stay one array when their sizes agree."""
+        boxes = None if self.boxes is None or other.boxes is None else list(self.boxes) + list(other.boxes)
+        masks = None if self.masks is None or other.masks is None else _join(self.masks, other.masks)
+        return replace(self, images=_join(self.images, other.images), name=name or self.name,
+                       labels=np.concatenate([self.labels, other.labels]), skipped=self.skipped + other.skipped,
+                       labeled=self.labeled and other.labeled, boxes=boxes, masks=masks)
 
     def take(self, n: int, seed: int | None = None) -> "Dataset":
         """The first `n` samples, or `n` drawn without replacement with `seed` (a stratified-enough random pick)."""
@@ -70,6 +90,17 @@ class Dataset:
         if seed is None:
             return self.subset(np.arange(n))
         return self.subset(np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False)))
+
+
+def _pick(items, idx: np.ndarray):
+    return items[idx] if isinstance(items, np.ndarray) else [items[i] for i in idx]
+
+
+def _join(a, b):
+    """Two per-image collections as one: an array when both are arrays of one item shape, else a list."""
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape[1:] == b.shape[1:]:
+        return np.concatenate([a, b])
+    return list(a) + list(b)
 
 
 def split_indices(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

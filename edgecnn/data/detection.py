@@ -69,9 +69,7 @@ def _split_dirs(root: Path, split: str, is_fmt, load):
     if not all(is_fmt(root / s) for s in ("train", "test")):
         return None
     if split == "all":
-        a, b = load(root / "train", "all"), load(root / "test", "all")
-        return Dataset(list(a.images) + list(b.images), np.concatenate([a.labels, b.labels]), a.class_names,
-                       root.name, boxes=a.boxes + b.boxes)
+        return load(root / "train", "all").concat(load(root / "test", "all"), root.name)
     return load(root / split, "all")
 
 
@@ -166,20 +164,14 @@ def _yolo_line(txt: Path, lineno: int, line: str, n_classes: int, w: int, h: int
 
 def load_yolo(root: str | Path, split: str = "train") -> Dataset:
     """A YOLO-txt folder (see the module table) as a Dataset with boxes."""
-    from edgecnn.data.folder import IMAGE_SUFFIXES
+    from edgecnn.data.folder import annotated_images
 
     root = Path(root)
     by_split = _split_dirs(root, split, lambda p: (p / "labels").is_dir(), load_yolo)
     if by_split is not None:
         return by_split
     classes = _yolo_classes(root)
-    files = sorted(p for p in (root / "images").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    stems = {p.stem for p in files}
-    orphans = sorted(p for p in (root / "labels").glob("*.txt") if p.stem not in stems)
-    if orphans:
-        raise EdgecnnError(f"{orphans[0]}: label file without an image {orphans[0].stem}.* in {root / 'images'}")
-    if not files:
-        raise EdgecnnError(f"{root / 'images'}: no images")
+    files = annotated_images(root, "labels", ".txt", "label file")
     images, boxes = [], []
     for p in files:
         img = _read_image(p, str(root))

@@ -117,6 +117,20 @@ def _decode(root: Path, files: list[Path], non_images: list[Path], skip_bad: boo
     return images, keep, tuple(str(p) for p in list(non_images) + list(bad))
 
 
+def annotated_images(root: Path, sub: str, suffix: str, what: str) -> list[Path]:
+    """The images of `root/images` in name order, after one line for a file `root/sub/*suffix` (a `what`: YOLO's
+    label files, segmentation masks) whose image is missing and one for a folder without images."""
+    files = sorted(p for p in (root / "images").iterdir() if p.is_file() and not p.name.startswith(".")
+                   and p.suffix.lower() in IMAGE_SUFFIXES)
+    stems = {p.stem for p in files}
+    orphans = sorted(p for p in (root / sub).glob(f"*{suffix}") if p.stem not in stems)
+    if orphans:
+        raise EdgecnnError(f"{orphans[0]}: {what} without an image {orphans[0].stem}.* in {root / 'images'}")
+    if not files:
+        raise EdgecnnError(f"{root / 'images'}: no images")
+    return files
+
+
 def load_flat_folder(root: Path, skip_bad: bool = False) -> Dataset:
     """Every image directly in `root` (no class sub-folders), unlabeled: for calibration and bench inputs."""
     files = sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")
@@ -142,8 +156,7 @@ def load_folder(root: str | Path, split: str = "train", skip_bad: bool = False) 
         want = {"train": "train", "test": "test" if "test" in split_dirs else "val", "val": "val"}.get(split, split)
         if split == "all":
             a, b = load_folder(split_dirs["train"], "all", skip_bad), load_folder(root, "test", skip_bad)
-            return Dataset(list(a.images) + list(b.images), np.concatenate([a.labels, b.labels]), a.class_names,
-                           root.name, a.skipped + b.skipped, a.labeled and b.labeled)
+            return a.concat(b, root.name)
         return load_folder(split_dirs.get(want, split_dirs["train"]), "all", skip_bad)
     class_names = [p.name for p in _class_dirs(root)]
     files, labels, non_images = _scan(root, class_names)

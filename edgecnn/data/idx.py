@@ -66,8 +66,7 @@ def candidate_dirs(explicit: str | Path | None = None) -> list[Path]:
 
 def load_idx_dir(folder: Path, split: str, name: str, class_names: tuple[str, ...]) -> Dataset:
     if split == "all":
-        a, b = load_idx_dir(folder, "train", name, class_names), load_idx_dir(folder, "test", name, class_names)
-        return Dataset(np.concatenate([a.images, b.images]), np.concatenate([a.labels, b.labels]), class_names, name)
+        return load_idx_dir(folder, "train", name, class_names).concat(load_idx_dir(folder, "test", name, class_names))
     img_stem, lbl_stem = FILES[split]
     img_path, lbl_path = _find(folder, img_stem), _find(folder, lbl_stem)
     if img_path is None or lbl_path is None:

@@ -1,4 +1,5 @@
-"""`scenes:OBJECTS`: an offline object-detection set: real objects pasted onto real photos, with exact boxes.
+"""`scenes:OBJECTS`: an offline object-detection set: real objects pasted onto real photos, with exact boxes and
+exact per-pixel masks.
 
 No labelled detection data set ships in a package reachable offline, so edgecnn makes one from two real sources
 it already has: the objects are the images of a classification source (`scenes:digits`: scikit-learn's 8x8
@@ -12,13 +13,17 @@ crops of the photos shipped in `calibration/photos` (16 photos and textures from
 | overlap             | a new object's box overlaps an earlier one by IoU <= 0.2 (else re-drawn; dropped after 20)  |
 | look                | the object's grey levels are its alpha; ink dark on a bright spot, bright on a dark one     |
 | box                 | exact: the tight bounds of the pasted pixels with alpha >= 0.25, `[x0, y0, x1, y1)` pixels |
+| mask                | exact: those same pixels are class + 1, the rest 0 (background); a later object overwrites |
 | classes             | the object source's classes (digits: '0'..'9'; Fashion-MNIST: its 10 item names)           |
+| mask classes        | `("background", *classes)`: mask value k + 1 is object class k                              |
 | train split         | 6,000 scenes: objects from the source's train split, photo crops 0-2, 4-6 of each photo     |
 | test split          | 500 scenes (1,193 objects: enough for a stable mAP): test-split objects, crops 3 and 7      |
 | seed                | fixed (0): every machine builds the same pixels and boxes; `load_scenes(..., seed=)` varies it |
 
-Train and test share no object image and no background crop. Boxes are in pixels of the 128x128 scene; a model
-with another input size gets them scaled with the image (`PreprocessSpec` resizes without keeping aspect).
+Train and test share no object image and no background crop. Boxes and masks are in pixels of the 128x128 scene; a
+model with another input size gets them scaled with the image (`PreprocessSpec` resizes without keeping aspect). The
+masks draw nothing from the random generator: the images and boxes are the ones made before masks existed. A scene
+set carries both truths; its `labels` stay the detection ones (each scene's first object, `Dataset`).
 """
 
 from __future__ import annotations
@@ -75,8 +80,12 @@ def _background(rng, photos) -> np.ndarray:
     return bg[:, ::-1] if rng.random() < 0.5 else bg
 
 
-def _paste(rng, canvas: np.ndarray, obj: np.ndarray, placed: list) -> np.ndarray | None:
-    """Paste `obj` (grey uint8) at a random scale and place; its exact box, or None when it found no free spot."""
+def _paste(rng, canvas: np.ndarray, obj: np.ndarray, placed: list, mask: np.ndarray | None = None,
+           value: int = 0) -> np.ndarray | None:
+    """Paste `obj` (grey uint8) at a random scale and place; its exact box, or None when it found no free spot.
+
+    With `mask` (uint8, the canvas' H, W) the pasted pixels (alpha >= ALPHA_EDGE, those the box bounds) are set to
+    `value` there."""
     gray = obj if obj.ndim == 2 else obj.mean(axis=2)
     side = int(rng.integers(OBJECT_SIDE[0], OBJECT_SIDE[1] + 1))
     alpha = np.clip(_resize(gray.astype(np.uint8), side, side) / 255.0 * 1.5, 0.0, 1.0)
@@ -93,6 +102,8 @@ def _paste(rng, canvas: np.ndarray, obj: np.ndarray, placed: list) -> np.ndarray
         ink = rng.uniform(0, 70, 3) if lum > 128 else rng.uniform(185, 255, 3)
         a = alpha[..., None]
         canvas[y:y + side, x:x + side] = region * (1 - a) + ink * a
+        if mask is not None:
+            mask[y + ys, x + xs] = value
         return box
     return None
 
@@ -102,28 +113,29 @@ def load_scenes(objects: str = "digits", split: str = "train", seed: int = 0) ->
     from edgecnn.data.sources import load_split
 
     if split == "all":
-        a, b = load_scenes(objects, "train", seed), load_scenes(objects, "test", seed)
-        return Dataset(np.concatenate([a.images, b.images]), np.concatenate([a.labels, b.labels]), a.class_names,
-                       a.name, boxes=a.boxes + b.boxes)
+        return load_scenes(objects, "train", seed).concat(load_scenes(objects, "test", seed))
     source = load_split(objects, split, needs_labels="scenes")
     if source.boxes is not None:
         raise EdgecnnError(f"scenes:{objects}: objects must come from a classification source")
     photos = _backgrounds(split)
     rng = np.random.default_rng([seed, 0 if split == "train" else 1])
     images = np.empty((SCENES[split], SIZE, SIZE, 3), np.uint8)
+    masks = np.zeros((SCENES[split], SIZE, SIZE), np.uint8)
     boxes = []
     for i in range(SCENES[split]):
         canvas = _background(rng, photos)
         placed, classes = [], []
         for _ in range(int(rng.integers(OBJECTS_PER_SCENE[0], OBJECTS_PER_SCENE[1] + 1))):
             k = int(rng.integers(len(source)))
-            box = _paste(rng, canvas, np.asarray(source.images[k]), placed)
+            cls = int(source.labels[k])
+            box = _paste(rng, canvas, np.asarray(source.images[k]), placed, masks[i], cls + 1)
             if box is not None:
                 placed.append(box)
-                classes.append(int(source.labels[k]))
+                classes.append(cls)
         images[i] = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
         b = np.concatenate([np.stack(placed), np.asarray(classes, np.float32)[:, None]], axis=1) if placed else \
             np.zeros((0, 5), np.float32)
         boxes.append(b.astype(np.float32))
     labels = np.asarray([int(b[0, 4]) if len(b) else -1 for b in boxes], np.int64)
-    return Dataset(images, labels, source.class_names, f"scenes:{objects}", boxes=boxes)
+    return Dataset(images, labels, source.class_names, f"scenes:{objects}", boxes=boxes, masks=masks,
+                   mask_names=("background",) + tuple(source.class_names))

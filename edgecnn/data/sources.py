@@ -11,15 +11,17 @@
 | DIR of images only         | flat          | every image in it, unlabeled                                         |
 | `calibration:NAME`, `NAME` | flat          | a set under the calibration root (`calibration/photos`)              |
 | `recipe:NAME`              | recipe        | `calibration/recipes/NAME.yaml`: N seeded samples from a split       |
-| `scenes:digits`            | scenes        | detection: digits pasted on the shipped photos, exact boxes (scenes.py) |
+| `scenes:digits`            | scenes        | detection: digits on the shipped photos, exact boxes, masks (scenes.py) |
 | `scenes:fashion-mnist[:DIR]` | scenes      | detection: Fashion-MNIST items on the photos, where installed        |
 | DIR with annotations.json  | coco          | detection: COCO-format folder, `DIR/images/` (detection.py)          |
 | DIR with images/ + labels/ | yolo          | detection: YOLO-txt folder, `classes.txt` or `data.yaml` names       |
+| DIR with images/ + masks/  | masks         | segmentation: PNG masks of class indices or colours (masks.py)       |
 
 A path on disk wins over a calibration set of the same name. Unlabeled sources (a flat folder, an .npz without `y`)
 load wherever labels are not needed (calibration, bench inputs); `load_split(..., needs_labels=COMMAND)` turns them
 into one line for commands that measure or learn from labels. A recipe fixes its own split. A detection source
-returns a Dataset whose `boxes` are set (`Dataset.task == "detection"`).
+returns a Dataset whose `boxes` are set (`Dataset.task == "detection"`), a segmentation source one whose `masks` are
+(`scenes:` sets carry both).
 """
 
 from __future__ import annotations
@@ -103,6 +105,10 @@ class Source:
             from edgecnn.data.detection import load_coco, load_yolo
 
             return (load_coco if self.kind == "coco" else load_yolo)(self.path, split)
+        if self.kind == "masks":
+            from edgecnn.data.masks import load_masks
+
+            return load_masks(self.path, split)
         if self.kind == "fashion-mnist":
             return idx.load_fashion_mnist(split, self.path)
         if self.kind == "idx":
@@ -129,6 +135,7 @@ def resolve(src: str) -> Source:
     from edgecnn.data.calibration import calibration_dir, calibration_sets, read_recipe
     from edgecnn.data.detection import is_coco_dir, is_yolo_dir
     from edgecnn.data.folder import is_flat
+    from edgecnn.data.masks import is_mask_dir
 
     if src in NAMED:
         return Source(src, src)
@@ -152,6 +159,8 @@ def resolve(src: str) -> Source:
         return Source(src, "coco", path)
     if path.is_dir() and is_yolo_dir(path):
         return Source(src, "yolo", path)
+    if path.is_dir() and is_mask_dir(path):
+        return Source(src, "masks", path)
     if path.is_dir():
         return Source(src, "flat" if is_flat(path) else "folder", path)
     if path.exists():
