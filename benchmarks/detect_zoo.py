@@ -46,16 +46,10 @@ def _bench(path: Path, runs: int) -> dict:
             "ops_outside": (doc.get("delegation") or {}).get("ops_outside")}
 
 
-def main() -> int:
-    from edgecnn.convert.converter import convert_model
-    from edgecnn.convert.edgetpu import preflight
-    from edgecnn.convert.request import ConversionRequest
-    from edgecnn.evaluate.accuracy import evaluate
-    from edgecnn.train.trainer import TrainConfig, train
-    from edgecnn.zoo import get_entry, list_models
-
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="runs/bench/detect_zoo")
+def parser(doc: str, out: str) -> argparse.ArgumentParser:
+    """The options every zoo benchmark of a task takes (this one's, and benchmarks/segment_zoo.py's)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--out", default=out)
     ap.add_argument("--pattern", default="*")
     ap.add_argument("--data", default="scenes:digits")
     ap.add_argument("--epochs", type=int)
@@ -64,32 +58,68 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--input-size", type=int, default=128)
     ap.add_argument("--calibration", type=int, default=200)
-    args = ap.parse_args()
+    return ap
+
+
+def trained(name: str, args, recipes: dict, default: dict, out: Path) -> tuple[Path, dict]:
+    """Zoo model `name` trained on --data with its recipe (--epochs/--batch-size/--lr override it): the .keras and
+    the start of its row (params, MACs, training time, the recipe)."""
+    from edgecnn.train.trainer import TrainConfig, train
+
+    keras_path = out / f"{name}.keras"
+    recipe = {**recipes.get(name, default),
+              **{k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr))
+                 if v is not None}}
+    t = time.perf_counter()
+    summary = train(TrainConfig(name, args.data, recipe["epochs"], recipe["batch_size"], recipe["lr"], seed=0,
+                                input_size=args.input_size, knobs=dict(recipe.get("options", {}))),
+                    keras_path, progress=False)
+    return keras_path, {"model": name, "params": summary["params"], "macs": summary["macs"],
+                        "train_seconds": round(time.perf_counter() - t, 1), **recipe}
+
+
+def each_trained(task: str, args, recipes: dict, default: dict):
+    """(name, .keras, the start of its row, the output folder) of every zoo model of `task` matching --pattern,
+    trained in turn (`trained`)."""
+    from edgecnn.zoo import get_entry, list_models
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    for name in [n for n in list_models(args.pattern) if get_entry(n).task == task]:
+        yield (name, *trained(name, args, recipes, default, out), out)
+
+
+def measured(keras_path: Path, path: Path, args, mode: str, keys: tuple, per_tensor: bool = False) -> dict:
+    """`keras_path` converted to `path` in `mode` (int8: int8 IO, calibrated on --data's train split), evaluated on
+    its test split and benched here: size, the eval result's `keys` and per-class numbers, the bench."""
+    from edgecnn.convert.converter import convert_model
+    from edgecnn.convert.request import ConversionRequest
+    from edgecnn.evaluate.accuracy import evaluate
+
+    req = ConversionRequest(mode, per_tensor=per_tensor, calibration=args.data if mode == "int8" else None,
+                            num_calibration=args.calibration)
+    report = convert_model(keras_path, path, req)
+    r = evaluate(path, args.data)
+    return {"size_bytes": path.stat().st_size, **{k: r[k] for k in keys}, "ops_in_float": report["ops_in_float"],
+            "per_class": r["per_class"], "bench": _bench(path, args.runs)}
+
+
+def edgetpu_preflight(path: Path) -> dict:
+    from edgecnn.convert.edgetpu import preflight
+
+    pf = preflight(path)
+    return {k: pf[k] for k in ("maps_fully", "ops_edgetpu", "ops_total", "first_cpu_op")}
+
+
+def main() -> int:
+    from edgecnn.evaluate.accuracy import evaluate
+
+    args = parser(__doc__, "runs/bench/detect_zoo").parse_args()
     rows = []
-    for name in [n for n in list_models(args.pattern) if get_entry(n).task == "detection"]:
-        keras_path = out / f"{name}.keras"
-        recipe = {**RECIPES.get(name, DEFAULT_RECIPE),
-                  **{k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr))
-                     if v is not None}}
-        t = time.perf_counter()
-        summary = train(TrainConfig(name, args.data, recipe["epochs"], recipe["batch_size"], recipe["lr"], seed=0,
-                                    input_size=args.input_size), keras_path, progress=False)
-        row = {"model": name, "params": summary["params"], "macs": summary["macs"],
-               "train_seconds": round(time.perf_counter() - t, 1), **recipe}
+    for name, keras_path, row, out in each_trained("detection", args, RECIPES, DEFAULT_RECIPE):
         for mode in ("float32", "int8"):
-            path = out / f"{name}_{mode}.tflite"
-            req = ConversionRequest(mode, calibration=args.data if mode == "int8" else None,
-                                    num_calibration=args.calibration)
-            report = convert_model(keras_path, path, req)
-            r = evaluate(path, args.data)
-            row[mode] = {"size_bytes": path.stat().st_size, "map": r["map"], "map50": r["map50"],
-                         "ops_in_float": report["ops_in_float"], "per_class": r["per_class"],
-                         "bench": _bench(path, args.runs)}
-        pf = preflight(out / f"{name}_int8.tflite")
-        row["edgetpu_preflight"] = {"maps_fully": pf["maps_fully"], "ops_edgetpu": pf["ops_edgetpu"],
-                                    "ops_total": pf["ops_total"], "first_cpu_op": pf["first_cpu_op"]}
+            row[mode] = measured(keras_path, out / f"{name}_{mode}.tflite", args, mode, ("map", "map50"))
+        row["edgetpu_preflight"] = edgetpu_preflight(out / f"{name}_int8.tflite")
         k = evaluate(keras_path, args.data)
         row["keras"] = {"map": k["map"], "map50": k["map50"]}
         row["objects"], row["images"] = k["objects"], k["n"]

@@ -14,66 +14,31 @@ int8 file. Every step is the library call the CLI makes. Prints a Markdown table
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detect_zoo import _bench  # noqa: E402 - one bench of a .tflite for every zoo benchmark
+from detect_zoo import each_trained, edgetpu_preflight, measured, parser  # noqa: E402 - what every zoo benchmark of a task shares
 
 # the training recipe of each segmenter on scenes:digits (the seg-quick recipe's for the first)
-RECIPES = {"lraspp_mobilenet_v3_small": {"epochs": 6, "batch_size": 32, "lr": 4e-3}}
-DEFAULT_RECIPE = {"epochs": 6, "batch_size": 32, "lr": 4e-3}
+RECIPES = {"lraspp_mobilenet_v3_small": {"epochs": 5, "batch_size": 32, "lr": 5e-3,
+                                         "options": {"minimalistic": True}}}
+DEFAULT_RECIPE = {"epochs": 5, "batch_size": 32, "lr": 5e-3}
 MODES = (("float32", "float32", False), ("int8", "int8", False), ("int8-per-tensor", "int8", True))
 
 
 def main() -> int:
-    from edgecnn.convert.converter import convert_model
-    from edgecnn.convert.edgetpu import preflight
-    from edgecnn.convert.request import ConversionRequest
     from edgecnn.evaluate.accuracy import evaluate
-    from edgecnn.train.trainer import TrainConfig, train
-    from edgecnn.zoo import get_entry, list_models
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="runs/bench/segment_zoo")
-    ap.add_argument("--pattern", default="*")
-    ap.add_argument("--data", default="scenes:digits")
-    ap.add_argument("--epochs", type=int)
-    ap.add_argument("--batch-size", type=int)
-    ap.add_argument("--lr", type=float)
-    ap.add_argument("--runs", type=int, default=100)
-    ap.add_argument("--input-size", type=int, default=128)
-    ap.add_argument("--calibration", type=int, default=200)
-    args = ap.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    args = parser(__doc__, "runs/bench/segment_zoo").parse_args()
     rows = []
-    for name in [n for n in list_models(args.pattern) if get_entry(n).task == "segmentation"]:
-        keras_path = out / f"{name}.keras"
-        recipe = {**RECIPES.get(name, DEFAULT_RECIPE),
-                  **{k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr))
-                     if v is not None}}
-        t = time.perf_counter()
-        summary = train(TrainConfig(name, args.data, recipe["epochs"], recipe["batch_size"], recipe["lr"], seed=0,
-                                    input_size=args.input_size), keras_path, progress=False)
-        row = {"model": name, "params": summary["params"], "macs": summary["macs"],
-               "train_seconds": round(time.perf_counter() - t, 1), **recipe}
+    for name, keras_path, row, out in each_trained("segmentation", args, RECIPES, DEFAULT_RECIPE):
         for label, mode, per_tensor in MODES:
-            path = out / f"{name}_{label}.tflite"
-            req = ConversionRequest(mode, per_tensor=per_tensor, calibration=args.data if mode == "int8" else None,
-                                    num_calibration=args.calibration)
-            report = convert_model(keras_path, path, req)
-            r = evaluate(path, args.data)
-            row[label] = {"size_bytes": path.stat().st_size, "miou": r["miou"], "pixel_accuracy": r["pixel_accuracy"],
-                          "ops_in_float": report["ops_in_float"], "per_class": r["per_class"],
-                          "bench": _bench(path, args.runs)}
-        pf = preflight(out / f"{name}_int8.tflite")
-        row["edgetpu_preflight"] = {"maps_fully": pf["maps_fully"], "ops_edgetpu": pf["ops_edgetpu"],
-                                    "ops_total": pf["ops_total"], "first_cpu_op": pf["first_cpu_op"]}
+            row[label] = measured(keras_path, out / f"{name}_{label}.tflite", args, mode,
+                                  ("miou", "pixel_accuracy"), per_tensor)
+        row["edgetpu_preflight"] = edgetpu_preflight(out / f"{name}_int8.tflite")
         k = evaluate(keras_path, args.data)
         row["keras_miou"], row["images"] = k["miou"], k["n"]
         for label in ("int8", "int8-per-tensor"):

@@ -141,7 +141,8 @@ def build(name, output, input_shape, num_classes, options, as_json):
 @main.command()
 @click.argument("model")
 @click.option("--data", default="digits", show_default=True,
-              help="digits, fashion-mnist, an image folder, .npz; for a detector scenes:digits, a COCO or YOLO folder.")
+              help="digits, fashion-mnist, an image folder, .npz; for a detector scenes:digits, a COCO or YOLO folder; "
+                   "for a segmenter scenes:digits (its masks) or a mask folder (images/ + masks/).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .keras file.")
 @click.option("--epochs", default=10, show_default=True, type=click.IntRange(1))
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
@@ -152,7 +153,7 @@ def build(name, output, input_shape, num_classes, options, as_json):
 @click.option("-O", "--option", "options", multiple=True, help="Builder option KEY=VALUE (e.g. alpha=0.5).")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable/non-image files in an image folder (counted).")
 @click.option("--augment", default="", help="Comma-separated training augmentations: flip, shift (a detector: flip, "
-              "boxes mirrored too).")
+              "boxes mirrored too; a segmenter: flip, masks mirrored too).")
 @click.option("--lr-schedule", default="cosine", show_default=True, type=click.Choice(["cosine", "constant"]))
 @click.option("--json", "as_json", is_flag=True)
 def train(model, data, output, epochs, batch_size, learning_rate, val_split, seed, input_size, options, skip_bad,
@@ -166,13 +167,11 @@ def train(model, data, output, epochs, batch_size, learning_rate, val_split, see
     result = run_train(cfg, output, progress=not as_json)
     if as_json:
         echo_json(result)
-    elif result.get("test_top1") is None:  # a detector's training measures its loss; eval gives the mAP
-        click.echo(f"{output}: test loss {result['test_loss']:.3f} on {result['test_samples']} {data} images "
-                   f"(mAP: edgecnn eval {output} --data {data}); loss {result['loss_first_epoch']:.3f} -> "
-                   f"{result['loss_last_epoch']:.3f}; {result['wall_seconds']:.1f} s")
     else:
-        click.echo(f"{output}: test top-1 {result['test_top1']:.4f} on {result['test_samples']} {data} images; "
-                   f"loss {result['loss_first_epoch']:.3f} -> {result['loss_last_epoch']:.3f}; "
+        from edgecnn import tasks
+
+        click.echo(f"{output}: {tasks.get(result['task']).train_text(result, output, data)}; loss "
+                   f"{result['loss_first_epoch']:.3f} -> {result['loss_last_epoch']:.3f}; "
                    f"{result['wall_seconds']:.1f} s")
 
 
@@ -323,7 +322,8 @@ def convert(model, output, mode, io, per_tensor, calibration, num_calibration, s
 @click.option("--json", "as_json", is_flag=True)
 def eval_cmd(models, data, limit, scale, offset, mean, std, executor, as_json):
     """Top-1/top-5 of Keras and .tflite models (any IO dtype) on --data's test split; COCO mAP@[.5:.95] and mAP@.5
-    (+ per-class AP in --json) for detectors on a detection set (scenes:digits, a COCO or YOLO folder)."""
+    (+ per-class AP in --json) for detectors on a detection set (scenes:digits, a COCO or YOLO folder); mIoU, pixel
+    and mean accuracy (+ per-class IoU in --json) for segmenters on a set with masks (scenes:digits, a mask folder)."""
     from edgecnn.data.spec import InputScaling
     from edgecnn.evaluate.accuracy import evaluate
     from edgecnn.executor import open_executor
@@ -574,8 +574,9 @@ def _lint_foreign(model) -> None:
 @click.option("--min-secs", type=float, default=0.0, show_default=True, help="Keep timing for at least S seconds.")
 @click.option("--no-xnnpack", is_flag=True, help="Plain TFLite kernels, no XNNPACK delegate.")
 @click.option("--op-profile", is_flag=True, help="Per-op report (ops and where they run).")
-@click.option("--data", default=None, help="Real inputs (top-1 if labeled; a detector's mAP if it has boxes): a data "
-              "source, or an .npz of x/y (a foreign detector's true boxes: 'boxes').")
+@click.option("--data", default=None, help="Real inputs (top-1 if labeled; a detector's mAP if it has boxes; a "
+              "segmenter's mIoU if it has masks): a data source, or an .npz of x/y (a foreign detector's true boxes: "
+              "'boxes').")
 @click.option("--limit", type=int, default=1000, show_default=True, help="At most this many --data samples.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
 @click.option("--head", default=None, metavar="KIND|JSON",
@@ -592,7 +593,8 @@ def bench(model, devices, threads, warmup, runs, min_secs, no_xnnpack, op_profil
     Every run, failed or not, becomes a row in the results database (see `edgecnn history`).
     A detector (edgecnn's, or a foreign BlazeFace-style or TFLite_Detection_PostProcess .tflite) also gets its
     post-processing timed apart from invoke (`postprocess` in --json); with --data, its accuracy is the COCO mAP@.5
-    and mAP@[.5:.95] of the boxes the device found (as `edgecnn eval` computes them), not a top-1.
+    and mAP@[.5:.95] of the boxes the device found (as `edgecnn eval` computes them), not a top-1. A segmenter's
+    arg-max is timed the same way; with --data the device returns one confusion matrix, scored here as mIoU.
     """
     from edgecnn.devices.profiles import load_profile
     from edgecnn.bench.protocol import BenchSettings

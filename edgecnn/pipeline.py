@@ -171,8 +171,10 @@ def _accuracy_text(r: dict) -> str:
 
 
 def _train_text(r: dict) -> str:
-    """A training result in a few words: the test top-1 a classifier's training measures, else the test loss."""
-    return f"test top-1 {r['test_top1']:.4f}" if r.get("test_top1") is not None else f"test loss {r['test_loss']:.4f}"
+    """A training result in a few words, as its task says it (a classifier's test top-1, a detector's test loss)."""
+    from edgecnn import tasks
+
+    return tasks.known(r.get("task")).train_text(r, r.get("output"), r.get("data"))
 
 
 def compare_step(root: Path, float_model: str, quant_model: str, data: str, limit: int | None) -> dict:

@@ -86,6 +86,10 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     for key in ("anchors", "variances"):  # the same model, its head description without `key`
         f[f"ssd-no-{key}.keras"] = _zoo_model(d, "ssdlite_mobilenet_v2", (32, 32, 3),
                                               head_change=key, strides=[16])
+    f["seg.keras"] = _zoo_model(d, "lraspp_mobilenet_v3_small", (32, 32, 3), classes=2, alpha=0.35,
+                                minimalistic=True)  # a segmenter of 2 classes: the mask folders hold up to 3
+    f["masks-good"] = d / "masks-good"
+    mask_dir(f["masks-good"])
     for case in ("size", "missing", "colour", "index", "unreadable", "empty"):  # mask folders, each broken one way
         f[f"masks-{case}"] = d / f"masks-{case}"
         mask_dir(f[f"masks-{case}"], kind="RGB" if case == "colour" else "L")
@@ -166,6 +170,11 @@ CASES = [
     ("eval-limit-out-of-range", "eval {lenet5.keras} --data digits --limit 0", "--limit"),
     ("eval-classifier-on-detection", "eval {lenet5.keras} --data scenes:digits", "detection set"),
     ("eval-detector-on-classification", "eval {det.keras} --data digits", "classification set"),
+    ("eval-segmenter-on-classification", "eval {seg.keras} --data digits", "a classification set, but"),
+    ("eval-classifier-on-masks", "eval {lenet5.keras} --data {masks-good}", "a segmentation set, but"),
+    ("eval-detector-on-masks", "eval {det.keras} --data {masks-good}", "a segmentation set, but"),
+    ("eval-segmenter-class-above-model", "eval {seg.keras} --data {masks-good}",
+     "has 4 classes but the model was trained on 2"),
     ("eval-head-without-anchors", "eval {ssd-no-anchors.keras} --data scenes:digits", "anchors"),
     ("eval-head-without-variances", "eval {ssd-no-variances.keras} --data scenes:digits", "variances"),
     # compare

@@ -55,9 +55,11 @@ def test_split(src: str, spec: PreprocessSpec, limit: int | None = None, needs_l
     check_task(task or spec.task, ds, model, src)
     if limit:
         ds = ds.take(limit)
-    if spec.labels and ds.class_names and len(ds.class_names) != len(spec.labels):
-        raise EdgecnnError(f"{src}: has {len(ds.class_names)} classes but the model was trained on "
-                           f"{len(spec.labels)}")
+    from edgecnn import tasks
+
+    names = tasks.get(task or spec.task).class_names(ds)  # a segmentation set's: its mask classes
+    if spec.labels and names and len(names) != len(spec.labels):
+        raise EdgecnnError(f"{src}: has {len(names)} classes but the model was trained on {len(spec.labels)}")
     return ds
 
 

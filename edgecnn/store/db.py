@@ -67,8 +67,9 @@ _COLUMNS = {  # name -> SQL type; the order is the table's
     "accuracy_metric": "TEXT",  # what the run's accuracy is: "top-1" (column top1) or "mAP@.5" (a detector: map50)
     "map50": "REAL",
     "map": "REAL",  # mAP@[.5:.95]
+    "miou": "REAL",  # a segmenter's mIoU (accuracy_metric "mIoU")
 }
-_ADDED_COLUMNS = ("postprocess_head", "postprocess_p50_ms", "accuracy_metric", "map50", "map")
+_ADDED_COLUMNS = ("postprocess_head", "postprocess_p50_ms", "accuracy_metric", "map50", "map", "miou")
 
 _DEPLOY_COLUMNS = {  # one row per `edgecnn flash` / `flash --rollback`, ok or failed (edgecnn.deploy.flash)
     "created_at": "TEXT NOT NULL",
@@ -330,6 +331,7 @@ def row_from_doc(doc: dict) -> dict:
         "postprocess_p50_ms": _get(doc, "postprocess", "p50_ms"),
         "accuracy_metric": accuracy_metric(doc),
         "map50": _get(doc, "accuracy", "map50"),
+        "miou": _get(doc, "accuracy", "miou"),
         "map": _get(doc, "accuracy", "map"),
     }
     for k in ("mean_ms", "std_ms", "min_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms"):

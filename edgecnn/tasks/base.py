@@ -20,6 +20,10 @@ Metric values are "higher is better" in 0..1 (top-1, mAP): a drop is `100 * (flo
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
@@ -34,9 +38,10 @@ class Task:
     # the module of `edgecnn/train/` with this task's `adopt`, `fit` and `measure` (`edgecnn.train.trainer`); a name,
     # not an import, so tasks import no stage; None: `edgecnn train` cannot train this task's models
     trainer: str | None = None
-    # the numpy-only file shipped beside the board runner to decode this task's outputs there (`runner.py` loads it
-    # with --postprocess; `device_result` is what comes back); None: the runner's own top-1 (or detection's file)
-    board_file = None
+    # the numpy-only module shipped beside the board runner to decode this task's outputs there (`runner.py` loads
+    # it with --postprocess; its DEFAULT_HEAD, decode, found, device_result and recognise are the contract); None:
+    # the runner's own top-1 (and detection's file, which recognises foreign detectors)
+    board_module: str | None = None
 
     # --- data -----------------------------------------------------------------------------------------------------
     def owns(self, ds) -> bool:
@@ -61,14 +66,25 @@ class Task:
         return {}
 
     # --- predictions ----------------------------------------------------------------------------------------------
-    def context(self, spec, head: dict | None = None) -> dict:
-        """What `postprocess` needs beyond the outputs (input size, head...): plain data, shipped to Ray workers."""
-        return {}
+    @property
+    def board_file(self) -> Path | None:
+        """The file of `board_module`, shipped beside the board runner."""
+        return Path(importlib.util.find_spec(self.board_module).origin) if self.board_module else None
 
-    @staticmethod
-    def recognise(outputs: list, ops: list, input_hw) -> dict | None:
-        """A foreign model's head when its graph's outputs are this task's (`tasks.FOREIGN`), else None."""
-        return None
+    def context(self, spec, head: dict | None = None) -> dict:
+        """What `postprocess` needs beyond the outputs: plain data, shipped to Ray workers; a task with a shipped
+        module: its head (given, the spec's, else the module's DEFAULT_HEAD), the input size and the labels."""
+        if not self.board_module:
+            return {}
+        default = importlib.import_module(self.board_module).DEFAULT_HEAD
+        return {"head": dict(head or spec.head or default), "input_hw": (int(spec.height), int(spec.width)),
+                "labels": list(spec.labels)}
+
+    def recognise(self, outputs: list, ops: list, input_hw) -> dict | None:
+        """A foreign model's head when its graph's outputs are this task's (`tasks.FOREIGN`; the shipped module's
+        `recognise`, which the runner calls on the board too), else None."""
+        module = importlib.import_module(self.board_module) if self.board_module else None
+        return module.recognise(outputs, ops, input_hw) if hasattr(module, "recognise") else None
 
     def check_outputs(self, shapes: list, ctx: dict, model) -> None:
         """One line when a model's output shapes (without batch) cannot be this task's."""
@@ -109,6 +125,10 @@ class Task:
             lines.append(f"float {self.metric} {r['float_value']:.4f}  quant {self.metric} {r['quant_value']:.4f}  "
                          f"drop {r['drop_points']:+.2f} pts")
         return lines, None
+
+    def train_text(self, result: dict, output, data: str) -> str:
+        """`edgecnn train`'s line on what the trained model measured on the test split."""
+        return f"{result['test_samples']} {data} test images"
 
     def bench_text(self, acc: dict) -> str:
         """A bench document's `accuracy` in a few words (the device's predictions scored on the host)."""

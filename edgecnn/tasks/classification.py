@@ -85,6 +85,9 @@ class Classification(Task):
     def cell(self, value) -> str:
         return "-" if value is None else f"{value:.2%}"
 
+    def train_text(self, result, output, data) -> str:
+        return f"test top-1 {result['test_top1']:.4f} on {result['test_samples']} {data} images"
+
     def bench_text(self, acc: dict) -> str:
         top1 = acc.get("top1")
         return f"{top1 * 100:.2f}% of {acc['n']}" if top1 is not None else f"(no labels, {acc['n']})"
@@ -107,7 +110,8 @@ class Classification(Task):
                          f"{c['delta_points']:+.2f}"] for c in worst])
 
     def owns(self, ds) -> bool:
-        return getattr(ds, "boxes", None) is None
+        """A set with only class labels: no boxes (detection), no masks (segmentation)."""
+        return getattr(ds, "boxes", None) is None and getattr(ds, "masks", None) is None
 
     def truth(self, ds):
         return np.asarray(ds.labels)

@@ -26,6 +26,7 @@ class Detection(Task):
     metric_key = "map50"
     example_source = "scenes:digits"
     trainer = "edgecnn.train.detection"
+    board_module = "edgecnn.tasks.detection.postprocess"
     details = ("map50", "map", "objects", "detections", "examples")
 
     def describe(self, result: dict) -> str:
@@ -58,6 +59,11 @@ class Detection(Task):
                          f"{c['delta_points']:+.2f}"]
                         for c in worst])
 
+    def train_text(self, result, output, data) -> str:
+        """A detector's training measures its loss; `edgecnn eval` gives the mAP."""
+        return (f"test loss {result['test_loss']:.3f} on {result['test_samples']} {data} images "
+                f"(mAP: edgecnn eval {output} --data {data})")
+
     def bench_text(self, acc: dict) -> str:
         if acc.get("map50") is None:
             return f"- ({acc.get('note') or 'no true boxes'})"
@@ -88,16 +94,6 @@ class Detection(Task):
         from edgecnn.tasks.detection.metrics import image_sizes
 
         return {"sizes": image_sizes(ds)}
-
-    def context(self, spec, head: dict | None = None) -> dict:
-        return {"head": dict(head or spec.head or DEFAULT_HEAD), "input_hw": (int(spec.height), int(spec.width)),
-                "labels": list(spec.labels)}
-
-    @staticmethod
-    def recognise(outputs, ops, input_hw):
-        from edgecnn.tasks.detection.postprocess import recognise
-
-        return recognise(outputs, ops, input_hw)
 
     def check_outputs(self, shapes, ctx, model) -> None:
         from edgecnn.tasks.detection.postprocess import FOREIGN_HEADS, output_problem

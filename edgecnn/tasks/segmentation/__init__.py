@@ -15,13 +15,10 @@ of those classes as `Dataset.mask_names` (background first for `scenes:`).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.tasks.base import Task, number_text
-from edgecnn.tasks.segmentation.postprocess import DEFAULT_HEAD
 
 WORST_CLASSES = 5  # per-class IoU deltas `compare` prints (worst first)
 
@@ -32,7 +29,7 @@ class Segmentation(Task):
     metric_key = "miou"
     example_source = "scenes:digits"
     trainer = "edgecnn.train.segmentation"
-    board_file = Path(__file__).resolve().parent / "postprocess.py"
+    board_module = "edgecnn.tasks.segmentation.postprocess"
     details = ("miou", "pixel_accuracy", "mean_accuracy", "examples")
     per_class_in_rows = True  # the report's per-class IoU change (classes scored in both models; n: true pixels)
 
@@ -47,16 +44,6 @@ class Segmentation(Task):
         return tuple(getattr(ds, "mask_names", ()) or ())
 
     # --- predictions ------------------------------------------------------------------------------------------
-    def context(self, spec, head: dict | None = None) -> dict:
-        return {"head": dict(head or spec.head or DEFAULT_HEAD), "input_hw": (int(spec.height), int(spec.width)),
-                "labels": list(spec.labels)}
-
-    @staticmethod
-    def recognise(outputs, ops, input_hw):
-        from edgecnn.tasks.segmentation.postprocess import recognise
-
-        return recognise(outputs, ops, input_hw)
-
     def check_outputs(self, shapes, ctx, model) -> None:
         first = list(shapes[0]) if shapes else []
         if len(first) != 3 or first[-1] < 2:
@@ -95,6 +82,10 @@ class Segmentation(Task):
         return lines, ("per-class IoU delta (worst first)", ["class", "float", "quant", "delta pts"],
                        [[c["name"], number_text(c["float_iou"]), number_text(c["quant_iou"]),
                          f"{c['delta_points']:+.2f}"] for c in worst])
+
+    def train_text(self, result, output, data) -> str:
+        return (f"test mIoU {number_text(result['test_miou'], '.4f')}, pixel accuracy "
+                f"{number_text(result['test_pixel_accuracy'], '.4f')} on {result['test_samples']} {data} images")
 
     def bench_text(self, acc: dict) -> str:
         if acc.get("miou") is None:
