@@ -142,3 +142,25 @@ def test_run_a_segmentation_recipe_reports_miou_and_masks(tmp_path):
         assert r["examples"] and r["float_examples"]
     html = (tmp_path / "run" / "report.html").read_text()
     assert "mIoU" in html and "Masks: " in html
+
+
+def test_a_foreign_float_segmenter_converts_and_compares_label_free(segmenter, tmp_path):
+    """A float segmentation .tflite made elsewhere (no edgecnn spec: this one's stripped of it) is recognised by its
+    one (1, H, W, C) output: it converts to int8 and compares pixel by pixel on photos, out of the box."""
+    from edgecnn.tflite.metadata import read_spec, strip
+
+    _, f32, _ = segmenter
+    foreign = tmp_path / "foreign.tflite"
+    foreign.write_bytes(strip(f32.read_bytes()))
+    assert read_spec(foreign) is None
+    q = tmp_path / "foreign_int8.tflite"
+    scaling = ["--scale", str(2 / 255), "--offset", "-1"]
+    conv = run_cli("convert", foreign, "-o", q, "--quant", "int8", "--calibration", "photos",
+                   "--num-calibration", "16", *scaling)
+    assert conv.returncode == 0, conv.stderr[-2000:]
+    cmp = run_cli("compare", foreign, q, "--data", "calibration:photos", "--limit", "16", "--json", *scaling)
+    assert cmp.returncode == 0, cmp.stderr[-2000:]
+    r = json.loads(cmp.stdout)
+    r = r[0] if isinstance(r, list) else r
+    assert r["task"] == "segmentation" and not r["labeled"] and r["n"] == 16
+    assert 0.0 < r["pixel_agreement"] <= 1.0 and r["kl_per_pixel"] >= 0.0
