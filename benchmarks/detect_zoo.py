@@ -126,7 +126,11 @@ def main() -> int:
         row["drop_map50_points"] = round(100 * (row["float32"]["map50"] - row["int8"]["map50"]), 2)
         row["drop_map_points"] = round(100 * (row["float32"]["map"] - row["int8"]["map"]), 2)
         rows.append(row)
-    (out / "results.json").write_text(json.dumps(rows, indent=2))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "results.json.tmp"
+    tmp.write_text(json.dumps(rows, indent=2))
+    tmp.replace(out / "results.json")
     print("| model | input | params | MACs | train | float32 KiB | int8 KiB | float mAP@.5 | int8 mAP@.5 | drop pts | "
           "float mAP@[.5:.95] | int8 mAP@[.5:.95] | drop pts | p50 float32 ms | p50 int8 ms | post-proc ms | "
           "int8 partitions | Edge TPU preflight |")

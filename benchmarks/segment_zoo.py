@@ -44,7 +44,11 @@ def main() -> int:
         for label in ("int8", "int8-per-tensor"):
             row[f"drop_{label}_points"] = round(100 * (row["float32"]["miou"] - row[label]["miou"]), 2)
         rows.append(row)
-    (out / "results.json").write_text(json.dumps(rows, indent=2))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "results.json.tmp"
+    tmp.write_text(json.dumps(rows, indent=2))
+    tmp.replace(out / "results.json")
     print("| model | input | params | MACs | train | float32 KiB | int8 KiB | float mIoU | int8 mIoU (drop pts) | "
           "int8 per-tensor mIoU (drop pts) | p50 float32 ms | p50 int8 ms | arg-max ms | int8 partitions | "
           "Edge TPU preflight |")

@@ -164,3 +164,31 @@ def test_a_foreign_float_segmenter_converts_and_compares_label_free(segmenter, t
     r = r[0] if isinstance(r, list) else r
     assert r["task"] == "segmentation" and not r["labeled"] and r["n"] == 16
     assert 0.0 < r["pixel_agreement"] <= 1.0 and r["kl_per_pixel"] >= 0.0
+
+
+def test_a_saved_segmenter_fine_tunes_on_scenes_as_a_segmenter(segmenter, tmp_path):
+    """scenes: carry boxes and masks: a saved model's own task (its spec's) decides what it is trained for."""
+    from edgecnn.train.trainer import TrainConfig, train
+
+    keras, _, _ = segmenter
+    r = train(TrainConfig(str(keras), DATA, epochs=1, batch_size=32, max_train_samples=64), tmp_path / "ft.keras",
+              progress=False)
+    assert r["task"] == "segmentation" and r["test_samples"] == 500 and r["test_miou"] is not None
+
+
+def test_a_mask_folder_without_classes_txt_scores_a_model_of_more_classes(segmenter, tmp_path):
+    """A mask folder names only the classes up to the largest it holds: fewer names than the model's classes is
+    fine; a class above the model's is one line."""
+    from edgecnn.errors import EdgecnnError
+    from edgecnn.evaluate.accuracy import evaluate
+    from mask_folders import mask_dir
+
+    _, _, int8 = segmenter
+    root = tmp_path / "masks"
+    mask_dir(root, n=10, classes=(), sizes=[(64, 48)] * 10)
+    r = evaluate(int8, str(root))
+    assert r["task"] == "segmentation" and r["pixels"] > 0 and r["classes_scored"] >= 2
+    big = tmp_path / "big"
+    mask_dir(big, n=10, classes=tuple(f"c{i}" for i in range(12)))
+    with pytest.raises(EdgecnnError, match="has 12 classes but the model was trained on 11"):
+        evaluate(int8, str(big))

@@ -30,7 +30,7 @@ def run_local(model: str, settings: BenchSettings, samples: str | None = None, p
     with tempfile.TemporaryDirectory(prefix="edgecnn-local-") as tmp:
         truncated = truncated_copy(model, tmp)
         cmd = [python or sys.executable, str(RUNNER_PATH),
-               *runner_args(model, settings, samples, postprocess_path(model), truncated)]
+               *runner_args(model, settings, samples, postprocess_path(model, settings.head), truncated)]
         return _run(cmd, timeout)
 
 

@@ -35,16 +35,19 @@ class BenchSettings:
         return asdict(self)
 
 
-def postprocess_path(model) -> Path:
-    """The post-processing file shipped beside the runner for `model`: its task's (`edgecnn.tasks.board_file`)."""
+def postprocess_path(model, head: str | None = None) -> Path:
+    """The post-processing file shipped beside the runner for `model`: its task's (`edgecnn.tasks.board_file`);
+    detection's when a detection `head` is given (--head) or the model cannot be read (the runner then says why)."""
     from edgecnn import tasks
+    from edgecnn.errors import EdgecnnError
     from edgecnn.tflite.metadata import read_spec
 
+    if head:
+        return tasks.BOARD_POSTPROCESS
     try:
-        spec = read_spec(model)
-    except Exception:  # noqa: BLE001 - an unreadable model: the runner says what is wrong with it
-        spec = None
-    return tasks.board_file(spec, model)
+        return tasks.board_file(read_spec(model), model)
+    except (EdgecnnError, OSError, ValueError):  # an unreadable model: the runner says what is wrong with it
+        return tasks.BOARD_POSTPROCESS
 
 
 def runner_args(model: str, settings: BenchSettings, samples: str | None = None, postprocess: str | None = None,

@@ -101,7 +101,7 @@ def _run_remote(profile, model_path: Path, settings, samples_npz, cancel, tmp: s
                                extra, s)
             cache = f"{info.work_dir}/cache"
             truncated = truncated_copy(model_path, tmp)  # in-graph detection post-processing: timed by difference
-            post = postprocess_path(model_path)  # the model's task's numpy post-processing
+            post = postprocess_path(model_path, s.head)  # the model's task's numpy post-processing
             files = [RUNNER, post, model_path] + ([Path(samples_npz)] if samples_npz else []) + \
                 ([truncated] if truncated else [])
             need = sum(p.stat().st_size for p in files)

@@ -57,8 +57,9 @@ def test_split(src: str, spec: PreprocessSpec, limit: int | None = None, needs_l
         ds = ds.take(limit)
     from edgecnn import tasks
 
-    names = tasks.get(task or spec.task).class_names(ds)  # a segmentation set's: its mask classes
-    if spec.labels and names and len(names) != len(spec.labels):
+    t = tasks.get(task or spec.task)
+    names = t.class_names(ds)  # a segmentation set's: its mask classes
+    if spec.labels and names and not t.classes_fit(len(names), len(spec.labels)):
         raise EdgecnnError(f"{src}: has {len(names)} classes but the model was trained on {len(spec.labels)}")
     return ds
 

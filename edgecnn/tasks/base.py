@@ -60,6 +60,10 @@ class Task:
         """The names of the classes `ds`'s truth for this task is in (a model trained on it has that many)."""
         return tuple(ds.class_names)
 
+    def classes_fit(self, data_classes: int, model_classes: int) -> bool:
+        """A data set of `data_classes` classes can score a model of `model_classes` (by default: the same count)."""
+        return data_classes == model_classes
+
     def sample_info(self, ds) -> dict:
         """Per-sample facts that are not labels but that scoring needs (a detector's raw image sizes); merged into
         the host's context, never shipped to workers."""

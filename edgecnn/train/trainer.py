@@ -91,12 +91,20 @@ def _model_and_spec(cfg: TrainConfig, train_ds, task, hooks):
 
 
 def _task(cfg: TrainConfig, train_ds):
-    """The task a run trains: a zoo model's own (a set may carry several truths: `scenes:` has boxes and masks),
-    else (a saved model to fine-tune) the task whose truth the set carries (`tasks.for_dataset`)."""
+    """The task a run trains: a zoo model's own, or a saved model's (its spec's task; a set may carry several truths:
+    `scenes:` has boxes and masks), else the task whose truth the set carries (`tasks.for_dataset`)."""
     from edgecnn.zoo import get_entry
 
     saved = Path(cfg.model).suffix in (".keras", ".h5", ".hdf5") or Path(cfg.model).is_dir()
-    return tasks.for_dataset(train_ds) if saved else tasks.get(get_entry(cfg.model).task)
+    if not saved:
+        return tasks.get(get_entry(cfg.model).task)
+    from edgecnn.modelfile import read_keras_spec
+
+    spec = read_keras_spec(cfg.model) if Path(cfg.model).suffix == ".keras" else None
+    named = spec.task if spec is not None else None  # a saved model's own task, when its spec says one ...
+    if named and named != tasks.DEFAULT:
+        return tasks.get(named)
+    return tasks.for_dataset(train_ds)  # ... else the task whose truth the set carries
 
 
 def fit_bn_momentum(model, total_steps: int) -> None:

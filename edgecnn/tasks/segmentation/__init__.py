@@ -43,6 +43,11 @@ class Segmentation(Task):
     def class_names(self, ds) -> tuple:
         return tuple(getattr(ds, "mask_names", ()) or ())
 
+    def classes_fit(self, data_classes: int, model_classes: int) -> bool:
+        """A mask folder without classes.txt names only the classes up to the largest it holds: fewer is fine (a
+        mask class above the model's is one line when scored, `metrics.classes_of`)."""
+        return data_classes <= model_classes
+
     # --- predictions ------------------------------------------------------------------------------------------
     def check_outputs(self, shapes, ctx, model) -> None:
         first = list(shapes[0]) if shapes else []

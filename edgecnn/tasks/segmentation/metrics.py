@@ -74,9 +74,12 @@ def kl_sums(f: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         p = np.clip(e / e.sum(axis=-1, keepdims=True), EPS, 1.0)
         return p / p.sum(axis=-1, keepdims=True)
 
-    p, r = dist(f), dist(q)
-    kl = np.sum(p * np.log(p / r), axis=-1).reshape(len(p), -1)
-    return kl.sum(axis=1), np.full(len(p), kl.shape[1], np.float64)
+    sums, pixels = np.zeros(len(f)), np.zeros(len(f))
+    for i in range(len(f)):  # a sample at a time: a whole split of float64 maps would take gigabytes
+        p, r = dist(f[i]), dist(q[i])
+        kl = np.sum(p * np.log(p / r), axis=-1)
+        sums[i], pixels[i] = kl.sum(), kl.size
+    return sums, pixels
 
 
 def example(pred: np.ndarray) -> dict:

@@ -34,16 +34,19 @@ def decode(outputs: list, head: dict, input_hw) -> np.ndarray:
     logits = np.asarray(outputs[0])
     if logits.ndim != 4:
         raise ValueError(f"a segmenter's output is (N, H, W, classes), got {tuple(logits.shape)}")
-    return np.argmax(logits, axis=-1).astype(np.uint8)
+    return np.argmax(logits, axis=-1).astype(np.uint8 if logits.shape[-1] <= 256 else np.uint16)
 
 
 def recognise(outputs: list, ops: list, input_hw) -> dict | None:
     """A foreign model's head when its one output is a map of class scores (1, H, W, C), H and W > 1, C >= 2 (a
-    DeepLab's logits, at the input's size or below): the arg-max head; else None."""
+    DeepLab's logits, at the input's size or below): the arg-max head; else None. An output of 3 channels at the
+    input's size is an image (super-resolution, style transfer), not class scores."""
     if len(outputs) != 1:
         return None
     shape = list(outputs[0]["shape"])
-    return dict(DEFAULT_HEAD) if len(shape) == 4 and min(shape[1:3]) > 1 and shape[3] >= 2 else None
+    if len(shape) != 4 or min(shape[1:3]) <= 1 or shape[3] < 2:
+        return None
+    return None if shape[3] == 3 and tuple(shape[1:3]) == tuple(input_hw) else dict(DEFAULT_HEAD)
 
 
 def resize_nearest(m: np.ndarray, h: int, w: int) -> np.ndarray:
