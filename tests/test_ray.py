@@ -62,13 +62,10 @@ def quick_runs(cluster, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def detector(tmp_path_factory):
-    """A CenterNet trained one short epoch on scenes:digits and its int8 conversion: (keras, int8)."""
+    """The suite's CenterNet trained one short epoch on scenes:digits and its int8 conversion: (keras, int8)."""
     import deploy_models
 
-    d = tmp_path_factory.mktemp("ray-detector")
-    keras = deploy_models.trained_keras(d, "centernet_mobilenet_v1", "scenes:digits", epochs=1, input_size=64,
-                                        max_train_samples=256)
-    return keras, deploy_models.to_int8(keras, d / "det_int8.tflite", "scenes:digits", num_calibration=32)
+    return deploy_models.detector(tmp_path_factory.mktemp("ray-detector"))[:2]
 
 
 def _spans(run_dir: Path, prefix: str) -> list[tuple[float, float, str]]:
