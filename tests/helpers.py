@@ -120,13 +120,13 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> s
     return lines[0]
 
 
-def assert_detector_eval(keras_path, int8_path, limit: int = 64) -> list[dict]:
+def assert_detector_eval(keras_path, int8_path, limit: int = 64, run=run_cli) -> list[dict]:
     """`edgecnn eval` of a float and an int8 detector on scenes:digits: both detection rows, the same objects,
     mAP numbers in [0, 1] from boxes found (not from an empty list, whose mAP 0 passes any range check), and the 10
-    classes (structure only: what a short training reaches is not asserted)."""
+    classes (structure only: what a short training reaches is not asserted). `run`: run_cli or run_cli_in_process."""
     import json
 
-    proc = run_cli("eval", keras_path, int8_path, "--data", "scenes:digits", "--limit", str(limit), "--json")
+    proc = run("eval", keras_path, int8_path, "--data", "scenes:digits", "--limit", str(limit), "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads(proc.stdout)
     assert [r["task"] for r in rows] == ["detection", "detection"]

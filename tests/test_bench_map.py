@@ -185,11 +185,8 @@ def test_store_and_report_name_a_detectors_accuracy(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_detector(tmp_path_factory) -> Path:
-    """A 1-epoch CenterNet on 160 scenes, int8 (the deploy tests' builders): what it reaches does not matter."""
-    d = tmp_path_factory.mktemp("tiny_detector")
-    keras_path = deploy_models.trained_keras(d, "centernet_mobilenet_v2", "scenes:digits", epochs=1, input_size=64,
-                                             knobs={"alpha": 0.35, "head_channels": 32}, max_train_samples=160)
-    return deploy_models.to_int8(keras_path, d / "det_int8.tflite", "scenes:digits", num_calibration=32)
+    """The suite's 1-epoch CenterNet on 160 scenes, int8 (deploy_models.detector): what it reaches does not matter."""
+    return deploy_models.detector(tmp_path_factory.mktemp("tiny_detector"))[1]
 
 
 @pytest.mark.slow

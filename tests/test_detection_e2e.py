@@ -2,7 +2,9 @@
 
 Asserts structure only (what a 1-epoch run reaches depends on the machine's arithmetic, not on edgecnn): the int8
 model is integer-only with int8 IO, keeps the three separate outputs, carries the detection spec, and both models
-get mAP numbers in [0, 1] from boxes found on the same images, and compare's mAPs equal eval's.
+get mAP numbers in [0, 1] from boxes found on the same images, and compare's mAPs equal eval's. The training is the
+suite's shared detector (deploy_models.DETECTOR: made by the first test that needs it, its summary kept); the
+commands run in this process (`run_cli_in_process`: no TensorFlow start-up per command).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import json
 import numpy as np
 import pytest
 
-from helpers import assert_detector_eval, run_cli
+import deploy_models
+from helpers import assert_detector_eval, run_cli_in_process
 
 pytestmark = pytest.mark.slow
 
@@ -20,18 +23,15 @@ pytestmark = pytest.mark.slow
 def test_train_int8_eval_detector(tmp_path):
     from edgecnn.tflite.interpreter import make_interpreter
     from edgecnn.tflite.metadata import read_spec
-    from edgecnn.train.trainer import TrainConfig, train
 
-    keras_path, int8_path = tmp_path / "det.keras", tmp_path / "det_int8.tflite"
-    summary = train(TrainConfig("centernet_mobilenet_v2", "scenes:digits", epochs=1, batch_size=32, input_size=64,
-                                max_train_samples=160, knobs={"alpha": 0.35, "head_channels": 32},
-                                augment=("flip",)), keras_path, progress=False)
+    keras_path, summary = deploy_models.trained(tmp_path, **deploy_models.DETECTOR)
+    int8_path = tmp_path / "det_int8.tflite"
     assert summary["task"] == "detection" and summary["preprocessing"]["task"] == "detection"
     assert summary["preprocessing"]["labels"] == [str(i) for i in range(10)]
     assert np.isfinite(summary["loss_last_epoch"]) and np.isfinite(summary["test_loss"])
 
-    proc = run_cli("convert", keras_path, "-o", int8_path, "--quant", "int8", "--calibration", "scenes:digits",
-                   "--num-calibration", "32", "--json")
+    proc = run_cli_in_process("convert", keras_path, "-o", int8_path, "--quant", "int8", "--calibration",
+                              "scenes:digits", "--num-calibration", "32", "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     interp = make_interpreter(int8_path)
     ins, outs = interp.get_input_details(), interp.get_output_details()
@@ -41,9 +41,10 @@ def test_train_int8_eval_detector(tmp_path):
     report = json.loads(proc.stdout)
     assert report["ops_in_float"] == []
 
-    float_eval, int8_eval = assert_detector_eval(keras_path, int8_path, limit=48)
+    float_eval, int8_eval = assert_detector_eval(keras_path, int8_path, limit=48, run=run_cli_in_process)
 
-    proc = run_cli("compare", keras_path, int8_path, "--data", "scenes:digits", "--limit", "48", "--json")
+    proc = run_cli_in_process("compare", keras_path, int8_path, "--data", "scenes:digits", "--limit", "48",
+                              "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     r = json.loads(proc.stdout)
     assert r["task"] == "detection" and r["labeled"] and r["n"] == 48
@@ -53,5 +54,5 @@ def test_train_int8_eval_detector(tmp_path):
     assert set(r["output_snr_db"]) == {"heatmap", "size", "offset"}
     assert abs(r["drop50_points"] - 100 * (r["float_map50"] - r["quant_map50"])) < 1e-9
     assert r["worst_layers"] and r["layers_compared"] > 10
-    proc = run_cli("compare", keras_path, int8_path, "--data", "scenes:digits", "--limit", "8")
+    proc = run_cli_in_process("compare", keras_path, int8_path, "--data", "scenes:digits", "--limit", "8")
     assert proc.returncode == 0 and "box agreement" in proc.stdout and "mAP@.5" in proc.stdout, proc.stderr[-2000:]

@@ -80,8 +80,7 @@ def test_guided_judges_a_detector_by_its_map(tmp_path):
     or refuses up front with the floor, and the written model's mAP is the one it reports."""
     import deploy_models
 
-    keras = deploy_models.trained_keras(tmp_path, "centernet_mobilenet_v1", "scenes:digits", epochs=1,
-                                        input_size=64, max_train_samples=256)
+    keras = deploy_models.detector(tmp_path)[0]
     out = tmp_path / "det.tflite"
     req = ConversionRequest("int8", calibration="scenes:digits", num_calibration=32)
     try:
