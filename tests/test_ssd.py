@@ -10,7 +10,7 @@ import pytest
 
 from edgecnn.tasks.detection.postprocess import anchors, decode, decode_boxes, decode_ssd
 from edgecnn.train.ssd_targets import encode, encode_boxes, match, to_corners
-from helpers import assert_detector_eval, run_cli
+from helpers import assert_detector_eval, run_cli_in_process
 
 HEAD = {"kind": "ssd", "scores": "sigmoid", "variances": [0.1, 0.1, 0.2, 0.2],
         "anchors": {"strides": [8, 16], "sizes": [[16, 24], [32, 48]], "aspect_ratios": [1.0, 0.5, 2.0],
@@ -88,7 +88,7 @@ def test_decode_ssd_thresholds_and_softmax_background():
 
 
 def test_models_lists_ssdlite_as_a_detector():
-    proc = run_cli("models", "--json")
+    proc = run_cli_in_process("models", "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = {r["name"]: r for r in json.loads(proc.stdout)}
     assert rows["ssdlite_mobilenet_v2"]["task"] == "detection"
@@ -144,8 +144,8 @@ def test_train_int8_eval_ssd(tmp_path):
     n = len(anchors(head["anchors"], (64, 64)))
     _raise_scores(keras_path, SCORE_SHIFT)
 
-    proc = run_cli("convert", keras_path, "-o", int8_path, "--quant", "int8", "--calibration", "scenes:digits",
-                   "--num-calibration", "32", "--json")
+    proc = run_cli_in_process("convert", keras_path, "-o", int8_path, "--quant", "int8", "--calibration",
+                              "scenes:digits", "--num-calibration", "32", "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     interp = make_interpreter(int8_path)
     ins, outs = interp.get_input_details(), interp.get_output_details()
@@ -155,4 +155,4 @@ def test_train_int8_eval_ssd(tmp_path):
     assert read_spec(int8_path).head == head
     assert json.loads(proc.stdout)["ops_in_float"] == []
 
-    assert_detector_eval(keras_path, int8_path)
+    assert_detector_eval(keras_path, int8_path, run=run_cli_in_process)
