@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import assert_one_line_error, run_cli, run_cli_in_process
+from helpers import assert_one_line_error, run_cli_in_process
 from edgecnn.convert.converter import convert_model
 from edgecnn.tflite.metadata import read_spec
 from edgecnn.convert.request import ConversionRequest
@@ -142,8 +142,8 @@ def test_h5_and_savedmodel_inputs(lenet_digits, tmp_path):
 
 
 def test_cli_json_and_bad_inputs(lenet_digits, tmp_path):
-    p = run_cli("convert", lenet_digits, "-o", tmp_path / "a.tflite", "--quant", "int8", "--calibration",
-                "digits", "--json")
+    p = run_cli_in_process("convert", lenet_digits, "-o", tmp_path / "a.tflite", "--quant", "int8",
+                           "--calibration", "digits", "--json")
     assert p.returncode == 0, p.stderr
     r = json.loads(p.stdout)
     assert set(r) >= {"output", "size_bytes", "size_ratio_to_float32", "op_histogram", "ops_in_float", "inputs",
@@ -152,8 +152,9 @@ def test_cli_json_and_bad_inputs(lenet_digits, tmp_path):
     rnd.write_bytes(np.random.default_rng(1).bytes(5000))
     out = tmp_path / "o.tflite"
     assert_one_line_error(run_cli_in_process("convert", rnd, "-o", out), "not a model file")
-    p = run_cli("convert", lenet_digits, "-o", tmp_path / "few.tflite", "--quant", "int8", "--calibration",
-                "digits", "--num-calibration", "5000", "--json")  # fewer than asked for: all of them, and a note
+    p = run_cli_in_process("convert", lenet_digits, "-o", tmp_path / "few.tflite", "--quant", "int8",
+                           "--calibration", "digits", "--num-calibration", "5000",
+                           "--json")  # fewer than asked for: all of them, and a note
     assert p.returncode == 0 and json.loads(p.stdout)["calibration"]["notes"][0].startswith(
         "calibration set 'digits' has 1438 images, fewer than the 5000 asked for: using all 1438"), p.stderr
     assert_one_line_error(run_cli_in_process("convert", tmp_path / "a.tflite", "-o", out),
@@ -205,16 +206,16 @@ def test_target_edgetpu_without_compiler(lenet_digits, tmp_path, monkeypatch):
     its preflight, exits 0, and prints the exact compile command and where to get the compiler."""
     monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + ":/usr/bin:/bin")  # whatever this machine has
     out = tmp_path / "tpu.tflite"
-    r = run_cli("convert", lenet_digits, "-o", out, "--quant", "int8", "--calibration", "digits", "--target",
-                "edgetpu", "--json")
+    r = run_cli_in_process("convert", lenet_digits, "-o", out, "--quant", "int8", "--calibration", "digits",
+                           "--target", "edgetpu", "--json")
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     assert out.is_file() and rep["edgetpu"]["preflight"]["maps_fully"]
     comp = rep["edgetpu"]["compiler"]
     assert comp["compiled"] is False and comp["command"] == f"edgetpu_compiler -s -o {tmp_path} {out}"
     assert "apt-get install edgetpu-compiler" in comp["install"]
-    r = run_cli("convert", lenet_digits, "-o", out, "--quant", "int8", "--calibration", "digits", "--target",
-                "edgetpu")
+    r = run_cli_in_process("convert", lenet_digits, "-o", out, "--quant", "int8", "--calibration", "digits",
+                           "--target", "edgetpu")
     assert r.returncode == 0 and "compile with: edgetpu_compiler -s -o" in " ".join(r.stdout.split())
     assert_one_line_error(run_cli_in_process("convert", lenet_digits, "-o", tmp_path / "f.tflite", "--quant", "float16",
                                              "--target", "edgetpu"), "needs a full-integer model")
@@ -240,8 +241,8 @@ def test_target_edgetpu_with_a_stand_in_compiler(lenet_digits, tmp_path, monkeyp
     (bin_dir / "edgetpu_compiler").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     out = tmp_path / "tpu.tflite"
-    r = run_cli("convert", lenet_digits, "-o", out, "--quant", "int8", "--calibration", "digits", "--target",
-                "edgetpu", "--json")
+    r = run_cli_in_process("convert", lenet_digits, "-o", out, "--quant", "int8", "--calibration", "digits",
+                           "--target", "edgetpu", "--json")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["request"]["target"] == "edgetpu"  # was always "cpu": the flag never reached the request

@@ -13,7 +13,7 @@ from edgecnn.convert.equalize import equalize
 from edgecnn.convert.request import ConversionRequest
 from edgecnn.errors import EdgecnnError
 from edgecnn.metrics import snr_db
-from helpers import run_cli
+from helpers import run_cli_in_process
 from test_rewrite import _save
 
 
@@ -115,8 +115,8 @@ def test_no_equalizable_pair_is_a_note_not_an_error(tmp_path):
     same, report = equalize(f32, np.zeros((2, 16, 16, 3), np.float32))
     assert same == f32 and report["pairs"] == 0 and "no equalizable pair" in report["note"]
     src = _save(model, tmp_path / "m.keras")
-    r = run_cli("convert", src, "-o", tmp_path / "q.tflite", "--quant", "int8", "--calibration", "photos",
-                "--num-calibration", "4", "--equalize", "--json")
+    r = run_cli_in_process("convert", src, "-o", tmp_path / "q.tflite", "--quant", "int8", "--calibration", "photos",
+                           "--num-calibration", "4", "--equalize", "--json")
     assert r.returncode == 0, r.stderr
     assert "no equalizable pair" in json.loads(r.stdout)["equalization"]["note"]
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import require
-from helpers import run_cli
+from helpers import run_cli_in_process
 
 PLAN = ".*dw_conv.*=int16,.*project_conv.*=int16,FULLY_CONNECTED=float"
 
@@ -201,8 +201,8 @@ def test_int16_hard_swish_is_refused_where_no_kernel_exists(tmp_path, target):
 @pytest.mark.slow
 def test_a_rule_that_matches_nothing_warns_and_converts(wide, tmp_path):
     out = tmp_path / "m.tflite"
-    proc = run_cli("convert", wide, "--quant", "int8", "--calibration", "photos", "--num-calibration", "8",
-                   "--precision", ".*project_conv.*=int16,.*no_such_layer.*=float", "-o", out, "--json")
+    proc = run_cli_in_process("convert", wide, "--quant", "int8", "--calibration", "photos", "--num-calibration", "8",
+                              "--precision", ".*project_conv.*=int16,.*no_such_layer.*=float", "-o", out, "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("edgecnn: warning:")]
     assert len(warnings) == 1 and "'.*no_such_layer.*=float' matches no op" in warnings[0]

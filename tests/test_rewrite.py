@@ -14,7 +14,7 @@ from edgecnn.convert.edgetpu import preflight
 from edgecnn.convert.request import ConversionRequest
 from edgecnn.errors import EdgecnnError
 from edgecnn.tflite.reader import TfliteInfo, read_tflite
-from helpers import run_cli
+from helpers import run_cli_in_process
 
 
 def _save(model, path):
@@ -125,28 +125,28 @@ def test_tflm_target_rewrites_only_what_removes_work(models, tmp_path):
 
 def test_cli_target_and_no_rewrite(models, tmp_path):
     out = tmp_path / "m.tflite"
-    r = run_cli("convert", models["hard_swish"], "-o", out, "--quant", "int8", "--calibration", "photos",
-                "--num-calibration", "8", "--json")
+    r = run_cli_in_process("convert", models["hard_swish"], "-o", out, "--quant", "int8", "--calibration", "photos",
+                           "--num-calibration", "8", "--json")
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     assert rep["request"]["target"] == "cpu" and rep["delegate"]["partitions"] == 1
     assert [x["pass"] for x in rep["rewrites"] if x["applied"]] == ["hard_swish"]
-    r = run_cli("convert", models["hard_swish"], "-o", out, "--quant", "int8", "--calibration", "photos",
-                "--num-calibration", "8", "--no-rewrite")
+    r = run_cli_in_process("convert", models["hard_swish"], "-o", out, "--quant", "int8", "--calibration", "photos",
+                           "--num-calibration", "8", "--no-rewrite")
     assert r.returncode == 0 and "HARD_SWISHx2" in r.stdout.replace(" ", "") and "outside: HARD_SWISHx2" in r.stdout
-    bad = run_cli("convert", models["hard_swish"], "-o", out, "--quant", "int8", "--target", "npu")
+    bad = run_cli_in_process("convert", models["hard_swish"], "-o", out, "--quant", "int8", "--target", "npu")
     assert bad.returncode == 2 and "Invalid value for '--target'" in bad.stderr
 
 
 def test_bench_says_why_int8_is_split(models, tmp_path):
     out = tmp_path / "plain.tflite"
     _convert(models["hard_swish"], out, rewrite=False)
-    r = run_cli("bench", out, "--runs", "3", "--warmup", "1", "--db", tmp_path / "db.sqlite", "--json")
+    r = run_cli_in_process("bench", out, "--runs", "3", "--warmup", "1", "--db", tmp_path / "db.sqlite", "--json")
     assert r.returncode == 0, r.stderr
     outside = {o["op"]: o for o in json.loads(r.stdout)["delegation"]["ops_outside"]}
     assert outside["HARD_SWISH"]["count"] == 2 and outside["HARD_SWISH"]["rewrite"] == "hard_swish"
     assert "not taken by XNNPACK" in outside["HARD_SWISH"]["reason"]
-    r = run_cli("bench", out, "--runs", "3", "--warmup", "1", "--db", tmp_path / "db.sqlite")
+    r = run_cli_in_process("bench", out, "--runs", "3", "--warmup", "1", "--db", tmp_path / "db.sqlite")
     assert r.returncode == 0 and "HARD_SWISH×2" in r.stdout and "not taken by" in r.stdout
 
 
