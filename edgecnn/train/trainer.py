@@ -100,7 +100,8 @@ def _task(cfg: TrainConfig, train_ds):
         return tasks.get(get_entry(cfg.model).task)
     from edgecnn.modelfile import read_keras_spec
 
-    spec = read_keras_spec(cfg.model) if Path(cfg.model).suffix == ".keras" else None
+    keras_file = Path(cfg.model).suffix == ".keras" and Path(cfg.model).is_file()  # a missing one: load says so
+    spec = read_keras_spec(cfg.model) if keras_file else None
     named = spec.task if spec is not None else None  # a saved model's own task, when its spec says one ...
     if named and named != tasks.DEFAULT:
         return tasks.get(named)
