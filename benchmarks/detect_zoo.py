@@ -104,6 +104,15 @@ def measured(keras_path: Path, path: Path, args, mode: str, keys: tuple, per_ten
             "per_class": r["per_class"], "bench": _bench(path, args.runs)}
 
 
+def write_results(args, rows: list) -> None:
+    """rows as --out's results.json, atomically (a temporary file renamed into place)."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "results.json.tmp"
+    tmp.write_text(json.dumps(rows, indent=2))
+    tmp.replace(out / "results.json")
+
+
 def edgetpu_preflight(path: Path) -> dict:
     from edgecnn.convert.edgetpu import preflight
 
@@ -126,11 +135,7 @@ def main() -> int:
         row["drop_map50_points"] = round(100 * (row["float32"]["map50"] - row["int8"]["map50"]), 2)
         row["drop_map_points"] = round(100 * (row["float32"]["map"] - row["int8"]["map"]), 2)
         rows.append(row)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(rows, indent=2))
-    tmp.replace(out / "results.json")
+    write_results(args, rows)
     print("| model | input | params | MACs | train | float32 KiB | int8 KiB | float mAP@.5 | int8 mAP@.5 | drop pts | "
           "float mAP@[.5:.95] | int8 mAP@[.5:.95] | drop pts | p50 float32 ms | p50 int8 ms | post-proc ms | "
           "int8 partitions | Edge TPU preflight |")

@@ -14,13 +14,12 @@ int8 file. Every step is the library call the CLI makes. Prints a Markdown table
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detect_zoo import each_trained, edgetpu_preflight, measured, parser  # noqa: E402 - what every zoo benchmark of a task shares
+from detect_zoo import each_trained, edgetpu_preflight, measured, parser, write_results  # noqa: E402 - what every zoo benchmark of a task shares
 
 # the training recipe of each segmenter on scenes:digits (the seg-quick recipe's for the first)
 RECIPES = {"lraspp_mobilenet_v3_small": {"epochs": 5, "batch_size": 32, "lr": 5e-3,
@@ -44,11 +43,7 @@ def main() -> int:
         for label in ("int8", "int8-per-tensor"):
             row[f"drop_{label}_points"] = round(100 * (row["float32"]["miou"] - row[label]["miou"]), 2)
         rows.append(row)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(rows, indent=2))
-    tmp.replace(out / "results.json")
+    write_results(args, rows)
     print("| model | input | params | MACs | train | float32 KiB | int8 KiB | float mIoU | int8 mIoU (drop pts) | "
           "int8 per-tensor mIoU (drop pts) | p50 float32 ms | p50 int8 ms | arg-max ms | int8 partitions | "
           "Edge TPU preflight |")
