@@ -201,5 +201,18 @@ class Task:
                 "snr_db": snr_db(f_all, q_all)}
 
 
+WORST_CLASSES = 5  # per-class deltas `compare` prints (worst first)
+
+
+def worst_classes(per_class: list, title: str, key: str) -> tuple:
+    """`compare_text`'s table of the classes whose metric (`float_KEY`, `quant_KEY`) changed worst, worst first
+    (classes without a delta left out)."""
+    worst = sorted((c for c in per_class if c["delta_points"] is not None),
+                   key=lambda c: c["delta_points"])[:WORST_CLASSES]
+    return (title, ["class", "float", "quant", "delta pts"],
+            [[c["name"], number_text(c[f"float_{key}"]), number_text(c[f"quant_{key}"]), f"{c['delta_points']:+.2f}"]
+             for c in worst])
+
+
 def number_text(v, fmt: str = ".3f") -> str:
     return "-" if v is None else format(v, fmt)

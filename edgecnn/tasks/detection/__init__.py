@@ -39,7 +39,7 @@ class Detection(Task):
         return [("images", "n"), ("objects", "objects"), ("mAP@[.5:.95]", "map"), ("mAP@.5", "map50")]
 
     def compare_text(self, r: dict):
-        from edgecnn.tasks.base import number_text
+        from edgecnn.tasks.base import number_text, worst_classes
 
         snr = "  ".join(f"{k} {v:.1f} dB" for k, v in r["output_snr_db"].items())
         seen = "labeled" if r["labeled"] else "unlabeled"
@@ -52,12 +52,7 @@ class Detection(Task):
         lines.append(f"float mAP@.5 {r['float_map50']:.4f}  quant mAP@.5 {r['quant_map50']:.4f}  drop "
                      f"{r['drop50_points']:+.2f} pts;  mAP@[.5:.95] {r['float_map']:.4f} -> {r['quant_map']:.4f} "
                      f"({r['drop_map_points']:+.2f} pts)")
-        worst = sorted((c for c in r["per_class"] if c["delta_points"] is not None),
-                       key=lambda c: c["delta_points"])[:5]
-        return lines, ("per-class AP@.5 delta (worst first)", ["class", "float", "quant", "delta pts"],
-                       [[c["name"], number_text(c["float_ap50"]), number_text(c["quant_ap50"]),
-                         f"{c['delta_points']:+.2f}"]
-                        for c in worst])
+        return lines, worst_classes(r["per_class"], "per-class AP@.5 delta (worst first)", "ap50")
 
     def train_text(self, result, output, data) -> str:
         """A detector's training measures its loss; `edgecnn eval` gives the mAP."""

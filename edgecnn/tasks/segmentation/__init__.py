@@ -18,9 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.tasks.base import Task, number_text
+from edgecnn.tasks.base import Task, number_text, worst_classes
 
-WORST_CLASSES = 5  # per-class IoU deltas `compare` prints (worst first)
 
 
 class Segmentation(Task):
@@ -83,10 +82,7 @@ class Segmentation(Task):
         lines.append(f"float mIoU {r['float_miou']:.4f}  quant mIoU {r['quant_miou']:.4f}  drop "
                      f"{r['drop_points']:+.2f} pts;  pixel accuracy {r['float_pixel_accuracy']:.4f} -> "
                      f"{r['quant_pixel_accuracy']:.4f}")
-        worst = sorted(r["per_class"], key=lambda c: c["delta_points"])[:WORST_CLASSES]
-        return lines, ("per-class IoU delta (worst first)", ["class", "float", "quant", "delta pts"],
-                       [[c["name"], number_text(c["float_iou"]), number_text(c["quant_iou"]),
-                         f"{c['delta_points']:+.2f}"] for c in worst])
+        return lines, worst_classes(r["per_class"], "per-class IoU delta (worst first)", "iou")
 
     def train_text(self, result, output, data) -> str:
         return (f"test mIoU {number_text(result['test_miou'], '.4f')}, pixel accuracy "
