@@ -192,3 +192,66 @@ def test_a_mask_folder_without_classes_txt_scores_a_model_of_more_classes(segmen
     mask_dir(big, n=10, classes=tuple(f"c{i}" for i in range(12)))
     with pytest.raises(EdgecnnError, match="has 12 classes but the model was trained on 11"):
         evaluate(int8, str(big))
+
+
+def _with_arg_max(keras_path, out):
+    """The segmenter as a DeepLab export ships: a float .tflite whose one output is ARG_MAX's (1, H, W) int64 ids
+    (exported the Keras 3 way, through a SavedModel)."""
+    import tensorflow as tf
+
+    from edgecnn.modelfile import load_model
+
+    import keras
+
+    model = load_model(keras_path)[0]
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", lambda x: tf.argmax(model(x, training=False), axis=-1),
+                         input_signature=[tf.TensorSpec([1, *model.input_shape[1:]], tf.float32)])
+    saved = out.parent / f"{out.stem}_savedmodel"
+    archive.write_out(str(saved), verbose=False)
+    out.write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(saved)).convert())
+    return out
+
+
+def test_a_foreign_segmenter_ending_in_arg_max_converts_to_logits_and_scores_the_same(segmenter, tmp_path):
+    """A float .tflite ending in ARG_MAX (no XNNPACK kernel, not an Edge TPU op) is recognised as a segmenter by that
+    op; convert cuts it off (the int8 model outputs its class scores); the float file's class ids score as the
+    same model's logits do, and compare pairs it with its int8 pixel by pixel."""
+    from edgecnn.convert.edgetpu import preflight
+    from edgecnn.convert.tflite_source import read_float_tflite
+    from edgecnn.tflite.reader import op_name, parse
+
+    _, f32, _ = segmenter
+    foreign = _with_arg_max(segmenter[0], tmp_path / "deeplab_like.tflite")
+    assert "ARG_MAX" in {op_name(parse(foreign.read_bytes()), op)
+                         for op in parse(foreign.read_bytes()).subgraphs[0].operators}
+    data, _, hw, notes = read_float_tflite(foreign)
+    cut = parse(data)
+    assert hw == (64, 64, 3) and any("ARG_MAX" in n for n in notes)
+    assert "ARG_MAX" not in {op_name(cut, op) for op in cut.subgraphs[0].operators}
+    assert [int(d) for d in cut.subgraphs[0].tensors[int(cut.subgraphs[0].outputs[0])].shape] == [1, 64, 64, 11]
+
+    scaling = ["--scale", str(2 / 255), "--offset", "-1"]
+    ev = run_cli("eval", foreign, f32, "--data", DATA, "--limit", "32", "--json", *scaling)
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    ids, logits = json.loads(ev.stdout)
+    assert ids["task"] == logits["task"] == "segmentation" and ids["classes_scored"] >= 2
+    assert ids["pixels"] == logits["pixels"] > 0 and ids["miou"] == pytest.approx(logits["miou"], abs=1e-9)
+
+    q = tmp_path / "deeplab_like_int8.tflite"
+    conv = run_cli("convert", foreign, "-o", q, "--quant", "int8", "--calibration", DATA, "--num-calibration", "32",
+                   "--json", *scaling)
+    assert conv.returncode == 0, conv.stderr[-2000:]
+    qm = parse(q.read_bytes())
+    assert "ARG_MAX" not in {op_name(qm, op) for op in qm.subgraphs[0].operators}
+    delegate = json.loads(conv.stdout)["delegate"]  # what the cut is for: the whole int8 graph in XNNPACK
+    assert delegate["partitions"] == 1 and delegate["ops_outside"] == [], delegate
+    assert preflight(q)["maps_fully"]  # ... and on the Edge TPU
+    cmp = run_cli("compare", foreign, q, "--data", DATA, "--limit", "32", "--json", *scaling)
+    assert cmp.returncode == 0, cmp.stderr[-2000:]
+    r = json.loads(cmp.stdout)
+    r = r[0] if isinstance(r, list) else r
+    assert r["task"] == "segmentation" and r["labeled"] and r["n"] == 32
+    assert 0.5 < r["pixel_agreement"] <= 1.0 and r["float_miou"] == pytest.approx(ids["miou"], abs=1e-9)
+    assert "kl_per_pixel" not in r  # class ids on one side: no scores to compare

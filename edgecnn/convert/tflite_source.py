@@ -11,6 +11,9 @@ signature kept). The checks say in one line what convert cannot take, before any
   main graph only), several inputs, a non-float or non-image input (H, W, 1|3), dynamic H/W;
 - a batch other than 1: a dynamic batch (-1) is fixed to 1 (what the Keras path traces at), a fixed batch > 1 is
   refused.
+
+A segmenter that ends in ARG_MAX (a DeepLab export) loses it here: the converted model outputs its class scores
+(`arg_max_head`).
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ def _fix_batch(model, path) -> bool:
 def read_float_tflite(path: str | Path) -> tuple[bytes, PreprocessSpec | None, tuple[int, int, int], list[str]]:
     """(float32 flatbuffer at batch 1, its embedded spec or None, input (H, W, C), notes on what was changed), or
     one line on what is wrong."""
+    from edgecnn.convert import arg_max_head
     from edgecnn.convert.float16_weights import widen_float16_weights
     from edgecnn.tflite import metadata
     from edgecnn.tflite.reader import op_name, parse, read_tflite, serialize, tensor_dtype, tensor_name
@@ -99,4 +103,7 @@ def read_float_tflite(path: str | Path) -> tuple[bytes, PreprocessSpec | None, t
                            "(float32 [batch, H, W, 1|3])")
     if _fix_batch(model, path):
         notes.append("dynamic batch fixed to 1")
+    if arg_max_head.cut(model):
+        notes.append("the trailing ARG_MAX cut off: the model outputs its class scores, the arg-max is numpy's "
+                      "(no XNNPACK or Edge TPU ARG_MAX)")
     return serialize(model), spec, (shape[1], shape[2], shape[3]), notes

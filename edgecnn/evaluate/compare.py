@@ -56,7 +56,7 @@ def compare(float_path: str | Path, quant_path: str | Path, src: str, limit: int
     fctx = {**fctx, "model": str(float_path)}
     qctx = {**task.context(qspec, head=fctx.get("head")), "model": str(quant_path)}
     r = engine.run(task, [float_path, quant_path], [fctx, qctx], src, fspec, limit, None, map_shards, pair=True)
-    if r.shapes[0] != r.shapes[1]:
+    if not task.same_outputs(r.shapes[0], r.shapes[1]):
         raise EdgecnnError(f"{quant_path}: outputs {r.shapes[1]} differ from {float_path}'s {r.shapes[0]}; they are "
                            "not the same model")
     fctx.update(r.info)

@@ -93,6 +93,11 @@ class Task:
     def check_outputs(self, shapes: list, ctx: dict, model) -> None:
         """One line when a model's output shapes (without batch) cannot be this task's."""
 
+    def same_outputs(self, fshapes: list, qshapes: list) -> bool:
+        """Whether a float and a quantized model with these output shapes (without batch) can be the same model
+        (`compare`): the same shapes, unless the task knows another form of the same prediction."""
+        return fshapes == qshapes
+
     def postprocess(self, outputs: list[np.ndarray], ctx: dict):
         """Per-sample predictions of a batch of dequantized float outputs (each (N, ...))."""
         raise NotImplementedError

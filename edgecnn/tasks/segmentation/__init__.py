@@ -50,12 +50,20 @@ class Segmentation(Task):
     # --- predictions ------------------------------------------------------------------------------------------
     def check_outputs(self, shapes, ctx, model) -> None:
         first = list(shapes[0]) if shapes else []
+        if len(first) == 2 and min(first) > 1:  # class ids (H, W) of a foreign graph's ARG_MAX: no class count
+            return
         if len(first) != 3 or first[-1] < 2:
-            raise EdgecnnError(f"{model}: expected a segmenter's logits (H, W, classes) as output 0, got "
-                               f"{[list(s) for s in shapes]}")
+            raise EdgecnnError(f"{model}: expected a segmenter's logits (H, W, classes) or class ids (H, W) as "
+                               f"output 0, got {[list(s) for s in shapes]}")
         labels = ctx.get("labels") or []
         if labels and first[-1] != len(labels):
             raise EdgecnnError(f"{model}: {first[-1]} output classes, its spec names {len(labels)}")
+
+    def same_outputs(self, fshapes, qshapes) -> bool:
+        """The same shapes, or one side's class ids (H, W) where the other has scores (H, W, C): a foreign graph's
+        ARG_MAX, cut off by convert (`edgecnn.convert.arg_max_head`)."""
+        hw = [list(s[0])[:2] if s and len(s[0]) in (2, 3) else None for s in (fshapes, qshapes)]
+        return fshapes == qshapes or (len(fshapes) == len(qshapes) == 1 and hw[0] is not None and hw[0] == hw[1])
 
     def postprocess(self, outputs, ctx):
         from edgecnn.tasks.segmentation.postprocess import decode

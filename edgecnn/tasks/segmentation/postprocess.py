@@ -7,7 +7,7 @@ file) calls the same functions, so `bench --data` on a board gives `edgecnn eval
 
 | function          | what                                                                                         |
 |-------------------|----------------------------------------------------------------------------------------------|
-| `decode`          | outputs -> class maps (N, h, w) uint8: the arg-max over the classes of output 0 (ties: lower class) |
+| `decode`          | outputs -> class maps (N, h, w) uint8: the arg-max over the classes of output 0 (ties: lower class); a foreign graph's ARG_MAX ids as they are |
 | `resize_nearest`  | a class map to a mask's (H, W): pixel centres, `floor((i + 0.5) * h / H)`                      |
 | `confusion`       | (C, C) int64 counts, rows = truth, columns = prediction, pixels of the IGNORE label left out    |
 | `confusion_of`    | the summed confusion of class maps against raw-size masks (each map resized to its mask)        |
@@ -29,21 +29,30 @@ CONFUSION_FORMAT = "confusion-int64/1"
 
 
 def decode(outputs: list, head: dict, input_hw) -> np.ndarray:
-    """Class maps (N, h, w) uint8 of output 0's logits or scores (N, h, w, C) (`head` and `input_hw`: the shape of
+    """Class maps (N, h, w) uint8 of output 0's logits or scores (N, h, w, C), or output 0 as it is when it is
+    already a map of class ids (N, h, w) (a foreign graph that ends in ARG_MAX) (`head` and `input_hw`: the shape of
     the runner's call, unused: the map keeps the output's own size)."""
     logits = np.asarray(outputs[0])
+    if logits.ndim == 3:  # ids (maybe widened to float by the caller's dequantize)
+        ids = np.rint(logits).astype(np.int64)
+        return ids.astype(np.uint8 if ids.size == 0 or int(ids.max()) < 256 else np.uint16)
     if logits.ndim != 4:
-        raise ValueError(f"a segmenter's output is (N, H, W, classes), got {tuple(logits.shape)}")
+        raise ValueError(f"a segmenter's output is (N, H, W, classes) or class ids (N, H, W), got "
+                         f"{tuple(logits.shape)}")
     return np.argmax(logits, axis=-1).astype(np.uint8 if logits.shape[-1] <= 256 else np.uint16)
 
 
 def recognise(outputs: list, ops: list, input_hw) -> dict | None:
     """A foreign model's head when its one output is a map of class scores (1, H, W, C), H and W > 1, C >= 2 (a
-    DeepLab's logits, at the input's size or below): the arg-max head; else None. An output of 3 channels at the
-    input's size is an image (super-resolution, style transfer), not class scores."""
+    DeepLab's logits, at the input's size or below), or the class ids (1, H, W) an ARG_MAX makes (a DeepLab
+    export's `SemanticPredictions`): the arg-max head; else None. An output of 3 channels at the input's size is an
+    image (super-resolution, style transfer), not class scores."""
     if len(outputs) != 1:
         return None
     shape = list(outputs[0]["shape"])
+    if len(shape) == 3 and min(shape[1:3]) > 1:
+        made = [op["name"] for op in ops if int(outputs[0]["index"]) in {int(t) for t in op["outputs"]}]
+        return dict(DEFAULT_HEAD) if made == ["ARG_MAX"] else None
     if len(shape) != 4 or min(shape[1:3]) <= 1 or shape[3] < 2:
         return None
     return None if shape[3] == 3 and tuple(shape[1:3]) == tuple(input_hw) else dict(DEFAULT_HEAD)
