@@ -239,6 +239,11 @@ def test_a_foreign_segmenter_ending_in_arg_max_converts_to_logits_and_scores_the
     assert ids["task"] == logits["task"] == "segmentation" and ids["classes_scored"] >= 2
     assert ids["pixels"] == logits["pixels"] > 0 and ids["miou"] == pytest.approx(logits["miou"], abs=1e-9)
 
+    bench = run_cli("bench", foreign, "--runs", "5", "--json")  # the board runner recognises it by its ARG_MAX too
+    assert bench.returncode == 0, bench.stderr[-2000:]
+    pp = json.loads(bench.stdout)["postprocess"]
+    assert (pp["head"], pp["head_source"]) == ("argmax", "recognised") and pp["classes_found"], pp
+
     q = tmp_path / "deeplab_like_int8.tflite"
     conv = run_cli("convert", foreign, "-o", q, "--quant", "int8", "--calibration", DATA, "--num-calibration", "32",
                    "--json", *scaling)
