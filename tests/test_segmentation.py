@@ -119,3 +119,24 @@ def test_device_confusion_is_scored_as_eval_scores_maps(tmp_path):
     eval_r = TASK.score(preds, truth, ("bg", "one", "two"), {"labels": ["bg", "one", "two"]})
     assert bench["accuracy"]["miou"] == eval_r["miou"] < 1.0
     assert "confusion" not in bench
+
+
+def test_class_ids_of_a_graphs_arg_max_are_taken_as_they_are(tmp_path):
+    """A foreign graph that ends in ARG_MAX outputs (N, H, W) ids (widened to float by the dequantize): decode keeps
+    them, refuses a 3-D map that is not ids, the device's matrix has as many classes as ids and masks name, and
+    compare pairs ids (H, W) only with scores of the same (H, W)."""
+    from edgecnn.tasks.segmentation import postprocess
+
+    truth = _truth()
+    ids = np.stack([np.where(m == IGNORE, 0, m) for m in truth]).astype(np.float32)
+    maps = decode([ids], None, None)
+    assert maps.dtype == np.uint8 and np.array_equal(maps, ids) and len(np.unique(maps)) == 3
+    for bad in (ids + 0.5, ids - 1):
+        with pytest.raises(ValueError, match="not class ids"):
+            decode([bad], None, None)
+    samples = tmp_path / "samples.npz"
+    np.savez(samples, x=np.zeros((2, 4, 4, 3), np.float32), **pack_masks(truth))
+    _, doc = postprocess.device_result(np, list(maps), str(samples), [[2, 4, 4]])
+    assert np.asarray(doc["matrix"]).shape == (3, 3) and np.asarray(doc["matrix"]).sum() == 28
+    assert TASK.same_outputs([[4, 4]], [[4, 4, 21]]) and TASK.same_outputs([[4, 4, 3]], [[4, 4]])
+    assert not TASK.same_outputs([[4, 4, 11]], [[4, 4, 21]]) and not TASK.same_outputs([[4, 4]], [[8, 8, 3]])

@@ -9,7 +9,8 @@ segmentation task's post-processing (`edgecnn/tasks/segmentation/postprocess.py`
 takes it on the host and on the board, and times it apart from invoke.
 
 What: when the graph's one output is made by an ARG_MAX over the last axis of a float (1, H, W, C) tensor, C >= 2,
-that nothing else reads, the op is removed and its input becomes the graph's output (in the signature too). The
+that nothing else reads, the op is removed and its input becomes the graph's output (in the signature too; its ids
+tensor, axis constant and opcode stay in the file, unused: a few bytes). The
 float file itself is left as it is: `eval`, `compare` and `bench` read its class map (`postprocess.decode` takes a
 map as it is), so float and int8 compare pixel for pixel; the per-pixel KL needs scores on both sides and is left
 out for such a pair.
@@ -51,7 +52,8 @@ def cut(model) -> int:
     if (len(shape) != 4 or shape[3] < 2 or tensor_dtype(sub.tensors[scores]) != "float32"
             or _axis(model, op) not in (3, -1)):
         return 0
-    if any(outputs[0] in {int(t) for t in other.inputs if t >= 0} for other in ops if other is not op):
+    if any(outputs[0] in {int(t) for t in (other.inputs if other.inputs is not None else []) if t >= 0}
+           for other in ops if other is not op):
         return 0
     sub.operators = [o for o in ops if o is not op]
     sub.outputs = np.asarray([scores], dtype=np.int32)

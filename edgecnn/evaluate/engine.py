@@ -49,7 +49,10 @@ def _predict(task, models, ctxs, x, batch, pair: bool) -> dict:
         o = predict_outputs(model, x, batch)
         shapes.append([list(a.shape[1:]) for a in o])
         task.check_outputs([a.shape[1:] for a in o], ctx, model)
-        preds.append(task.postprocess(o, ctx))
+        try:
+            preds.append(task.postprocess(o, ctx))
+        except ValueError as exc:  # outputs the task cannot decode (e.g. a 3-D map that is not class ids)
+            raise EdgecnnError(f"{model}: {exc}") from None
         outs.append(o)
     if pair and shapes[0] == shapes[1]:
         n = len(x)

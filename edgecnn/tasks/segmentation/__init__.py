@@ -62,8 +62,12 @@ class Segmentation(Task):
     def same_outputs(self, fshapes, qshapes) -> bool:
         """The same shapes, or one side's class ids (H, W) where the other has scores (H, W, C): a foreign graph's
         ARG_MAX, cut off by convert (`edgecnn.convert.arg_max_head`)."""
-        hw = [list(s[0])[:2] if s and len(s[0]) in (2, 3) else None for s in (fshapes, qshapes)]
-        return fshapes == qshapes or (len(fshapes) == len(qshapes) == 1 and hw[0] is not None and hw[0] == hw[1])
+        if fshapes == qshapes:
+            return True
+        if len(fshapes) != 1 or len(qshapes) != 1:
+            return False
+        f, q = list(fshapes[0]), list(qshapes[0])
+        return sorted((len(f), len(q))) == [2, 3] and f[:2] == q[:2]
 
     def postprocess(self, outputs, ctx):
         from edgecnn.tasks.segmentation.postprocess import decode

@@ -33,8 +33,11 @@ def decode(outputs: list, head: dict, input_hw) -> np.ndarray:
     already a map of class ids (N, h, w) (a foreign graph that ends in ARG_MAX) (`head` and `input_hw`: the shape of
     the runner's call, unused: the map keeps the output's own size)."""
     logits = np.asarray(outputs[0])
-    if logits.ndim == 3:  # ids (maybe widened to float by the caller's dequantize)
+    if logits.ndim == 3:  # ids (widened to float by the caller's dequantize: exact below 2**24)
         ids = np.rint(logits).astype(np.int64)
+        if ids.size and (not np.array_equal(ids, logits) or int(ids.min()) < 0 or int(ids.max()) >= 65536):
+            raise ValueError(f"a segmenter's 3-D output {tuple(logits.shape)} is not class ids (whole numbers "
+                             "0..65535)")
         return ids.astype(np.uint8 if ids.size == 0 or int(ids.max()) < 256 else np.uint16)
     if logits.ndim != 4:
         raise ValueError(f"a segmenter's output is (N, H, W, classes) or class ids (N, H, W), got "
@@ -118,12 +121,16 @@ def unpack_masks(flat: np.ndarray, shapes: np.ndarray) -> list:
 
 def device_result(np, preds: list, samples: str, shapes: list) -> tuple[str, dict]:
     """(`confusion`, its document) of the class maps `preds` against the masks packed into the runner's samples
-    .npz (the classes: the last dimension of output 0's shape in `shapes`); without masks there (unlabeled
-    samples) the document holds no matrix."""
-    classes = int(shapes[0][-1])
+    .npz (the classes: the last dimension of output 0's shape in `shapes`, or for class ids (N, H, W) the largest
+    id or mask class + 1); without masks there (unlabeled samples) the document holds no matrix."""
     with np.load(samples, allow_pickle=False) as z:
         if "mask_flat" not in z.files:
             return "confusion", {"format": CONFUSION_FORMAT, "matrix": None, "images": len(preds)}
         masks = unpack_masks(z["mask_flat"], z["mask_shapes"])
+    classes = int(shapes[0][-1])
+    if len(shapes[0]) == 3:  # class ids (N, H, W) of a graph's ARG_MAX: as many classes as the ids and masks name
+        seen = [int(p.max()) for p in preds if p.size] + [int(m[m != IGNORE].max()) for m in masks
+                                                            if (m != IGNORE).any()]
+        classes = max(seen, default=0) + 1
     return "confusion", {"format": CONFUSION_FORMAT, "images": len(preds),
                          "matrix": confusion_of(preds, masks, classes).tolist()}
