@@ -265,11 +265,15 @@ def _scaling_options(command):
 @click.option("--precision", "precision", metavar="PLAN", help="int8 with per-op int16/float: a YAML plan file or "
               "rules 'MATCH=int8|int16|float,...' (MATCH: an op type like CONV_2D, or a regex on the output tensor "
               "name); the last match wins, unmatched ops are int8. Needs the `precision` extra.")
+@click.option("--postprocess", default="graph", show_default=True, type=click.Choice(["graph", "numpy"]),
+              help="An SSD .tflite ending in TFLite_Detection_PostProcess: graph keeps the op in float after the "
+                   "int8 body (the standard recipe); numpy cuts it off (integer-only model, edgecnn decodes the boxes "
+                   "with the op's anchors).")
 @click.option("--verbose", is_flag=True, help="Show the converter's own log.")
 @click.option("--json", "as_json", is_flag=True)
 def convert(model, output, mode, io, per_tensor, calibration, num_calibration, seed, keep_float,
             allow_float_fallback, scale, offset, mean, std, calibrator, calibration_method, max_accuracy_drop, eval_data,
-            target, no_rewrite, bias_correction, equalize, precision, verbose, as_json):
+            target, no_rewrite, bias_correction, equalize, precision, postprocess, verbose, as_json):
     """Convert a Keras model (.keras, .h5, SavedModel dir) or a float32 .tflite to .tflite."""
     from edgecnn.convert.request import ConversionRequest
 
@@ -281,7 +285,8 @@ def convert(model, output, mode, io, per_tensor, calibration, num_calibration, s
                             allow_float_fallback, scale, offset, mean, std, target=target, rewrite=not no_rewrite,
                             bias_correction=bias_correction, equalize=equalize,
                             calibrator=calibrator, calibration_method=calibration_method,
-                            precision=load_plan(precision) if precision is not None else None)
+                            precision=load_plan(precision) if precision is not None else None,
+                            postprocess=postprocess)
     _lint_foreign(model)  # a foreign .tflite whose outputs int8 would ruin: one warning line each
     if max_accuracy_drop is not None:
         from edgecnn.guided import guided_convert

@@ -214,6 +214,8 @@ def print_convert_report(r: dict) -> None:
     req = r["request"]
     c.print(f"[bold]{r['output']}[/]  {req['mode']} (io {req['io']}, "
             f"{'per-tensor' if req['per_tensor'] else 'per-channel'})")
+    for note in r.get("source_notes") or ():
+        c.print(f"  source: {note}", markup=False, highlight=False)
     c.print(f"  size {r['size_bytes']:,} B = {r['size_ratio_to_float32']:.3f} x float32 ({r['float32_size_bytes']:,} B)")
     c.print("  ops  " + ", ".join(f"{k}x{v}" for k, v in r["op_histogram"].items()))
     c.print(f"  ops in float: {', '.join(r['ops_in_float']) or 'none'}")

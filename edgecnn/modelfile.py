@@ -70,8 +70,9 @@ def model_kind(path: str | Path) -> str:
     raise EdgecnnError(f"{p}: not a model file (expected .keras, .h5, a SavedModel directory or .tflite)")
 
 
-def load_model(path: str | Path):
-    """Load a Keras model from `.keras`, `.h5`/`.hdf5` or a SavedModel directory; returns (model, spec|None)."""
+def load_model(path: str | Path, notes: list[str] | None = None):
+    """Load a Keras model from `.keras`, `.h5`/`.hdf5` or a SavedModel directory; returns (model, spec|None).
+    How a `.h5` was loaded (as it is, repaired, through tf-keras: `keras2_h5`) is appended to `notes`."""
     from edgecnn import _tf
 
     kind = model_kind(path)
@@ -83,8 +84,13 @@ def load_model(path: str | Path):
             spec = read_keras_spec(path)
             return keras.models.load_model(path, compile=False), spec
         if kind == "h5":
-            return keras.models.load_model(path, compile=False), None
-        return _load_savedmodel(path), None
+            from edgecnn.keras2_h5 import load_h5
+
+            model, route = load_h5(path)
+            if notes is not None:
+                notes.append(route)
+            return model, None
+        return wrap_savedmodel(path), None
     except EdgecnnError:
         raise
     except Exception as exc:  # Keras raises many types for corrupt or foreign files
@@ -92,7 +98,7 @@ def load_model(path: str | Path):
         raise EdgecnnError(f"{path}: cannot load model ({msg[:300]})") from None
 
 
-def _load_savedmodel(path):
+def wrap_savedmodel(path, name: str | None = None):
     """A SavedModel directory wrapped as a Keras model via its serving signature (inference only)."""
     import keras
     import tensorflow as tf
@@ -103,4 +109,4 @@ def _load_savedmodel(path):
     out = keras.layers.TFSMLayer(str(path), call_endpoint="serving_default")(inp)
     if isinstance(out, dict):
         out = list(out.values())[0]
-    return keras.Model(inp, out, name=Path(path).name)
+    return keras.Model(inp, out, name=name or Path(path).name)

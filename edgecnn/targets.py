@@ -77,7 +77,7 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
            modes=("int8",), modes_need="a full-integer model",
            full_integer="the Edge TPU compiler cuts the graph at the first float op",
            precisions=("int8",), precision_rule="runs int8 only", no_int16={},
-           passes=("hard_swish", "leaky_relu", "minimum"),
+           passes=("hard_swish", "leaky_relu", "minimum", "float_tail"),
            after_convert="edgecnn.convert.edgetpu:for_edgetpu", report_key="edgetpu", after_convert_modes=("int8",),
            device_kinds=("edgetpu", "ssh"), delegates=("edgetpu",),
            board_runner="edgecnn.bench.edgetpu:run_edgetpu"),

@@ -226,7 +226,7 @@ def test_a_foreign_segmenter_ending_in_arg_max_converts_to_logits_and_scores_the
     foreign = _with_arg_max(segmenter[0], tmp_path / "deeplab_like.tflite")
     assert "ARG_MAX" in {op_name(parse(foreign.read_bytes()), op)
                          for op in parse(foreign.read_bytes()).subgraphs[0].operators}
-    data, _, hw, notes = read_float_tflite(foreign)
+    data, _, hw, notes, _ = read_float_tflite(foreign)
     cut = parse(data)
     assert hw == (64, 64, 3) and any("ARG_MAX" in n for n in notes)
     assert "ARG_MAX" not in {op_name(cut, op) for op in cut.subgraphs[0].operators}

@@ -122,22 +122,25 @@ class Prepared:
             from edgecnn.convert.tflite_source import read_float_tflite
 
             self.model = None
-            self.f32, spec, shape, self.source_notes = read_float_tflite(model_path)
+            self.f32, spec, shape, self.source_notes, head = read_float_tflite(model_path, req.postprocess)
             self.timings["float_read_s"] = time.perf_counter() - t
         else:
             from edgecnn.convert.frontend import float_tflite
             from edgecnn.modelfile import load_model
 
-            self.model, spec = load_model(model_path)
-            self.source_notes = []
+            self.source_notes, head = [], {}
+            self.model, spec = load_model(model_path, self.source_notes)
             shape = self.model.input_shape[1:]
             self.f32 = float_tflite(self.model, verbose, signature=False)
             self.timings["float_convert_s"] = time.perf_counter() - t
         self.spec = spec_for(shape, spec, req.scaling, str(model_path), req.needs_calibration)
+        if head:  # a TFLite_Detection_PostProcess cut off: its anchors and options decode the outputs
+            self.spec = self.spec.replace(task="detection", head=head)
         self._f32_info = None
         self._task = None
         self.kept_ops, self.kept_nodes, self.matches = (match_keep_float(self.f32_info, req.keep_float)
                                                         if req.keep_float else ([], [], {}))
+        self._keep_detection_postprocess()
         self.calib_desc = None
         self.samples = None
         self.calibrated = None
@@ -145,6 +148,18 @@ class Prepared:
         self.corrections: dict[int, dict | None] = {}  # bias-correction report of each, likewise
         self.equalization: dict | None = None
         self.plan = None  # --precision: (planned {output name: precision}, rule rows, warnings), set on calibration
+
+    def _keep_detection_postprocess(self) -> None:
+        """An SSD's TFLite_Detection_PostProcess left in the graph (--postprocess graph) stays in float after the int8
+        body: the standard recipe, said in the report."""
+        from edgecnn.convert import detection_postprocess as dp
+
+        if self.model is not None or not self.req.needs_calibration or dp.KEPT_OP not in {
+                op.op for op in self.f32_info.ops}:
+            return
+        self.kept_ops = [*self.kept_ops, dp.KEPT_OP]
+        self.source_notes.append(f"{dp.OP} kept in float after the {self.req.mode} body (the standard SSD recipe; "
+                                 "--postprocess numpy cuts it off for an integer-only model)")
 
     @property
     def task(self) -> tuple:

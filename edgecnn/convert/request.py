@@ -37,6 +37,7 @@ class ConversionRequest:
     calibration_method: str = "minmax"  # how each activation range is chosen: edgecnn.convert.ranges.METHODS, or
     # "best": try them all on held-out calibration samples and keep the closest to float (convert/choose.py)
     precision: PrecisionPlan | None = None  # --precision: per-op int8/int16/float rules (convert/precision.py)
+    postprocess: str = "graph"  # an SSD's TFLite_Detection_PostProcess: kept in float (graph) or cut (numpy)
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -61,6 +62,8 @@ class ConversionRequest:
             raise EdgecnnError(f"--equalize needs --quant int8, not {self.mode}")
         if self.calibration_method not in ("minmax", "percentile", "mse", "best"):
             raise EdgecnnError(f"--calibration-method {self.calibration_method!r}: use minmax, percentile, mse or best")
+        if self.postprocess not in ("graph", "numpy"):
+            raise EdgecnnError(f"--postprocess {self.postprocess!r}: use graph or numpy")
         if self.calibrator not in ("fast", "stock"):
             raise EdgecnnError(f"--calibrator {self.calibrator!r}: use fast or stock")
         if self.precision is not None:

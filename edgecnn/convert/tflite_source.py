@@ -7,7 +7,8 @@ signature kept). The checks say in one line what convert cannot take, before any
 - already quantized (integer activations, int8/int16 weights): quantizing twice compounds the rounding, and the
   float source is what should be converted. float16 weights (how MediaPipe ships its models) are not refused: they
   are widened back to float32 (exact; `float16_weights.widen_float16_weights`) and the model converts as float;
-- custom ops (nothing can calibrate or quantize them), several subgraphs (control flow: the calibrator sees the
+- custom ops (nothing can calibrate or quantize them) other than an SSD's TFLite_Detection_PostProcess (kept in
+  float or cut off: `detection_postprocess`), several subgraphs (control flow: the calibrator sees the
   main graph only), several inputs, a non-float or non-image input (H, W, 1|3), dynamic H/W;
 - a batch other than 1: a dynamic batch (-1) is fixed to 1 (what the Keras path traces at), a fixed batch > 1 is
   refused.
@@ -67,10 +68,12 @@ def _fix_batch(model, path) -> bool:
     return sig[0] < 0
 
 
-def read_float_tflite(path: str | Path) -> tuple[bytes, PreprocessSpec | None, tuple[int, int, int], list[str]]:
-    """(float32 flatbuffer at batch 1, its embedded spec or None, input (H, W, C), notes on what was changed), or
-    one line on what is wrong."""
-    from edgecnn.convert import arg_max_head
+def read_float_tflite(path: str | Path, postprocess: str = "graph") -> tuple[bytes, PreprocessSpec | None,
+                                                                          tuple[int, int, int], list[str], dict]:
+    """(float32 flatbuffer at batch 1, its embedded spec or None, input (H, W, C), notes on what was changed, the
+    detection head that decodes its outputs when `postprocess` "numpy" cut a TFLite_Detection_PostProcess op off,
+    else {}), or one line on what is wrong."""
+    from edgecnn.convert import arg_max_head, detection_postprocess
     from edgecnn.convert.float16_weights import widen_float16_weights
     from edgecnn.tflite import metadata
     from edgecnn.tflite.reader import op_name, parse, read_tflite, serialize, tensor_dtype, tensor_name
@@ -84,7 +87,7 @@ def read_float_tflite(path: str | Path) -> tuple[bytes, PreprocessSpec | None, t
     if held:
         raise EdgecnnError(f"{path}: is already quantized ({held}); {ADVICE}")
     custom = sorted({op_name(model, op) for sub in model.subgraphs for op in sub.operators or []
-                     if op_name(model, op).startswith("CUSTOM:")})
+                     if op_name(model, op).startswith("CUSTOM:")} - {detection_postprocess.KEPT_OP})
     if custom:
         raise EdgecnnError(f"{path}: has custom op(s) {', '.join(c[7:] for c in custom)}, which cannot be "
                            "calibrated or quantized; convert takes builtin ops only")
@@ -106,4 +109,11 @@ def read_float_tflite(path: str | Path) -> tuple[bytes, PreprocessSpec | None, t
     if arg_max_head.cut(model):
         notes.append("the trailing ARG_MAX cut off: the model outputs its class scores, the arg-max is numpy's "
                       "(no XNNPACK or Edge TPU ARG_MAX)")
-    return serialize(model), spec, (shape[1], shape[2], shape[3]), notes
+    head = {}
+    if detection_postprocess.find(model) is not None and postprocess == "numpy":
+        data, head = detection_postprocess.cut(model)
+        notes.append(f"{detection_postprocess.OP} cut off: the model outputs its box encodings and class scores, "
+                     f"edgecnn's numpy post-processing decodes them with the op's {len(head['anchors'])} anchors "
+                     "(stored in the model's spec)")
+        return data, spec, (shape[1], shape[2], shape[3]), notes, head
+    return serialize(model), spec, (shape[1], shape[2], shape[3]), notes, head

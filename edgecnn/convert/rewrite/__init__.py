@@ -11,6 +11,7 @@ with ops the target takes, on the quantized flatbuffer, after the quantize pass 
 | `avg_pool`   | AVERAGE_POOL_2D   | MEAN (global) / DEPTHWISE_CONV_2D (windowed)  | division rounding     |
 | `leaky_relu` | LEAKY_RELU        | PRELU with a constant slope                   | to one step           |
 | `minimum`    | MINIMUM by a constant (`--equalize`'s clips) | nothing (int8 saturation clips) | at/above the range; else up to the calibration peaks |
+| `float_tail` | DEQUANTIZE feeding a float tail (an SSD's TFLite_Detection_PostProcess) | the same, moved last | yes (order only) |
 
 Which passes a target runs, and in what order, is its `passes` in the target table (`edgecnn.targets`).
 
@@ -30,11 +31,11 @@ from types import ModuleType
 
 import numpy as np
 
-from edgecnn.convert.rewrite import avg_pool, hard_swish, leaky_relu, minimum
+from edgecnn.convert.rewrite import avg_pool, float_tail, hard_swish, leaky_relu, minimum
 from edgecnn.targets import get as get_target
 
 PASSES: dict[str, ModuleType] = {"hard_swish": hard_swish, "avg_pool": avg_pool, "leaky_relu": leaky_relu,
-                                  "minimum": minimum}
+                                  "minimum": minimum, "float_tail": float_tail}
 
 
 def passes_for(target: str) -> list[str]:

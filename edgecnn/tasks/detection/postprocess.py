@@ -374,7 +374,36 @@ def tflite_detection_postprocess(outputs: list, head: dict, input_hw: tuple[int,
     return result
 
 
-FOREIGN_HEADS = {"blazeface": blazeface, "tflite_detection_postprocess": tflite_detection_postprocess}
+def tflite_ssd(outputs: list, head: dict, input_hw: tuple[int, int], **options) -> list:
+    """The inputs of a TFLite_Detection_PostProcess op that convert cut off (`--postprocess numpy`) -> per image
+    boxes (input pixels), scores, classes, decoded the op's way.
+
+    `outputs`: box encodings (N, A, 4) `[ty, tx, th, tw]` and class scores (N, A, C or C + 1; already sigmoid, a
+    background column 0 when C + 1); `head`: `anchors` (A, 4) `[ycenter, xcenter, h, w]` in 0..1, `scales`
+    `[y, x, h, w]` (centre = t * anchor size / scale + anchor centre, size = exp(t / scale) * anchor size, as the
+    op's centre-size decoding), `num_classes`, `max_detections`, `iou`. Then `decode_ssd`'s candidates and
+    class-wise NMS (the op's "regular NMS"; its default fast NMS keeps one class per box).
+    """
+    enc, scores = outputs
+    h, w = input_hw
+    a = np.asarray(head["anchors"], np.float32)
+    prior = np.stack([a[:, 1] * w, a[:, 0] * h, a[:, 3] * w, a[:, 2] * h], axis=1)
+    ys, xs, hs, ws = (float(v) for v in head["scales"])
+    deltas = np.asarray(enc, np.float32)[..., [1, 0, 3, 2]]
+    scores = np.asarray(scores, np.float32)
+    c = int(head.get("num_classes") or scores.shape[-1])
+    if np.shape(enc)[-1] != 4 or scores.shape[-1] not in (c, c + 1) or np.shape(enc)[1] != len(a):
+        raise ValueError(f"tflite_ssd needs box encodings (1, {len(a)}, 4) and scores (1, {len(a)}, {c} or {c + 1}),"
+                         f" got {np.shape(enc)} and {scores.shape}")
+    opts = {"iou": float(head.get("iou", NMS_IOU)), "max_detections": int(head.get("max_detections",
+                                                                                   MAX_DETECTIONS))}
+    opts.update(options)
+    return [decode_ssd(deltas[i], scores[i], prior, [1 / xs, 1 / ys, 1 / ws, 1 / hs], scores.shape[-1] == c + 1,
+                       **opts) for i in range(len(deltas))]
+
+
+FOREIGN_HEADS = {"blazeface": blazeface, "tflite_detection_postprocess": tflite_detection_postprocess,
+                 "tflite_ssd": tflite_ssd}
 IN_GRAPH_HEADS = {"tflite_detection_postprocess"}  # post-processing runs inside the model: timed by a truncated copy
 DETECTION_POSTPROCESS_OP = "TFLite_Detection_PostProcess"
 
