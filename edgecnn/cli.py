@@ -269,12 +269,17 @@ def _scaling_options(command):
               help="An SSD .tflite ending in TFLite_Detection_PostProcess: graph keeps the op in float after the "
                    "int8 body (the standard recipe); numpy cuts it off (integer-only model, edgecnn decodes the boxes "
                    "with the op's anchors).")
+@click.option("--graph-input", metavar="NODE", help="A TF1 frozen graph's input node, when convert cannot tell it.")
+@click.option("--graph-outputs", metavar="NODE[,NODE]", help="A TF1 frozen graph's output nodes, when convert "
+              "cannot tell them (a TF Object Detection API SSD export is recognised without either).")
 @click.option("--verbose", is_flag=True, help="Show the converter's own log.")
 @click.option("--json", "as_json", is_flag=True)
 def convert(model, output, mode, io, per_tensor, calibration, num_calibration, seed, keep_float,
             allow_float_fallback, scale, offset, mean, std, calibrator, calibration_method, max_accuracy_drop, eval_data,
-            target, no_rewrite, bias_correction, equalize, precision, postprocess, verbose, as_json):
-    """Convert a Keras model (.keras, .h5, SavedModel dir) or a float32 .tflite to .tflite."""
+            target, no_rewrite, bias_correction, equalize, precision, postprocess, graph_input, graph_outputs, verbose,
+            as_json):
+    """Convert a Keras model (.keras, .h5, SavedModel dir), a TF1 frozen graph (.pb) or a float32 .tflite to
+    .tflite."""
     from edgecnn.convert.request import ConversionRequest
 
     if precision is not None and max_accuracy_drop is not None:
@@ -286,7 +291,8 @@ def convert(model, output, mode, io, per_tensor, calibration, num_calibration, s
                             bias_correction=bias_correction, equalize=equalize,
                             calibrator=calibrator, calibration_method=calibration_method,
                             precision=load_plan(precision) if precision is not None else None,
-                            postprocess=postprocess)
+                            postprocess=postprocess, graph_input=graph_input,
+                            graph_outputs=tuple(o.strip() for o in (graph_outputs or "").split(",") if o.strip()))
     _lint_foreign(model)  # a foreign .tflite whose outputs int8 would ruin: one warning line each
     if max_accuracy_drop is not None:
         from edgecnn.guided import guided_convert

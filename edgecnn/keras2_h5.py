@@ -61,7 +61,8 @@ def _separable_unused(cls: str, cfg: dict) -> bool:
 
 def _defaults_not_taken(cls: str, cfg: dict) -> bool:
     """Some Keras 3 layers (SpatialDropout2D, ...) take no **kwargs and fewer arguments than Keras 2 wrote for them
-    (`trainable`, `noise_shape`); dropping one is exact when it holds Keras 2's default (trainable=True, None)."""
+    (`trainable`, `noise_shape`); dropping one is exact when it holds Keras 2's default (None), and `trainable` is
+    for layers that take none (they have no weights: SpatialDropout2D, ...)."""
     import inspect
 
     from edgecnn import _tf
@@ -72,7 +73,7 @@ def _defaults_not_taken(cls: str, cfg: dict) -> bool:
     params = inspect.signature(layer.__init__).parameters
     if any(p.kind == p.VAR_KEYWORD for p in params.values()):
         return False
-    drop = [k for k, v in cfg.items() if k not in params and (v is None or (k == "trainable" and v is True))]
+    drop = [k for k, v in cfg.items() if k not in params and (v is None or k == "trainable")]
     for k in drop:
         del cfg[k]
     return bool(drop)
@@ -116,20 +117,21 @@ def _lost_input_flags(cls: str, cfg: dict) -> bool:
 
 
 # activation names whose function changed between Keras 2 and Keras 3: no config edit makes them exact
-CHANGED_ACTIVATIONS = {"hard_sigmoid": "Keras 2 computes clip(0.2x + 0.5), Keras 3 relu6(x + 3) / 6",
-                       "gelu": "Keras 2's default is the exact erf form, Keras 3's the tanh approximation"}
+CHANGED_ACTIVATIONS = {"hard_sigmoid": "Keras 2 computes clip(0.2x + 0.5), Keras 3 relu6(x + 3) / 6"}
+ACTIVATION_KEYS = ("activation", "recurrent_activation")
 
 
 def _changed_activation(cls: str, cfg: dict) -> bool:
-    """A layer whose activation name means another function in Keras 3 cannot be repaired (the tf-keras route
-    computes it as trained)."""
-    act = cfg.get("activation")
-    if isinstance(act, str) and act in CHANGED_ACTIVATIONS:
-        raise _Unrepairable(f"{cls} '{cfg.get('name', '?')}' uses {act} ({CHANGED_ACTIVATIONS[act]})")
+    """A layer of a Keras 2 file whose activation name means another function in Keras 3: no config edit makes it
+    exact (Keras 3 would even load it as it is), so only the tf-keras route computes it as trained."""
+    for key in ACTIVATION_KEYS:
+        act = cfg.get(key)
+        if isinstance(act, str) and act in CHANGED_ACTIVATIONS:
+            raise _Unrepairable(f"{cls} '{cfg.get('name', '?')}' uses {act} ({CHANGED_ACTIVATIONS[act]})")
     return False
 
 
-REPAIRS = {"activations that changed meaning": _changed_activation,"groups=1 on depthwise/transposed convs": _groups_one,
+REPAIRS = {"groups=1 on depthwise/transposed convs": _groups_one,
            "unused SeparableConv arguments": _separable_unused,
            "default arguments a layer no longer takes": _defaults_not_taken,
            "initializer dtype": _initializer_dtype,
@@ -210,6 +212,44 @@ def _load_repaired(path: Path, keras):
         return keras.models.load_model(copy, compile=False), used
 
 
+def _keras_version(path: Path) -> str:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            v = f.attrs.get("keras_version", b"")
+    except OSError:
+        return ""
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _changed_meaning(path: Path) -> str | None:
+    """For a file Keras 2 (or 1) saved: the first layer whose activation means another function in Keras 3, else
+    None (a file without a config or that cannot be read is left to the routes, which say what is wrong)."""
+    if not _keras_version(path).startswith(("1.", "2.")):
+        return None
+    try:
+        config = _read_config(path)
+        _changed_activation_walk(config)
+    except _Unrepairable as exc:
+        return str(exc)
+    except EdgecnnError:
+        return None
+    return None
+
+
+def _changed_activation_walk(node) -> None:
+    if isinstance(node, list):
+        for n in node:
+            _changed_activation_walk(n)
+    elif isinstance(node, dict):
+        cls, cfg = node.get("class_name"), node.get("config")
+        if isinstance(cls, str) and isinstance(cfg, dict):
+            _changed_activation(cls, cfg)
+        for v in node.values():
+            _changed_activation_walk(v)
+
+
 def _tf_keras():
     """The tf_keras module, or None when the `keras2` extra is not installed."""
     try:
@@ -226,8 +266,9 @@ def _load_with_tf_keras(path: Path, tf_keras):
     from edgecnn.modelfile import wrap_savedmodel
 
     m2 = tf_keras.models.load_model(path, compile=False)
-    if isinstance(m2.input_shape, list):
-        raise EdgecnnError(f"{path}: multi-input models are not supported by convert yet")
+    if isinstance(m2.input_shape, list) or len(m2.outputs) != 1:
+        raise EdgecnnError(f"{path}: a Keras 2 model with {len(m2.inputs)} inputs and {len(m2.outputs)} outputs; "
+                           "the tf-keras route takes one input and one output")
     shape = tuple(m2.input_shape)
     spec = tf.TensorSpec((None, *shape[1:]), m2.inputs[0].dtype, name="input")
 
@@ -253,7 +294,7 @@ def load_h5(path: str | Path, routes: tuple[str, ...] = ("keras 3", "repaired", 
     from edgecnn import _tf
 
     path = Path(path)
-    if path.suffix.lower() not in (".h5", ".hdf5"):  # Keras picks the format by extension (`face_mask.model`)
+    if not str(path).endswith((".h5", ".hdf5")):  # Keras picks the format by extension (`face_mask.model`)
         with tempfile.TemporaryDirectory(prefix="edgecnn-h5-") as tmp:
             link = Path(tmp) / f"{path.stem or 'model'}.h5"
             link.symlink_to(path.resolve())
@@ -262,7 +303,10 @@ def load_h5(path: str | Path, routes: tuple[str, ...] = ("keras 3", "repaired", 
             except EdgecnnError as exc:
                 raise EdgecnnError(str(exc).replace(str(link), str(path))) from None
     keras = _tf.keras()
-    first = None
+    first = "not loaded by the routes tried"
+    changed = _changed_meaning(path)
+    if changed:  # Keras 3 would load it and compute another function: only Keras 2 computes it as trained
+        first, routes = changed, tuple(r for r in routes if r == "tf-keras")
     if "keras 3" in routes:
         try:
             return keras.models.load_model(path, compile=False), "keras 3 loaded the .h5 as it is"

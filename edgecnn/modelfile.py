@@ -46,7 +46,8 @@ def read_keras_spec(path: str | Path) -> PreprocessSpec | None:
 
 
 def model_kind(path: str | Path) -> str:
-    """'keras', 'h5', 'savedmodel' or 'tflite', from the file's content; a clear error for anything else."""
+    """'keras', 'h5', 'savedmodel', 'tflite', 'frozen_graph' or 'onnx' (a TF1 GraphDef `.pb` and an ONNX model are
+    protobufs without magic bytes: by their names), from the file's content; a clear error for anything else."""
     p = Path(path)
     if not p.exists():
         raise EdgecnnError(f"{p}: model file does not exist")
@@ -67,7 +68,12 @@ def model_kind(path: str | Path) -> str:
         return "h5"
     if head[4:8] == b"TFL3":
         return "tflite"
-    raise EdgecnnError(f"{p}: not a model file (expected .keras, .h5, a SavedModel directory or .tflite)")
+    if p.suffix == ".pb":
+        return "frozen_graph"
+    if p.suffix == ".onnx":
+        return "onnx"
+    raise EdgecnnError(f"{p}: not a model file (expected .keras, .h5, a SavedModel directory, .tflite, a TF1 "
+                       "frozen graph .pb or .onnx)")
 
 
 def load_model(path: str | Path, notes: list[str] | None = None):
@@ -78,6 +84,10 @@ def load_model(path: str | Path, notes: list[str] | None = None):
     kind = model_kind(path)
     if kind == "tflite":
         raise EdgecnnError(f"{path}: is a .tflite model; this command needs a Keras model (.keras/.h5/SavedModel)")
+    if kind in ("frozen_graph", "onnx"):
+        what = "a TF1 frozen graph" if kind == "frozen_graph" else "an ONNX model"
+        raise EdgecnnError(f"{path}: is {what}; convert it first (edgecnn convert {path} -o float.tflite) and use "
+                           "the .tflite")
     keras = _tf.keras()
     try:
         if kind == "keras":

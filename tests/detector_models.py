@@ -146,3 +146,54 @@ def yolo_like(path: Path, concatenated: bool, anchors: int = 64, classes: int = 
         data = conv.convert()
     Path(path).write_bytes(data)
     return Path(path)
+
+
+def tf1_ssd_export(path: Path, size: int = 64, num_classes: int = 2) -> Path:
+    """A TF1 frozen graph laid out as the TF Object Detection API's SSD export (`frozen_inference_graph.pb`): a uint8
+    `image_tensor`, the Preprocessor (resize to the size its `ResizeImage/stack` holds, x * 2/255 - 1), two feature
+    levels (stride 8: 3 anchors a cell, stride 16: 2), box encodings concatenated (`concat`, (1, A, 1, 4)) and
+    squeezed (`Squeeze`), class logits (`concat_1`) through `Postprocessor/scale_logits` and the sigmoid
+    `Postprocessor/convert_scores`, the anchors as corners (`Concatenate/concat`) and the box coder's scales as the
+    constants of `Postprocessor/Decode`'s divisions. Weights are random constants (seeded)."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    levels = [(8, 3), (16, 2)]
+    g = tf.Graph()
+    with g.as_default():
+        img = tf.compat.v1.placeholder(tf.uint8, (None, None, None, 3), name="image_tensor")
+        x = tf.cast(img, tf.float32, name="ToFloat")
+        hw = tf.constant([size, size], tf.int32, name="Preprocessor/map/while/ResizeImage/stack")
+        x = tf.compat.v1.image.resize_bilinear(x, hw, name="Preprocessor/ResizeBilinear")
+        x = tf.multiply(tf.constant(2.0 / 255.0, name="Preprocessor/mul/x"), x, name="Preprocessor/mul")
+        x = tf.subtract(x, tf.constant(1.0, name="Preprocessor/sub/y"), name="Preprocessor/sub")
+        feats, boxes, logits, corners = x, [], [], []
+        for k, (stride, per_cell) in enumerate(levels):
+            cin = int(feats.shape[-1])
+            w = tf.constant(rng.normal(0, 0.3, (3, 3, cin, 16)).astype(np.float32))
+            feats = tf.nn.relu6(tf.nn.conv2d(feats, w, 8 if k == 0 else 2, "SAME"))
+            wb = tf.constant(rng.normal(0, 0.1, (1, 1, 16, per_cell * 4)).astype(np.float32))
+            wc = tf.constant(rng.normal(0, 0.5, (1, 1, 16, per_cell * (num_classes + 1))).astype(np.float32))
+            boxes.append(tf.reshape(tf.nn.conv2d(feats, wb, 1, "SAME"), (1, -1, 1, 4), name=f"BoxPredictor_{k}/Reshape"))
+            logits.append(tf.reshape(tf.nn.conv2d(feats, wc, 1, "SAME"), (1, -1, num_classes + 1),
+                                     name=f"BoxPredictor_{k}/Reshape_1"))
+            cells = size // stride
+            for y in range(cells):
+                for xx in range(cells):
+                    for a in range(per_cell):
+                        s = 0.2 + 0.2 * a
+                        cy, cx = (y + 0.5) / cells, (xx + 0.5) / cells
+                        corners.append([cy - s / 2, cx - s / 2, cy + s / 2, cx + s / 2])
+        enc = tf.squeeze(tf.concat(boxes, 1, name="concat"), [2], name="Squeeze")
+        scores = tf.divide(tf.concat(logits, 1, name="concat_1"), tf.constant(1.0, name="Postprocessor/scale_logits/y"),
+                           name="Postprocessor/scale_logits")
+        tf.sigmoid(scores, name="Postprocessor/convert_scores")
+        half = len(corners) // 2
+        anchors = tf.concat([tf.constant(np.asarray(corners[:half], np.float32)),
+                             tf.constant(np.asarray(corners[half:], np.float32))], 0, name="Concatenate/concat")
+        for k, scale in enumerate((10.0, 10.0, 5.0, 5.0)):  # the decoder divides ty, tx, th, tw by them
+            tf.divide(enc[0, :, k], tf.constant(scale, name=f"Postprocessor/Decode/truediv{'_' + str(k) if k else ''}/y"),
+                      name=f"Postprocessor/Decode/truediv{'_' + str(k) if k else ''}")
+        tf.identity(anchors, name="Postprocessor/anchors")
+    Path(path).write_bytes(g.as_graph_def().SerializeToString())
+    return Path(path)

@@ -110,19 +110,31 @@ def test_a_keras2_file_with_tf_ops_goes_through_tf_keras_and_computes_the_same(t
     m.save(path)
     want = m(X).numpy()
 
-    out = tmp_path / "tfop.tflite"
+    _converts_through_tf_keras_to(path, want)
+
+    from edgecnn import keras2_h5
+    from edgecnn.errors import EdgecnnError
+
+    with pytest.raises(EdgecnnError) as exc:  # without tf-keras: one line naming the layer and the extra
+        keras2_h5.load_h5(path, routes=("keras 3", "repaired"))
+    assert "TFOpLambda" in str(exc.value) and str(path) in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_a_keras2_hard_sigmoid_is_computed_by_keras2_not_loaded_as_keras3s(tmp_path):
+    """Keras 3 loads such a file (after repairs) but computes relu6(x + 3) / 6 where Keras 2 computed
+    clip(0.2x + 0.5): the file goes through tf-keras, and the float .tflite computes what Keras 2 did."""
+    path, want = _keras2_file(tmp_path, name="hs.h5", hard_sigmoid=True)
+    _converts_through_tf_keras_to(path, want)
+
+
+def _converts_through_tf_keras_to(path, want):
+    """`edgecnn convert path` takes the tf-keras route and the float .tflite computes `want` (not a constant)."""
+    out = path.with_suffix(".tflite")
     r = run_cli_in_process("convert", path, "-o", out, "--json")
     assert r.returncode == 0, r.stderr
     assert any("tf-keras" in n for n in json.loads(r.stdout)["source_notes"])
-    got = _tflite_outputs(out)
     assert np.ptp(want) > 1e-4
-    np.testing.assert_allclose(got, want, atol=1e-5)
-
-    from edgecnn import keras2_h5
-
-    with pytest.raises(Exception) as exc:  # without tf-keras: one line naming the layer and the extra
-        keras2_h5.load_h5(path, routes=("keras 3", "repaired"))
-    assert "TFOpLambda" in str(exc.value) and str(path) in str(exc.value)
+    np.testing.assert_allclose(_tflite_outputs(out), want, atol=1e-5)
 
 
 def test_without_tf_keras_a_file_that_needs_it_says_what_to_install(tmp_path, monkeypatch):
@@ -167,6 +179,7 @@ def _keras3_file_as_keras2(tmp_path, activation="sigmoid"):
                 if key in c:
                     c[key] = {"class_name": "GlorotUniform", "config": {"seed": None, "dtype": "float32"}}
         f.attrs["model_config"] = json.dumps(cfg)
+        f.attrs["keras_version"] = "2.13.1"
     return path, model(X).numpy()
 
 

@@ -56,14 +56,20 @@ def test_the_numpy_decoder_reads_the_ops_inputs_as_the_op_does(ssd):
     count = int(full["count"][0])
     assert count > 0
     # every box the op kept is one of the numpy decoder's candidates: same class, score, corners
-    (boxes, scores, classes), = tflite_ssd(raw, head, (64, 64), score_threshold=0.0, top_k=10_000, iou=1.01,
-                                           max_detections=10_000)
+    (boxes, scores, classes), = tflite_ssd(raw, {**head, "nms": "regular"}, (64, 64), score_threshold=0.0,
+                                           iou=1.01, max_detections=10_000)
     assert len(boxes) == 72 * 3
     for k in range(count):
         ymin, xmin, ymax, xmax = op_boxes[k] * 64
         hit = (classes == int(op_classes[k])) & (np.abs(scores - op_scores[k]) < 1e-6) & \
             np.all(np.abs(boxes - [xmin, ymin, xmax, ymax]) < 1e-3, axis=1)
         assert hit.any(), f"op box {k} {op_boxes[k]} class {op_classes[k]} score {op_scores[k]} not decoded"
+    # and with the op's own settings (fast NMS, its threshold and maximum) the decoder keeps what the op keeps
+    (boxes, scores, classes), = tflite_ssd(raw, head, (64, 64))
+    assert len(boxes) == count
+    np.testing.assert_allclose(scores, op_scores[:count], atol=1e-6)
+    np.testing.assert_array_equal(classes, op_classes[:count].astype(np.int64))
+    np.testing.assert_allclose(boxes, op_boxes[:count][:, [1, 0, 3, 2]] * 64, atol=1e-3)
 
 
 def test_graph_mode_keeps_the_op_in_float_after_an_int8_body(ssd, tmp_path):
@@ -88,7 +94,7 @@ def test_graph_mode_keeps_the_op_in_float_after_an_int8_body(ssd, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     rep = json.loads(r.stdout)
     row = next(x for x in rep["rewrites"] if x["pass"] == "float_tail")
-    assert row["count"] == 2 and row["applied"] and row["max_diff_steps"] == 0
+    assert row["count"] >= 1 and row["applied"] and row["max_diff_steps"] == 0
     pre = rep["edgetpu"]["preflight"]
     cpu = [o["op"] for o in pre["ops"] if o["where"] == "cpu"]
     assert sorted(cpu) == ["CUSTOM:TFLite_Detection_PostProcess", "DEQUANTIZE", "DEQUANTIZE"] or \

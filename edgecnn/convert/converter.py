@@ -111,19 +111,18 @@ class Prepared:
 
     def __init__(self, model_path, req: ConversionRequest, verbose: bool = False):
         from edgecnn import _tf
-        from edgecnn.modelfile import model_kind
+        from edgecnn.convert.sources import FLATBUFFER_SOURCES, kind as source_kind
 
         self.t0 = time.perf_counter()
         self.model_path, self.req, self.verbose = model_path, req, verbose
         self.timings = {}
         _tf.quiet()
         t = time.perf_counter()
-        if model_kind(model_path) == "tflite":  # a float .tflite is the flatbuffer already; no Keras object
-            from edgecnn.convert.tflite_source import read_float_tflite
-
+        kind = source_kind(model_path)
+        if kind in FLATBUFFER_SOURCES:  # read straight to the float flatbuffer; no Keras object
             self.model = None
-            self.f32, spec, shape, self.source_notes, head = read_float_tflite(model_path, req.postprocess)
-            self.timings["float_read_s"] = time.perf_counter() - t
+            self.f32, spec, shape, self.source_notes, head = FLATBUFFER_SOURCES[kind](model_path, req)
+            self.timings["float_read_s" if kind == "tflite" else "float_convert_s"] = time.perf_counter() - t
         else:
             from edgecnn.convert.frontend import float_tflite
             from edgecnn.modelfile import load_model
@@ -214,6 +213,10 @@ class Prepared:
 
     def _quantize(self, calibrated: bytes, nodes=(), ops=()) -> bytes:
         """int8 by the MLIR pass, or per the --precision plan by ai-edge-quantizer, from `calibrated`'s ranges."""
+        from edgecnn.convert import detection_postprocess as dp
+
+        if dp.KEPT_OP in self.kept_ops:  # its outputs stay float (class ids and a count are no int8 tensors)
+            calibrated = dp.unranged_outputs(calibrated)
         if self.req.precision is None:
             return quantize_int8(calibrated, self.req, sorted(set(self.kept_nodes) | set(nodes)),
                                  sorted(set(self.kept_ops) | set(ops)), self.verbose)

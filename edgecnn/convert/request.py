@@ -38,6 +38,8 @@ class ConversionRequest:
     # "best": try them all on held-out calibration samples and keep the closest to float (convert/choose.py)
     precision: PrecisionPlan | None = None  # --precision: per-op int8/int16/float rules (convert/precision.py)
     postprocess: str = "graph"  # an SSD's TFLite_Detection_PostProcess: kept in float (graph) or cut (numpy)
+    graph_input: str | None = None  # a TF1 frozen graph's input node, when it cannot be found (convert/frozen_graph)
+    graph_outputs: tuple[str, ...] = ()  # ... and its output nodes
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -92,6 +94,7 @@ class ConversionRequest:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["keep_float"] = list(self.keep_float)
+        d["graph_outputs"] = list(self.graph_outputs)
         d["io"] = self.io_type
         d["precision"] = self.precision.to_dict() if self.precision is not None else None
         return d

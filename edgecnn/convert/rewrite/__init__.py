@@ -12,6 +12,7 @@ with ops the target takes, on the quantized flatbuffer, after the quantize pass 
 | `leaky_relu` | LEAKY_RELU        | PRELU with a constant slope                   | to one step           |
 | `minimum`    | MINIMUM by a constant (`--equalize`'s clips) | nothing (int8 saturation clips) | at/above the range; else up to the calibration peaks |
 | `float_tail` | DEQUANTIZE feeding a float tail (an SSD's TFLite_Detection_PostProcess) | the same, moved last | yes (order only) |
+| `concat_split` | CONCATENATION of more than 5 inputs (XNNPACK takes up to 5) | a chain of CONCATENATIONs of at most 5 | yes |
 
 Which passes a target runs, and in what order, is its `passes` in the target table (`edgecnn.targets`).
 
@@ -31,11 +32,11 @@ from types import ModuleType
 
 import numpy as np
 
-from edgecnn.convert.rewrite import avg_pool, float_tail, hard_swish, leaky_relu, minimum
+from edgecnn.convert.rewrite import avg_pool, concat_split, float_tail, hard_swish, leaky_relu, minimum
 from edgecnn.targets import get as get_target
 
 PASSES: dict[str, ModuleType] = {"hard_swish": hard_swish, "avg_pool": avg_pool, "leaky_relu": leaky_relu,
-                                  "minimum": minimum, "float_tail": float_tail}
+                                  "minimum": minimum, "float_tail": float_tail, "concat_split": concat_split}
 
 
 def passes_for(target: str) -> list[str]:
@@ -59,7 +60,7 @@ def run_passes(model: bytes, target: str, samples: np.ndarray | None,
         row = {"pass": name, "replaces": mod.REPLACES, "count": count, "applied": False,
                "tolerance_steps": mod.TOLERANCE_STEPS, **g.notes}
         if count == 0:
-            row["note"] = f"no int8 {mod.REPLACES} in the model"
+            row["note"] = getattr(mod, "NOTHING", f"no int8 {mod.REPLACES} in the model")
             rows.append(row)
             continue
         after = g.serialize()

@@ -17,6 +17,7 @@ from edgecnn.tflite import reader
 
 REPLACES = "DEQUANTIZE"
 TOLERANCE_STEPS = 0.0  # a reorder moves no value
+NOTHING = "no DEQUANTIZE before a float tail out of place"
 
 
 def apply(g: Graph) -> int:
@@ -29,6 +30,7 @@ def apply(g: Graph) -> int:
         ops = g.sg.operators
         first = min(ops.index(op) for op in readers)
         here = ops.index(dq)
+        assert first > here, "a DEQUANTIZE after its reader: the graph is not in topological order"
         if first == here + 1:
             continue
         ops.pop(here)

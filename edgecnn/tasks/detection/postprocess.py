@@ -376,30 +376,50 @@ def tflite_detection_postprocess(outputs: list, head: dict, input_hw: tuple[int,
 
 def tflite_ssd(outputs: list, head: dict, input_hw: tuple[int, int], **options) -> list:
     """The inputs of a TFLite_Detection_PostProcess op that convert cut off (`--postprocess numpy`) -> per image
-    boxes (input pixels), scores, classes, decoded the op's way.
+    boxes (input pixels), scores, classes, as the op computes them.
 
     `outputs`: box encodings (N, A, 4) `[ty, tx, th, tw]` and class scores (N, A, C or C + 1; already sigmoid, a
     background column 0 when C + 1); `head`: `anchors` (A, 4) `[ycenter, xcenter, h, w]` in 0..1, `scales`
-    `[y, x, h, w]` (centre = t * anchor size / scale + anchor centre, size = exp(t / scale) * anchor size, as the
-    op's centre-size decoding), `num_classes`, `max_detections`, `iou`. Then `decode_ssd`'s candidates and
-    class-wise NMS (the op's "regular NMS"; its default fast NMS keeps one class per box).
+    `[y, x, h, w]` (centre = t / scale * anchor size + anchor centre, size = exp(t / scale) * anchor size: the op's
+    centre-size decoding), `num_classes`, `max_detections`, `iou`, `score_threshold` and `nms`:
+    - "fast" (the op's default, `use_regular_nms` false): each anchor's best class (`max_classes_per_detection` 1),
+      those at or above the threshold, greedy NMS across classes, at most `max_detections`;
+    - "regular": every (anchor, class) at or above the threshold, NMS per class, the best `max_detections` overall
+      (the op also caps each class at `detections_per_class`, 100 by default; not applied here).
+    `options` (`score_threshold`, `iou`, `max_detections`) override the head's, as `evaluate` asks.
     """
     enc, scores = outputs
     h, w = input_hw
     a = np.asarray(head["anchors"], np.float32)
     prior = np.stack([a[:, 1] * w, a[:, 0] * h, a[:, 3] * w, a[:, 2] * h], axis=1)
     ys, xs, hs, ws = (float(v) for v in head["scales"])
-    deltas = np.asarray(enc, np.float32)[..., [1, 0, 3, 2]]
+    deltas = np.asarray(enc, np.float32)
     scores = np.asarray(scores, np.float32)
     c = int(head.get("num_classes") or scores.shape[-1])
-    if np.shape(enc)[-1] != 4 or scores.shape[-1] not in (c, c + 1) or np.shape(enc)[1] != len(a):
+    if deltas.shape[-1] != 4 or scores.shape[-1] not in (c, c + 1) or deltas.shape[1] != len(a):
         raise ValueError(f"tflite_ssd needs box encodings (1, {len(a)}, 4) and scores (1, {len(a)}, {c} or {c + 1}),"
-                         f" got {np.shape(enc)} and {scores.shape}")
-    opts = {"iou": float(head.get("iou", NMS_IOU)), "max_detections": int(head.get("max_detections",
-                                                                                   MAX_DETECTIONS))}
-    opts.update(options)
-    return [decode_ssd(deltas[i], scores[i], prior, [1 / xs, 1 / ys, 1 / ws, 1 / hs], scores.shape[-1] == c + 1,
-                       **opts) for i in range(len(deltas))]
+                         f" got {deltas.shape} and {scores.shape}")
+    threshold = float(options.get("score_threshold", head.get("score_threshold", SCORE_THRESHOLD)))
+    iou = float(options.get("iou", head.get("iou", NMS_IOU)))
+    most = int(options.get("max_detections", head.get("max_detections", MAX_DETECTIONS)))
+    variances = [1 / xs, 1 / ys, 1 / ws, 1 / hs]
+    result = []
+    for i in range(len(deltas)):
+        s = scores[i][:, scores.shape[-1] - c:]  # without the background column
+        boxes = decode_boxes(deltas[i][:, [1, 0, 3, 2]], prior, variances)
+        if head.get("nms", "fast") == "regular":
+            anchor, cls = np.nonzero(s >= threshold)
+            best = s[anchor, cls]
+        else:
+            cls = np.argmax(s, axis=1)
+            best = s[np.arange(len(s)), cls]
+            anchor = np.flatnonzero(best >= threshold)
+            cls, best = cls[anchor], best[anchor]
+        keep = nms(boxes[anchor], best, cls if head.get("nms", "fast") == "regular" else np.zeros_like(cls), iou,
+                   most)
+        result.append((boxes[anchor][keep].astype(np.float32).reshape(-1, 4), best[keep].astype(np.float32),
+                       cls[keep].astype(np.int64)))
+    return result
 
 
 FOREIGN_HEADS = {"blazeface": blazeface, "tflite_detection_postprocess": tflite_detection_postprocess,
