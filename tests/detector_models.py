@@ -56,7 +56,8 @@ def _nms_signature(num_classes: int, max_detections: int) -> str:
                     [f'attr {{ key: "{k}" value {{ {v} }} }}' for k, v in attrs])
 
 
-def ssd(path: Path, size: int = 64, num_classes: int = 3, max_detections: int = 10, backbone: bool = False) -> Path:
+def ssd(path: Path, size: int = 64, num_classes: int = 3, max_detections: int = 10, backbone: bool = False,
+        saved_model: Path | None = None) -> Path:
     """A float SSD .tflite ending in TFLite_Detection_PostProcess: box encodings and sigmoid class scores from
     feature maps at stride 16 (3 anchors a cell) and 32 (6 a cell). `backbone`: a random-weight MobileNetV2 1.0
     (at size 300 and 90 classes: SSD-MobileNetV2-sized, 1,683 anchors), else two small convolutions."""
@@ -117,6 +118,8 @@ def ssd(path: Path, size: int = 64, num_classes: int = 3, max_detections: int = 
     module = tf.Module()
     module.model = model
     with tempfile.TemporaryDirectory() as saved:
+        if saved_model is not None:  # kept: a TFLite-friendly SavedModel, as the TF2 OD API's export writes one
+            saved = str(saved_model)
         tf.saved_model.save(module, saved, signatures=model.get_concrete_function())
         conv = tf.lite.TFLiteConverter.from_saved_model(saved)
         conv.allow_custom_ops = True
@@ -191,7 +194,7 @@ def tf1_ssd_export(path: Path, size: int = 64, num_classes: int = 2) -> Path:
         half = len(corners) // 2
         anchors = tf.concat([tf.constant(np.asarray(corners[:half], np.float32)),
                              tf.constant(np.asarray(corners[half:], np.float32))], 0, name="Concatenate/concat")
-        for k, scale in enumerate((10.0, 10.0, 5.0, 5.0)):  # the decoder divides ty, tx, th, tw by them
+        for k, scale in enumerate((8.0, 9.0, 4.0, 6.0)):  # ty, tx, th, tw (not 10, 10, 5, 5: read)
             tf.divide(enc[0, :, k], tf.constant(scale, name=f"Postprocessor/Decode/truediv{'_' + str(k) if k else ''}/y"),
                       name=f"Postprocessor/Decode/truediv{'_' + str(k) if k else ''}")
         tf.identity(anchors, name="Postprocessor/anchors")

@@ -69,7 +69,7 @@ def test_an_ssd_export_converts_to_what_the_graph_computes_with_its_own_anchors(
     np.testing.assert_allclose(got[0].reshape(enc.shape), enc, atol=1e-4)
     np.testing.assert_allclose(got[1], scores, atol=1e-5)
     spec = metadata.read_spec(cut.read_bytes())  # the graph's preprocessing and anchors travel with the model
-    assert abs(spec.scale - 2 / 255) < 1e-7 and spec.offset == -1.0 and spec.head["scales"] == [10, 10, 5, 5]
+    assert abs(spec.scale - 2 / 255) < 1e-7 and spec.offset == -1.0 and spec.head["scales"] == [8, 9, 4, 6]
     ymin, xmin, ymax, xmax = corners.T
     np.testing.assert_allclose(spec.head["anchors"], np.stack([(ymin + ymax) / 2, (xmin + xmax) / 2, ymax - ymin,
                                                                xmax - xmin], 1), atol=1e-6)

@@ -122,3 +122,29 @@ def test_numpy_mode_is_integer_only_and_decodes_with_the_stored_anchors(ssd, tmp
     assert b.returncode == 0, b.stderr[-2000:]
     pp = json.loads(b.stdout)["postprocess"]
     assert pp["head"] == "tflite_ssd" and pp["detections"] > 0, pp
+
+
+def test_a_tflite_friendly_detection_savedmodel_converts_with_its_op_fused(tmp_path):
+    """The TF2 OD API's `export_tflite_graph_tf2.py` (and Model Maker) write a SavedModel whose post-processing is a
+    function marked as implementing TFLite_Detection_PostProcess: `convert` hands it to TF's converter, which fuses
+    the op (a Keras wrapper would inline the empty function: all-zero outputs), then converts as a float SSD."""
+    from edgecnn.convert import detection_postprocess as dp
+    from edgecnn.tflite.reader import read_model
+
+    saved = tmp_path / "saved_model"
+    ref = detector_models.ssd(tmp_path / "ref.tflite", saved_model=saved)
+    f32 = tmp_path / "from_saved.tflite"
+    r = run_cli_in_process("convert", saved, "-o", f32, *SCALING, "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert any("detection SavedModel" in n for n in json.loads(r.stdout)["source_notes"])
+    assert dp.find(read_model(f32)) is not None
+    x = np.random.default_rng(2).uniform(-1, 1, (1, 64, 64, 3)).astype(np.float32)
+    got, want = _run(f32.read_bytes(), x), _run(ref.read_bytes(), x)
+    assert len(got) == 4 and sum(int(np.asarray(o).size) for o in got) > 4 and np.ptp(got[0]) > 0
+    for u, v in zip(got, want):
+        np.testing.assert_allclose(u, v, atol=1e-6)
+    q = tmp_path / "saved_int8.tflite"
+    r = run_cli_in_process("convert", saved, "-o", q, *CALIB, "--postprocess", "numpy", "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = json.loads(r.stdout)
+    assert rep["ops_in_float"] == [] and not any(k.startswith("CUSTOM") for k in rep["op_histogram"])

@@ -134,7 +134,9 @@ class Prepared:
             self.timings["float_convert_s"] = time.perf_counter() - t
         self.spec = spec_for(shape, spec, req.scaling, str(model_path), req.needs_calibration)
         if head:  # a TFLite_Detection_PostProcess cut off: its anchors and options decode the outputs
-            self.spec = self.spec.replace(task="detection", head=head)
+            from edgecnn.tasks.detection.postprocess import TASK as DETECTION
+
+            self.spec = self.spec.replace(task=DETECTION, head=head)
         self._f32_info = None
         self._task = None
         self.kept_ops, self.kept_nodes, self.matches = (match_keep_float(self.f32_info, req.keep_float)
@@ -165,8 +167,8 @@ class Prepared:
         """(task, context) of the model (`edgecnn.tasks.for_model`): what the quality checks judge it by."""
         from edgecnn import tasks
 
-        if self._task is None:
-            task, ctx = tasks.for_model(self.spec, self.model_path)
+        if self._task is None:  # a foreign model is recognised from the float flatbuffer (a .pb, .onnx too)
+            task, ctx = tasks.for_model(self.spec, self.f32 if self.model is None else self.model_path)
             self._task = (task, {**ctx, "model": str(self.model_path)})
         return self._task
 

@@ -35,7 +35,7 @@ SSD_EXPORT = {"input": "Preprocessor/sub", "boxes": "Squeeze", "scores": "Postpr
               "mul": "Preprocessor/mul/x", "sub": "Preprocessor/sub/y",
               "scales": ("Postprocessor/Decode/truediv/y", "Postprocessor/Decode/truediv_1/y",
                          "Postprocessor/Decode/truediv_2/y", "Postprocessor/Decode/truediv_3/y")}
-NOT_OUTPUTS = {"Const", "NoOp", "Assert", "Placeholder", "PlaceholderWithDefault", "Identity"}
+NOT_OUTPUTS = {"Const", "NoOp", "Assert", "Placeholder", "PlaceholderWithDefault"}
 
 
 def read_graph_def(path: Path):
@@ -96,6 +96,8 @@ def _shape(node) -> list[int] | None:
 
 def _generic_io(path, gd, nodes, graph_input, graph_outputs) -> tuple[str, list[int], list[str]]:
     """(input name, its (H, W, C), output names) of a graph that is not a known export."""
+    graph_input = graph_input.split(":")[0] if graph_input else graph_input
+    graph_outputs = [o.split(":")[0] for o in graph_outputs]
     if graph_input:
         if graph_input not in nodes:
             raise EdgecnnError(f"{path}: has no node {graph_input!r} (--graph-input)")
@@ -117,22 +119,31 @@ def _generic_io(path, gd, nodes, graph_input, graph_outputs) -> tuple[str, list[
             raise EdgecnnError(f"{path}: has no node {missing[0]!r} (--graph-outputs)")
         return inp, shape[1:], list(graph_outputs)
     read = {i.split(":")[0].lstrip("^") for n in gd.node for i in n.input}
-    ends = [n.name for n in gd.node if n.name not in read and n.op not in NOT_OUTPUTS]
+    consts = {n.name for n in gd.node if n.op == "Const"}
+    ends = [n.name for n in gd.node if n.name not in read and n.op not in NOT_OUTPUTS
+            and not (n.op == "Identity" and n.input and n.input[0].split(":")[0] in consts)]
     if len(ends) != 1:
         raise EdgecnnError(f"{path}: cannot tell the output ({len(ends)} nodes nothing reads: "
                            f"{', '.join(ends[:5]) or 'none'}); name it with --graph-outputs NODE[,NODE]")
     return inp, shape[1:], ends
 
 
-def _anchors(gd, name: str) -> np.ndarray:
+def _anchors(path, gd, name: str) -> np.ndarray:
     """The anchors tensor evaluated once (a constant subgraph), as [ycenter, xcenter, h, w] from its corners."""
     import tensorflow as tf
 
     g = tf.Graph()
     with g.as_default():
         tf.compat.v1.import_graph_def(gd, name="")
-    with tf.compat.v1.Session(graph=g) as sess:
-        corners = np.asarray(sess.run(f"{name}:0"), np.float32)
+    try:
+        with tf.compat.v1.Session(graph=g) as sess:
+            corners = np.asarray(sess.run(f"{name}:0"), np.float32)
+    except Exception as exc:  # anchors that depend on the image (a graph exported without a fixed resize)
+        msg = " ".join(str(exc).split())[:160]
+        raise EdgecnnError(f"{path}: its anchors ({name}) cannot be computed without an image ({msg}); name the "
+                           "input and outputs with --graph-input/--graph-outputs") from None
+    if corners.ndim != 2 or corners.shape[1] != 4:
+        raise EdgecnnError(f"{path}: its anchors ({name}) are {list(corners.shape)}, not (A, 4) corners")
     ymin, xmin, ymax, xmax = corners.T
     return np.stack([(ymin + ymax) / 2, (xmin + xmax) / 2, ymax - ymin, xmax - xmin], axis=1)
 
@@ -142,9 +153,9 @@ def _convert(path, inp: str, shape: list[int], outputs: list[str]) -> bytes:
 
     from edgecnn.convert.frontend import add_signature, converter_quiet
 
-    conv = tf.compat.v1.lite.TFLiteConverter.from_frozen_graph(
-        str(path), input_arrays=[inp], output_arrays=outputs, input_shapes={inp: [1, *shape]})
-    try:
+    try:  # from_frozen_graph itself refuses a graph that was not frozen, or an output without a tensor 0
+        conv = tf.compat.v1.lite.TFLiteConverter.from_frozen_graph(
+            str(path), input_arrays=[inp], output_arrays=outputs, input_shapes={inp: [1, *shape]})
         with converter_quiet():
             data = conv.convert()
     except Exception as exc:
@@ -184,19 +195,25 @@ def read_frozen_graph(path: str | Path, postprocess: str = "graph", graph_input:
                            f"({SSD_EXPORT['size']}); name the input and outputs with --graph-input/--graph-outputs")
     h, w = (int(v) for v in np.asarray(size).reshape(-1)[:2])
     data = _convert(path, SSD_EXPORT["input"], [h, w, 3], [SSD_EXPORT["boxes"], SSD_EXPORT["scores"]])
-    anchors = _anchors(gd, SSD_EXPORT["anchors"])
-    scales = [float(v) if (v := _const(nodes, n)) is not None else d
-              for n, d in zip(SSD_EXPORT["scales"], (10.0, 10.0, 5.0, 5.0))]
+    anchors = _anchors(path, gd, SSD_EXPORT["anchors"])
+    found = [_const(nodes, n) for n in SSD_EXPORT["scales"]]
+    if any(v is None or np.size(v) != 1 for v in found):
+        raise EdgecnnError(f"{path}: a TF Object Detection API SSD export whose box coder has no scale constants "
+                           f"({', '.join(SSD_EXPORT['scales'])}); name the input and outputs with --graph-input/"
+                           "--graph-outputs and decode the raw outputs yourself")
+    scales = [float(np.reshape(v, ())) for v in found]
     mul, sub = _const(nodes, SSD_EXPORT["mul"]), _const(nodes, SSD_EXPORT["sub"])
     spec = None
-    if mul is not None and sub is not None:
-        spec = PreprocessSpec(h, w, 3).replace(scale=float(mul), offset=-float(sub))
-    scores_cols = None
+    if mul is not None and sub is not None and np.size(mul) == 1 and np.size(sub) == 1:
+        spec = PreprocessSpec(h, w, 3).replace(scale=float(np.reshape(mul, ())), offset=-float(np.reshape(sub, ())))
     from edgecnn.tflite.reader import TfliteInfo
 
     info = TfliteInfo(data)
-    scores_cols = int(info.outputs[1].shape[-1]) if len(info.outputs) == 2 else None
-    head = detection_postprocess.make_head(anchors, scales, num_classes=(scores_cols or 1) - 1)
+    shapes = [list(o.shape) for o in info.outputs]
+    if len(shapes) != 2 or shapes[0][-1] != 4 or shapes[1][-1] < 2 or shapes[0][1] != len(anchors):
+        raise EdgecnnError(f"{path}: its raw heads are {shapes}, not box encodings (1, {len(anchors)}, 4) and "
+                           "class scores (1, A, classes + background)")
+    head = detection_postprocess.make_head(anchors, scales, num_classes=shapes[1][-1] - 1)
     notes = [f"TF Object Detection API SSD export: {SSD_EXPORT['input']} ({h}x{w}) -> raw box encodings and "
              f"class scores, {len(anchors)} anchors read from the graph (box coder scales {scales})"]
     if postprocess == "numpy":

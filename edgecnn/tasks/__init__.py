@@ -112,18 +112,21 @@ def for_dataset(ds) -> object:
 
 
 def _foreign(model_path) -> tuple:
-    """(task, head) of a .tflite whose outputs a `FOREIGN` task recognises (read from its flatbuffer), else
+    """(task, head) of a .tflite (a path, or the flatbuffer's bytes) whose outputs a `FOREIGN` task recognises, else
     (None, None) (any other model file)."""
-    p = Path(model_path) if model_path is not None else None
-    if p is None or not p.is_file():
-        return None, None
-    with open(p, "rb") as fh:
-        if fh.read(8)[4:8] != b"TFL3":  # the flatbuffer identifier (edgecnn.modelfile.model_kind reads it too)
+    if isinstance(model_path, (bytes, bytearray)):
+        source = bytes(model_path)
+    else:
+        source = Path(model_path) if model_path is not None else None
+        if source is None or not source.is_file():
             return None, None
+        with open(source, "rb") as fh:
+            if fh.read(8)[4:8] != b"TFL3":  # the flatbuffer identifier (edgecnn.modelfile.model_kind reads it too)
+                return None, None
     from edgecnn.tflite.detect import recognise_head
 
     for name in FOREIGN:
-        head = recognise_head(p, get(name).recognise)
+        head = recognise_head(source, get(name).recognise)
         if head is not None:
             return get(name), head
     return None, None
