@@ -144,27 +144,27 @@ class _Unrepairable(Exception):
     """A Keras 2 config value that has no Keras 3 equivalent (not a default that can be dropped)."""
 
 
+def _objects(node):
+    """Every (class_name, config) object nested anywhere in a Keras config, outermost first."""
+    if isinstance(node, list):
+        for n in node:
+            yield from _objects(n)
+    elif isinstance(node, dict):
+        cls, cfg = node.get("class_name"), node.get("config")
+        if isinstance(cls, str) and isinstance(cfg, dict):
+            yield cls, cfg
+        for v in node.values():
+            yield from _objects(v)
+
+
 def repair_config(config) -> list[str]:
     """Rewrite the Keras 2 differences in a model config (in place), walking every nested object; the names of the
     repairs that changed something."""
     used: list[str] = []
-
-    def walk(node):
-        if isinstance(node, list):
-            for n in node:
-                walk(n)
-            return
-        if not isinstance(node, dict):
-            return
-        cls, cfg = node.get("class_name"), node.get("config")
-        if isinstance(cls, str) and isinstance(cfg, dict):
-            for name, fix in REPAIRS.items():
-                if fix(cls, cfg) and name not in used:
-                    used.append(name)
-        for v in node.values():
-            walk(v)
-
-    walk(config)
+    for cls, cfg in _objects(config):
+        for name, fix in REPAIRS.items():
+            if fix(cls, cfg) and name not in used:
+                used.append(name)
     return used
 
 
@@ -229,25 +229,13 @@ def _changed_meaning(path: Path) -> str | None:
     if not _keras_version(path).startswith(("1.", "2.")):
         return None
     try:
-        config = _read_config(path)
-        _changed_activation_walk(config)
+        for cls, cfg in _objects(_read_config(path)):
+            _changed_activation(cls, cfg)
     except _Unrepairable as exc:
         return str(exc)
     except EdgecnnError:
         return None
     return None
-
-
-def _changed_activation_walk(node) -> None:
-    if isinstance(node, list):
-        for n in node:
-            _changed_activation_walk(n)
-    elif isinstance(node, dict):
-        cls, cfg = node.get("class_name"), node.get("config")
-        if isinstance(cls, str) and isinstance(cfg, dict):
-            _changed_activation(cls, cfg)
-        for v in node.values():
-            _changed_activation_walk(v)
 
 
 def _tf_keras():

@@ -6,12 +6,11 @@ anchors, scales and NMS settings as its attributes) that only TF's converter, re
 into the TFLite op; edgecnn's Keras route (the SavedModel wrapped as a Keras layer and traced) inlines the empty
 function and the model would output zeros. So such a SavedModel is converted by `TFLiteConverter.from_saved_model`
 (custom ops allowed) to a float .tflite, which then converts like any float SSD .tflite
-(`tflite_source.read_float_tflite`: the op kept in float or cut off, `--postprocess`).
+(`tflite_source.read_converted`: the op kept in float or cut off, `--postprocess`).
 """
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from edgecnn.convert.detection_postprocess import OP
@@ -40,7 +39,7 @@ def read_detection_savedmodel(path, postprocess: str = "graph"):
     import tensorflow as tf
 
     from edgecnn.convert.frontend import converter_quiet
-    from edgecnn.convert.tflite_source import read_float_tflite
+    from edgecnn.convert.tflite_source import read_converted
 
     path = Path(path)
     conv = tf.lite.TFLiteConverter.from_saved_model(str(path))
@@ -51,12 +50,6 @@ def read_detection_savedmodel(path, postprocess: str = "graph"):
     except Exception as exc:
         msg = " ".join(str(exc).split())
         raise EdgecnnError(f"{path}: TF's converter cannot convert the detection SavedModel ({msg[:240]})") from None
-    with tempfile.TemporaryDirectory(prefix="edgecnn-det-") as tmp:
-        f32 = Path(tmp) / "float32.tflite"
-        f32.write_bytes(data)
-        try:
-            data, spec, hwc, notes, head = read_float_tflite(f32, postprocess)
-        except EdgecnnError as exc:
-            raise EdgecnnError(str(exc).replace(str(f32), str(path))) from None
+    data, spec, hwc, notes, head = read_converted(data, path, postprocess)
     notes.insert(0, f"a TFLite-friendly detection SavedModel: {OP} fused by TF's converter from it")
     return data, spec, hwc, notes, head

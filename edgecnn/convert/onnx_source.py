@@ -108,7 +108,7 @@ CHILD = "import json, sys, onnx2tf; onnx2tf.convert(**json.loads(sys.argv[1]))"
 def read_onnx(path: str | Path) -> tuple[bytes, PreprocessSpec | None, tuple[int, int, int], list[str], dict]:
     """(float32 flatbuffer at batch 1, None (ONNX carries no preprocessing: flags give it), input (H, W, C), notes,
     {}), as `tflite_source.read_float_tflite` gives for a .tflite."""
-    from edgecnn.convert.tflite_source import read_float_tflite
+    from edgecnn.convert.tflite_source import read_converted
 
     path = Path(path)
     import importlib.util
@@ -128,10 +128,7 @@ def read_onnx(path: str | Path) -> tuple[bytes, PreprocessSpec | None, tuple[int
         found = sorted((Path(tmp) / "out").glob("*_float32.tflite"))
         if r.returncode != 0 or not found:
             raise EdgecnnError(_failure(path, r.stdout + "\n" + r.stderr))
-        try:
-            data, _, hwc, notes, head = read_float_tflite(found[0])
-        except EdgecnnError as exc:  # said of the file the user gave, not onnx2tf's temporary one
-            raise EdgecnnError(str(exc).replace(str(found[0]), str(path))) from None
+        data, _, hwc, notes, head = read_converted(found[0].read_bytes(), path)
     notes.insert(0, f"ONNX through onnx2tf {version('onnx2tf')}: input {name} NCHW {dims} taken as NHWC "
                     f"(1, {hwc[0]}, {hwc[1]}, {hwc[2]})")
     return data, None, hwc, notes, head

@@ -117,3 +117,17 @@ def read_float_tflite(path: str | Path, postprocess: str = "graph") -> tuple[byt
                      "(stored in the model's spec)")
         return data, spec, (shape[1], shape[2], shape[3]), notes, head
     return serialize(model), spec, (shape[1], shape[2], shape[3]), notes, head
+
+
+def read_converted(data: bytes, source, postprocess: str = "graph"):
+    """`read_float_tflite` of a float flatbuffer another converter made from `source` (onnx2tf, TF's converter on a
+    SavedModel); its one-line errors name `source`, the file the user gave, not a temporary one."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="edgecnn-float-") as tmp:
+        f32 = Path(tmp) / "float32.tflite"
+        f32.write_bytes(data)
+        try:
+            return read_float_tflite(f32, postprocess)
+        except EdgecnnError as exc:
+            raise EdgecnnError(str(exc).replace(str(f32), str(source))) from None
