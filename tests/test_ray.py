@@ -347,6 +347,21 @@ def test_ctrl_c_keeps_finished_steps(cluster, tmp_path):
     assert "train/lenet5" in steps and "train/long" not in steps
     assert all(Path(p).is_file() for s in steps.values() for p in s["outputs"])
     assert not _no_temp_files(tmp_path / "run")
+    deadline = time.monotonic() + 120  # the driver gone, Ray ends its job's running task (the long training)
+    while _busy_workers() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not _busy_workers()
+
+
+def _busy_workers() -> list[str]:
+    """Ray worker processes running a step now (Ray titles a worker by the task it runs)."""
+    titles = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            titles.append(cmdline.read_bytes().decode(errors="replace"))
+        except OSError:  # the process ended meanwhile
+            continue
+    return [t for t in titles if t.startswith("ray::_staged_call")]
 
 
 # --- without Ray, and bad values (no Ray needed) -------------------------------------------------------------------

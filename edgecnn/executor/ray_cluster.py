@@ -13,7 +13,9 @@
 | results               | written once, by the driver: output files atomically, then the manifest entry, then the     |
 |                       | bench's SQLite row. A failed step stops new submissions; running ones finish and are kept   |
 | a lost worker         | the task is retried (`MAX_RETRIES`); it wrote nothing in the run directory                  |
-| Ctrl-C                | running tasks are cancelled; finished steps are already recorded                            |
+| Ctrl-C                | the driver disconnects and Ray ends the job's running tasks; finished steps are already      |
+|                       | recorded. Not `ray.cancel`: in Ray 2.x it races the task's reply and a failed RAY_CHECK     |
+|                       | ends the driver with exit code 1 and a C++ stack (ray-project/ray#54738, seen in our CI)    |
 | eval/compare          | `map_shards`: one task per shard of the test split (LiteRT in each worker), merged in order |
 
 Without ADDRESS a Ray instance is started for the command (`address="local"`, all cores, the recipe's boards
@@ -171,41 +173,38 @@ class RayExecutor:
         from edgecnn.pipeline import finish_step
 
         waiting, running, results, error = list(steps), {}, {}, None
-        try:
-            while waiting or running:
-                while error is None:  # submit what is ready; a cached step may make more ready at once
-                    ready = [s for s in waiting if all(a in results for a in s.after)]
-                    if not ready:
-                        break
-                    for s in ready:
-                        waiting.remove(s)
-                        key = run.key(s.settings, s.inputs)
-                        hit = run.lookup(s.name, key)
-                        if hit is None:
-                            running[self._submit(run.root, s)] = (s, key)
-                            continue
-                        results[s.name] = hit
-                        if s.done:
-                            s.done(hit, True)
-                if not running:
+        # Ctrl-C, or a bench interrupted on its board, propagates: what is done is recorded; the job's end (at
+        # `__exit__`) stops what runs (see "Ctrl-C" above for why not ray.cancel)
+        while waiting or running:
+            while error is None:  # submit what is ready; a cached step may make more ready at once
+                ready = [s for s in waiting if all(a in results for a in s.after)]
+                if not ready:
                     break
-                (ref,), _ = self.ray.wait(list(running), num_returns=1)
-                s, key = running.pop(ref)
-                try:
-                    out = self.ray.get(ref)
-                except Exception as exc:  # noqa: BLE001 — turned into the step's one-line error below
-                    error = error or self._failure(exc, f"step {s.name}", f"; finished steps are kept in "
-                                                   f"{run.manifest_path}: run again to resume")
-                    continue
-                for rel, data in out["files"].items():
-                    write_bytes_atomic(run.root / rel, data)
-                results[s.name] = finish_step(run, s, key, out["value"], tuple(out["span"]))
-                if s.done:
-                    s.done(results[s.name], False)
-        except BaseException:  # Ctrl-C (or a bench interrupted on its board): stop what runs, keep what is done
-            for ref in running:
-                self.ray.cancel(ref)
-            raise
+                for s in ready:
+                    waiting.remove(s)
+                    key = run.key(s.settings, s.inputs)
+                    hit = run.lookup(s.name, key)
+                    if hit is None:
+                        running[self._submit(run.root, s)] = (s, key)
+                        continue
+                    results[s.name] = hit
+                    if s.done:
+                        s.done(hit, True)
+            if not running:
+                break
+            (ref,), _ = self.ray.wait(list(running), num_returns=1)
+            s, key = running.pop(ref)
+            try:
+                out = self.ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 — turned into the step's one-line error below
+                error = error or self._failure(exc, f"step {s.name}", f"; finished steps are kept in "
+                                               f"{run.manifest_path}: run again to resume")
+                continue
+            for rel, data in out["files"].items():
+                write_bytes_atomic(run.root / rel, data)
+            results[s.name] = finish_step(run, s, key, out["value"], tuple(out["span"]))
+            if s.done:
+                s.done(results[s.name], False)
         if error is not None:
             raise error
         if waiting:
@@ -237,10 +236,6 @@ class RayExecutor:
                 for i in range(count)]
         try:
             outs = self.ray.get(refs)
-        except KeyboardInterrupt:
-            for ref in refs:
-                self.ray.cancel(ref)
-            raise
         except Exception as exc:  # noqa: BLE001 — the shard's own error, one line when it is ours
             raise self._failure(exc, "a shard of the evaluation") from None
         return [o["value"] for o in outs]
