@@ -138,6 +138,17 @@ def build(name, output, input_shape, num_classes, options, as_json):
         click.echo(f"{output}: {name} {info['input_shape']} params {info['params']:,} MACs {info['macs']:,}")
 
 
+_SCALING = (("--scale", "Model without a saved spec: input = pixel*scale + offset."), ("--offset", None),
+            ("--mean", "Model without a saved spec: input = (pixel - mean) / std."), ("--std", None))
+
+
+def _scaling_options(command):
+    """--scale/--offset and --mean/--std (`_SCALING`): how a model without a saved spec takes 0..255 pixels."""
+    for name, text in reversed(_SCALING):
+        command = click.option(name, type=float, help=text)(command)
+    return command
+
+
 @main.command()
 @click.argument("model")
 @click.option("--data", default="digits", show_default=True,
@@ -152,27 +163,53 @@ def build(name, output, input_shape, num_classes, options, as_json):
 @click.option("--input-size", type=click.IntRange(1), help="Square input side (default: the architecture's).")
 @click.option("-O", "--option", "options", multiple=True, help="Builder option KEY=VALUE (e.g. alpha=0.5).")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable/non-image files in an image folder (counted).")
-@click.option("--augment", default="", help="Comma-separated training augmentations: flip, shift (a detector: flip, "
-              "boxes mirrored too; a segmenter: flip, masks mirrored too).")
+@click.option("--augment", default=None, help="Comma-separated training augmentations: flip, shift (a detector: flip, "
+              "boxes mirrored too; a segmenter: flip, masks mirrored too). Default: none; flip,shift for a "
+              "pretrained backbone. '' for none.")
 @click.option("--lr-schedule", default="cosine", show_default=True, type=click.Choice(["cosine", "constant"]))
+@click.option("--cut-at", metavar="LAYER", help="New classes: the top-level layer whose output feeds the new head "
+              "(default: the last global pooling / Flatten of a feature map).")
+@click.option("--freeze/--no-freeze", default=None, help="Freeze the backbone while the head trains (default: when "
+              "the backbone is pretrained: a saved classifier given new classes, -O weights=imagenet|FILE).")
+@click.option("--fine-tune-blocks", default=0, type=int, help="Then unfreeze the top N blocks (batch norm stays "
+              "frozen) and train again.")
+@click.option("--fine-tune-lr", type=float, help="Learning rate of that phase (default: --lr / 10).")
+@click.option("--fine-tune-epochs", type=click.IntRange(1), help="Epochs of that phase (default: --epochs).")
+@_scaling_options
 @click.option("--json", "as_json", is_flag=True)
 def train(model, data, output, epochs, batch_size, learning_rate, val_split, seed, input_size, options, skip_bad,
-          augment, lr_schedule, as_json):
-    """Train zoo model MODEL (a name) or fine-tune a saved model on --data; saves the preprocessing spec."""
+          augment, lr_schedule, cut_at, freeze, fine_tune_blocks, fine_tune_lr, fine_tune_epochs, scale, offset, mean,
+          std, as_json):
+    """Train zoo model MODEL (a name) or fine-tune a saved model on --data; saves the preprocessing spec.
+
+    A saved classifier of other classes gets a new head of --data's classes on its backbone (transfer learning)."""
+    from edgecnn.data.spec import InputScaling
     from edgecnn.train.trainer import TrainConfig, train as run_train
 
+    scaling = InputScaling(scale, offset, mean, std)
     cfg = TrainConfig(model, data, epochs, batch_size, learning_rate, val_split, seed, input_size,
                       _parse_knobs(options), skip_bad, lr_schedule=lr_schedule,
-                      augment=tuple(a.strip() for a in augment.split(",") if a.strip()))
+                      augment=None if augment is None else tuple(a.strip() for a in augment.split(",") if a.strip()),
+                      input_scale=scaling.scale_offset() if scaling.given else None, cut_at=cut_at, freeze=freeze,
+                      fine_tune_blocks=fine_tune_blocks, fine_tune_lr=fine_tune_lr, fine_tune_epochs=fine_tune_epochs)
     result = run_train(cfg, output, progress=not as_json)
     if as_json:
         echo_json(result)
-    else:
-        from edgecnn import tasks
+        return
+    from edgecnn import tasks
 
-        click.echo(f"{output}: {tasks.get(result['task']).train_text(result, output, data)}; loss "
-                   f"{result['loss_first_epoch']:.3f} -> {result['loss_last_epoch']:.3f}; "
-                   f"{result['wall_seconds']:.1f} s")
+    click.echo(f"{output}: {tasks.get(result['task']).train_text(result, output, data)}; loss "
+               f"{result['loss_first_epoch']:.3f} -> {result['loss_last_epoch']:.3f}; "
+               f"{result['wall_seconds']:.1f} s")
+    if result["transfer"]:
+        t = result["transfer"]
+        click.echo(f"  backbone of {t['from']} up to {t['cut_at']} ({t['backbone_layers']} layers, {t['blocks']} "
+                   f"blocks){'; head ' + t['head'] if t.get('head') else ''}")
+    for p in result["phases"] if result["transfer"] else ():
+        val = f", val top-1 {p['val_accuracy']:.3f}" if p["val_accuracy"] is not None else ""
+        click.echo(f"  phase {p['name']}: {p['epochs']} epochs at lr {p['learning_rate']:g}, "
+                   f"{p['trainable_params']:,} trainable / {p['frozen_params']:,} frozen params, "
+                   f"loss {p['loss_last_epoch']:.3f}{val}; {p['seconds']:.1f} s")
 
 
 def _executor_option(what: str):
@@ -219,17 +256,6 @@ def run(recipe, out_dir, executor, as_json):
 
 
 # --- convert / eval / compare -----------------------------------------------------------------------------------
-
-
-_SCALING = (("--scale", "Model without a saved spec: input = pixel*scale + offset."), ("--offset", None),
-            ("--mean", "Model without a saved spec: input = (pixel - mean) / std."), ("--std", None))
-
-
-def _scaling_options(command):
-    """--scale/--offset and --mean/--std (`_SCALING`): how a model without a saved spec takes 0..255 pixels."""
-    for name, text in reversed(_SCALING):
-        command = click.option(name, type=float, help=text)(command)
-    return command
 
 
 @main.command()

@@ -27,7 +27,7 @@ from typing import Callable
 
 from edgecnn import tasks
 from edgecnn.atomic import sha256_file as file_hash
-from edgecnn.atomic import write_text_atomic
+from edgecnn.atomic import write_bytes_atomic, write_text_atomic
 from edgecnn.errors import EdgecnnError
 from edgecnn.recipe import Recipe
 
@@ -143,9 +143,26 @@ def finish_step(run: RunDir, s: Step, key: str, result: dict, span: tuple[float,
 
 
 def train_step(root: Path, out: str, cfg, progress: bool) -> dict:
+    """Train per `cfg`; a model to start from is a file of the run (`_start_from`), read from where `root` is."""
+    from dataclasses import replace
+
     from edgecnn.train.trainer import train
 
+    if (root / cfg.model).is_file():
+        cfg = replace(cfg, model=str(root / cfg.model))
     return train(cfg, root / out, progress)
+
+
+def _start_from(run: RunDir, m) -> Path | None:
+    """A recipe model's `start_from` file, copied into the run as `<key>.start<suffix>` (when its content changed):
+    any executor's worker gets it, and the train step's cache key covers its content."""
+    if m.start_from is None:
+        return None
+    src = Path(m.start_from)
+    dest = run.root / f"{m.key}.start{src.suffix}"
+    if not dest.exists() or file_hash(dest) != file_hash(src):
+        write_bytes_atomic(dest, src.read_bytes())
+    return dest
 
 
 def convert_step(root: Path, model: str, out: str, req) -> dict:
@@ -248,6 +265,7 @@ def plan(run: RunDir, recipe: Recipe, progress: bool, log: Callable[[str], None]
     """The steps of `recipe`, in the order the local executor runs them; `log` hears of train, convert and bench."""
     from edgecnn.bench.protocol import BenchSettings
     from edgecnn.convert.request import ConversionRequest
+    from edgecnn.data.spec import InputScaling
     from edgecnn.devices.profiles import load_profile
     from edgecnn.targets import DEFAULT
     from edgecnn.train.trainer import TrainConfig
@@ -273,9 +291,15 @@ def plan(run: RunDir, recipe: Recipe, progress: bool, log: Callable[[str], None]
     steps: list[Step] = []
     for m in recipe.models:
         keras = run.root / f"{m.key}.keras"
-        cfg = TrainConfig(m.name, recipe.data, m.epochs, m.batch_size, m.learning_rate, 0.1, recipe.seed,
-                          m.input_size, dict(m.options), max_train_samples=recipe.max_train_samples)
-        train = add(f"train/{m.key}", cfg.__dict__, [], [keras], train_step, (keras.name, cfg, progress),
+        start = _start_from(run, m)  # a saved model to start from, copied into the run: an input like any other
+        scale = InputScaling(mean=m.mean, std=m.std)
+        cfg = TrainConfig(start.name if start else m.name, recipe.data, m.epochs, m.batch_size, m.learning_rate, 0.1,
+                          recipe.seed, m.input_size, dict(m.options), max_train_samples=recipe.max_train_samples,
+                          input_scale=scale.scale_offset() if scale.given else None, cut_at=m.cut_at,
+                          freeze=m.freeze, fine_tune_blocks=m.fine_tune_blocks, fine_tune_lr=m.fine_tune_lr,
+                          fine_tune_epochs=m.fine_tune_epochs)
+        train = add(f"train/{m.key}", cfg.__dict__, [start] if start else [], [keras], train_step,
+                    (keras.name, cfg, progress),
                     message=lambda r, cached, k=m.key: f"train {k}: " + _train_text(r)
                     + (" (cached)" if cached else ""))
         add(f"eval/{keras.name}", eval_settings, [keras], [], eval_step, (keras.name, recipe.data,

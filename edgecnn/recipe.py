@@ -11,7 +11,10 @@ devices: [local-cpu]         # device profiles to bench on
 seed: 0
 ```
 Per model: `input_size` (int >= 1, default: the model's own), `epochs` (10), `batch_size` (64), `learning_rate`
-(1e-3), `options` (zoo builder options), `label` (name in reports). Top level: `calibration` (default: the data's
+(1e-3), `options` (zoo builder options), `label` (name in reports). Transfer learning (edgecnn/train/transfer.py):
+`start_from` (a saved classifier, .keras/.h5, whose backbone gets a head of the data's classes; `name` is then only
+the model's name in reports), `freeze`, `fine_tune_blocks`, `fine_tune_lr`, `fine_tune_epochs`, `cut_at`, and
+`mean`/`std` for a file without a saved spec, as `edgecnn train`'s flags. Top level: `calibration` (default: the data's
 train split), `calibration_samples` (200), `eval_samples`, `max_train_samples` (default: all), `bench_runs` (50).
 The schema is strict (`edgecnn.schema`): a wrong type, a bad value or an unknown key is one error line naming the
 file and the field, e.g. `models[0].epochs`, so a typo never silently runs the default.
@@ -47,8 +50,16 @@ class ModelRecipe(Strict):
     learning_rate: float = Field(1e-3, gt=0, allow_inf_nan=False)
     options: dict = Field(default_factory=dict)
     label: str = ""  # unique label in reports (default: name, plus options)
+    start_from: Optional[str] = None  # a saved classifier to start from (its backbone, a new head)
+    freeze: Optional[bool] = None
+    fine_tune_blocks: int = Field(0, ge=0)
+    fine_tune_lr: Optional[float] = Field(None, gt=0, allow_inf_nan=False)
+    fine_tune_epochs: Optional[int] = Field(None, ge=1)
+    cut_at: Optional[str] = None
+    mean: Optional[float] = None
+    std: Optional[float] = Field(None, gt=0)
 
-    @field_validator("learning_rate", mode="before")
+    @field_validator("learning_rate", "fine_tune_lr", mode="before")
     @classmethod
     def _yaml_float(cls, v):
         return float(v) if isinstance(v, str) and _NUMBER.fullmatch(v.strip()) else v
@@ -90,7 +101,10 @@ def recipe_from_dict(d: dict, source: str) -> Recipe:
 
     for i, m in enumerate(recipe.models):
         try:
-            check_knobs(m.name, m.options)  # the name, and each option's type: a typo fails before anything runs
+            if m.start_from is None:
+                check_knobs(m.name, m.options)  # the name, and each option's type: a typo fails before anything runs
+            elif not Path(m.start_from).is_file():
+                raise EdgecnnError(f"start_from {m.start_from}: no such model file")
         except EdgecnnError as exc:
             raise EdgecnnError(f"{source}: models[{i}]: {exc}") from None
     keys = [m.key for m in recipe.models]

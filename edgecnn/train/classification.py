@@ -33,17 +33,22 @@ def augmented(x: np.ndarray, y: np.ndarray, cfg):
 
 
 def adopt(task, model, spec, cfg, train_ds):
-    """The spec a saved model is fine-tuned with: its own, once it is a classifier of this set's classes."""
+    """(model, spec, transfer) a saved model is fine-tuned as: itself when it classifies this set's classes, else its
+    backbone under a new head of them (`transfer.py`; also with `--cut-at`), its spec's scaling kept."""
     from edgecnn.data.dataset import check_task
+    from edgecnn.train import transfer
 
     check_task(spec.task, train_ds, cfg.model, cfg.data)  # a model of another task (its spec says so)
-    if isinstance(model.output_shape, list):
-        raise EdgecnnError(f"{cfg.model}: model has {len(model.output_shape)} outputs, but a {task.name} model of "
-                           f"{cfg.data} has one (its {len(train_ds.class_names)} class scores)")
-    if model.output_shape[-1] != len(train_ds.class_names):
-        raise EdgecnnError(f"{cfg.model}: model has {model.output_shape[-1]} outputs but {cfg.data} has "
-                           f"{len(train_ds.class_names)} classes")
-    return spec
+    names = tuple(train_ds.class_names)
+    outputs = [tuple(s) for s in model.output_shape] if isinstance(model.output_shape, list) else \
+        [tuple(model.output_shape)]
+    same = (len(outputs) == 1 and outputs[0][-1] == len(names) and (not spec.labels or tuple(spec.labels) == names))
+    if same and not cfg.cut_at:
+        return model, spec, None
+    cut = transfer.find_cut(model, cfg.cut_at, cfg.model)
+    old = f"{outputs[0][-1]} classes" if len(outputs) == 1 else f"{len(outputs)} outputs"
+    return (transfer.with_new_head(model, cut, len(names)), spec.replace(labels=names, task=task.name),
+            {"from": cfg.model, "cut_at": cut.name, "head": f"replaced: {old} -> {len(names)} classes"})
 
 
 def fit(model, spec, cfg, x, train_ds, tr, va, lr, callbacks):

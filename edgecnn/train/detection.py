@@ -106,10 +106,11 @@ def head_targets(model, spec, num_classes: int):
 
 
 def adopt(task, model, spec, cfg, train_ds):
-    """The spec a saved model is fine-tuned with as a detector of this set's classes (one line when its outputs are
+    """(model, spec, None): the spec a saved model is fine-tuned with as a detector of this set's classes (one line when its outputs are
     not its head kind's): its own, with the task, the set's class names and its head (none: CenterNet)."""
     check_detector(model, spec, cfg.data, len(train_ds.class_names), cfg.model)
-    return spec.replace(task=task.name, labels=train_ds.class_names, head=spec.head or dict(DEFAULT_HEAD))
+    return model, spec.replace(task=task.name, labels=train_ds.class_names, head=spec.head or dict(DEFAULT_HEAD)), \
+        None
 
 
 def fit(model, spec, cfg, x, train_ds, tr, va, lr, callbacks):

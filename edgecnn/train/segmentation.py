@@ -54,10 +54,10 @@ def check_segmenter(model, num_classes: int, data: str, where: str) -> None:
 
 
 def adopt(task, model, spec, cfg, train_ds):
-    """The spec a saved segmenter is fine-tuned with: its own, with the task and the set's class names."""
+    """(model, spec, None): the spec a saved segmenter is fine-tuned with: its own, with the task and the set's class names."""
     names = task.class_names(train_ds)
     check_segmenter(model, len(names), cfg.data, cfg.model)
-    return spec.replace(task=task.name, labels=names)
+    return model, spec.replace(task=task.name, labels=names), None
 
 
 def loss():

@@ -7,11 +7,13 @@ Reproducible with `seed`: Python, NumPy and TF seeds are set and TF ops run dete
 The task is decided once: a zoo model's own task, or for a saved model the training set's truth
 (`edgecnn.tasks.for_dataset`: class labels, or boxes for `scenes:digits`, a COCO or YOLO folder); every task trains
 through the same steps, and what differs is the module its `Task.trainer` names (`classification.py`,
-`detection.py`, `segmentation.py`), with three hooks:
+`detection.py`, `segmentation.py`), with three hooks. A pretrained backbone (a saved model given a new head, a zoo model
+with `-O weights=`) trains in phases (`transfer.py`: head first with the backbone frozen, then its top blocks).
 
 | hook                                                   | gives                                                |
 |--------------------------------------------------------|------------------------------------------------------|
-| `adopt(task, model, spec, cfg, train_ds)`              | a saved model's spec for fine-tuning, or one line    |
+| `adopt(task, model, spec, cfg, train_ds)`              | (model, spec, transfer) of a saved model, or one line |
+|                                                        | (a classifier of other classes: a new head)           |
 | `fit(model, spec, cfg, x, train_ds, tr, va, lr, cbs)`  | compile + fit on rows `tr` (validation `va`): history |
 | `measure(model, spec, hist, train_ds, test_ds, tr, va)`| the task's summary keys (test top-1, test loss...)   |
 """
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import importlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,7 @@ from edgecnn import tasks
 from edgecnn.data import PreprocessSpec, load_split
 from edgecnn.data.dataset import split_indices
 from edgecnn.errors import EdgecnnError
+from edgecnn.train import transfer
 
 
 @dataclass
@@ -45,7 +48,15 @@ class TrainConfig:
     skip_bad: bool = False
     max_train_samples: int | None = None
     lr_schedule: str = "cosine"  # "cosine" (decay to 0 over the run) or "constant"
-    augment: tuple[str, ...] = ()  # "flip" (random left-right) and/or "shift" (random +-10% translation)
+    augment: tuple[str, ...] | None = None  # "flip" (random left-right), "shift" (+-10%); None: a new head's
+    # frozen phase gets transfer.DEFAULT_AUGMENT, anything else none
+    input_scale: tuple[float, float] | None = None  # (scale, offset) for a saved model without a spec (--mean/--std)
+    # transfer learning (transfer.py): where the new head goes, the frozen phase, the fine-tuning phase
+    cut_at: str | None = None  # the top-level layer whose output feeds a new head (default: found)
+    freeze: bool | None = None  # freeze the backbone while the head trains (default: when the backbone is pretrained)
+    fine_tune_blocks: int = 0  # then unfreeze the top N blocks ...
+    fine_tune_lr: float | None = None  # ... at this learning rate (default: learning_rate * FINE_TUNE_LR_RATIO)
+    fine_tune_epochs: int | None = None  # ... for this many epochs (default: epochs)
 
 
 def default_spec(name: str, input_shape, class_names, dataset: str) -> PreprocessSpec:
@@ -68,17 +79,20 @@ def task_trainer(task):
 
 
 def _model_and_spec(cfg: TrainConfig, train_ds, task, hooks):
+    """(model, spec, transfer) for the run: `transfer` says where a pretrained backbone ends (None: no backbone)."""
     from edgecnn.data.dataset import check_task
     from edgecnn.modelfile import load_model
     from edgecnn.zoo import build, get_entry
 
-    if Path(cfg.model).suffix in (".keras", ".h5", ".hdf5") or Path(cfg.model).is_dir():
+    if _saved(cfg.model):
         model, spec = load_model(cfg.model)
         if spec is None:
             shape = model.input_shape[1:]
             spec = PreprocessSpec(int(shape[0]), int(shape[1]), int(shape[2]), labels=train_ds.class_names,
                                   dataset=train_ds.name)
-        return model, hooks.adopt(task, model, spec, cfg, train_ds)
+        if cfg.input_scale is not None:
+            spec = spec.replace(scale=cfg.input_scale[0], offset=cfg.input_scale[1])
+        return hooks.adopt(task, model, spec, cfg, train_ds)
     entry = get_entry(cfg.model)
     check_task(entry.task, train_ds, cfg.model, cfg.data)
     side = cfg.input_size
@@ -87,7 +101,13 @@ def _model_and_spec(cfg: TrainConfig, train_ds, task, hooks):
     names = task.class_names(train_ds)
     model = build(cfg.model, (h, w, channels), len(names), **cfg.knobs)
     spec = default_spec(cfg.model, (h, w, channels), names, train_ds.name)
-    return model, (spec.replace(head=entry.head(model)) if entry.head else spec)
+    given = {k: str(cfg.knobs[k]) for k in ("weights", "backbone_weights") if cfg.knobs.get(k) is not None}
+    moved = {"from": cfg.model, **given} if given else None  # pretrained: ImageNet, a weights file, a backbone's
+    return model, (spec.replace(head=entry.head(model)) if entry.head else spec), moved
+
+
+def _saved(model: str) -> bool:
+    return Path(model).suffix in (".keras", ".h5", ".hdf5", ".model") or Path(model).is_dir()
 
 
 def _task(cfg: TrainConfig, train_ds):
@@ -95,8 +115,7 @@ def _task(cfg: TrainConfig, train_ds):
     `scenes:` has boxes and masks), else the task whose truth the set carries (`tasks.for_dataset`)."""
     from edgecnn.zoo import get_entry
 
-    saved = Path(cfg.model).suffix in (".keras", ".h5", ".hdf5") or Path(cfg.model).is_dir()
-    if not saved:
+    if not _saved(cfg.model):
         return tasks.get(get_entry(cfg.model).task)
     from edgecnn.modelfile import read_keras_spec
 
@@ -125,6 +144,63 @@ def fit_bn_momentum(model, total_steps: int) -> None:
             layer.momentum = cap
 
 
+def _phases(cfg: TrainConfig, model, moved: dict | None):
+    """The run's phases (transfer.py) and the transfer summary; one phase training everything without a backbone."""
+    freeze = cfg.freeze if cfg.freeze is not None else moved is not None
+    if cfg.fine_tune_blocks and not freeze:
+        raise EdgecnnError(f"{cfg.model}: --fine-tune-blocks follows a frozen phase: "
+                           + ("drop --no-freeze" if cfg.freeze is False else "give a pretrained model (a saved "
+                              "classifier, -O weights=imagenet|FILE) or --freeze"))
+    if not freeze and moved is None:
+        return [None], None
+    try:
+        cut = transfer.find_cut(model, cfg.cut_at or (moved or {}).get("cut_at"), cfg.model)
+    except EdgecnnError:
+        if cfg.freeze is None and not cfg.fine_tune_blocks and not cfg.cut_at:  # a detector, a segmenter: their
+            return [None], moved  # pretrained backbone trains with their head (as Ultralytics' default)
+        raise
+    backbone, head = transfer.split(model, cut.name)
+    plan = transfer.phases(replace(cfg, freeze=freeze), backbone, head, cfg.model)
+    units = transfer.blocks(backbone)
+    return plan, {**(moved or {"from": cfg.model}), "cut_at": cut.name, "backbone_layers": len(backbone),
+                  "blocks": len(units), "fine_tune_blocks": [n for n, _ in units[-cfg.fine_tune_blocks:]]
+                  if cfg.fine_tune_blocks and freeze else []}
+
+
+def _fit_phase(cfg, phase, model, spec, hooks, x, train_ds, tr, va, steps, progress):
+    """One phase's fit (`phase` None: the whole model, the run's epochs and learning rate): the Keras history."""
+    from edgecnn import _tf
+
+    keras = _tf.keras()
+    epochs, lr0 = (phase.epochs, phase.learning_rate) if phase else (cfg.epochs, cfg.learning_rate)
+    if phase:
+        transfer.set_trainable(model, phase)
+    fit_bn_momentum(model, epochs * steps)
+    lr = (keras.optimizers.schedules.CosineDecay(lr0, decay_steps=epochs * steps)
+          if cfg.lr_schedule == "cosine" else lr0)
+    callbacks = []
+    if progress:
+        from edgecnn.train.progress import rich_progress_callback
+
+        callbacks.append(rich_progress_callback(epochs, steps))
+    if phase and len(va):  # a transfer phase on a few photos: stop once validation stops improving
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=transfer.PATIENCE,
+                                                       restore_best_weights=True))
+    return hooks.fit(model, spec, replace(cfg, epochs=epochs, learning_rate=lr0), x, train_ds, tr, va, lr,
+                     callbacks)
+
+
+def _phase_summary(phase, model, history: dict, seconds: float) -> dict:
+    """What one phase trained and reached: epochs run (early stopping may end it), parameters, losses."""
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    return {"name": phase.name if phase else "all", "epochs": len(history["loss"]),
+            "learning_rate": phase.learning_rate if phase else None, "trainable_params": trainable,
+            "frozen_params": sum(int(np.prod(w.shape)) for w in model.weights) - trainable,
+            "loss_last_epoch": float(history["loss"][-1]),
+            "val_accuracy": float(history["val_accuracy"][-1]) if history.get("val_accuracy") else None,
+            "seconds": round(seconds, 2)}
+
+
 def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     """Train per `cfg`, save to `out` (.keras, atomic), return a summary dict (task, losses, the task's test
     measures, wall time)."""
@@ -151,29 +227,32 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     keras = _tf.keras()
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
-    model, spec = _model_and_spec(cfg, train_ds, task, hooks)
+    model, spec, moved = _model_and_spec(cfg, train_ds, task, hooks)
     x, y = spec.apply(train_ds.images), train_ds.labels
     tr, va = split_indices(y, cfg.val_split, seed=cfg.seed) if cfg.val_split > 0 else (np.arange(len(y)), [])
     steps = int(np.ceil(len(tr) / cfg.batch_size))
     if cfg.lr_schedule not in ("cosine", "constant"):
         raise EdgecnnError(f"--lr-schedule {cfg.lr_schedule!r}: use cosine or constant")
-    fit_bn_momentum(model, cfg.epochs * steps)
-    lr = (keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=cfg.epochs * steps)
-          if cfg.lr_schedule == "cosine" else cfg.learning_rate)
-    callbacks = []
-    if progress:
-        from edgecnn.train.progress import rich_progress_callback
-
-        callbacks.append(rich_progress_callback(cfg.epochs, steps))
-    hist = hooks.fit(model, spec, cfg, x, train_ds, tr, va, lr, callbacks)
+    plan, moved = _phases(cfg, model, moved)
+    cfg = replace(cfg, augment=cfg.augment if cfg.augment is not None else  # a new head on a few photos: flips
+                  (transfer.DEFAULT_AUGMENT if plan != [None] else ()))  # and shifts; else none unless asked
+    hists, phases = [], []
+    for phase in plan:
+        t_phase = time.perf_counter()
+        hists.append(_fit_phase(cfg, phase, model, spec, hooks, x, train_ds, tr, va, steps, progress))
+        phases.append(_phase_summary(phase, model, hists[-1].history, time.perf_counter() - t_phase))
+    hist = hists[-1]
+    for layer in model._flatten_layers(include_self=False):  # saved as trainable: a later fine-tune decides
+        layer.trainable = True
     train_secs = time.perf_counter() - t0
     measures = hooks.measure(model, spec, hist, train_ds, test_ds, tr, va)
     save_model(model, out, spec)
     return {
         "output": str(out), "model": cfg.model, "data": cfg.data, "task": task.name, "epochs": cfg.epochs,
         "seed": cfg.seed, "train_samples": int(len(tr)), "val_samples": int(len(va)),
-        "test_samples": int(len(test_ds)), "loss_first_epoch": float(hist.history["loss"][0]),
+        "test_samples": int(len(test_ds)), "loss_first_epoch": float(hists[0].history["loss"][0]),
         "loss_last_epoch": float(hist.history["loss"][-1]), **measures, "augment": list(cfg.augment),
+        "transfer": moved, "phases": phases,
         "wall_seconds": round(train_secs, 2), "input_shape": list(spec.input_shape), "preprocessing": spec.to_dict(),
         **summarize(model),
     }

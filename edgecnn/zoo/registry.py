@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from edgecnn.errors import EdgecnnError
+from edgecnn.zoo.backbone import KNOB, copy_backbone
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def knob_value(name: str, key: str, value, default):
 
 def check_knobs(name: str, knobs: dict) -> dict:
     """`knobs` for zoo model `name`, each checked (`knob_value`); an unknown one is one line listing the known."""
-    defaults = get_entry(name).knobs()
+    defaults = {**get_entry(name).knobs(), KNOB: None}  # every model takes backbone weights (backbone.py)
     unknown = sorted(set(knobs) - set(defaults))
     if unknown:
         raise EdgecnnError(f"{name}: unknown option(s) {', '.join(unknown)}; it takes: "
@@ -158,11 +159,15 @@ def build(name: str, input_shape=None, num_classes: int = 1000, **knobs):
     if num_classes < 1:
         raise EdgecnnError(f"{name}: num_classes must be >= 1, got {num_classes}")
     knobs = check_knobs(name, knobs)
+    backbone = knobs.pop(KNOB, None)
     from edgecnn import _tf
 
     _tf.quiet()
     try:
-        return entry.builder(input_shape=shape, num_classes=num_classes, **knobs)
+        model = entry.builder(input_shape=shape, num_classes=num_classes, **knobs)
     except (ValueError, TypeError) as exc:  # a value the builder or Keras refuses (types are checked above)
         msg = str(exc).strip().split("\n")[0]
         raise EdgecnnError(f"{name}: cannot build for input {shape} with {knobs or 'defaults'}: {msg}") from None
+    if backbone is not None:
+        copy_backbone(model, backbone)
+    return model
