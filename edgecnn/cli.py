@@ -201,11 +201,14 @@ def train(model, data, output, epochs, batch_size, learning_rate, val_split, see
     click.echo(f"{output}: {tasks.get(result['task']).train_text(result, output, data)}; loss "
                f"{result['loss_first_epoch']:.3f} -> {result['loss_last_epoch']:.3f}; "
                f"{result['wall_seconds']:.1f} s")
-    if result["transfer"]:
-        t = result["transfer"]
+    t = result["transfer"] or {}
+    if "cut_at" in t:
         click.echo(f"  backbone of {t['from']} up to {t['cut_at']} ({t['backbone_layers']} layers, {t['blocks']} "
                    f"blocks){'; head ' + t['head'] if t.get('head') else ''}")
-    for p in result["phases"] if result["transfer"] else ():
+    for key in ("weights", "backbone_weights"):
+        if key in t:
+            click.echo(f"  {key}: {t[key]}")
+    for p in result["phases"] if t else ():
         val = f", val top-1 {p['val_accuracy']:.3f}" if p["val_accuracy"] is not None else ""
         click.echo(f"  phase {p['name']}: {p['epochs']} epochs at lr {p['learning_rate']:g}, "
                    f"{p['trainable_params']:,} trainable / {p['frozen_params']:,} frozen params, "

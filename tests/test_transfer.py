@@ -182,8 +182,8 @@ def test_backbone_weights_of_another_width_or_no_file_are_one_line(v2_classifier
 
 
 def test_a_recipe_starts_from_a_saved_model_and_its_content_keys_the_cache(pretrained, tmp_path):
-    """`start_from`: the model file is copied into the run (an input like any other: a changed file trains again,
-    where an unchanged one is a cache hit as every step is, tests/test_pipeline.py),
+    """`start_from`: the model file is copied into the run (an input like any other: an unchanged file is a cache
+    hit, a changed one trains again),
     the new head has the recipe data's classes, and the run converts and benches it as usual."""
     import shutil
 
@@ -198,6 +198,9 @@ def test_a_recipe_starts_from_a_saved_model_and_its_content_keys_the_cache(pretr
     assert [(r["model"], r["precision"]) for r in rows] == [("five-to-ten", "int8")] and rows[0]["p50_ms"] > 0
     model, spec = load_model(tmp_path / "run" / "five-to-ten.keras")
     assert model.output_shape == (None, 10) and spec.labels == tuple("0123456789")
+    p2 = run_cli("run", recipe, "-o", tmp_path / "run")
+    assert p2.returncode == 0, p2.stderr[-2000:]
+    assert "(cached)" in next(ln for ln in p2.stderr.splitlines() if "train five-to-ten" in ln)
     other, spec0 = load_model(start)  # the same model with other weights: the train step is not a cache hit
     other.get_layer("conv2d").set_weights([w + 0.01 for w in other.get_layer("conv2d").get_weights()])
     save_model(other, start, spec0)
@@ -219,9 +222,24 @@ def test_a_detector_with_a_classifier_s_backbone_trains_whole(v2_classifier, tmp
 
     out = tmp_path / "det.keras"
     r = run_cli("train", "centernet_mobilenet_v2", "--data", _yolo(tmp_path), "--input-size", "64", "--epochs", "1",
-                "-O", "alpha=0.35", "-O", f"backbone_weights={v2_classifier}", "-o", out, "--json")
+                "-O", "alpha=0.35", "-O", f"backbone_weights={v2_classifier}", "-o", out)  # the text output
     assert r.returncode == 0, r.stderr[-2000:]
-    summary = json.loads(r.stdout)
-    assert summary["transfer"] == {"from": "centernet_mobilenet_v2", "backbone_weights": str(v2_classifier)}
-    assert [p["name"] for p in summary["phases"]] == ["all"] and summary["augment"] == []
-    assert summary["phases"][0]["trainable_params"] > 50_000 and out.is_file()
+    lines = r.stdout.splitlines()
+    assert f"  backbone_weights: {v2_classifier}" in lines and out.is_file()
+    phase = next(ln for ln in lines if ln.startswith("  phase "))
+    assert phase.startswith("  phase all: 1 epochs at lr 0.001, ") and " 0 frozen" not in phase
+
+
+@pytest.mark.parametrize("name, kind", [("centernet_mobilenet_v2", "detector"),
+                                        ("deeplabv3_mobilenet_v2", "segmenter"), ("mobilenet_v2", "classifier")])
+def test_only_a_classifier_head_freezes_its_pretrained_backbone_by_default(name, kind):
+    """A segmenter has global poolings inside (image pooling, squeeze-excite): a cut there would freeze half of it."""
+    from edgecnn.train.trainer import TrainConfig, _phases
+    from edgecnn.zoo import build
+
+    model = build(name, (96, 96, 3), 4)
+    plan, moved = _phases(TrainConfig(name), model, {"from": name, "weights": "imagenet"})
+    if kind == "classifier":
+        assert [p.name for p in plan] == ["head"] and moved["cut_at"].startswith("global_average_pooling2d")
+    else:
+        assert plan == [None] and moved == {"from": name, "weights": "imagenet"}

@@ -13,7 +13,8 @@
 | results               | written once, by the driver: output files atomically, then the manifest entry, then the     |
 |                       | bench's SQLite row. A failed step stops new submissions; running ones finish and are kept   |
 | a lost worker         | the task is retried (`MAX_RETRIES`); it wrote nothing in the run directory                  |
-| Ctrl-C                | the driver disconnects and Ray ends the job's running tasks; finished steps are already      |
+| Ctrl-C                | the driver disconnects (`ray.shutdown`, when this command connected) and Ray ends the job's |
+|                       | running tasks; finished steps are already                                                    |
 |                       | recorded. Not `ray.cancel`: in Ray 2.x it races the task's reply and a failed RAY_CHECK     |
 |                       | ends the driver with exit code 1 and a C++ stack (ray-project/ray#54738, seen in our CI)    |
 | eval/compare          | `map_shards`: one task per shard of the test split (LiteRT in each worker), merged in order |

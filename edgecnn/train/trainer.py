@@ -145,20 +145,18 @@ def fit_bn_momentum(model, total_steps: int) -> None:
 
 
 def _phases(cfg: TrainConfig, model, moved: dict | None):
-    """The run's phases (transfer.py) and the transfer summary; one phase training everything without a backbone."""
-    freeze = cfg.freeze if cfg.freeze is not None else moved is not None
+    """The run's phases (transfer.py) and the transfer summary; one phase training everything without a backbone.
+
+    The frozen phase is the default for a pretrained backbone under a classifier head (one output of class scores);
+    a detector's or segmenter's pretrained backbone trains with its head (as Ultralytics' default) unless --freeze."""
+    scores = not isinstance(model.output_shape, list) and len(model.output_shape) == 2
+    freeze = cfg.freeze if cfg.freeze is not None else (moved is not None and scores)
     if cfg.fine_tune_blocks and not freeze:
         raise EdgecnnError(f"{cfg.model}: --fine-tune-blocks follows a frozen phase: "
-                           + ("drop --no-freeze" if cfg.freeze is False else "give a pretrained model (a saved "
-                              "classifier, -O weights=imagenet|FILE) or --freeze"))
-    if not freeze and moved is None:
-        return [None], None
-    try:
-        cut = transfer.find_cut(model, cfg.cut_at or (moved or {}).get("cut_at"), cfg.model)
-    except EdgecnnError:
-        if cfg.freeze is None and not cfg.fine_tune_blocks and not cfg.cut_at:  # a detector, a segmenter: their
-            return [None], moved  # pretrained backbone trains with their head (as Ultralytics' default)
-        raise
+                           + ("drop --no-freeze" if cfg.freeze is False else "add --freeze"))
+    if not freeze and not cfg.cut_at:
+        return [None], moved
+    cut = transfer.find_cut(model, cfg.cut_at or (moved or {}).get("cut_at"), cfg.model)
     backbone, head = transfer.split(model, cut.name)
     plan = transfer.phases(replace(cfg, freeze=freeze), backbone, head, cfg.model)
     units = transfer.blocks(backbone)
@@ -190,11 +188,11 @@ def _fit_phase(cfg, phase, model, spec, hooks, x, train_ds, tr, va, steps, progr
                      callbacks)
 
 
-def _phase_summary(phase, model, history: dict, seconds: float) -> dict:
+def _phase_summary(phase, model, history: dict, seconds: float, learning_rate: float) -> dict:
     """What one phase trained and reached: epochs run (early stopping may end it), parameters, losses."""
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     return {"name": phase.name if phase else "all", "epochs": len(history["loss"]),
-            "learning_rate": phase.learning_rate if phase else None, "trainable_params": trainable,
+            "learning_rate": phase.learning_rate if phase else learning_rate, "trainable_params": trainable,
             "frozen_params": sum(int(np.prod(w.shape)) for w in model.weights) - trainable,
             "loss_last_epoch": float(history["loss"][-1]),
             "val_accuracy": float(history["val_accuracy"][-1]) if history.get("val_accuracy") else None,
@@ -240,7 +238,8 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     for phase in plan:
         t_phase = time.perf_counter()
         hists.append(_fit_phase(cfg, phase, model, spec, hooks, x, train_ds, tr, va, steps, progress))
-        phases.append(_phase_summary(phase, model, hists[-1].history, time.perf_counter() - t_phase))
+        phases.append(_phase_summary(phase, model, hists[-1].history, time.perf_counter() - t_phase,
+                                     cfg.learning_rate))
     hist = hists[-1]
     for layer in model._flatten_layers(include_self=False):  # saved as trainable: a later fine-tune decides
         layer.trainable = True
