@@ -230,10 +230,7 @@ CASES = [
 # Cases run as a real `python -m edgecnn.cli` process (see the module docstring); the rest run in this process.
 IN_A_PROCESS = {
     "unknown-command",  # click's own usage error, rewritten to one line by the group
-    "train-model-missing",  # trainings: they set seeds and op determinism before these checks fail
-    "train-classifier-on-detection",
-    "train-detector-on-classification",
-    "train-strides-scalar",
+    "train-model-missing",  # a training's request refused before it changes process-wide state (op determinism)
     "convert-corrupt-keras",  # a bad file where TensorFlow loads it (its start-up noise must stay silent)
     "eval-head-without-anchors",  # a detector head checked after the model loads
     "bench-corrupt",  # a failed bench, written as a row of its own database

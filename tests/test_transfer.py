@@ -119,7 +119,7 @@ def test_bad_requests_are_one_line(pretrained, tmp_path):
             (["--fine-tune-blocks", "99"], "--fine-tune-blocks 99: the backbone has 9 blocks"),
             (["--cut-at", "nope"], "--cut-at nope: no such top-level layer"),
             (["--fine-tune-blocks", "1", "--no-freeze"], "drop --no-freeze")):
-        r = run_cli("train", pretrained, "--data", "digits", "--epochs", "1", "-o", out, *extra)
+        r = run_cli_in_process("train", pretrained, "--data", "digits", "--epochs", "1", "-o", out, *extra)
         assert_one_line_error(r, message)
         assert not out.exists()
 
@@ -133,7 +133,7 @@ def test_a_model_with_no_feature_layer_to_cut_is_one_line(tmp_path):
     model = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(x))
     path = tmp_path / "dense.keras"
     save_model(model, path, PreprocessSpec(8, 8, 1, labels=("a", "b", "c")))
-    r = run_cli("train", path, "--data", "digits", "--epochs", "1", "-o", tmp_path / "x.keras")
+    r = run_cli_in_process("train", path, "--data", "digits", "--epochs", "1", "-o", tmp_path / "x.keras")
     assert_one_line_error(r, "no feature layer to cut at")
 
 

@@ -224,7 +224,6 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     tf = _tf.tf()
     keras = _tf.keras()
     keras.utils.set_random_seed(cfg.seed)
-    tf.config.experimental.enable_op_determinism()
     model, spec, moved = _model_and_spec(cfg, train_ds, task, hooks)
     x, y = spec.apply(train_ds.images), train_ds.labels
     tr, va = split_indices(y, cfg.val_split, seed=cfg.seed) if cfg.val_split > 0 else (np.arange(len(y)), [])
@@ -232,6 +231,7 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     if cfg.lr_schedule not in ("cosine", "constant"):
         raise EdgecnnError(f"--lr-schedule {cfg.lr_schedule!r}: use cosine or constant")
     plan, moved = _phases(cfg, model, moved)
+    tf.config.experimental.enable_op_determinism()  # once the request is known good: a refused one changes nothing
     cfg = replace(cfg, augment=cfg.augment if cfg.augment is not None else  # a new head on a few photos: flips
                   (transfer.DEFAULT_AUGMENT if plan != [None] else ()))  # and shifts; else none unless asked
     hists, phases = [], []
