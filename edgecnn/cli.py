@@ -196,23 +196,10 @@ def train(model, data, output, epochs, batch_size, learning_rate, val_split, see
     if as_json:
         echo_json(result)
         return
-    from edgecnn import tasks
+    from edgecnn.console import train_lines
 
-    click.echo(f"{output}: {tasks.get(result['task']).train_text(result, output, data)}; loss "
-               f"{result['loss_first_epoch']:.3f} -> {result['loss_last_epoch']:.3f}; "
-               f"{result['wall_seconds']:.1f} s")
-    t = result["transfer"] or {}
-    if "cut_at" in t:
-        click.echo(f"  backbone of {t['from']} up to {t['cut_at']} ({t['backbone_layers']} layers, {t['blocks']} "
-                   f"blocks){'; head ' + t['head'] if t.get('head') else ''}")
-    for key in ("weights", "backbone_weights"):
-        if key in t:
-            click.echo(f"  {key}: {t[key]}")
-    for p in result["phases"] if t else ():
-        val = f", val top-1 {p['val_accuracy']:.3f}" if p["val_accuracy"] is not None else ""
-        click.echo(f"  phase {p['name']}: {p['epochs']} epochs at lr {p['learning_rate']:g}, "
-                   f"{p['trainable_params']:,} trainable / {p['frozen_params']:,} frozen params, "
-                   f"loss {p['loss_last_epoch']:.3f}{val}; {p['seconds']:.1f} s")
+    for line in train_lines(result, output, data):
+        click.echo(line)
 
 
 def _executor_option(what: str):
@@ -280,9 +267,11 @@ def run(recipe, out_dir, executor, as_json):
               type=click.Choice(["minmax", "percentile", "mse", "best"]),
               help="How each activation range is chosen: minmax (the stock converter's), percentile (99.99%), mse, "
                    "or best (tries them on held-out calibration samples, keeps the one closest to float).")
-@click.option("--max-accuracy-drop", type=float, help="Guided mode: keep worst layers in float until the top-1 "
-              "drop (points) is within this.")
-@click.option("--eval-data", help="Data for --max-accuracy-drop (its test split).")
+@click.option("--max-accuracy-drop", type=float, help="Guided mode: put the worst layers in int16 (where the target "
+              "runs it; the plan found is written beside the output), else keep them in float, until the drop of the "
+              "task's metric (points) is within this.")
+@click.option("--eval-data", help="Data for --max-accuracy-drop (its test split); without labels (an image folder) "
+              "the drop is in agreement with the float model.")
 @click.option("--target", default=DEFAULT_TARGET, show_default=True, type=click.Choice(list(TARGETS)),
               help="Where the model runs (" + "; ".join(f"{t.name}: {t.runs_on}" for t in TARGETS.values())
               + "): picks the modes it takes, the int8 rewrite passes and the check run on the written model.")
@@ -291,6 +280,9 @@ def run(recipe, out_dir, executor, as_json):
               "each layer's bias, measured layer by layer on the calibration samples (slow on big models).")
 @click.option("--equalize", is_flag=True, help="int8: cross-layer equalization of conv/depthwise pairs before "
               "calibration (same float outputs, balanced channel weight ranges: for --per-tensor).")
+@click.option("--quality", default="default", show_default=True, type=click.Choice(["default", "auto"]),
+              help="int8: auto tries the range methods, CLE (per-tensor) and bias correction on held-out calibration "
+                   "samples, keeps each only if it brings the model closer to float, and says what it chose.")
 @click.option("--precision", "precision", metavar="PLAN", help="int8 with per-op int16/float: a YAML plan file or "
               "rules 'MATCH=int8|int16|float,...' (MATCH: an op type like CONV_2D, or a regex on the output tensor "
               "name); the last match wins, unmatched ops are int8. Needs the `precision` extra.")
@@ -305,8 +297,8 @@ def run(recipe, out_dir, executor, as_json):
 @click.option("--json", "as_json", is_flag=True)
 def convert(model, output, mode, io, per_tensor, calibration, num_calibration, seed, keep_float,
             allow_float_fallback, scale, offset, mean, std, calibrator, calibration_method, max_accuracy_drop, eval_data,
-            target, no_rewrite, bias_correction, equalize, precision, postprocess, graph_input, graph_outputs, verbose,
-            as_json):
+            target, no_rewrite, bias_correction, equalize, quality, precision, postprocess, graph_input, graph_outputs,
+            verbose, as_json):
     """Convert a Keras model (.keras, .h5, SavedModel dir), a TF1 frozen graph (.pb) or a float32 .tflite to
     .tflite."""
     from edgecnn.convert.request import ConversionRequest
@@ -317,7 +309,7 @@ def convert(model, output, mode, io, per_tensor, calibration, num_calibration, s
 
     req = ConversionRequest(mode, io, per_tensor, calibration, num_calibration, seed, tuple(keep_float),
                             allow_float_fallback, scale, offset, mean, std, target=target, rewrite=not no_rewrite,
-                            bias_correction=bias_correction, equalize=equalize,
+                            bias_correction=bias_correction, equalize=equalize, quality=quality,
                             calibrator=calibrator, calibration_method=calibration_method,
                             precision=load_plan(precision) if precision is not None else None,
                             postprocess=postprocess, graph_input=graph_input,

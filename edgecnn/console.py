@@ -207,6 +207,26 @@ def _device_cells(d: dict, post: bool) -> list[str]:
                     if ok else str(d.get("error", ""))[:120]]
 
 
+def train_lines(result: dict, output, data: str) -> list[str]:
+    """`edgecnn train`'s text output: what was trained and, for a pretrained backbone, where it came from and each
+    phase."""
+    from edgecnn import tasks
+
+    lines = [f"{output}: {tasks.get(result['task']).train_text(result, output, data)}; loss "
+             f"{result['loss_first_epoch']:.3f} -> {result['loss_last_epoch']:.3f}; {result['wall_seconds']:.1f} s"]
+    t = result["transfer"] or {}
+    if "cut_at" in t:
+        lines.append(f"  backbone of {t['from']} up to {t['cut_at']} ({t['backbone_layers']} layers, {t['blocks']} "
+                     f"blocks){'; head ' + t['head'] if t.get('head') else ''}")
+    lines += [f"  {key}: {t[key]}" for key in ("weights", "backbone_weights") if key in t]
+    for p in result["phases"] if t else ():
+        val = f", val top-1 {p['val_accuracy']:.3f}" if p["val_accuracy"] is not None else ""
+        lines.append(f"  phase {p['name']}: {p['epochs']} epochs at lr {p['learning_rate']:g}, "
+                     f"{p['trainable_params']:,} trainable / {p['frozen_params']:,} frozen params, "
+                     f"loss {p['loss_last_epoch']:.3f}{val}; {p['seconds']:.1f} s")
+    return lines
+
+
 def print_convert_report(r: dict) -> None:
     from edgecnn.tflite.reader import describe_io
 
@@ -231,6 +251,10 @@ def print_convert_report(r: dict) -> None:
             c.print("  calibration-method best: " + ", ".join(
                 f"{m} {v['snr_db']:.1f} dB / agreement {_num3(v['agreement'])}" for m, v in b["scores"].items())
                 + f" on {b['held_out_samples']} held-out samples -> {b['chosen']}")
+        if cal.get("quality"):
+            q = cal["quality"]
+            c.print(f"  quality auto ({q['fit_samples']} samples to calibrate, {q['held_out_samples']} held out to "
+                    f"score): {q['why']}", markup=False, highlight=False)
         c.print(f"  calibration: {cal['samples']} samples from {cal['source']} (seed {cal['seed']}; "
                 f"x*{p['scale']:.6g}{p['offset']:+g})")
         for note in cal.get("notes", ()):
@@ -240,6 +264,16 @@ def print_convert_report(r: dict) -> None:
         c.print(f"  guided: {g['metric']} drop {g['final_drop_points']:.2f} pts (limit {g['max_drop_points']}); "
                 "kept in float: "
                 f"{', '.join(g['kept_in_float']) or 'none'}")
+        i16 = g.get("int16") or {}
+        if i16.get("reached"):
+            c.print(f"  guided int16: the worst {len(i16['layers'])} layer(s), {i16['int16_ops']} ops int16; plan "
+                    f"{i16['plan_file']} (reuse: --precision {i16['plan_file']})", markup=False, highlight=False)
+        elif i16:
+            c.print("  guided int16: " + (
+                f"not enough (every ranked layer int16: drop {i16['steps'][0]['drop_points']:.2f} pts)"
+                if i16.get("steps") else f"not possible ({i16['failed']})" if i16.get("failed") else
+                f"not tried ({i16.get('why', 'no layer has an int16 kernel on the target')})"),
+                markup=False, highlight=False)
     if r.get("bias_correction"):
         bc = r["bias_correction"]
         c.print(f"  bias correction: {bc['layers']} layers on {bc['samples']} calibration samples"

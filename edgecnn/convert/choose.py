@@ -25,7 +25,8 @@ from edgecnn.errors import EdgecnnError
 MIN_SAMPLES = 5
 
 
-def _scores(reference: bytes, model: bytes, x: np.ndarray, task, ctx: dict) -> dict:
+def score(reference: bytes, model: bytes, x: np.ndarray, task, ctx: dict) -> dict:
+    """How close `model` stays to the float `reference` on `x`: pooled output SNR (dB) and the task's agreement."""
     from edgecnn.convert.rewrite.check import real_values, run_outputs
 
     (f, _), (q, qp) = run_outputs(reference, x), run_outputs(model, x)
@@ -48,6 +49,6 @@ def choose(float_model: bytes, samples: np.ndarray, quantize: Callable[[bytes], 
     held = np.arange(len(samples)) % 5 == 4
     variants = calibrated_variants(float_model, samples[~held], METHODS)
     task = task or tasks.get(None)
-    scores = {m: _scores(float_model, quantize(cal), samples[held], task, ctx or {}) for m, cal in variants.items()}
+    scores = {m: score(float_model, quantize(cal), samples[held], task, ctx or {}) for m, cal in variants.items()}
     best = max(METHODS, key=lambda m: (scores[m]["snr_db"], m == "minmax"))  # ties go to the stock method
     return best, {"chosen": best, "held_out_samples": int(held.sum()), "task": task.name, "scores": scores}

@@ -191,15 +191,14 @@ class Prepared:
         self.samples, self.calib_desc = calibration_samples(self.req.calibration, self.spec,
                                                             self.req.num_calibration, self.req.seed)
         if self.req.mode == "int8":
+            if self.req.quality == "auto":  # convert/auto.py calibrates each option it tries itself
+                return
             if self.req.equalize and self.equalization is None:  # before calibration: every later step sees it
                 from edgecnn.convert.equalize import equalize
 
                 t = time.perf_counter()
-                self.f32, self.equalization = equalize(self.f32, self.samples)
-                self._f32_info = None
-                if self.req.keep_float:  # tensors between equalized layers were renamed
-                    self.kept_ops, self.kept_nodes, self.matches = match_keep_float(self.f32_info,
-                                                                                    self.req.keep_float)
+                f32, self.equalization = equalize(self.f32, self.samples)
+                self.use_float(f32)
                 self.timings["equalize_s"] = time.perf_counter() - t
             t = time.perf_counter()
             method = self.req.calibration_method
@@ -212,6 +211,16 @@ class Prepared:
             self.calibrated = calibrate(self.f32, self.samples, self.req.calibrator, method)
             self.calib_desc["method"] = method
             self.timings["calibrate_s"] = time.perf_counter() - t
+
+    def use_float(self, f32: bytes) -> None:
+        """Go on from the float model `f32` (the same function: equalized): what was read off the old one is redone."""
+        self.f32, self._f32_info, self.plan = f32, None, None
+        if self.req.keep_float:  # tensors between equalized layers were renamed
+            from edgecnn.convert import detection_postprocess as dp
+
+            post = [o for o in self.kept_ops if o == dp.KEPT_OP]
+            self.kept_ops, self.kept_nodes, self.matches = match_keep_float(self.f32_info, self.req.keep_float)
+            self.kept_ops = [*self.kept_ops, *post]
 
     def _quantize(self, calibrated: bytes, nodes=(), ops=()) -> bytes:
         """int8 by the MLIR pass, or per the --precision plan by ai-edge-quantizer, from `calibrated`'s ranges."""
@@ -231,9 +240,10 @@ class Prepared:
         return quantize_mixed(self.f32, calibrated, self.plan[0], self.req.per_tensor, self.req.io_type,
                               self.verbose)
 
-    def quantized(self, nodes=(), ops=()) -> bytes:
+    def quantized(self, nodes=(), ops=(), rewrite: bool = True) -> bytes:
         """The int8 model with these nodes/op types (plus --keep-float ones) left in float, rewritten for the
-        target (unless --no-rewrite): what is measured (guided mode) is what is written."""
+        target (unless --no-rewrite, or `rewrite` False: `rewritten` then does it): what is measured (guided mode) is
+        what is written."""
         t = time.perf_counter()
         data = self._quantize(self.calibrated, nodes, ops)
         self.timings["quantize_s"] = time.perf_counter() - t
@@ -244,15 +254,22 @@ class Prepared:
             t = time.perf_counter()
             data, correction = correct(self.f32, data, self.samples)
             self.timings["bias_correction_s"] = time.perf_counter() - t
-        if self.req.rewrite:
-            from edgecnn.convert.rewrite import run_passes
-            from edgecnn.convert.rewrite.check import judge
-
-            t = time.perf_counter()
-            data, rows = run_passes(data, self.req.target, self.samples, self.f32, judge(*self.task))
-            self.rewrites[hash(data)] = rows
-            self.timings["rewrite_s"] = time.perf_counter() - t
         self.corrections[hash(data)] = correction
+        return self.rewritten(data) if rewrite else data
+
+    def rewritten(self, data: bytes) -> bytes:
+        """`data` (an int8 model `quantized` made) through the target's rewrite passes, unless --no-rewrite."""
+        if not self.req.rewrite:
+            return data
+        from edgecnn.convert.rewrite import run_passes
+        from edgecnn.convert.rewrite.check import judge
+
+        t = time.perf_counter()
+        correction = self.corrections.get(hash(data))
+        data, rows = run_passes(data, self.req.target, self.samples, self.f32, judge(*self.task))
+        self.rewrites[hash(data)] = rows
+        self.corrections[hash(data)] = correction
+        self.timings["rewrite_s"] = time.perf_counter() - t
         return data
 
     def build(self) -> bytes:
@@ -266,6 +283,13 @@ class Prepared:
         if req.mode in ("float16", "dynamic"):
             return _convert_with_flags(self.model, req.mode, self.verbose)
         self.calibrate()
+        if req.mode == "int8" and req.quality == "auto":
+            from edgecnn.convert.auto import auto
+
+            t = time.perf_counter()
+            data = auto(self)
+            self.timings["quality_auto_s"] = time.perf_counter() - t
+            return data
         if req.mode == "int8":
             return self.quantized()
         from edgecnn.tflite import private as tflite_private

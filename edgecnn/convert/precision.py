@@ -53,6 +53,10 @@ from edgecnn.schema import Strict, load_yaml, validate
 PRECISIONS = ("int8", "int16", "float")
 OP_TYPE = re.compile(r"[A-Z][A-Z0-9_]*")
 CONVERSIONS = {"QUANTIZE", "DEQUANTIZE"}  # the requantizes ai-edge-quantizer inserts between precisions
+# ops that move a tensor's values on unchanged: int16 "end to end" follows a tensor through them to the op that
+# computes with it (BlazeFace's score heads are reshaped, then concatenated under one scale, before any reader)
+FUSED = {"RELU", "RELU6", "RELU_N1_TO_1"}  # activations int8 fuses into the op before them (ADD, CONV_2D, ...)
+CARRIERS = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "CONCATENATION", "PAD", "TRANSPOSE"}
 
 
 def _op_types() -> set[str]:
@@ -218,3 +222,30 @@ def read_back(info, planned: dict[str, tuple[str, str]], rules: list[dict], warn
     return {"rules": rules, "counts": dict(sorted(counts.items())),
             "conversions": sum(r["op"] in CONVERSIONS for r in rows), "ops": rows, "warnings": warnings,
             "notes": notes}
+
+
+def covering(info, tensors: list[str], target: str) -> PrecisionPlan | None:
+    """A plan putting each of `tensors` (output names of the float model `info`) in int16 end to end: its producer
+    and every op that reads it, through CARRIERS (an int16 op whose input or output is requantized to int8 gains
+    nothing: the module docstring's measurement), leaving int8 the ops `target` has no int16 kernel for. None if
+    nothing is left."""
+    from edgecnn.targets import get
+
+    no_int16 = get(target).no_int16
+    wanted = set(tensors)
+    index = {name: t for op in info.ops for t, name in zip(op.outputs, op.output_names)}
+    made_by = {t: op for op in info.ops for t in op.outputs}
+    for n in list(wanted):  # an activation the int8 graph fuses into its producer: the producer is the layer
+        op = made_by.get(index.get(n))
+        if op is not None and op.op in FUSED and op.inputs and op.inputs[0] in made_by:
+            wanted.update(made_by[op.inputs[0]].output_names)
+    reads = {index[n] for n in wanted if n in index}
+    for op in info.ops:  # in graph order: a tensor reshaped or concatenated is read on through the result
+        if op.op in CARRIERS and reads & set(op.inputs):
+            reads |= set(op.outputs)
+    names = [op.output_names[0] for op in info.ops if op.output_names and op.output_names[0] and op.op not in no_int16
+             and op.op not in CONVERSIONS and (wanted & set(op.output_names) or reads & set(op.inputs))]
+    if not names:
+        return None
+    # (?:...): a name in capitals (ONNX's `Y`) must not read as an op type
+    return PrecisionPlan(rules=[Rule(match=f"(?:{re.escape(n)})", precision="int16") for n in dict.fromkeys(names)])

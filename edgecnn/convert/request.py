@@ -13,6 +13,7 @@ from edgecnn.targets import DEFAULT as DEFAULT_TARGET, get as get_target
 
 MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
 IO_TYPES = ("int8", "uint8", "float32", "int16")
+QUALITY = ("default", "auto")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class ConversionRequest:
     equalize: bool = False  # --equalize: cross-layer equalization of the float graph before calibration
     calibration_method: str = "minmax"  # how each activation range is chosen: edgecnn.convert.ranges.METHODS, or
     # "best": try them all on held-out calibration samples and keep the closest to float (convert/choose.py)
+    quality: str = "default"  # "auto": ranges, CLE and bias correction chosen on held-out samples (convert/auto.py)
     precision: PrecisionPlan | None = None  # --precision: per-op int8/int16/float rules (convert/precision.py)
     postprocess: str = "graph"  # an SSD's TFLite_Detection_PostProcess: kept in float (graph) or cut (numpy)
     graph_input: str | None = None  # a TF1 frozen graph's input node, when it cannot be found (convert/frozen_graph)
@@ -64,6 +66,23 @@ class ConversionRequest:
             raise EdgecnnError(f"--equalize needs --quant int8, not {self.mode}")
         if self.calibration_method not in ("minmax", "percentile", "mse", "best"):
             raise EdgecnnError(f"--calibration-method {self.calibration_method!r}: use minmax, percentile, mse or best")
+        if self.quality not in QUALITY:
+            raise EdgecnnError(f"--quality {self.quality!r}: use one of {', '.join(QUALITY)}")
+        if self.quality == "auto":
+            if self.mode != "int8":
+                raise EdgecnnError(f"--quality auto needs --quant int8, not {self.mode}")
+            chosen = [f for f, on in (("--calibration-method", self.calibration_method != "minmax"),
+                                      ("--equalize", self.equalize), ("--bias-correction", self.bias_correction))
+                      if on]
+            if chosen:
+                raise EdgecnnError(f"--quality auto chooses {', '.join(chosen)} itself: drop "
+                                   f"{'it' if len(chosen) == 1 else 'them'}, or drop --quality auto")
+            if self.num_calibration < 5:
+                raise EdgecnnError(f"--quality auto needs at least 5 calibration samples (it holds out a fifth to "
+                                   f"score the options on), got --num-calibration {self.num_calibration}")
+            if self.calibrator != "fast":
+                raise EdgecnnError("--quality auto needs the fast calibrator (it calibrates every range method in "
+                                   "one pass): drop --calibrator stock")
         if self.postprocess not in ("graph", "numpy"):
             raise EdgecnnError(f"--postprocess {self.postprocess!r}: use graph or numpy")
         if self.calibrator not in ("fast", "stock"):

@@ -31,14 +31,19 @@ def layer_errors(float_model: bytes, quant_model: bytes, x: np.ndarray, max_samp
     fmap, qmap = _tensor_map(fi), _tensor_map(qi)
     producers = _op_outputs(qi)
     pairs = []
+    made = {t: k for k, op in enumerate(fi._get_ops_details()) for t in op["outputs"]}  # tensor -> op position
+    order = {name: made.get(d["index"], -1) for name, d in fmap.items()}
     for name, qd in qmap.items():
         fd = fmap.get(name)
+        if fd is None and ";" in name:  # an op the int8 graph fused with its activation ("act;add"): the float
+            parts = [p for p in name.split(";") if p in fmap]  # tensor computed last of them holds its values
+            fd = fmap[max(parts, key=order.get)] if parts else None
         scale = qd["quantization"][0]
         if fd is None or not scale or not np.issubdtype(qd["dtype"], np.integer) or qd["index"] not in producers:
             continue
         if list(fd["shape"]) != list(qd["shape"]) or producers[qd["index"]] in ("QUANTIZE", "DEQUANTIZE"):
             continue
-        pairs.append((name, fd, qd, producers[qd["index"]]))
+        pairs.append((name, fd, qd, producers[qd["index"]]))  # fd["name"]: the float graph's name of it
     sums = {name: [0.0, 0.0, 0.0, 0.0, 0] for name, *_ in pairs}  # sq err, |max|, err, float sq, count
     fin, qin = fi.get_input_details()[0], qi.get_input_details()[0]
     for i in range(min(len(x), max_samples)):
@@ -61,7 +66,7 @@ def layer_errors(float_model: bytes, quant_model: bytes, x: np.ndarray, max_samp
         sq, mx, se, fsq, n = sums[name]
         rmse = (sq / n) ** 0.5
         scale = float(qd["quantization"][0])
-        rows.append({"tensor": name, "op": op, "index": int(qd["index"]), "rmse": rmse, "rmse_over_scale":
+        rows.append({"tensor": name, "float_tensor": fd["name"], "op": op, "index": int(qd["index"]), "rmse": rmse, "rmse_over_scale":
                      rmse / scale, "max_abs_error": mx, "mean_error": se / n, "scale": scale,
                      "relative_rmse": rmse / max((fsq / n) ** 0.5, 1e-12)})
     rows.sort(key=lambda r: -r["rmse_over_scale"])

@@ -211,6 +211,8 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
         raise EdgecnnError("epochs and batch size must be >= 1")
     if not 0 <= cfg.val_split < 1:
         raise EdgecnnError(f"--val-split must be in [0, 1), got {cfg.val_split}")
+    if cfg.lr_schedule not in ("cosine", "constant"):
+        raise EdgecnnError(f"--lr-schedule {cfg.lr_schedule!r}: use cosine or constant")
     check_output_dir(out)
     if Path(out).suffix != ".keras":  # checked before training, not after the time is spent
         raise EdgecnnError(f"{out}: model output must end in .keras")
@@ -228,10 +230,8 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     x, y = spec.apply(train_ds.images), train_ds.labels
     tr, va = split_indices(y, cfg.val_split, seed=cfg.seed) if cfg.val_split > 0 else (np.arange(len(y)), [])
     steps = int(np.ceil(len(tr) / cfg.batch_size))
-    if cfg.lr_schedule not in ("cosine", "constant"):
-        raise EdgecnnError(f"--lr-schedule {cfg.lr_schedule!r}: use cosine or constant")
     plan, moved = _phases(cfg, model, moved)
-    tf.config.experimental.enable_op_determinism()  # once the request is known good: a refused one changes nothing
+    tf.config.experimental.enable_op_determinism()  # once model and phases are known good (global seeds are set)
     cfg = replace(cfg, augment=cfg.augment if cfg.augment is not None else  # a new head on a few photos: flips
                   (transfer.DEFAULT_AUGMENT if plan != [None] else ()))  # and shifts; else none unless asked
     hists, phases = [], []

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.zoo.backbone import leaf_layers
+from edgecnn.zoo.backbone import leaf_layers, leaves
 
 HEAD_DROPOUT = 0.2  # Model Maker's image_classifier default
 PATIENCE = 3  # epochs without a better validation loss before a phase stops
@@ -97,13 +97,7 @@ def split(model, cut_name: str) -> tuple[list, list]:
     """(backbone, head) leaf layers: up to and including the top-level layer `cut_name`, and after it."""
     names = [layer.name for layer in model.layers]
     at = names.index(cut_name) + 1
-    backbone = [leaf for layer in model.layers[:at] for leaf in leaf_layers_of(layer)]
-    head = [leaf for layer in model.layers[at:] for leaf in leaf_layers_of(layer)]
-    return backbone, head
-
-
-def leaf_layers_of(layer) -> list:
-    return leaf_layers(layer) if hasattr(layer, "layers") and layer.layers else [layer]
+    return leaves(model.layers[:at]), leaves(model.layers[at:])
 
 
 def blocks(layers: list) -> list[tuple[str, list]]:

@@ -24,9 +24,14 @@ MIN_COPIED = 4  # fewer layers in common is not a backbone of this family (auto-
 
 def leaf_layers(model) -> list:
     """Every layer of `model`, nested models opened, in the order Keras keeps them (inputs first)."""
+    return leaves(model.layers)
+
+
+def leaves(layers: list) -> list:
+    """`layers` with each nested model among them opened into its own layers, in order."""
     out = []
-    for layer in model.layers:
-        out.extend(leaf_layers(layer) if hasattr(layer, "layers") and layer.layers else [layer])
+    for layer in layers:
+        out.extend(leaves(layer.layers) if hasattr(layer, "layers") and layer.layers else [layer])
     return out
 
 

@@ -1,0 +1,184 @@
+"""`--quality auto`: choose the activation ranges, cross-layer equalization and bias correction for this model, by
+measuring them on calibration samples held out from everything else, and say what was chosen and why.
+
+Why: no option wins everywhere, and a user cannot know which one helps without converting and comparing each.
+Measured on real, externally trained models (README, "Real, externally trained models"; top-1 agreement with float on
+64 held-out photos): bias correction lifts the ImageNet MobileNet V1 from 0.547 to 0.875 per-channel, while on the
+MediaPipe face-landmark model percentile ranges do more (29.6 dB against 27.5); per-tensor, CLE then bias correction
+is best on both classifiers (0.031 -> 0.688, 0.062 -> 0.766) and per-channel CLE lowers both.
+
+How (after AIMET's AutoQuant, which applies its techniques in a fixed order and keeps each only if it helps):
+the calibration samples are split 80/20 (every fifth held out, as `--calibration-method best` does); every step
+below calibrates, corrects and checks on the 80% only and is scored on the held-out 20% against the float model
+with the model's task's own fidelity measure (`Task.fidelity`: the output SNR pooled over every output, and the
+task's agreement beside it). An option is kept only if it raises the score by more than the held-out fifth's noise
+(NOISE_DB); otherwise the default stays (min/max ranges, the stock converter's; no CLE; no bias correction).
+1. ranges: min/max, percentile and MSE from one calibration pass (`fast_calibrator.calibrated_variants`);
+2. CLE (`equalize.py`), with per-tensor weights only and where the model has an equalizable pair: per-channel
+   scales already give each output channel its own range, and CLE lowered per-channel agreement on both real
+   classifiers; the equalized model is calibrated again with the range method of step 1. Not tried with
+   `--keep-float` or `--precision` (CLE renames the tensors between equalized layers, which their names match) nor
+   with `--no-rewrite` (the clips CLE adds stay int8 MINIMUM ops, which split XNNPACK's partition);
+3. bias correction (`bias_correction.py`) on the model kept so far.
+The model written is the one that was scored (calibrated on the 80%), not a rebuild on all samples: rebuilding
+would repeat bias correction, the costliest step, and what was measured is what is written (as in guided mode).
+Ranking by SNR, not agreement: the held-out fifth is small (12 of 64 photos: one photo is 8.3 points of
+agreement), SNR is continuous, and on every real model above the option with the best SNR also had the best
+agreement. Except behind a TFLite_Detection_PostProcess kept in float: its outputs (boxes, class ids, scores, a
+count, in the order of the scores) make an SNR meaningless, so there the task's agreement (the float boxes found
+again) ranks first and SNR breaks ties. The cost is stated per step in the report (`quality.steps[].seconds`).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from edgecnn.errors import EdgecnnError
+
+MIN_SAMPLES = 5  # a fifth held out: at least one sample to score on
+# An option replaces the default (min/max ranges, no CLE, no bias correction) only if it raises the held-out SNR by
+# more than this. Measured on the real models of benchmarks/real_models.py (12 held-out photos against the 64
+# comparison photos): the held-out SNR gain of one option over another missed its gain on the comparison set by
+# 1.0 dB (MobileNetV2 percentile vs min/max: +1.0 held out, 0.0 compared) to 1.9 dB (face landmarks MSE vs min/max:
+# +3.4 / +1.5), while the gains that hold are 2.5 to 15 dB (bias correction on the classifiers, CLE per-tensor).
+NOISE_DB = 1.5
+
+
+def _score(prep, data: bytes, held_out: tuple[bytes, np.ndarray]) -> dict:
+    """`data` against the float model on the held-out samples (`held_out`: both)."""
+    from edgecnn.convert.choose import score
+
+    reference, x = held_out
+    return score(reference, data, x, *prep.task)
+
+
+def _better(prep):
+    """`better(new, old)`: whether score `new` beats `old` by more than the noise of the held-out fifth (NOISE_DB of
+    SNR), or, behind a kept post-processing op, by a higher agreement (SNR beyond NOISE_DB breaking a tie)."""
+    from edgecnn.convert import detection_postprocess as dp
+
+    def snr(new, old):
+        return new["snr_db"] > old["snr_db"] + NOISE_DB
+
+    if dp.KEPT_OP not in prep.kept_ops:
+        return snr
+
+    def agreement_first(new, old):
+        a, b = (x["agreement"] if x["agreement"] is not None else -1.0 for x in (new, old))
+        return a > b or (a == b and snr(new, old))
+    return agreement_first
+
+
+def auto(prep) -> bytes:
+    """The int8 model `prep` (a `converter.Prepared` with its samples loaded) makes with the options chosen as the
+    module docstring says; the choice and every score go to `prep.calib_desc["quality"]`."""
+    import dataclasses
+
+    samples = prep.samples
+    if len(samples) < MIN_SAMPLES:
+        raise EdgecnnError(f"--quality auto needs at least {MIN_SAMPLES} calibration samples (it holds out a fifth "
+                           f"to score the options on), got {len(samples)}")
+    held = np.arange(len(samples)) % 5 == 4
+    x_held = samples[held]
+    prep.samples = samples[~held]  # calibration, bias correction and the rewrite check see the 80% only
+    plain = dataclasses.replace(prep.req, quality="default")  # each option as a plain conversion makes it
+    req, prep.req = prep.req, plain
+    try:
+        # scored against the float model as given (CLE changes its weights, not its outputs)
+        return _steps(prep, req, plain, (prep.f32, x_held), held)
+    finally:
+        prep.req = req
+
+
+def _steps(prep, req, plain, held_out: tuple[bytes, np.ndarray], held: np.ndarray) -> bytes:
+    import dataclasses
+
+    from edgecnn.convert.calibrate import calibrate
+    from edgecnn.convert.equalize import equalize
+    from edgecnn.convert.fast_calibrator import calibrated_variants
+    from edgecnn.convert.ranges import METHODS
+
+    better, steps = _better(prep), []
+
+    t = time.perf_counter()
+    variants = calibrated_variants(prep.f32, prep.samples, METHODS)
+    tried = {}
+    for method, cal in variants.items():
+        prep.calibrated = cal
+        data = prep.quantized(rewrite=False)
+        tried[method] = (data, cal, _score(prep, data, held_out))
+    beyond = [m for m in METHODS if better(tried[m][2], tried["minmax"][2])]  # min/max: the stock converter's
+    method = max(beyond, key=lambda m: tried[m][2]["snr_db"]) if beyond else "minmax"
+    best, prep.calibrated, best_score = tried[method]
+    del variants
+    steps.append({"step": "ranges", "tried": {m: s for m, (_, _, s) in tried.items()}, "kept": method,
+                  "seconds": round(time.perf_counter() - t, 3)})
+
+    t = time.perf_counter()
+    skip = ("per-channel weights: each output channel has its own scale already (CLE lowered per-channel agreement "
+            "on both real classifiers measured)" if not req.per_tensor else
+            "--keep-float/--precision: CLE renames the tensors they match" if req.keep_float or req.precision else
+            "--no-rewrite: the clips CLE adds would stay int8 MINIMUM ops" if not req.rewrite else None)
+    if skip:
+        steps.append({"step": "equalize", "kept": False, "why": skip, "seconds": 0.0})
+    else:
+        f32_eq, report = equalize(prep.f32, prep.samples)
+        step = {"step": "equalize", "pairs": report["pairs"], "kept": False}
+        if not report["pairs"]:
+            step["why"] = "no equalizable pair"
+        else:
+            kept = (prep.f32, prep.calibrated)
+            prep.use_float(f32_eq)
+            prep.calibrated = calibrate(f32_eq, prep.samples, "fast", method)
+            data = prep.quantized(rewrite=False)
+            step["score"] = s = _score(prep, data, held_out)
+            if better(s, best_score):
+                best, best_score, prep.equalization = data, s, report
+                step["kept"] = True
+            else:
+                prep.use_float(kept[0])
+                prep.calibrated = kept[1]
+        step["seconds"] = round(time.perf_counter() - t, 3)
+        steps.append(step)
+
+    t = time.perf_counter()
+    prep.req = dataclasses.replace(plain, bias_correction=True)
+    data = prep.quantized(rewrite=False)
+    step = {"step": "bias_correction", "score": _score(prep, data, held_out), "kept": False}
+    if better(step["score"], best_score):
+        best, best_score, step["kept"] = data, step["score"], True
+    else:  # what finish() reports for the model written (the same bytes when correction changed nothing)
+        prep.corrections[hash(best)] = None
+    step["seconds"] = round(time.perf_counter() - t, 3)
+    steps.append(step)
+
+    prep.req = plain  # the target's rewrite passes, once, on the model kept (each is checked against float)
+    t = time.perf_counter()
+    best = prep.rewritten(best)
+    written = _score(prep, best, held_out)
+    steps.append({"step": "rewrite", "score": written, "seconds": round(time.perf_counter() - t, 3)})
+    chosen = {"calibration_method": method, "equalize": bool(prep.equalization),
+              "bias_correction": steps[-2]["kept"]}
+    prep.calib_desc["method"] = method
+    prep.calib_desc["samples"] = int(len(prep.samples))
+    prep.calib_desc["quality"] = {
+        "mode": "auto", "task": prep.task[0].name, "fit_samples": int(len(prep.samples)),
+        "held_out_samples": int(held.sum()), "chosen": chosen, "score": written, "steps": steps,
+        "why": _why(steps, chosen, written)}
+    return best
+
+
+def _why(steps: list[dict], chosen: dict, score: dict) -> str:
+    """One line: what was kept and the held-out SNR each kept step reached."""
+    ranges = steps[0]
+    parts = [f"{chosen['calibration_method']} ranges ({ranges['tried'][chosen['calibration_method']]['snr_db']:.1f} "
+             f"dB; " + ", ".join(f"{m} {s['snr_db']:.1f}" for m, s in ranges["tried"].items()
+                                 if m != chosen["calibration_method"]) + ")"]
+    for s in steps[1:-1]:  # the last: the rewrite passes on the model kept
+        if "score" in s:
+            parts.append(f"{'+' if s['kept'] else 'not'} {s['step'].replace('_', ' ')} ({s['score']['snr_db']:.1f} dB)")
+        else:
+            parts.append(f"no {s['step']}: {s['why'].split(':')[0]}")
+    return "; ".join(parts) + f" -> {score['snr_db']:.1f} dB on the held-out samples, rewritten"

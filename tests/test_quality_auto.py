@@ -1,0 +1,116 @@
+"""`convert --quality auto` (edgecnn/convert/auto.py): the options chosen on held-out calibration samples, each kept
+only if it brings the model closer to float, the model written being the one scored, and its refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgecnn.convert.converter import Prepared
+from edgecnn.convert.request import ConversionRequest
+from helpers import assert_one_line_error, run_cli_in_process
+from test_equalize import _unbalanced_net
+from test_rewrite import _save
+
+N = 20  # calibration samples: 16 to calibrate, 4 held out
+
+
+@pytest.fixture(scope="module")
+def unbalanced(tmp_path_factory):
+    """A net whose channels' weight ranges span orders of magnitude: per-tensor int8 loses its narrow channels and
+    CLE gives them back (test_equalize: > 6 dB), so the equalize step has something to find."""
+    return _save(_unbalanced_net(), tmp_path_factory.mktemp("auto") / "m.keras")
+
+
+def _auto(src, per_tensor: bool) -> tuple[Prepared, bytes, bytes]:
+    prep = Prepared(src, ConversionRequest("int8", calibration="photos", num_calibration=N, per_tensor=per_tensor,
+                                           quality="auto"))
+    original = prep.f32
+    return prep, original, prep.build()
+
+
+def _held_out(prep) -> np.ndarray:
+    """Every fifth of the calibration samples, drawn again as the converter draws them."""
+    from edgecnn.data.calibration import calibration_samples
+
+    x, _ = calibration_samples("photos", prep.spec, N, 0)
+    return x[np.arange(len(x)) % 5 == 4]
+
+
+def test_per_tensor_keeps_what_helps_and_writes_the_model_it_scored(unbalanced):
+    from edgecnn.convert.choose import score
+
+    prep, original, data = _auto(unbalanced, per_tensor=True)
+    q = prep.calib_desc["quality"]
+    assert [s["step"] for s in q["steps"]] == ["ranges", "equalize", "bias_correction", "rewrite"]
+    assert (q["fit_samples"], q["held_out_samples"]) == (16, 4) and prep.calib_desc["samples"] == 16
+    tried = q["steps"][0]["tried"]
+    assert set(tried) == {"minmax", "percentile", "mse"}
+    assert all(np.isfinite(s["snr_db"]) for s in tried.values())
+    assert q["chosen"]["calibration_method"] == q["steps"][0]["kept"] == prep.calib_desc["method"]
+    # a range method other than min/max, and each step, kept only if it beat what was kept before beyond the noise
+    from edgecnn.convert.auto import NOISE_DB
+
+    kept = q["steps"][0]["kept"]
+    assert kept == "minmax" or tried[kept]["snr_db"] > tried["minmax"]["snr_db"] + NOISE_DB
+    best = tried[kept]["snr_db"]
+    for step in q["steps"][1:3]:
+        assert step["kept"] == (step["score"]["snr_db"] > best + NOISE_DB), step
+        best = step["score"]["snr_db"] if step["kept"] else best
+    assert q["score"] == q["steps"][-1]["score"]  # the written model's: rewritten once, at the end
+    assert abs(q["score"]["snr_db"] - best) < NOISE_DB  # the passes are checked to change next to nothing
+    # this net's narrow channels: CLE is found and kept (per-tensor)
+    eq = q["steps"][1]
+    assert eq["pairs"] >= 1 and eq["kept"] and q["chosen"]["equalize"] and prep.equalization["pairs"] == eq["pairs"]
+    # what was scored is what is written: the same model, scored again on the held-out samples against the float
+    assert score(original, data, _held_out(prep), *prep.task) == q["score"]
+    report = prep.finish(data, unbalanced.parent / "auto_pt.tflite")
+    assert (report["bias_correction"] is not None) == q["chosen"]["bias_correction"]
+    assert report["equalization"]["pairs"] == eq["pairs"]
+
+
+def test_per_channel_skips_equalization_and_says_why(unbalanced):
+    prep, _, _ = _auto(unbalanced, per_tensor=False)
+    q = prep.calib_desc["quality"]
+    eq = q["steps"][1]
+    assert eq["step"] == "equalize" and not eq["kept"] and "per-channel" in eq["why"]
+    assert prep.equalization is None and not q["chosen"]["equalize"]
+    assert "no equalize: per-channel weights" in q["why"]
+
+
+def test_cli_json_and_text_say_what_was_chosen(unbalanced, tmp_path):
+    out = tmp_path / "a.tflite"
+    r = run_cli_in_process("convert", unbalanced, "-o", out, "--quant", "int8", "--per-tensor", "--calibration",
+                           "photos", "--num-calibration", N, "--quality", "auto", "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["request"]["quality"] == "auto" and out.exists()
+    q = doc["calibration"]["quality"]
+    assert q["chosen"]["calibration_method"] == doc["calibration"]["method"] and q["why"].endswith("on the held-out samples, rewritten")
+    r = run_cli_in_process("convert", unbalanced, "-o", tmp_path / "b.tflite", "--quant", "int8", "--calibration",
+                           "photos", "--num-calibration", N, "--quality", "auto")
+    assert r.returncode == 0, r.stderr
+    assert "quality auto (16 samples to calibrate, 4 held out to score)" in r.stdout
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--bias-correction"], "--quality auto chooses --bias-correction itself"),
+    (["--equalize", "--calibration-method", "mse"], "--quality auto chooses --calibration-method, --equalize itself"),
+    (["--calibrator", "stock"], "--quality auto needs the fast calibrator"),
+    (["--max-accuracy-drop", "1", "--eval-data", "digits"], "--quality auto and --max-accuracy-drop"),
+    (["--num-calibration", "3"], "--quality auto needs at least 5 calibration samples"),
+], ids=["bias-correction", "two-options", "stock", "guided", "few-samples"])
+def test_refusals_are_one_line(unbalanced, tmp_path, extra, message):
+    out = tmp_path / "x.tflite"
+    r = run_cli_in_process("convert", unbalanced, "-o", out, "--quant", "int8", "--calibration", "photos",
+                           "--quality", "auto", *extra)
+    assert_one_line_error(r, message)
+    assert not out.exists()
+
+
+def test_auto_is_for_int8_only(unbalanced, tmp_path):
+    r = run_cli_in_process("convert", unbalanced, "-o", tmp_path / "x.tflite", "--quant", "float16",
+                           "--quality", "auto")
+    assert_one_line_error(r, "--quality auto needs --quant int8, not float16")
