@@ -198,11 +198,11 @@ def _int16_search(prep, names: list[str], ev: EvalSet, f1: float, max_drop_point
     import dataclasses
 
     from edgecnn.convert import mixed, precision
-    from edgecnn.targets import get
     from edgecnn.tflite.reader import TfliteInfo
 
-    if "int16" not in get(prep.req.target).precisions:
-        return {"tried": False, "why": f"--target {prep.req.target} {get(prep.req.target).precision_rule}"}
+    target = get_target(prep.req.target)
+    if "int16" not in target.precisions:
+        return {"tried": False, "why": f"--target {target.name} {target.precision_rule}"}
     if not mixed.available():
         return {"tried": False, "why": "ai-edge-quantizer is not installed (pip install 'edgecnn[precision]')"}
     why = ("a --precision plan was given" if prep.req.precision is not None else
@@ -225,8 +225,9 @@ def _int16_search(prep, names: list[str], ev: EvalSet, f1: float, max_drop_point
             info = TfliteInfo(data)
             precision.check_target([(r["op"], r["output"], r["precision"]) for r in
                                     precision.read_back(info, *prep.plan)["ops"]], req.target, "int16 plan")
-            if info.float_ops():
-                raise EdgecnnError(f"ops left in float: {', '.join(op.op for op in info.float_ops())}")
+            left = [op.op for op in info.float_ops()]
+            if left:
+                raise EdgecnnError(f"ops left in float: {', '.join(left)}")
         except EdgecnnError as exc:  # the quantizer could not build it: float is tried instead
             result["failed"] = f"{len(plan.rules)} int16 ops: {exc}"
             seen[plan.rules] = (False, None)
