@@ -175,11 +175,15 @@ def _scaling_options(command):
               "frozen) and train again.")
 @click.option("--fine-tune-lr", type=float, help="Learning rate of that phase (default: --lr / 10).")
 @click.option("--fine-tune-epochs", type=click.IntRange(1), help="Epochs of that phase (default: --epochs).")
+@click.option("--qat", is_flag=True, help="Quantization-aware: train through a simulation of the int8 model (folded "
+              "batch norm, int8 weights and activations); `edgecnn convert --quant int8` then uses the learned ranges.")
+@click.option("--per-tensor", is_flag=True, help="With --qat: simulate per-tensor int8 weights (convert with "
+              "--per-tensor).")
 @_scaling_options
 @click.option("--json", "as_json", is_flag=True)
 def train(model, data, output, epochs, batch_size, learning_rate, val_split, seed, input_size, options, skip_bad,
-          augment, lr_schedule, cut_at, freeze, fine_tune_blocks, fine_tune_lr, fine_tune_epochs, scale, offset, mean,
-          std, as_json):
+          augment, lr_schedule, cut_at, freeze, fine_tune_blocks, fine_tune_lr, fine_tune_epochs, qat, per_tensor,
+          scale, offset, mean, std, as_json):
     """Train zoo model MODEL (a name) or fine-tune a saved model on --data; saves the preprocessing spec.
 
     A saved classifier of other classes gets a new head of --data's classes on its backbone (transfer learning)."""
@@ -191,7 +195,8 @@ def train(model, data, output, epochs, batch_size, learning_rate, val_split, see
                       _parse_knobs(options), skip_bad, lr_schedule=lr_schedule,
                       augment=None if augment is None else tuple(a.strip() for a in augment.split(",") if a.strip()),
                       input_scale=scaling.scale_offset() if scaling.given else None, cut_at=cut_at, freeze=freeze,
-                      fine_tune_blocks=fine_tune_blocks, fine_tune_lr=fine_tune_lr, fine_tune_epochs=fine_tune_epochs)
+                      fine_tune_blocks=fine_tune_blocks, fine_tune_lr=fine_tune_lr, fine_tune_epochs=fine_tune_epochs,
+                      qat=qat, per_tensor=per_tensor)
     result = run_train(cfg, output, progress=not as_json)
     if as_json:
         echo_json(result)

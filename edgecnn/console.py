@@ -214,6 +214,12 @@ def train_lines(result: dict, output, data: str) -> list[str]:
 
     lines = [f"{output}: {tasks.get(result['task']).train_text(result, output, data)}; loss "
              f"{result['loss_first_epoch']:.3f} -> {result['loss_last_epoch']:.3f}; {result['wall_seconds']:.1f} s"]
+    if result.get("qat"):
+        q = result["qat"]
+        floats = {k: v for k, v in (result.get("float_measures") or {}).items() if isinstance(v, float)}
+        floats = ", ".join(f"{k} {v:.4f}" for k, v in floats.items())
+        lines.append(f"  quantization-aware: {q['ranges']} int8 ranges learned, {q['weights']} weights; the measures "
+                     "above are the int8 simulation's" + (f" (float: {floats})" if floats else ""))
     t = result["transfer"] or {}
     if "cut_at" in t:
         lines.append(f"  backbone of {t['from']} up to {t['cut_at']} ({t['backbone_layers']} layers, {t['blocks']} "

@@ -8,6 +8,7 @@ supplies preprocessing flags instead).
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -16,10 +17,11 @@ from edgecnn.data.spec import PreprocessSpec
 from edgecnn.errors import EdgecnnError
 
 SPEC_ENTRY = "edgecnn_preprocessing.json"
+QAT_ENTRY = "edgecnn_qat.json"  # the ranges `edgecnn train --qat` learned (edgecnn/train/qat.py)
 
 
-def save_model(model, path: str | Path, spec: PreprocessSpec | None) -> Path:
-    """Save `model` (+ `spec`) to a `.keras` file atomically."""
+def save_model(model, path: str | Path, spec: PreprocessSpec | None, qat: dict | None = None) -> Path:
+    """Save `model` (+ `spec`, + the ranges `qat` learned) to a `.keras` file atomically."""
     from edgecnn import _tf
 
     path = Path(path)
@@ -31,7 +33,26 @@ def save_model(model, path: str | Path, spec: PreprocessSpec | None) -> Path:
         if spec is not None:
             with zipfile.ZipFile(tmp, "a") as zf:
                 zf.writestr(SPEC_ENTRY, spec.to_json())
+        if qat is not None:
+            with zipfile.ZipFile(tmp, "a") as zf:
+                zf.writestr(QAT_ENTRY, json.dumps(qat, indent=1))
     return path
+
+
+def read_keras_qat(path: str | Path) -> dict | None:
+    """The ranges quantization-aware training learned, stored in a `.keras` file (None: not trained with --qat)."""
+    if Path(path).suffix != ".keras" or not Path(path).is_file():
+        return None
+    try:
+        with zipfile.ZipFile(path) as zf:
+            if QAT_ENTRY not in zf.namelist():
+                return None
+            data = json.loads(zf.read(QAT_ENTRY).decode("utf-8"))
+    except (zipfile.BadZipFile, ValueError) as exc:
+        raise EdgecnnError(f"{path}: unreadable {QAT_ENTRY} ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("ranges"), list):
+        raise EdgecnnError(f"{path}: {QAT_ENTRY} has no list of ranges")
+    return data
 
 
 def read_keras_spec(path: str | Path) -> PreprocessSpec | None:

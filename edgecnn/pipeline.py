@@ -288,6 +288,41 @@ def plan(run: RunDir, recipe: Recipe, progress: bool, log: Callable[[str], None]
                           done=tell(name, *([message] if message else [])), **kw))
         return name
 
+    def variant(key: str, keras: Path, train: str, float_keras: Path, pairs: dict) -> None:
+        """The steps after training model `key` (`keras`): its eval, and per (precision, target) its conversion,
+        eval, comparison with `float_keras` and benches."""
+        add(f"eval/{keras.name}", eval_settings, [keras], [], eval_step, (keras.name, recipe.data,
+                                                                          recipe.eval_samples), [train])
+        for (mode, target), devices in pairs.items():  # once per (precision, target) the devices need
+            step, name = artifact(key, mode, target)
+            tflite = run.root / name
+            req = ConversionRequest(mode, calibration=recipe.calibration or recipe.data,
+                                    num_calibration=recipe.calibration_samples, seed=recipe.seed, target=target)
+            what = mode if target == DEFAULT else f"{mode} for {target}"
+            convert = add(step, req.to_dict(), [keras], [tflite], convert_step, (keras.name, tflite.name, req), [train])
+
+            def converted(r, cached, k=key, what=what, convert=convert):
+                conv, conv_cached = seen[convert]
+                return (f"convert {k} {what}: {conv['size_bytes']:,} B, {_accuracy_text(r)}"
+                        + (" (cached)" if conv_cached else ""))
+
+            add(f"eval/{tflite.name}", eval_settings, [tflite], [], eval_step,
+                (tflite.name, recipe.data, recipe.eval_samples), [convert], converted)
+            if mode != "float32":
+                add(f"compare/{tflite.name}", eval_settings, [float_keras, tflite], [], compare_step,
+                    (float_keras.name, tflite.name, recipe.data, recipe.eval_samples), [train, convert])
+            for device in devices:
+                profile = profiles[device]
+                settings = BenchSettings(threads=profile.threads, warmup=10, runs=recipe.bench_runs, seed=recipe.seed)
+                add(f"bench/{tflite.name}/{device}", settings.to_dict(), [tflite], [], bench_step,
+                    (tflite.name, profile, settings), [convert],
+                    lambda b, cached, k=key, mode=mode, device=device: f"bench {k} {mode} on {device}: " + (
+                        f"p50 {b['timing']['steady']['p50_ms']:.3f} ms" if (b.get("timing") or {}).get("steady")
+                        else f"FAILED: {b.get('error')}"),
+                    resources={"num_cpus": 1 if profile.kind == "local" else 0,
+                               "resources": {board_resource(profile): 1}},
+                    finish=lambda doc: _record_bench(run, doc), keep=lambda doc: doc.get("status") == "ok")
+
     steps: list[Step] = []
     for m in recipe.models:
         keras = run.root / f"{m.key}.keras"
@@ -298,42 +333,42 @@ def plan(run: RunDir, recipe: Recipe, progress: bool, log: Callable[[str], None]
                           input_scale=scale.scale_offset() if scale.given else None, cut_at=m.cut_at,
                           freeze=m.freeze, fine_tune_blocks=m.fine_tune_blocks, fine_tune_lr=m.fine_tune_lr,
                           fine_tune_epochs=m.fine_tune_epochs)
-        train = add(f"train/{m.key}", cfg.__dict__, [start] if start else [], [keras], train_step,
+        train = add(f"train/{m.key}", train_settings(cfg), [start] if start else [], [keras], train_step,
                     (keras.name, cfg, progress),
                     message=lambda r, cached, k=m.key: f"train {k}: " + _train_text(r)
                     + (" (cached)" if cached else ""))
-        add(f"eval/{keras.name}", eval_settings, [keras], [], eval_step, (keras.name, recipe.data,
-                                                                          recipe.eval_samples), [train])
-        for (mode, target), devices in pairs.items():  # once per (precision, target) the devices need
-            step, name = artifact(m.key, mode, target)
-            tflite = run.root / name
-            req = ConversionRequest(mode, calibration=recipe.calibration or recipe.data,
-                                    num_calibration=recipe.calibration_samples, seed=recipe.seed, target=target)
-            what = mode if target == DEFAULT else f"{mode} for {target}"
-            convert = add(step, req.to_dict(), [keras], [tflite], convert_step, (keras.name, tflite.name, req), [train])
-
-            def converted(r, cached, k=m.key, what=what, convert=convert):
-                conv, conv_cached = seen[convert]
-                return (f"convert {k} {what}: {conv['size_bytes']:,} B, {_accuracy_text(r)}"
-                        + (" (cached)" if conv_cached else ""))
-
-            add(f"eval/{tflite.name}", eval_settings, [tflite], [], eval_step,
-                (tflite.name, recipe.data, recipe.eval_samples), [convert], converted)
-            if mode != "float32":
-                add(f"compare/{tflite.name}", eval_settings, [keras, tflite], [], compare_step,
-                    (keras.name, tflite.name, recipe.data, recipe.eval_samples), [train, convert])
-            for device in devices:
-                profile = profiles[device]
-                settings = BenchSettings(threads=profile.threads, warmup=10, runs=recipe.bench_runs, seed=recipe.seed)
-                add(f"bench/{tflite.name}/{device}", settings.to_dict(), [tflite], [], bench_step,
-                    (tflite.name, profile, settings), [convert],
-                    lambda b, cached, k=m.key, mode=mode, device=device: f"bench {k} {mode} on {device}: " + (
-                        f"p50 {b['timing']['steady']['p50_ms']:.3f} ms" if (b.get("timing") or {}).get("steady")
-                        else f"FAILED: {b.get('error')}"),
-                    resources={"num_cpus": 1 if profile.kind == "local" else 0,
-                               "resources": {board_resource(profile): 1}},
-                    finish=lambda doc: _record_bench(run, doc), keep=lambda doc: doc.get("status") == "ok")
+        variant(m.key, keras, train, keras, pairs)
+        if m.qat is not None:  # the float model fine-tuned through the int8 simulation: its int8 rows beside PTQ's
+            key, qkeras = qat_key(m), run.root / f"{qat_key(m)}.keras"
+            qcfg = TrainConfig(keras.name, recipe.data, m.qat.epochs, m.batch_size, m.qat.learning_rate, 0.1,
+                               recipe.seed, max_train_samples=recipe.max_train_samples, qat=True)
+            qtrain = add(f"train/{key}", train_settings(qcfg), [keras], [qkeras], train_step,
+                         (qkeras.name, qcfg, progress), [train],
+                         message=lambda r, cached, k=key: f"train {k}: " + _train_text(r)
+                         + (" (cached)" if cached else ""))
+            variant(key, qkeras, qtrain, keras, {p: d for p, d in pairs.items() if p[0] in QAT_MODES})
     return steps
+
+
+def train_settings(cfg) -> dict:
+    """A train step's cache key: its config, without the QAT fields when off (a run made before they existed stays
+    cached)."""
+    return {k: v for k, v in cfg.__dict__.items() if not (k in ("qat", "per_tensor") and not v)}
+
+
+QAT_MODES = ("int8",)  # what a QAT variant converts to (its learned ranges are int8's)
+
+
+def qat_key(m) -> str:
+    return f"{m.key}-qat"
+
+
+def variants(recipe: Recipe):
+    """(recipe model, the key of what was trained, its precisions) of each model and of its QAT fine-tune."""
+    for m in recipe.models:
+        yield m, m.key, recipe.quant
+        if m.qat is not None:
+            yield m, qat_key(m), tuple(q for q in recipe.quant if q in QAT_MODES)
 
 
 def _record_bench(run: RunDir, doc: dict) -> dict:
@@ -350,7 +385,8 @@ def _record_bench(run: RunDir, doc: dict) -> dict:
 def run_pipeline(recipe: Recipe, out_dir: str | Path, log: Callable[[str], None] = print,
                  progress: bool = True, executor=None) -> dict:
     """Run every stage of `recipe` into `out_dir`: train -> convert (each precision) -> evaluate -> bench (each
-    device) -> results database; returns the summary, one row per model x precision x device.
+    device) -> results database; returns the summary, one row per model x precision x device (and a model's QAT
+    fine-tune, `KEY-qat`, x int8 x device).
 
     `executor` runs the steps (default: `LocalExecutor`, here, one after another); failures of a bench are rows,
     any other failure stops the run with every finished step kept in the manifest.
@@ -364,7 +400,8 @@ def run_pipeline(recipe: Recipe, out_dir: str | Path, log: Callable[[str], None]
         ConversionRequest(mode)
     pairs, skipped = conversions(recipe, profiles)
     run = RunDir(out_dir)
-    total = len(recipe.models) * (1 + sum(1 + len(devices) for devices in pairs.values())) + 1
+    total = sum(1 + sum(1 + len(devices) for (mode, _), devices in pairs.items() if mode in modes)
+                for _, _, modes in variants(recipe)) + 1
     done = [0]
     plain_log = log
 
@@ -376,21 +413,22 @@ def run_pipeline(recipe: Recipe, out_dir: str | Path, log: Callable[[str], None]
         plain_log(f"skip {s['precision']} on {s['device']}: {s['reason']}")
     results = (executor or LocalExecutor()).run_steps(run, plan(run, recipe, progress, log))
     rows = []
-    for m in recipe.models:
-        keras = run.root / f"{m.key}.keras"
+    for m, key, modes in variants(recipe):
+        keras = run.root / f"{m.key}.keras"  # the float model: a QAT variant's rows are measured against it
         trained, float_eval = results[f"train/{m.key}"], results[f"eval/{keras.name}"]
         task = tasks.get(float_eval.get("task"))
-        for mode in recipe.quant:
+        for mode in modes:
             for device in recipe.devices:
                 target = profiles[device].target
                 if (mode, target) not in pairs:
                     continue  # skipped: the device's target does not take this precision
-                step, name = artifact(m.key, mode, target)
+                step, name = artifact(key, mode, target)
                 tflite, conv = run.root / name, results[step]
                 acc, cmp = results[f"eval/{tflite.name}"], results.get(f"compare/{tflite.name}")
                 b = results[f"bench/{tflite.name}/{device}"]
                 steady = (b.get("timing") or {}).get("steady") or {}
-                rows.append({"model": m.key, "precision": mode, "device": device, "target": target, "path": str(tflite),
+                rows.append({"model": key, "precision": mode, "qat": key != m.key, "device": device, "target": target,
+                             "path": str(tflite),
                              "size_bytes": conv["size_bytes"], "size_ratio": conv["size_ratio_to_float32"],
                              "task": task.name, "metric": task.metric, "value": task.value(acc),
                              "float_value": task.value(float_eval),

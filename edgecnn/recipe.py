@@ -14,7 +14,9 @@ Per model: `input_size` (int >= 1, default: the model's own), `epochs` (10), `ba
 (1e-3), `options` (zoo builder options), `label` (name in reports). Transfer learning (edgecnn/train/transfer.py):
 `start_from` (a saved classifier, .keras/.h5, whose backbone gets a head of the data's classes; `name` is then only
 the model's name in reports), `freeze`, `fine_tune_blocks`, `fine_tune_lr`, `fine_tune_epochs`, `cut_at`, and
-`mean`/`std` for a file without a saved spec, as `edgecnn train`'s flags. Top level: `calibration` (default: the data's
+`mean`/`std` for a file without a saved spec, as `edgecnn train`'s flags. `qat: true` (or `{epochs: 2,
+learning_rate: 1e-4}`, the defaults): fine-tune the trained model through the int8 simulation (`edgecnn train --qat`)
+and add its int8 rows (model `KEY-qat`) beside the post-training ones. Top level: `calibration` (default: the data's
 train split), `calibration_samples` (200), `eval_samples`, `max_train_samples` (default: all), `bench_runs` (50).
 The schema is strict (`edgecnn.schema`): a wrong type, a bad value or an unknown key is one error line naming the
 file and the field, e.g. `models[0].epochs`, so a typo never silently runs the default.
@@ -40,6 +42,19 @@ QUICK = {"name": "quick", "data": "digits", "models": [{"name": "lenet5", "input
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
+class QatRecipe(Strict):
+    """`qat:` of a model: after its float training, fine-tune it through the int8 simulation (`edgecnn train --qat`);
+    its int8 rows (model `KEY-qat`) sit beside the post-training ones, measured against the same float model."""
+
+    epochs: int = Field(2, ge=1)
+    learning_rate: float = Field(1e-4, gt=0, allow_inf_nan=False)
+
+    @field_validator("learning_rate", mode="before")
+    @classmethod
+    def _yaml_float(cls, v):
+        return float(v) if isinstance(v, str) and _NUMBER.fullmatch(v.strip()) else v
+
+
 class ModelRecipe(Strict):
     """One model to train: a zoo name and its training settings."""
 
@@ -58,6 +73,12 @@ class ModelRecipe(Strict):
     cut_at: Optional[str] = None
     mean: Optional[float] = None
     std: Optional[float] = Field(None, gt=0)
+    qat: Optional[QatRecipe] = None  # `qat: true` or `qat: {epochs: 2, learning_rate: 1e-4}`
+
+    @field_validator("qat", mode="before")
+    @classmethod
+    def _qat_flag(cls, v):
+        return {} if v is True else (None if v is False else v)
 
     @field_validator("learning_rate", "fine_tune_lr", mode="before")
     @classmethod
@@ -107,7 +128,11 @@ def recipe_from_dict(d: dict, source: str) -> Recipe:
                 raise EdgecnnError(f"start_from {m.start_from}: no such model file")
         except EdgecnnError as exc:
             raise EdgecnnError(f"{source}: models[{i}]: {exc}") from None
-    keys = [m.key for m in recipe.models]
+    for i, m in enumerate(recipe.models):
+        if m.qat is not None and "int8" not in recipe.quant:
+            raise EdgecnnError(f"{source}: models[{i}].qat: quantization-aware training is for int8; add int8 to "
+                               f"quant (it has {', '.join(recipe.quant)})")
+    keys = [m.key for m in recipe.models] + [f"{m.key}-qat" for m in recipe.models if m.qat is not None]
     if len(set(keys)) != len(keys):
         raise EdgecnnError(f"{source}: two models share the label {keys}; give them distinct 'label's")
     return recipe

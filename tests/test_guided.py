@@ -69,6 +69,7 @@ def test_guided_says_why_not(v3_digits, tmp_path, monkeypatch):
                        "digits")
     assert exc.value.floor_points == pytest.approx(50.0)  # said before any search step
     assert "--io float32 loses 50.00 pts" in str(exc.value)
+    assert "--qat --epochs 2" in str(exc.value)  # the way on that post-training int8 has not
     assert len(calls) == 4  # float, full int8, every layer in float, the same with float IO: no search
     assert not (tmp_path / "g.tflite").exists()
 

@@ -119,15 +119,21 @@ class Prepared:
         _tf.quiet()
         t = time.perf_counter()
         kind = source_kind(model_path)
+        self.qat = None  # the ranges `edgecnn train --qat` learned (a .keras file)
         if kind in FLATBUFFER_SOURCES:  # read straight to the float flatbuffer; no Keras object
             self.model = None
             self.f32, spec, shape, self.source_notes, head = FLATBUFFER_SOURCES[kind](model_path, req)
             self.timings["float_read_s" if kind == "tflite" else "float_convert_s"] = time.perf_counter() - t
         else:
             from edgecnn.convert.frontend import float_tflite
-            from edgecnn.modelfile import load_model
+            from edgecnn.modelfile import load_model, read_keras_qat
 
             self.source_notes, head = [], {}
+            self.qat = read_keras_qat(model_path)
+            if self.qat is not None and req.mode == "int8":  # refused before any work
+                from edgecnn.convert import qat_ranges
+
+                qat_ranges.check_request(req, self.qat, model_path)
             self.model, spec = load_model(model_path, self.source_notes)
             shape = self.model.input_shape[1:]
             self.f32 = float_tflite(self.model, verbose, signature=False)
@@ -210,6 +216,12 @@ class Prepared:
                 method, self.calib_desc["best"] = choose(self.f32, self.samples, self._quantize, *self.task)
             self.calibrated = calibrate(self.f32, self.samples, self.req.calibrator, method)
             self.calib_desc["method"] = method
+            if self.qat is not None:  # trained with --qat: its learned ranges replace the calibrated ones
+                from edgecnn.convert import qat_ranges
+
+                self.calibrated, self.calib_desc["qat"] = qat_ranges.apply(self.calibrated, self.qat, self.model,
+                                                                           self.samples)
+                self.calib_desc["method"] = "learned (QAT)"
             self.timings["calibrate_s"] = time.perf_counter() - t
 
     def use_float(self, f32: bytes) -> None:

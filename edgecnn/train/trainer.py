@@ -57,6 +57,8 @@ class TrainConfig:
     fine_tune_blocks: int = 0  # then unfreeze the top N blocks ...
     fine_tune_lr: float | None = None  # ... at this learning rate (default: learning_rate * FINE_TUNE_LR_RATIO)
     fine_tune_epochs: int | None = None  # ... for this many epochs (default: epochs)
+    qat: bool = False  # quantization-aware: train through the int8 simulation (qat.py); the ranges saved with it
+    per_tensor: bool = False  # --qat for a per-tensor int8 model (one weight range per layer)
 
 
 def default_spec(name: str, input_shape, class_names, dataset: str) -> PreprocessSpec:
@@ -165,6 +167,32 @@ def _phases(cfg: TrainConfig, model, moved: dict | None):
                   if cfg.fine_tune_blocks and freeze else []}
 
 
+QAT_TASKS = ("classification",)  # the tasks --qat trains (a detector's or segmenter's heads: not yet)
+
+
+def _check_qat(cfg: TrainConfig, plan, moved, model, task) -> None:
+    """--qat fine-tunes a trained model of these classes as a whole, of layers it simulates; one line otherwise."""
+    if cfg.per_tensor and not cfg.qat:
+        raise EdgecnnError("--per-tensor goes with --qat (the int8 weights the training simulates)")
+    if not cfg.qat:
+        return
+    if task.name not in QAT_TASKS:
+        raise EdgecnnError(f"{cfg.model}: --qat trains {', '.join(QAT_TASKS)} models for now, not {task.name}")
+    if moved and moved.get("head"):
+        raise EdgecnnError(f"{cfg.model}: --qat fine-tunes a model already trained for these classes "
+                           f"({moved['head']}): train the new head first without --qat")
+    if plan != [None]:
+        raise EdgecnnError(f"{cfg.model}: --qat trains the whole model through the int8 simulation: drop "
+                           "--cut-at / --fine-tune-blocks, and train a pretrained backbone with --no-freeze")
+    from edgecnn.train import qat
+
+    qat.check(model, cfg.per_tensor)
+    if not _saved(cfg.model) and not moved and qat.has_batch_norm(model):  # a fresh build's statistics: 0 and 1
+        raise EdgecnnError(f"{cfg.model}: --qat fine-tunes a trained model (its batch norm is folded with the "
+                           f"statistics training gave it): train it in float first, then `edgecnn train "
+                           f"MODEL.keras --qat`")
+
+
 def _fit_phase(cfg, phase, model, spec, hooks, x, train_ds, tr, va, steps, progress):
     """One phase's fit (`phase` None: the whole model, the run's epochs and learning rate): the Keras history."""
     from edgecnn import _tf
@@ -231,27 +259,42 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     tr, va = split_indices(y, cfg.val_split, seed=cfg.seed) if cfg.val_split > 0 else (np.arange(len(y)), [])
     steps = int(np.ceil(len(tr) / cfg.batch_size))
     plan, moved = _phases(cfg, model, moved)
+    _check_qat(cfg, plan, moved, model, task)
     tf.config.experimental.enable_op_determinism()  # once model and phases are known good (global seeds are set)
     cfg = replace(cfg, augment=cfg.augment if cfg.augment is not None else  # a new head on a few photos: flips
                   (transfer.DEFAULT_AUGMENT if plan != [None] else ()))  # and shifts; else none unless asked
+    fitted, quants = model, None
+    if cfg.qat:  # the run trains the int8 simulation, which shares the model's variables
+        from edgecnn.train import qat
+
+        fitted, quants = qat.simulate(model, spec, x[tr], cfg.per_tensor)
     hists, phases = [], []
     for phase in plan:
         t_phase = time.perf_counter()
-        hists.append(_fit_phase(cfg, phase, model, spec, hooks, x, train_ds, tr, va, steps, progress))
-        phases.append(_phase_summary(phase, model, hists[-1].history, time.perf_counter() - t_phase,
+        hists.append(_fit_phase(cfg, phase, fitted, spec, hooks, x, train_ds, tr, va, steps, progress))
+        phases.append(_phase_summary(phase, fitted, hists[-1].history, time.perf_counter() - t_phase,
                                      cfg.learning_rate))
     hist = hists[-1]
     for layer in model._flatten_layers(include_self=False):  # saved as trainable: a later fine-tune decides
         layer.trainable = True
     train_secs = time.perf_counter() - t0
-    measures = hooks.measure(model, spec, hist, train_ds, test_ds, tr, va)
-    save_model(model, out, spec)
+    measures = hooks.measure(fitted, spec, hist, train_ds, test_ds, tr, va)  # --qat: as the int8 model will
+    learned = None
+    if quants is not None:
+        from edgecnn.train import qat
+
+        learned = qat.learned(quants, cfg.per_tensor)
+        measures["float_measures"] = {k: v for k, v in hooks.measure(model, spec, hist, train_ds, test_ds, tr,
+                                                                     va).items() if not k.startswith("val_")}
+    save_model(model, out, spec, qat=learned)
     return {
         "output": str(out), "model": cfg.model, "data": cfg.data, "task": task.name, "epochs": cfg.epochs,
         "seed": cfg.seed, "train_samples": int(len(tr)), "val_samples": int(len(va)),
         "test_samples": int(len(test_ds)), "loss_first_epoch": float(hists[0].history["loss"][0]),
         "loss_last_epoch": float(hist.history["loss"][-1]), **measures, "augment": list(cfg.augment),
         "transfer": moved, "phases": phases,
+        "qat": {"weights": learned["weights"], "ranges": len(learned["ranges"]), "ema_decay": qat.EMA_DECAY}
+        if learned else None,
         "wall_seconds": round(train_secs, 2), "input_shape": list(spec.input_shape), "preprocessing": spec.to_dict(),
         **summarize(model),
     }

@@ -1,0 +1,139 @@
+"""Quantization-aware training against post-training int8: float / PTQ / QAT top-1 side by side in one run.
+
+    .venv/bin/python benchmarks/qat.py [--out runs/bench/qat] [--data fashion-mnist] [--pattern '*'] [--runs 100]
+    .venv/bin/python benchmarks/qat.py --tables runs/bench/qat/results.json   # re-print the table
+
+Each model of MODELS is trained in float (or reused from --out), then trained --qat-epochs more at --qat-lr without
+the simulation (the control: what the extra epochs alone give), then for per-channel and per-tensor weights:
+post-training int8 of both (`edgecnn convert --quant int8`, 200 calibration images of the train split, the default path),
+and `edgecnn train --qat` from the float model for --qat-epochs at --qat-lr, converted the same way (its learned
+ranges). Every model is evaluated on the first --eval-limit test images and benched here (1 thread, XNNPACK): sizes,
+p50, XNNPACK partitions and the op histogram of both int8 graphs (QAT must give the PTQ graph).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+MODELS = [  # (label, zoo name, knobs, float epochs)
+    ("mobilenet_v1_0.25", "mobilenet_v1", {"alpha": 0.25}, 5),
+    ("mobilenet_v2_0.35", "mobilenet_v2", {"alpha": 0.35}, 5),
+    ("mobilenet_v3_small_0.75", "mobilenet_v3_small", {"alpha": 0.75}, 5),
+]
+GRANULARITY = (("per-channel", False), ("per-tensor", True))
+
+
+def _top1(path, args) -> float:
+    from edgecnn.evaluate.accuracy import evaluate
+
+    return float(evaluate(path, args.data, limit=args.eval_limit)["top1"])
+
+
+def _int8(keras_path: Path, out: Path, per_tensor: bool, args) -> dict:
+    from detect_zoo import _bench
+
+    from edgecnn.convert.converter import convert_model
+    from edgecnn.convert.request import ConversionRequest
+
+    req = ConversionRequest("int8", per_tensor=per_tensor, calibration=args.data, num_calibration=200)
+    report = convert_model(keras_path, out, req)
+    bench = _bench(out, args.runs)
+    return {"top1": _top1(out, args), "size_bytes": out.stat().st_size, "p50_ms": bench["p50_ms"],
+            "partitions": bench["partitions"], "ops": report["op_histogram"], "ops_in_float": report["ops_in_float"],
+            "calibration": report["calibration"].get("qat") or report["calibration"].get("method")}
+
+
+def measure(label: str, name: str, knobs: dict, epochs: int, args) -> dict:
+    from edgecnn.train.trainer import TrainConfig, train
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    float_path = out / f"{label}.keras"
+    row = {"model": label, "data": args.data}
+    if not float_path.exists():
+        t = time.perf_counter()
+        train(TrainConfig(name, args.data, epochs=epochs, batch_size=128, input_size=32, knobs=knobs,
+                          max_train_samples=args.max_train_samples), float_path, progress=False)
+        row["float_train_s"] = round(time.perf_counter() - t, 1)
+    row["float_top1"] = _top1(float_path, args)
+    # the control: the float model trained as long again as QAT trains it (same epochs, learning rate, data), then
+    # post-training int8: what the extra epochs alone give, so that QAT's gain over PTQ is QAT's own
+    longer = out / f"{label}_float_longer.keras"
+    t = time.perf_counter()
+    train(TrainConfig(str(float_path), args.data, epochs=args.qat_epochs, batch_size=128,
+                      learning_rate=args.qat_lr, max_train_samples=args.max_train_samples), longer, progress=False)
+    row["longer"] = {"epochs": args.qat_epochs, "train_s": round(time.perf_counter() - t, 1),
+                     "float_top1": _top1(longer, args)}
+    for tag, per_tensor in GRANULARITY:
+        ptq = _int8(float_path, out / f"{label}_ptq_{tag}.tflite", per_tensor, args)
+        row.setdefault("longer_ptq", {})[tag] = _int8(longer, out / f"{label}_float_longer_ptq_{tag}.tflite",
+                                                      per_tensor, args)["top1"]
+        qat_path = out / f"{label}_qat_{tag}.keras"
+        t = time.perf_counter()
+        summary = train(TrainConfig(str(float_path), args.data, epochs=args.qat_epochs, batch_size=128,
+                                    learning_rate=args.qat_lr, max_train_samples=args.max_train_samples, qat=True,
+                                    per_tensor=per_tensor), qat_path, progress=False)
+        qat_s = time.perf_counter() - t
+        qat = _int8(qat_path, out / f"{label}_qat_{tag}.tflite", per_tensor, args)
+        row[tag] = {"ptq": ptq, "qat": {**qat, "epochs": args.qat_epochs, "lr": args.qat_lr,
+                                        "train_s": round(qat_s, 1), "simulated_top1": summary.get("test_top1"),
+                                        "float_top1_after": _top1(qat_path, args)},
+                    "same_graph": ptq["ops"] == qat["ops"] and ptq["partitions"] == qat["partitions"]}
+        print(json.dumps({label: {tag: row[tag]}}), flush=True)
+    return row
+
+
+def table(rows: list) -> None:
+    """One row per model and weight granularity: the float model and its PTQ int8, the control (the float model
+    trained the QAT epochs again without the simulation, and its PTQ int8), and QAT int8; drops against the float
+    model each int8 model came from (QAT: the control's float, trained as long)."""
+    print("| model | weights | float top-1 | PTQ int8 (drop pts) | float, +N epochs | its PTQ int8 (drop pts) | "
+          "QAT int8, N epochs (drop pts) | QAT time | int8 KiB PTQ / QAT | p50 ms PTQ / QAT | partitions PTQ / QAT | "
+          "same graph |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        f, lf = r["float_top1"], r["longer"]["float_top1"]
+        for tag, _ in GRANULARITY:
+            p, q, lp = r[tag]["ptq"], r[tag]["qat"], r["longer_ptq"][tag]
+            print(f"| {r['model']} | {tag} | {f:.4f} | {p['top1']:.4f} ({100 * (f - p['top1']):+.2f}) | "
+                  f"{lf:.4f} | {lp:.4f} ({100 * (lf - lp):+.2f}) | "
+                  f"{q['top1']:.4f}, {q['epochs']} ({100 * (lf - q['top1']):+.2f}) | {q['train_s']:.0f} s | "
+                  f"{p['size_bytes'] / 1024:.0f} / {q['size_bytes'] / 1024:.0f} | {p['p50_ms']:.3f} / "
+                  f"{q['p50_ms']:.3f} | {p['partitions']} / {q['partitions']} | "
+                  f"{'yes' if r[tag]['same_graph'] else 'NO'} |")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="runs/bench/qat")
+    ap.add_argument("--data", default="fashion-mnist")
+    ap.add_argument("--pattern", default="*")
+    ap.add_argument("--max-train-samples", type=int, default=20000)
+    ap.add_argument("--qat-epochs", type=int, default=2)
+    ap.add_argument("--qat-lr", type=float, default=1e-4)
+    ap.add_argument("--eval-limit", type=int, default=2000)
+    ap.add_argument("--runs", type=int, default=100)
+    ap.add_argument("--tables", help="re-print the table of a results.json")
+    args = ap.parse_args()
+    if args.tables:
+        table(json.loads(Path(args.tables).read_text()))
+        return 0
+    rows = [measure(*m, args) for m in MODELS if fnmatch.fnmatch(m[0], args.pattern)]
+    out = Path(args.out)
+    tmp = out / "results.json.tmp"
+    tmp.write_text(json.dumps(rows, indent=2))
+    tmp.replace(out / "results.json")
+    table(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,414 @@
+"""Quantization-aware training for Keras 3: the model trains through a simulation of the int8 model it converts to.
+
+tensorflow-model-optimization's `quantize_model()` needs Keras 2; Keras 3's `model.quantize()` is post-training and
+Dense-only. Here the trained model's functional graph is re-wired (walked as `keras.models.clone_model` walks it,
+sharing every layer and variable) so that each value the int8 model holds is fake-quantized the way the TFLite
+converter will quantize it, with `keras.quantizers.fake_quant_with_min_max_vars` (TF's FakeQuant ops,
+straight-through gradients):
+
+| where                                      | simulated as                                                      |
+|--------------------------------------------|-------------------------------------------------------------------|
+| a Conv2D / DepthwiseConv2D / Dense, its    | one fused op, as the converter folds it: the batch norm folded    |
+| batch norm and a ReLU / ReLU6 after them   | into the kernel with its moving statistics (frozen: what the      |
+| (each the previous one's only reader)      | converter folds), the folded kernel fake-quantized symmetric      |
+|                                            | narrow-range per output channel (`per_tensor`: one range), the   |
+|                                            | activation after it                                               |
+| the value each op writes (the end of such  | asymmetric int8 per tensor over a range tracked by a moving       |
+| a chain, an add, a pooling mean, a raw op  | average of the batches' min/max (tfmot's MovingAverageQuantizer),|
+| like hard sigmoid's `x + 3.0`...)          | started from a calibration pass over the first training images   |
+| an add / multiply whose only reader is a   | quantized once, after the ReLU (the converter fuses it into the  |
+| ReLU / ReLU6                               | add)                                                              |
+| softmax / sigmoid / tanh outputs           | the converter's fixed int8 range ([0, 255/256], [-1, 127/128])    |
+| ops that keep their input's scale          | nothing (max pooling, padding, reshape, dropout keep the grid);  |
+|                                            | average pooling is rounded onto its input's grid                  |
+| the model input                            | the spec's value range (what its int8 input holds)                |
+
+The trained weights are the float model's own (shared variables): `edgecnn train --qat` saves the float model as
+usual with the learned ranges beside its spec (`edgecnn_qat.json` in the `.keras`), and `edgecnn convert` writes
+those ranges into the tensors they belong to instead of calibrated ones (`edgecnn/convert/qat_ranges.py`), so the
+int8 graph is the PTQ one (same ops, rewrites, partitions) with the trained weights and ranges.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgecnn.errors import EdgecnnError
+
+EMA_DECAY = 0.99  # tfmot uses 0.999 for ImageNet-length runs; edge fine-tunes are a few hundred steps
+CALIBRATION_IMAGES = 256  # the ranges' starting point: min/max of the float model over these training images
+KERNEL_KINDS = ("Conv2D", "DepthwiseConv2D", "Dense")
+FUSED_ACTIVATIONS = ("linear", "relu", "relu6")  # what TFLite fuses into a conv / fully-connected op
+FIXED_RANGE = {"softmax": (0.0, 255.0 / 256.0), "sigmoid": (0.0, 255.0 / 256.0),  # the converter's fixed scales
+               "tanh": (-1.0, 127.0 / 128.0)}
+RAW_ACTIVATIONS = {"Sigmoid": "sigmoid", "Tanh": "tanh", "Softmax": "softmax"}  # keras.ops written in model code
+TIED_SCALE = ("AveragePooling2D", "AveragePooling1D")  # the converter gives them their input's scale
+ELEMENTWISE = ("Add", "Subtract", "Multiply")  # TFLite fuses a ReLU / ReLU6 after these into the op
+SAME_SCALE = ("MaxPooling2D", "MaxPooling1D", "ZeroPadding2D", "Reshape", "Flatten", "Dropout", "SpatialDropout2D",
+              "Cropping2D", "Permute", "InputLayer", "Identity")
+WEIGHTED = KERNEL_KINDS + ("BatchNormalization",)  # the layers with weights the simulation models
+REFUSED = ("SeparableConv2D", "Conv2DTranspose", "Conv1D", "Conv3D", "LSTM", "GRU", "SimpleRNN", "Embedding",
+           "EinsumDense", "MultiHeadAttention", "LayerNormalization", "GroupNormalization")
+LINEAR = ".linear"  # the owner name of a kernel layer's output before its own softmax/sigmoid (its own op)
+INPUT = "<input>"  # the owner name of the model input's range
+FORMAT = 1  # the layout of `edgecnn_qat.json`
+
+
+def int8_grid(lo: float, hi: float) -> tuple[float, float]:
+    """[lo, hi] moved onto the int8 grid its scale and zero point give, so that TF's FakeQuant and the TFLite
+    converter agree on it. They round a zero point halfway between two integers differently (FakeQuant in [0, 255],
+    the converter in [-128, 127], both half away from zero): [-1, 1], the input of a MobileNet, has zero point
+    127.5 / -0.5 and became 0 in the simulation but -1 in the int8 model, one step apart at every white pixel."""
+    scale = (hi - lo) / 255.0
+    zero = -128.0 - lo / scale
+    zero = float(np.floor(zero + 0.5)) if zero >= 0 else float(np.ceil(zero - 0.5))  # half away from zero
+    return (-128.0 - zero) * scale, (127.0 - zero) * scale
+
+
+def _activation_name(layer) -> str | None:
+    """'relu', 'relu6', 'linear', 'softmax', ... of a layer's own activation, or of an activation layer."""
+    kind = type(layer).__name__
+    if kind == "ReLU":
+        if layer.negative_slope or layer.threshold:
+            return None
+        return "relu6" if layer.max_value is not None and float(layer.max_value) == 6.0 else (
+            "relu" if layer.max_value is None else None)
+    if kind == "Softmax":
+        return "softmax"
+    act = getattr(layer, "activation", None)
+    if act is None:
+        return None
+    return getattr(act, "__name__", str(act))
+
+
+def _readers(model) -> dict[int, list]:
+    """{id(layer): the layers that read its output} over the functional graph (and nested functional models)."""
+    out: dict[int, list] = {}
+    for depth in model._nodes_by_depth.values():  # this model's nodes only (a shared layer has others)
+        for node in depth:
+            for t in node.input_tensors:
+                out.setdefault(id(t._keras_history.operation), []).append(node.operation)
+    for layer in model.layers:
+        if _nested(layer):
+            out.update(_readers(layer))
+    return out
+
+
+def _nested(layer) -> bool:  # a functional model inside the model
+    return hasattr(layer, "_nodes_by_depth") and hasattr(layer, "layers")
+
+
+def _only_reader(layer, readers, kinds) -> object | None:
+    r = readers.get(id(layer), [])
+    return r[0] if len(r) == 1 and type(r[0]).__name__ in kinds else None
+
+
+def _fused_relu(layer, readers):
+    """The ReLU / ReLU6 layer that is `layer`'s only reader (the converter fuses it into `layer`'s op), or None."""
+    act = _only_reader(layer, readers, ("ReLU", "Activation"))
+    return act if act is not None and _activation_name(act) in ("relu", "relu6") else None
+
+
+def chains(model, readers) -> dict[int, list]:
+    """{id(first layer): [kernel layer, its batch norm?, its ReLU?]}: the layers the converter fuses into one op."""
+    out = {}
+    for layer in _all_layers(model):
+        if type(layer).__name__ not in KERNEL_KINDS:
+            continue
+        chain = [layer]
+        if _activation_name(layer) == "linear":
+            bn = _only_reader(layer, readers, ("BatchNormalization",))
+            if bn is not None and _foldable(bn):
+                chain.append(bn)
+            act = _fused_relu(chain[-1], readers)
+            if act is not None:
+                chain.append(act)
+        out[id(layer)] = chain
+    return out
+
+
+def _foldable(bn) -> bool:
+    """A batch norm over the last axis (the channels a kernel's output has): what the converter folds."""
+    axis = bn.axis if isinstance(bn.axis, int) else (bn.axis[0] if len(bn.axis) == 1 else None)
+    try:
+        rank = len(bn.input.shape)
+    except (AttributeError, ValueError):
+        return False
+    return axis is not None and axis % rank == rank - 1
+
+
+def _all_layers(model) -> list:
+    """Every operation of the graph, nested models walked into: Keras layers and the raw ops a model's code wrote
+    (keras.applications' MobileNetV3 writes the hard sigmoid of its squeeze-excite gates as `x + 3.0` and
+    `* (1 / 6)`, operations without a layer)."""
+    out = []
+    for layer in model.operations:
+        if _nested(layer):
+            out.extend(_all_layers(layer))
+        else:
+            out.append(layer)
+    return out
+
+
+def has_batch_norm(model) -> bool:
+    return any(type(layer).__name__ == "BatchNormalization" for layer in _all_layers(model))
+
+
+def check(model, per_tensor: bool = False) -> None:
+    """One line naming what the simulation cannot model the converter's int8 for: a nested model, a layer called
+    twice, a layer with weights other than a conv / depthwise / dense and its batch norm, a batch norm it cannot
+    fold."""
+    if not hasattr(model, "_nodes_by_depth"):
+        raise EdgecnnError(f"--qat walks a functional model's graph; {model.name!r} is a {type(model).__name__}: "
+                           "rebuild it with the functional API")
+    calls: dict[int, int] = {}
+    for depth in model._nodes_by_depth.values():
+        for node in depth:
+            calls[id(node.operation)] = calls.get(id(node.operation), 0) + 1
+    for layer in model.operations:
+        kind = type(layer).__name__
+        if _nested(layer) or kind == "Sequential":
+            raise EdgecnnError(f"--qat cannot simulate layer {layer.name!r} yet: a model nested in the model "
+                               "(flatten it into one functional graph)")
+        if calls.get(id(layer), 0) > 1:
+            raise EdgecnnError(f"--qat cannot simulate layer {layer.name!r}: it is called {calls[id(layer)]} times "
+                               "(a shared layer)")
+        if kind in REFUSED or (layer.weights if hasattr(layer, "weights") else []) and kind not in WEIGHTED:
+            raise EdgecnnError(f"--qat cannot simulate layer {layer.name!r} ({kind}) yet: it simulates the weights "
+                               "of Conv2D, DepthwiseConv2D and Dense with their batch norm, and weightless "
+                               "element-wise, pooling and shape layers")
+        if kind == "BatchNormalization" and not _foldable(layer):
+            raise EdgecnnError(f"--qat cannot simulate layer {layer.name!r}: a batch norm over axis {layer.axis}, "
+                               "not the channels")
+
+
+def _fused(name: str, x):
+    import keras
+
+    if name == "relu":
+        return keras.ops.relu(x)
+    if name == "relu6":
+        return keras.ops.relu6(x)
+    return x
+
+
+def _make_layers():
+    """The two Keras layers of the simulation (defined on first use: Keras is imported lazily)."""
+    import keras
+    from keras import ops
+
+    class RangeQuant(keras.layers.Layer):
+        """Fake-quantizes a value to asymmetric int8 over [min, max]: a moving average of the batches' min/max
+        while training (`fixed`: a constant range, e.g. softmax's)."""
+
+        def __init__(self, lo: float, hi: float, fixed: bool = False, decay: float = EMA_DECAY, **kw):
+            super().__init__(**kw)
+            self.fixed, self.decay, self._start = fixed, decay, (float(lo), float(hi))
+
+        def build(self, shape):
+            self.lo = self.add_weight(shape=(), initializer=keras.initializers.Constant(self._start[0]),
+                                      trainable=False, name="min")
+            self.hi = self.add_weight(shape=(), initializer=keras.initializers.Constant(self._start[1]),
+                                      trainable=False, name="max")
+
+        def compute_output_shape(self, shape):
+            return shape
+
+        def call(self, x, training=False):
+            if training and not self.fixed:
+                d = self.decay
+                self.lo.assign(d * self.lo + (1 - d) * ops.minimum(ops.min(x), 0.0))
+                self.hi.assign(d * self.hi + (1 - d) * ops.maximum(ops.max(x), 0.0))
+            return keras.quantizers.fake_quant_with_min_max_vars(x, self.lo, self.hi, num_bits=8)
+
+    class FusedQuant(keras.layers.Layer):
+        """A conv / depthwise / dense with its batch norm folded in and its kernel fake-quantized (symmetric,
+        narrow range, per output channel or per tensor), then its fused activation: the converter's int8 op."""
+
+        def __init__(self, chain, per_tensor: bool, **kw):
+            super().__init__(**kw)
+            self.kernel_layer = chain[0]
+            self.bn = next((c for c in chain[1:] if type(c).__name__ == "BatchNormalization"), None)
+            acts = [c for c in chain[1:] if type(c).__name__ != "BatchNormalization"]
+            own = _activation_name(self.kernel_layer)
+            self.act = _activation_name(acts[0]) if acts else (own if own in FUSED_ACTIVATIONS else "linear")
+            self.per_tensor = per_tensor
+
+        def _folded(self):
+            k = self.kernel_layer
+            kind = type(k).__name__
+            w = k.kernel  # DepthwiseConv2D too: (h, w, in, multiplier)
+            b = k.bias if getattr(k, "use_bias", False) else None
+            shape = tuple(w.shape)
+            out_shape = (shape[0], shape[1], shape[2] * shape[3]) if kind == "DepthwiseConv2D" else shape
+            w = ops.reshape(w, out_shape)
+            if self.bn is not None:
+                bn = self.bn
+                s = ops.rsqrt(bn.moving_variance + bn.epsilon)
+                if bn.gamma is not None:
+                    s = s * bn.gamma
+                beta = bn.beta if bn.beta is not None else 0.0
+                w = w * s
+                b = (b if b is not None else 0.0) - bn.moving_mean
+                b = b * s + beta
+            m = ops.max(ops.abs(w)) if self.per_tensor else ops.max(ops.abs(w), axis=tuple(range(len(out_shape) - 1)))
+            m = ops.stop_gradient(ops.maximum(m, 1e-8))
+            wq = keras.quantizers.fake_quant_with_min_max_vars(w, -m, m, num_bits=8, narrow_range=True,
+                                                               axis=None if self.per_tensor else -1)
+            return ops.reshape(wq, shape), b
+
+        def call(self, x):
+            k = self.kernel_layer
+            kind = type(k).__name__
+            w, b = self._folded()
+            if kind == "Dense":
+                y = ops.matmul(x, w)
+            elif kind == "Conv2D":
+                y = ops.conv(x, w, strides=k.strides, padding=k.padding, dilation_rate=k.dilation_rate)
+            else:
+                y = ops.depthwise_conv(x, w, strides=k.strides, padding=k.padding, dilation_rate=k.dilation_rate)
+            if b is not None:
+                y = y + b
+            return _fused(self.act, y)
+
+    class TiedQuant(keras.layers.Layer):
+        """Fake-quantizes onto another RangeQuant's grid, without tracking a range: an op the converter gives its
+        input's scale (average pooling) rounds its result onto that grid."""
+
+        def __init__(self, source, **kw):
+            super().__init__(**kw)
+            self.source = source
+
+        def compute_output_shape(self, shape):
+            return shape
+
+        def call(self, x):
+            return keras.quantizers.fake_quant_with_min_max_vars(x, self.source.lo, self.source.hi, num_bits=8)
+
+    return RangeQuant, FusedQuant, TiedQuant
+
+
+def outputs(model, x: np.ndarray, names=None, batch: int = 32):
+    """{name: its outputs over `x`} of every operation of the float model (`names`: only these), with `NAME.linear`
+    for a kernel layer's output before its own softmax/sigmoid (an op of its own); batch by batch, as a generator."""
+    import keras
+
+    ops = [l for l in _all_layers(model) if type(l).__name__ != "InputLayer"]
+    own = [l for l in ops if type(l).__name__ in KERNEL_KINDS and _activation_name(l) not in FUSED_ACTIVATIONS]
+    outs, keys = [], []
+    for l in ops:
+        if names is not None and l.name not in names:
+            continue
+        try:
+            outs.append(l.output)
+            keys.append(l.name)
+        except (AttributeError, ValueError):  # a layer called more than once: no single output
+            continue
+    own = [l for l in own if names is None or l.name + LINEAR in names]
+    for l in own:  # its input, to compute its linear output below
+        outs.append(l.input)
+        keys.append(l.name + LINEAR)
+    probe = keras.Model(model.inputs[0] if len(model.inputs) == 1 else model.inputs, outs)
+    for i in range(0, len(x), batch):
+        vals = probe(x[i:i + batch], training=False)
+        vals = dict(zip(keys, vals if isinstance(vals, (list, tuple)) else [vals]))
+        for l in own:
+            vals[l.name + LINEAR] = _linear(l, vals[l.name + LINEAR])
+        yield {n: keras.ops.convert_to_numpy(v) for n, v in vals.items()}
+
+
+def _float_ranges(model, x: np.ndarray) -> dict[str, tuple[float, float]]:
+    """{name: (min, max)} of every operation's output over `x` in the float model: where the ranges start."""
+    lo, hi = {}, {}
+    for vals in outputs(model, x):
+        for n, v in vals.items():
+            lo[n], hi[n] = min(lo.get(n, np.inf), float(v.min())), max(hi.get(n, -np.inf), float(v.max()))
+    return {n: (min(lo[n], 0.0), max(hi[n], 0.0)) for n in lo}
+
+
+def _linear(layer, x):
+    """`layer`'s output on `x` without its own activation."""
+    act = layer.activation
+    layer.activation = lambda v: v
+    try:
+        return layer(x)
+    finally:
+        layer.activation = act
+
+
+def simulate(model, spec, x_start: np.ndarray | None, per_tensor: bool = False, learned: dict | None = None):
+    """(the QAT model, its range layers {name: (layer, [the float layers whose output it quantizes])}): `model` re-wired
+    through the int8 simulation; it shares `model`'s layers and variables, so training it trains `model`."""
+    import keras
+
+    check(model, per_tensor)
+    RangeQuant, FusedQuant, TiedQuant = _make_layers()
+    readers = _readers(model)
+    fused = chains(model, readers)
+    inner = {id(c): chain for chain in fused.values() for c in chain[1:]}
+    start = ({layer: (row["min"], row["max"]) for row in learned["ranges"] for layer in row["layers"]}
+             if learned is not None else _float_ranges(model, x_start[:CALIBRATION_IMAGES]))
+    quants: dict[str, tuple] = {}  # range layer name -> (the layer, the float layers whose output it quantizes)
+    lo_in, hi_in = int8_grid(spec.offset, spec.offset + 255.0 * spec.scale)
+
+    made: dict[int, object] = {}  # id(a simulated tensor) -> the RangeQuant whose grid it is on
+
+    def rq(owner_names, lo, hi, fixed=False):
+        name = "qat_" + owner_names[-1].replace(LINEAR, "_linear").strip("<>")
+        layer = RangeQuant(lo, hi, fixed=fixed, name=name)
+        quants[name] = (layer, list(owner_names))
+
+        def apply(x):
+            y = layer(x)
+            made[id(y)] = layer
+            return y
+        return apply
+
+    def call(layer, *args, **kwargs):
+        kind = type(layer).__name__
+        if id(layer) in inner:  # fused into the op its chain starts with: that op's output passes through
+            return args[0]
+        if id(layer) in fused:
+            chain = fused[id(layer)]
+            names = [c.name for c in chain]
+            y = FusedQuant(chain, per_tensor, name=f"qat_fused_{layer.name}")(args[0])
+            own = _activation_name(layer)
+            if len(chain) == 1 and own not in FUSED_ACTIVATIONS:  # softmax, sigmoid, hard swish: their own op
+                y = rq([layer.name + LINEAR], *start[layer.name + LINEAR])(y)
+                y = keras.activations.get(own)(y)
+                if own in FIXED_RANGE:
+                    return rq(names, *FIXED_RANGE[own], fixed=True)(y)
+            return rq(names, *start[chain[-1].name])(y)
+        if kind == "BatchNormalization":  # one not after a kernel: its moving statistics, frozen as in a chain
+            kwargs["training"] = False
+        out = layer(*args, **kwargs)
+        if kind in SAME_SCALE or (kind in ELEMENTWISE and _fused_relu(layer, readers) is not None):
+            made[id(out)] = made.get(id(args[0]))
+            return out  # the grid kept, or the ReLU after it is part of its op: quantized once, after the ReLU
+        if kind in TIED_SCALE and made.get(id(args[0])) is not None:  # rounded onto its input's grid
+            out = TiedQuant(made[id(args[0])], name=f"qat_tied_{layer.name}")(out)
+            made[id(out)] = made.get(id(args[0]))
+            return out
+        act = _activation_name(layer) if kind in ("Activation", "Softmax") else RAW_ACTIVATIONS.get(kind)
+        if act in FIXED_RANGE:
+            return rq([layer.name], *FIXED_RANGE[act], fixed=True)(out)
+        return rq([layer.name], *start.get(layer.name, (0.0, 1.0)))(out)
+
+    inp = keras.Input(model.input_shape[1:])
+    x = rq([INPUT], lo_in, hi_in, fixed=True)(inp)
+    out = model._run_through_graph(x, call_fn=call)  # Keras' own graph walk (what clone_model runs), flat
+    sim = keras.Model(inp, _single(out), name=f"{model.name}_qat")
+    return sim, quants
+
+
+def _single(out):
+    return out[0] if isinstance(out, (list, tuple)) and len(out) == 1 else out
+
+
+def learned(quants: dict[str, tuple], per_tensor: bool) -> dict:
+    """What `edgecnn_qat.json` holds: each range with the float layers whose output it is, and the granularity."""
+    rows = []
+    for layer, owners in quants.values():
+        rows.append({"layers": owners, "min": float(layer.lo.numpy()), "max": float(layer.hi.numpy()),
+                     "fixed": bool(layer.fixed)})
+    return {"format": FORMAT, "weights": "per-tensor" if per_tensor else "per-channel", "ranges": rows}
