@@ -302,10 +302,8 @@ def _floor(prep, names: list[str], ev: EvalSet, f1: float, full_drop: float, max
 def _qat_hint(prep, ev: EvalSet) -> str:
     """Where post-training int8 cannot reach the limit, the way on: training through the int8 simulation (a Keras
     model and labeled data to train on; one already trained with --qat has had it)."""
-    from edgecnn.train.trainer import QAT_TASKS
-
     if (prep.model is None or not ev.labeled or prep.qat is not None or Path(prep.model_path).suffix != ".keras"
-            or prep.task[0].name not in QAT_TASKS):
+            or not prep.task[0].qat):
         return ""
     return (f", or fine-tune it through the int8 simulation, which post-training int8 cannot match: `edgecnn train "
             f"{prep.model_path} --data DATA --qat --epochs 2 --lr 1e-4 -o qat.keras`, then convert qat.keras")

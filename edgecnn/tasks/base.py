@@ -38,6 +38,9 @@ class Task:
     # the module of `edgecnn/train/` with this task's `adopt`, `fit` and `measure` (`edgecnn.train.trainer`); a name,
     # not an import, so tasks import no stage; None: `edgecnn train` cannot train this task's models
     trainer: str | None = None
+    # `edgecnn train --qat` trains this task's models through the int8 simulation (edgecnn/train/qat.py): its fit
+    # hook compiles the simulation as it would the model; False: refused in one line
+    qat: bool = False
     # the numpy-only module shipped beside the board runner to decode this task's outputs there (`runner.py` loads
     # it with --postprocess; its DEFAULT_HEAD, decode, found, device_result and recognise are the contract); None:
     # the runner's own top-1 (and detection's file, which recognises foreign detectors)

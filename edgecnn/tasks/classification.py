@@ -79,6 +79,7 @@ class Classification(Task):
     metric_key = "top1"
     example_source = "digits"
     trainer = "edgecnn.train.classification"
+    qat = True
     details = ("top1",)
     per_class_in_rows = True
 

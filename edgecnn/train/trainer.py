@@ -167,17 +167,15 @@ def _phases(cfg: TrainConfig, model, moved: dict | None):
                   if cfg.fine_tune_blocks and freeze else []}
 
 
-QAT_TASKS = ("classification",)  # the tasks --qat trains (a detector's or segmenter's heads: not yet)
-
-
 def _check_qat(cfg: TrainConfig, plan, moved, model, task) -> None:
     """--qat fine-tunes a trained model of these classes as a whole, of layers it simulates; one line otherwise."""
     if cfg.per_tensor and not cfg.qat:
         raise EdgecnnError("--per-tensor goes with --qat (the int8 weights the training simulates)")
     if not cfg.qat:
         return
-    if task.name not in QAT_TASKS:
-        raise EdgecnnError(f"{cfg.model}: --qat trains {', '.join(QAT_TASKS)} models for now, not {task.name}")
+    if not task.qat:  # the task table says which tasks --qat trains
+        raise EdgecnnError(f"{cfg.model}: --qat trains {', '.join(n for n in tasks.names() if tasks.get(n).qat)} "
+                           f"models for now, not {task.name}")
     if moved and moved.get("head"):
         raise EdgecnnError(f"{cfg.model}: --qat fine-tunes a model already trained for these classes "
                            f"({moved['head']}): train the new head first without --qat")
