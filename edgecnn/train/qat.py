@@ -82,15 +82,12 @@ def _activation_name(layer) -> str | None:
 
 
 def _readers(model) -> dict[int, list]:
-    """{id(layer): the layers that read its output} over the functional graph (and nested functional models)."""
+    """{id(layer): the layers that read its output} over the functional graph (`check` refuses nested models)."""
     out: dict[int, list] = {}
     for depth in model._nodes_by_depth.values():  # this model's nodes only (a shared layer has others)
         for node in depth:
             for t in node.input_tensors:
                 out.setdefault(id(t._keras_history.operation), []).append(node.operation)
-    for layer in model.layers:
-        if _nested(layer):
-            out.update(_readers(layer))
     return out
 
 
@@ -138,23 +135,17 @@ def _foldable(bn) -> bool:
 
 
 def _all_layers(model) -> list:
-    """Every operation of the graph, nested models walked into: Keras layers and the raw ops a model's code wrote
-    (keras.applications' MobileNetV3 writes the hard sigmoid of its squeeze-excite gates as `x + 3.0` and
-    `* (1 / 6)`, operations without a layer)."""
-    out = []
-    for layer in model.operations:
-        if _nested(layer):
-            out.extend(_all_layers(layer))
-        else:
-            out.append(layer)
-    return out
+    """Every operation of the graph: Keras layers and the raw ops a model's code wrote (keras.applications'
+    MobileNetV3 writes the hard sigmoid of its squeeze-excite gates as `x + 3.0` and `* (1 / 6)`, operations without
+    a layer); `check` refuses nested models."""
+    return list(model.operations)
 
 
 def has_batch_norm(model) -> bool:
     return any(type(layer).__name__ == "BatchNormalization" for layer in _all_layers(model))
 
 
-def check(model, per_tensor: bool = False) -> None:
+def check(model) -> None:
     """One line naming what the simulation cannot model the converter's int8 for: a nested model, a layer called
     twice, a layer with weights other than a conv / depthwise / dense and its batch norm, a batch norm it cannot
     fold."""
@@ -341,7 +332,7 @@ def simulate(model, spec, x_start: np.ndarray | None, per_tensor: bool = False, 
     through the int8 simulation; it shares `model`'s layers and variables, so training it trains `model`."""
     import keras
 
-    check(model, per_tensor)
+    check(model)
     RangeQuant, FusedQuant, TiedQuant = _make_layers()
     readers = _readers(model)
     fused = chains(model, readers)

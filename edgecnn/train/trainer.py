@@ -184,7 +184,7 @@ def _check_qat(cfg: TrainConfig, plan, moved, model, task) -> None:
                            "--cut-at / --fine-tune-blocks, and train a pretrained backbone with --no-freeze")
     from edgecnn.train import qat
 
-    qat.check(model, cfg.per_tensor)
+    qat.check(model)
     if not _saved(cfg.model) and not moved and qat.has_batch_norm(model):  # a fresh build's statistics: 0 and 1
         raise EdgecnnError(f"{cfg.model}: --qat fine-tunes a trained model (its batch norm is folded with the "
                            f"statistics training gave it): train it in float first, then `edgecnn train "
