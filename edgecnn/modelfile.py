@@ -52,6 +52,10 @@ def read_keras_qat(path: str | Path) -> dict | None:
         raise EdgecnnError(f"{path}: unreadable {QAT_ENTRY} ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("ranges"), list):
         raise EdgecnnError(f"{path}: {QAT_ENTRY} has no list of ranges")
+    for i, row in enumerate(data["ranges"]):
+        if not (isinstance(row, dict) and isinstance(row.get("layers"), list) and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in (row.get("min"), row.get("max")))):
+            raise EdgecnnError(f"{path}: {QAT_ENTRY} range {i} needs layers, min and max")
     return data
 
 

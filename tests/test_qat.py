@@ -243,3 +243,14 @@ def test_a_recipe_puts_qat_rows_beside_the_post_training_ones(tmp_path):
     assert qat["value"] > 0 and qat["bench_status"] == "ok" and qat["agreement"] is not None
     assert read_keras_qat(tmp_path / "run" / "lenet5-qat.keras") is not None
     assert "train lenet5-qat" in p.stderr and (tmp_path / "run" / "report.html").exists()
+
+
+def test_a_damaged_range_file_is_one_line(lenet, tmp_path):
+    d = lenet[0]
+    bad = tmp_path / "bad.keras"
+    with zipfile.ZipFile(d / "q.keras") as src, zipfile.ZipFile(bad, "w") as dst:
+        for name in src.namelist():
+            dst.writestr(name, json.dumps({"ranges": [{"layers": ["c1"]}]}) if name == QAT_ENTRY else src.read(name))
+    r = run_cli_in_process("convert", bad, "--quant", "int8", "--calibration", "digits", "-o", tmp_path / "x.tflite")
+    assert_one_line_error(r, f"{bad}: {QAT_ENTRY} range 0 needs layers, min and max")
+    assert not (tmp_path / "x.tflite").exists()
