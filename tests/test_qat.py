@@ -71,14 +71,70 @@ def bn_net(tmp_path_factory):
     return d, _convert(d / "q.keras", d / "q.tflite")
 
 
+def _nested_classifier(path):
+    """A keras.applications-shaped transfer model: a functional backbone (conv, batch norm of moved statistics,
+    ReLU6, depthwise) nested in the model, then a pooling mean and a softmax dense; saved with a [-1, 1] spec."""
+    import keras
+
+    keras.utils.set_random_seed(7)
+    inp = keras.Input((16, 16, 1))
+    x = keras.layers.Conv2D(8, 3, padding="same", use_bias=False, name="n_c1")(inp)
+    x = keras.layers.BatchNormalization(name="n_c1_bn")(x)
+    x = keras.layers.ReLU(6.0, name="n_c1_relu")(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu", name="n_dw")(x)
+    backbone = keras.Model(inp, x, name="backbone")
+    bn = backbone.get_layer("n_c1_bn")
+    rng = np.random.default_rng(1)
+    g, b, mean, var = bn.get_weights()
+    bn.set_weights([rng.uniform(0.5, 2, g.shape).astype("float32"), rng.normal(0, 0.2, b.shape).astype("float32"),
+                    rng.normal(0, 0.3, mean.shape).astype("float32"), rng.uniform(0.3, 3, var.shape).astype("float32")])
+    top = keras.Input((16, 16, 1))
+    y = keras.layers.GlobalAveragePooling2D(name="n_pool")(backbone(top))
+    model = keras.Model(top, keras.layers.Dense(10, activation="softmax", name="n_predictions")(y))
+    save_model(model, path, PreprocessSpec(16, 16, 1, scale=2 / 255, offset=-1.0, labels=tuple("0123456789")))
+    return model
+
+
+@pytest.fixture(scope="module")
+def nested(tmp_path_factory):
+    """The nested classifier through one QAT epoch (flattened first), converted."""
+    d = tmp_path_factory.mktemp("qat_nested")
+    _nested_classifier(d / "start.keras")
+    summary = _train(d / "q.keras", d / "start.keras")
+    assert summary["qat"]["ranges"] >= 4
+    saved, _ = load_model(d / "q.keras")
+    assert "backbone" not in [layer.name for layer in saved.layers]  # saved flat: the graph the ranges name
+    report = _convert(d / "q.keras", d / "q.tflite")
+    assert report["calibration"]["qat"]["unmatched_ranges"] == []
+    return d, report
+
+
+def test_a_nested_model_is_flattened_into_one_graph_of_the_same_layers(tmp_path):
+    from edgecnn.train import qat
+
+    model = _nested_classifier(tmp_path / "n.keras")
+    flat = qat.flatten(model)
+    assert "backbone" in [l.name for l in model.layers]
+    names = [l.name for l in flat.layers]
+    assert "backbone" not in names and {"n_c1", "n_c1_bn", "n_dw", "n_pool", "n_predictions"} <= set(names)
+    inner = model.get_layer("backbone").get_layer("n_c1").get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(flat.get_layer("n_c1").get_weights(), inner))
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 16, 16, 1)).astype("float32")
+    want = model.predict(x, verbose=0)
+    assert want.shape == (4, 10) and np.array_equal(want, flat.predict(x, verbose=0))
+    qat.check(flat)
+    assert qat.flatten(flat) is flat  # nothing nested: the model itself
+
+
 def _on_grid(x, scale, zero):
     return ((np.clip(np.round(x / scale + zero), -128, 127) - zero) * scale).astype(np.float32)
 
 
-@pytest.mark.parametrize("which", ["lenet", "bn_net"])
+@pytest.mark.parametrize("which", ["lenet", "bn_net", "nested"])
 def test_the_simulation_is_the_int8_model(which, request):
     """LeNet-5: convs and dense layers with their own ReLU and softmax; the block: batch norms folded with moved
-    statistics, depthwise, ReLU6, an add, a mean, and a [-1, 1] input whose zero point is a tie."""
+    statistics, depthwise, ReLU6, an add, a mean, and a [-1, 1] input whose zero point is a tie; a backbone nested in
+    the model (trained and saved flat)."""
     from ai_edge_litert.interpreter import Interpreter
 
     from edgecnn.data import load_split

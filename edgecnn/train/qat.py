@@ -141,6 +141,31 @@ def _all_layers(model) -> list:
     return list(model.operations)
 
 
+def flatten(model):
+    """`model` as one functional graph: each functional or Sequential model nested in it inlined where it is called,
+    its layers re-made with the same names, configuration and weights. A transfer-learned Keras model is typically
+    `Model(inp, Dense(GlobalAveragePooling2D(base(inp))))` with `base` a keras.applications network; the simulation
+    and the converter's tensor names need the layers of one graph. `model` itself when nothing is nested."""
+    import keras
+
+    if not hasattr(model, "_nodes_by_depth") or not any(
+            _nested(layer) or type(layer).__name__ == "Sequential" for layer in model.operations):
+        return model
+
+    def call(layer, *args, **kwargs):
+        graph = getattr(layer, "_functional", None) if type(layer).__name__ == "Sequential" else layer
+        if graph is not None and _nested(graph):  # inline it: its own layers, called on this graph's tensors
+            return _single(graph._run_through_graph(args[0], operation_fn=lambda op: op, call_fn=call))
+        return layer(*args, **kwargs)
+
+    inputs = [keras.Input(batch_shape=t.shape, dtype=t.dtype) for t in model.inputs]
+    out = model._run_through_graph(_single(inputs), operation_fn=lambda op: op, call_fn=call)
+    shared = keras.Model(_single(inputs), _single(out), name=model.name)
+    flat = keras.models.clone_model(shared)  # layers of this graph only (a shared layer's `.output` is ambiguous)
+    flat.set_weights(shared.get_weights())
+    return flat
+
+
 def has_batch_norm(model) -> bool:
     return any(type(layer).__name__ == "BatchNormalization" for layer in _all_layers(model))
 

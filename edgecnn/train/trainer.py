@@ -253,6 +253,10 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     keras = _tf.keras()
     keras.utils.set_random_seed(cfg.seed)
     model, spec, moved = _model_and_spec(cfg, train_ds, task, hooks)
+    if cfg.qat:  # one graph of the layers of any model nested in it (a keras.applications backbone)
+        from edgecnn.train import qat
+
+        model = qat.flatten(model)
     x, y = spec.apply(train_ds.images), train_ds.labels
     tr, va = split_indices(y, cfg.val_split, seed=cfg.seed) if cfg.val_split > 0 else (np.arange(len(y)), [])
     steps = int(np.ceil(len(tr) / cfg.batch_size))
@@ -263,8 +267,6 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
                   (transfer.DEFAULT_AUGMENT if plan != [None] else ()))  # and shifts; else none unless asked
     fitted, quants = model, None
     if cfg.qat:  # the run trains the int8 simulation, which shares the model's variables
-        from edgecnn.train import qat
-
         fitted, quants = qat.simulate(model, spec, x[tr], cfg.per_tensor)
     hists, phases = [], []
     for phase in plan:
@@ -279,8 +281,6 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     measures = hooks.measure(fitted, spec, hist, train_ds, test_ds, tr, va)  # --qat: as the int8 model will
     learned = None
     if quants is not None:
-        from edgecnn.train import qat
-
         learned = qat.learned(quants, cfg.per_tensor)
         measures["float_measures"] = {k: v for k, v in hooks.measure(model, spec, hist, train_ds, test_ds, tr,
                                                                      va).items() if not k.startswith("val_")}
