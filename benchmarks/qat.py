@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/qat.py [--out runs/bench/qat] [--data fashion-mnist] [--pattern '*'] [--runs 100]
     .venv/bin/python benchmarks/qat.py --tables runs/bench/qat/results.json   # re-print the table
 
-Each model of MODELS is trained in float (or reused from --out), then trained --qat-epochs more at --qat-lr without
+Each model of MODELS (three classifiers on --data at 32x32; the detect-quick CenterNet on scenes:digits at 128x128,
+measured by mAP@.5) is trained in float (or reused from --out), then trained --qat-epochs more at --qat-lr without
 the simulation (the control: what the extra epochs alone give), then for per-channel and per-tensor weights:
 post-training int8 of both (`edgecnn convert --quant int8`, 200 calibration images of the train split, the default path),
 and `edgecnn train --qat` from the float model for --qat-epochs at --qat-lr, converted the same way (its learned
@@ -23,18 +24,24 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-MODELS = [  # (label, zoo name, knobs, float epochs)
-    ("mobilenet_v1_0.25", "mobilenet_v1", {"alpha": 0.25}, 5),
-    ("mobilenet_v2_0.35", "mobilenet_v2", {"alpha": 0.35}, 5),
-    ("mobilenet_v3_small_0.75", "mobilenet_v3_small", {"alpha": 0.75}, 5),
+MODELS = [  # (label, zoo name, knobs, float epochs, settings other than CLASSIFIER's)
+    ("mobilenet_v1_0.25", "mobilenet_v1", {"alpha": 0.25}, 5, {}),
+    ("mobilenet_v2_0.35", "mobilenet_v2", {"alpha": 0.35}, 5, {}),
+    ("mobilenet_v3_small_0.75", "mobilenet_v3_small", {"alpha": 0.75}, 5, {}),
+    # models/detect-quick.yaml's detector and training; its metric is mAP@.5 on the 500 test scenes
+    ("centernet_mobilenet_v1", "centernet_mobilenet_v1", {}, 8,
+     {"data": "scenes:digits", "input_size": 128, "batch_size": 32, "learning_rate": 4e-3, "metric": "map50",
+      "max_train_samples": None}),
 ]
+CLASSIFIER = {"input_size": 32, "batch_size": 128, "learning_rate": 1e-3, "metric": "top1"}  # data: --data
 GRANULARITY = (("per-channel", False), ("per-tensor", True))
 
 
 def _top1(path, args) -> float:
+    """The model's headline metric (top-1, or a detector's mAP@.5) on the first --eval-limit test images."""
     from edgecnn.evaluate.accuracy import evaluate
 
-    return float(evaluate(path, args.data, limit=args.eval_limit)["top1"])
+    return float(evaluate(path, args.data, limit=args.eval_limit)[args.metric])
 
 
 def _int8(keras_path: Path, out: Path, per_tensor: bool, args) -> dict:
@@ -51,24 +58,29 @@ def _int8(keras_path: Path, out: Path, per_tensor: bool, args) -> dict:
             "calibration": report["calibration"].get("qat") or report["calibration"].get("method")}
 
 
-def measure(label: str, name: str, knobs: dict, epochs: int, args) -> dict:
+def measure(label: str, name: str, knobs: dict, epochs: int, settings: dict, args) -> dict:
     from edgecnn.train.trainer import TrainConfig, train
+
+    s = {"data": args.data, "max_train_samples": args.max_train_samples, **CLASSIFIER, **settings}
+    args = argparse.Namespace(**{**vars(args), "data": s["data"], "metric": s["metric"],
+                                 "max_train_samples": s["max_train_samples"]})
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     float_path = out / f"{label}.keras"
-    row = {"model": label, "data": args.data}
+    row = {"model": label, "data": args.data, "metric": args.metric}
     if not float_path.exists():
         t = time.perf_counter()
-        train(TrainConfig(name, args.data, epochs=epochs, batch_size=128, input_size=32, knobs=knobs,
-                          max_train_samples=args.max_train_samples), float_path, progress=False)
+        train(TrainConfig(name, args.data, epochs=epochs, batch_size=s["batch_size"], input_size=s["input_size"],
+                          learning_rate=s["learning_rate"], knobs=knobs, max_train_samples=args.max_train_samples),
+              float_path, progress=False)
         row["float_train_s"] = round(time.perf_counter() - t, 1)
     row["float_top1"] = _top1(float_path, args)
     # the control: the float model trained as long again as QAT trains it (same epochs, learning rate, data), then
     # post-training int8: what the extra epochs alone give, so that QAT's gain over PTQ is QAT's own
     longer = out / f"{label}_float_longer.keras"
     t = time.perf_counter()
-    train(TrainConfig(str(float_path), args.data, epochs=args.qat_epochs, batch_size=128,
+    train(TrainConfig(str(float_path), args.data, epochs=args.qat_epochs, batch_size=s["batch_size"],
                       learning_rate=args.qat_lr, max_train_samples=args.max_train_samples), longer, progress=False)
     row["longer"] = {"epochs": args.qat_epochs, "train_s": round(time.perf_counter() - t, 1),
                      "float_top1": _top1(longer, args)}
@@ -78,7 +90,7 @@ def measure(label: str, name: str, knobs: dict, epochs: int, args) -> dict:
                                                       per_tensor, args)["top1"]
         qat_path = out / f"{label}_qat_{tag}.keras"
         t = time.perf_counter()
-        summary = train(TrainConfig(str(float_path), args.data, epochs=args.qat_epochs, batch_size=128,
+        summary = train(TrainConfig(str(float_path), args.data, epochs=args.qat_epochs, batch_size=s["batch_size"],
                                     learning_rate=args.qat_lr, max_train_samples=args.max_train_samples, qat=True,
                                     per_tensor=per_tensor), qat_path, progress=False)
         qat_s = time.perf_counter() - t
@@ -95,7 +107,7 @@ def table(rows: list) -> None:
     """One row per model and weight granularity: the float model and its PTQ int8, the control (the float model
     trained the QAT epochs again without the simulation, and its PTQ int8), and QAT int8; drops against the float
     model each int8 model came from (QAT: the control's float, trained as long)."""
-    print("| model | weights | float top-1 | PTQ int8 (drop pts) | float, +N epochs | its PTQ int8 (drop pts) | "
+    print("| model | weights | float top-1 / mAP@.5 | PTQ int8 (drop pts) | float, +N epochs | its PTQ int8 (drop pts) | "
           "QAT int8, N epochs (drop pts) | QAT time | int8 KiB PTQ / QAT | p50 ms PTQ / QAT | partitions PTQ / QAT | "
           "same graph |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -128,6 +140,10 @@ def main() -> int:
         return 0
     rows = [measure(*m, args) for m in MODELS if fnmatch.fnmatch(m[0], args.pattern)]
     out = Path(args.out)
+    done = out / "results.json"  # rows of other models from earlier runs (--pattern) kept
+    kept = [r for r in json.loads(done.read_text()) if r["model"] not in {x["model"] for x in rows}] \
+        if done.exists() else []
+    rows = kept + rows
     tmp = out / "results.json.tmp"
     tmp.write_text(json.dumps(rows, indent=2))
     tmp.replace(out / "results.json")

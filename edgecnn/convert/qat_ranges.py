@@ -25,7 +25,8 @@ LINEAR = ".linear"  # edgecnn.train.qat.LINEAR: a layer's output before its own 
 OWN_ACTIVATION_OPS = ("SOFTMAX", "LOGISTIC")  # the op a layer's own softmax / sigmoid becomes
 VALUE_SAMPLES = 2  # samples a tensor is matched to its layer on, by value
 VALUE_TOLERANCE = 1e-3  # relative; Keras vs the float flatbuffer on a MobileNetV3-Small: 6.3e-7 at most
-SAME_SCALE_OPS = ("MAX_POOL_2D", "AVERAGE_POOL_2D", "PAD", "PADV2", "RESHAPE", "SQUEEZE", "EXPAND_DIMS")
+SAME_SCALE_OPS = ("MAX_POOL_2D", "AVERAGE_POOL_2D", "PAD", "PADV2", "RESHAPE", "SQUEEZE", "EXPAND_DIMS",
+                  "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR")
 
 
 def check_request(req, qat: dict, path) -> None:

@@ -140,8 +140,11 @@ def measure(model, spec, hist, train_ds, test_ds, tr, va) -> dict:
 
 
 def test_loss(model, spec, test_ds) -> float:
-    """The detector's total loss on `test_ds` (the number `val_loss` is, on the test split)."""
-    encode, _ = head_targets(model, spec, len(test_ds.class_names))
+    """The detector's total loss on `test_ds` (the number `val_loss` is, on the test split); a model not compiled
+    (the float model beside its --qat simulation) with the head kind's losses."""
+    encode, (loss, weights) = head_targets(model, spec, len(test_ds.class_names))
+    if not getattr(model, "compiled", False):
+        model.compile(loss=loss, loss_weights=weights)
     y = encode(input_boxes(test_ds, spec))
     out = model.evaluate(spec.apply(test_ds.images), y, batch_size=256, verbose=0, return_dict=True)
     return float(out["loss"])

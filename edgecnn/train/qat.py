@@ -42,7 +42,8 @@ FUSED_ACTIVATIONS = ("linear", "relu", "relu6")  # what TFLite fuses into a conv
 FIXED_RANGE = {"softmax": (0.0, 255.0 / 256.0), "sigmoid": (0.0, 255.0 / 256.0),  # the converter's fixed scales
                "tanh": (-1.0, 127.0 / 128.0)}
 RAW_ACTIVATIONS = {"Sigmoid": "sigmoid", "Tanh": "tanh", "Softmax": "softmax"}  # keras.ops written in model code
-TIED_SCALE = ("AveragePooling2D", "AveragePooling1D")  # the converter gives them their input's scale
+# the converter gives them their input's scale (XNNPACK refuses an int8 RESIZE_BILINEAR whose output scale differs)
+TIED_SCALE = ("AveragePooling2D", "AveragePooling1D", "Resizing", "UpSampling2D")
 ELEMENTWISE = ("Add", "Subtract", "Multiply")  # TFLite fuses a ReLU / ReLU6 after these into the op
 SAME_SCALE = ("MaxPooling2D", "MaxPooling1D", "ZeroPadding2D", "Reshape", "Flatten", "Dropout", "SpatialDropout2D",
               "Cropping2D", "Permute", "InputLayer", "Identity")
@@ -414,6 +415,8 @@ def simulate(model, spec, x_start: np.ndarray | None, per_tensor: bool = False, 
     x = rq([INPUT], lo_in, hi_in, fixed=True)(inp)
     out = model._run_through_graph(x, call_fn=call)  # Keras' own graph walk (what clone_model runs), flat
     sim = keras.Model(inp, _single(out), name=f"{model.name}_qat")
+    if len(model.outputs) > 1:  # a task's losses are keyed by the model's output names: the simulation's are them
+        sim = keras.Model(inp, dict(zip(model.output_names, out)), name=f"{model.name}_qat")
     return sim, quants
 
 

@@ -26,6 +26,7 @@ class Detection(Task):
     metric_key = "map50"
     example_source = "scenes:digits"
     trainer = "edgecnn.train.detection"
+    qat = True  # its fit hook compiles the simulation (outputs keyed by the model's names) as it would the model
     board_module = "edgecnn.tasks.detection.postprocess"
     details = ("map50", "map", "objects", "detections", "examples")
 
