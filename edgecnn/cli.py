@@ -163,6 +163,8 @@ def _scaling_options(command):
 @click.option("--input-size", type=click.IntRange(1), help="Square input side (default: the architecture's).")
 @click.option("-O", "--option", "options", multiple=True, help="Builder option KEY=VALUE (e.g. alpha=0.5).")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable/non-image files in an image folder (counted).")
+@click.option("--max-train-samples", type=click.IntRange(1), help="Train on this many training images, drawn with "
+              "--seed (default: all).")
 @click.option("--augment", default=None, help="Comma-separated training augmentations: flip, shift (a detector: flip, "
               "boxes mirrored too; a segmenter: flip, masks mirrored too). Default: none; flip,shift for a "
               "pretrained backbone. '' for none.")
@@ -182,8 +184,8 @@ def _scaling_options(command):
 @_scaling_options
 @click.option("--json", "as_json", is_flag=True)
 def train(model, data, output, epochs, batch_size, learning_rate, val_split, seed, input_size, options, skip_bad,
-          augment, lr_schedule, cut_at, freeze, fine_tune_blocks, fine_tune_lr, fine_tune_epochs, qat, per_tensor,
-          scale, offset, mean, std, as_json):
+          max_train_samples, augment, lr_schedule, cut_at, freeze, fine_tune_blocks, fine_tune_lr, fine_tune_epochs,
+          qat, per_tensor, scale, offset, mean, std, as_json):
     """Train zoo model MODEL (a name) or fine-tune a saved model on --data; saves the preprocessing spec.
 
     A saved classifier of other classes gets a new head of --data's classes on its backbone (transfer learning)."""
@@ -192,7 +194,7 @@ def train(model, data, output, epochs, batch_size, learning_rate, val_split, see
 
     scaling = InputScaling(scale, offset, mean, std)
     cfg = TrainConfig(model, data, epochs, batch_size, learning_rate, val_split, seed, input_size,
-                      _parse_knobs(options), skip_bad, lr_schedule=lr_schedule,
+                      _parse_knobs(options), skip_bad, max_train_samples, lr_schedule=lr_schedule,
                       augment=None if augment is None else tuple(a.strip() for a in augment.split(",") if a.strip()),
                       input_scale=scaling.scale_offset() if scaling.given else None, cut_at=cut_at, freeze=freeze,
                       fine_tune_blocks=fine_tune_blocks, fine_tune_lr=fine_tune_lr, fine_tune_epochs=fine_tune_epochs,
