@@ -8,7 +8,8 @@ threads. For each case, in alternating rounds (so drift from other load hits eve
 - `litert-benchmark`              (ai-edge-litert's own Python benchmark tool, CompiledModel API), for reference
 
 with the same warm-up and run counts. The table shows each method's median-over-rounds p50 and edgecnn's ratio to
-the bare loop; the pass rule is |ratio - 1| <= 3%. Results go to stdout and to bench_fidelity.json beside this file.
+the bare loop; the pass rule is |ratio - 1| <= 3%. Results go to stdout and to benchmarks/results/bench_fidelity.{json,md}
+(docs/targets/cpu.md includes the table).
 
     .venv/bin/python benchmarks/bench_fidelity.py [--rounds 3] [--warmup 20] [--runs 200] [--out-dir DIR]
 """
@@ -144,11 +145,19 @@ def main() -> int:
         m = c["p50_ms"]
         print(f"{c['model']:30s} {c['threads']:>3d} {m['edgecnn']:>12.3f} {m['bare']:>9.3f} "
               f"{c['ratio_edgecnn_to_bare']:>7.3f} {m['litert-benchmark']:>17.3f} {'yes' if c['within_3pct'] else 'NO'}")
-    result = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "warmup": a.warmup, "runs": a.runs,
-              "rounds": a.rounds, "tolerance": TOLERANCE, "cases": cases}
-    from edgecnn.atomic import write_text_atomic
+    from results import Column, publish
 
-    write_text_atomic(HERE / "bench_fidelity.json", json.dumps(result, indent=2) + "\n")
+    publish("bench_fidelity", [Column("model", "model"), Column("threads", "threads"),
+                               Column("edgecnn", "edgecnn p50 ms", "{:.3f}"),
+                               Column("bare", "bare `invoke()` loop p50 ms", "{:.3f}"),
+                               Column("ratio", "ratio", "{:.3f}"), Column("within", "within 3%"),
+                               Column("litert", "litert-benchmark median ms", "{:.3f}")],
+            [{"model": c["model"], "threads": c["threads"], "edgecnn": c["p50_ms"]["edgecnn"],
+              "bare": c["p50_ms"]["bare"], "ratio": c["ratio_edgecnn_to_bare"],
+              "within": "yes" if c["within_3pct"] else "NO", "litert": c["p50_ms"]["litert-benchmark"],
+              "rounds": c["rounds"]} for c in cases],
+            notes=[f"warm-up {a.warmup}, runs {a.runs}; medians over {a.rounds} alternating rounds of the three "
+                   "methods"])
     return 0 if all(c["within_3pct"] for c in cases) else 1
 
 

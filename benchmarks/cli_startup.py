@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/cli_startup.py [--repeat 10]
 
-Runs both side by side, alternating, and prints medians and their ratio.
+Runs both side by side, alternating, and prints medians and their ratio; the table goes to
+benchmarks/results/cli_startup.{json,md} (docs/benchmarks.md includes it).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from results import Column, publish
 
 
 def _time(cmd) -> float:
@@ -35,6 +38,12 @@ def main() -> int:
     h, t = statistics.median(helps), statistics.median(tfs)
     print(f"edgecnn --help: median {h * 1000:.0f} ms (max {max(helps) * 1000:.0f} ms) over {args.repeat} runs")
     print(f"import tensorflow: median {t * 1000:.0f} ms; ratio help/tf = {h / t:.3f}")
+    publish("cli_startup", [Column("what", "command"), Column("median_ms", "median ms", "{:.0f}"),
+                            Column("max_ms", "max ms", "{:.0f}"), Column("ratio", "x import tensorflow", "{:.3f}")],
+            [{"what": "`edgecnn --help`", "median_ms": h * 1000, "max_ms": max(helps) * 1000, "ratio": h / t},
+             {"what": "`python -c 'import tensorflow'`", "median_ms": t * 1000, "max_ms": max(tfs) * 1000,
+              "ratio": 1.0}],
+            notes=[f"medians over {args.repeat} runs of each, alternating"])
     return 0 if h < 0.5 else 1
 
 

@@ -6,7 +6,8 @@
 For each width `alpha`: the zoo model built untrained (latency does not depend on what the weights learned), saved
 with its spec, `edgecnn convert` to float32 and to integer-only int8 (calibrated on 100 scenes:digits images), and
 both files benched side by side on the local CPU (1 thread, XNNPACK). Prints MACs, p50 of each, the int8/float32
-ratio and XNNPACK partitions as a Markdown table and writes results.json. Made for detect-quick's CenterNet
+ratio and XNNPACK partitions, and writes benchmarks/results/int8_width.{json,md} (docs/tasks/detection.md includes
+the table). Made for detect-quick's CenterNet
 (alpha 0.25), whose int8 runs slower than its float32 on this AVX-512 CPU: narrow layers (8-64 channels) leave
 int8 kernels little to gain over well-vectorized float ones.
 """
@@ -14,11 +15,11 @@ int8 kernels little to gain over well-vectorized float ones.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from results import Column, publish  # noqa: E402
 
 
 def main() -> int:
@@ -57,15 +58,18 @@ def main() -> int:
             row[mode] = {"p50_ms": ((doc.get("timing") or {}).get("steady") or {}).get("p50_ms"),
                          "partitions": (doc.get("delegation") or {}).get("partitions"), "status": doc.get("status")}
         rows.append(row)
-    (out / "results.json").write_text(json.dumps(rows, indent=2))
-    print(f"{args.model}, untrained, {args.classes} classes, input {shape[0]}x{shape[1]}, 1 thread, XNNPACK")
-    print("| alpha | MACs | float32 p50 | int8 p50 | int8 / float32 | partitions float32 / int8 |")
-    print("|---|---|---|---|---|---|")
+    table = []
     for r in rows:
         f, q = r["float32"], r["int8"]
-        ratio = f"{q['p50_ms'] / f['p50_ms']:.2f}" if f["p50_ms"] and q["p50_ms"] else "–"
-        print(f"| {r['alpha']:g} | {r['macs'] / 1e6:.1f}M | {f['p50_ms']:.3f} ms | {q['p50_ms']:.3f} ms | {ratio} | "
-              f"{f['partitions']} / {q['partitions']} |")
+        table.append({**r, "macs_m": r["macs"] / 1e6, "f32_p50": f["p50_ms"], "int8_p50": q["p50_ms"],
+                      "ratio": q["p50_ms"] / f["p50_ms"] if f["p50_ms"] and q["p50_ms"] else None,
+                      "partitions": f"{f['partitions']} / {q['partitions']}"})
+    publish("int8_width", [Column("alpha", "alpha", "{:g}"), Column("macs_m", "MACs", "{:.1f}M"),
+                           Column("f32_p50", "float32 p50 ms", "{:.3f}"), Column("int8_p50", "int8 p50 ms", "{:.3f}"),
+                           Column("ratio", "int8 / float32", "{:.2f}"),
+                           Column("partitions", "partitions float32 / int8")], table,
+            notes=[f"{args.model}, untrained, {args.classes} classes, input {shape[0]}x{shape[1]}, int8 calibrated "
+                   f"on 100 {args.calibration} images; local CPU, 1 thread, XNNPACK, {args.runs} runs"])
     return 0
 
 

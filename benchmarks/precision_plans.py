@@ -2,7 +2,7 @@
 enters (by hand, and found by guided mode) / whole int16x8, side by side (issue #22, items 2 and 3).
 
 BlazeFace loses every box in int8 (box agreement with float 0.036): the error enters at `depthwise_conv2d_9`,
-whose output range is 10x its neighbours' (README, BlazeFace section). int16 must cover a tensor's producer and
+whose output range is 10x its neighbours' (docs/guides/quantization.md, BlazeFace section). int16 must cover a tensor's producer and
 every consumer to gain anything (docs/design/precision-plans-research.md, §3), so the plans are:
 - `dw9+conv10`: the wide tensor int16 end to end (its producer `depthwise_conv2d_9`, its consumer `conv2d_10`);
 - `dw9..heads`: every op from `depthwise_conv2d_9` to the outputs (the blocks after it, the four heads, the

@@ -5,7 +5,8 @@ heads up-sample) and arg-maxed, scored as `edgecnn eval` scores (one confusion m
     .venv/bin/python benchmarks/segment_ceiling.py [--data scenes:digits] [--strides 8,4,2]
 
 What it tells: how much of a segmenter's missing mIoU its output resolution explains; the rest is the classes it
-gets wrong (README, "Measured: every zoo segmenter").
+gets wrong (docs/tasks/segmentation.md, "Measured: every zoo segmenter"). The table goes to
+benchmarks/results/segment_ceiling.{json,md}, which that page includes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from results import Column, publish  # noqa: E402
 
 
 def main() -> None:
@@ -45,6 +47,10 @@ def main() -> None:
         rows.append({"stride": s, "miou": round(r["miou"], 4), "pixel_accuracy": round(r["pixel_accuracy"], 4)})
         print(f"output stride {s}: mIoU ceiling {r['miou']:.4f}, pixel accuracy {r['pixel_accuracy']:.4f}", flush=True)
     print(json.dumps({"data": args.data, "images": len(ds), "rows": rows}))
+    publish("segment_ceiling", [Column("stride", "output stride"), Column("miou", "mIoU ceiling", "{:.4f}"),
+                                Column("pixel_accuracy", "pixel accuracy", "{:.4f}")], rows,
+            notes=[f"{args.data}, test split, {len(ds)} images: each true mask pooled to the stride, brought back "
+                   "(bilinear) and arg-maxed, scored as `edgecnn eval` scores"])
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ zoo -> data -> train -> convert -> evaluate -> bench (board/runner.py runs on th
 Shared infrastructure any stage may use: `devices/` (profiles, SSH, board probe), `tflite/` (the TensorFlow-free
 .tflite reader, metadata, private-API shims), `targets.py` (the target table), `schema.py`, `console.py`, `atomic.py`,
 `errors.py`.
+On top, two front ends over the same stage functions: `api.py` (the Python API: `from edgecnn.api import convert`,
+typed results) and `cli.py` (the `edgecnn` command, a thin layer over `api.py`).
 """
 
 __version__ = "0.1.0"

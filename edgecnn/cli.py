@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 
 import click
 
 from edgecnn import __version__
-from edgecnn.errors import EdgecnnError
+from edgecnn.errors import EdgecnnError, EdgecnnWarning
 from edgecnn.targets import DEFAULT as DEFAULT_TARGET, TARGETS
+
+
+_python_show_warning = warnings.showwarning
 
 
 class _Group(click.Group):
@@ -27,7 +31,10 @@ class _Group(click.Group):
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning
+                warnings.simplefilter("always", EdgecnnWarning)
+                return super().invoke(ctx)
         except EdgecnnError as exc:
             click.echo(f"edgecnn: error: {exc}", err=True)
             sys.exit(1)
@@ -36,6 +43,14 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("edgecnn: interrupted", err=True)
             sys.exit(130)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """An `EdgecnnWarning` is one line on stderr, `edgecnn: warning: ...`; any other warning is Python's."""
+    if issubclass(category, EdgecnnWarning):
+        click.echo(f"edgecnn: warning: {message}", err=True)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
 
 
 def _usage_line(exc: click.UsageError) -> None:
@@ -97,12 +112,9 @@ def _parse_shape(text: str | None):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def models(pattern, num_classes, input_shape, as_json):
     """List zoo models matching PATTERN (e.g. 'mobilenet*') with params and MACs."""
-    from edgecnn.zoo import list_models
-    from edgecnn.zoo.listing import model_rows
+    from edgecnn import api
 
-    if not list_models(pattern):
-        raise EdgecnnError(f"no zoo model matches {pattern!r}; `edgecnn models` lists them all")
-    rows = model_rows(pattern, num_classes, _parse_shape(input_shape))
+    rows = api.models(pattern, num_classes, _parse_shape(input_shape))
     if as_json:
         echo_json(rows)
         return
@@ -123,15 +135,10 @@ def models(pattern, num_classes, input_shape, as_json):
 @click.option("--json", "as_json", is_flag=True)
 def build(name, output, input_shape, num_classes, options, as_json):
     """Build zoo model NAME (untrained unless -O weights=...) and save it as .keras."""
-    from edgecnn.modelfile import save_model
-    from edgecnn.train.trainer import default_spec
-    from edgecnn.zoo import build as build_model
-    from edgecnn.zoo.counting import summarize
+    from edgecnn import api
 
-    model = build_model(name, _parse_shape(input_shape), num_classes, **_parse_knobs(options))
-    spec = default_spec(name, model.input_shape[1:], [str(i) for i in range(num_classes)], "")
-    save_model(model, output, spec)
-    info = {"output": output, "name": name, "input_shape": list(model.input_shape[1:]), **summarize(model)}
+    info = api.build(name, output, input_shape=_parse_shape(input_shape), num_classes=num_classes,
+                     options=_parse_knobs(options)).to_dict()
     if as_json:
         echo_json(info)
     else:
@@ -189,17 +196,15 @@ def train(model, data, output, epochs, batch_size, learning_rate, val_split, see
     """Train zoo model MODEL (a name) or fine-tune a saved model on --data; saves the preprocessing spec.
 
     A saved classifier of other classes gets a new head of --data's classes on its backbone (transfer learning)."""
-    from edgecnn.data.spec import InputScaling
-    from edgecnn.train.trainer import TrainConfig, train as run_train
+    from edgecnn import api
 
-    scaling = InputScaling(scale, offset, mean, std)
-    cfg = TrainConfig(model, data, epochs, batch_size, learning_rate, val_split, seed, input_size,
-                      _parse_knobs(options), skip_bad, max_train_samples, lr_schedule=lr_schedule,
-                      augment=None if augment is None else tuple(a.strip() for a in augment.split(",") if a.strip()),
-                      input_scale=scaling.scale_offset() if scaling.given else None, cut_at=cut_at, freeze=freeze,
-                      fine_tune_blocks=fine_tune_blocks, fine_tune_lr=fine_tune_lr, fine_tune_epochs=fine_tune_epochs,
-                      qat=qat, per_tensor=per_tensor)
-    result = run_train(cfg, output, progress=not as_json)
+    result = api.train(model, output, data=data, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                       val_split=val_split, seed=seed, input_size=input_size, options=_parse_knobs(options),
+                       skip_bad=skip_bad, max_train_samples=max_train_samples,
+                       augment=None if augment is None else [a.strip() for a in augment.split(",") if a.strip()],
+                       lr_schedule=lr_schedule, cut_at=cut_at, freeze=freeze, fine_tune_blocks=fine_tune_blocks,
+                       fine_tune_lr=fine_tune_lr, fine_tune_epochs=fine_tune_epochs, qat=qat, per_tensor=per_tensor,
+                       scale=scale, offset=offset, mean=mean, std=std, progress=not as_json).to_dict()
     if as_json:
         echo_json(result)
         return
@@ -222,16 +227,10 @@ def _executor_option(what: str):
 @click.option("--json", "as_json", is_flag=True)
 def run(recipe, out_dir, executor, as_json):
     """Run the whole pipeline on RECIPE (a YAML file or a name in models/; default: quick, on bundled digits)."""
-    from edgecnn.executor import open_executor, parse
-    from edgecnn.pipeline import boards, run_pipeline
-    from edgecnn.recipe import load_recipe
+    from edgecnn import api
 
-    parse(executor)
-    r = load_recipe(recipe)
-    out_dir = out_dir or f"runs/{r.name}"
-    with open_executor(executor, boards(r) if executor else ()) as ex:
-        summary = run_pipeline(r, out_dir, log=lambda s: click.echo(s, err=True), progress=not as_json and not ex,
-                               executor=ex)
+    summary = api.run(recipe, out_dir, executor=executor, progress=not as_json,
+                      log=lambda s: click.echo(s, err=True)).to_dict()
     if as_json:
         echo_json(summary)
         return
@@ -241,7 +240,7 @@ def run(recipe, out_dir, executor, as_json):
         return "-" if v is None else f"{v:.3f}"
 
     metrics = {x["metric"] for x in summary["rows"]}
-    print_table(f"edgecnn run: {r.name} on {r.data}",
+    print_table(f"edgecnn run: {summary['recipe']} on {summary['data']}",
                 ["model", "precision", "device", "size", "x f32",
                  metrics.pop() if len(metrics) == 1 else "accuracy", "drop pts", "p50 ms", "p90 ms"],
                 [[x["model"], x["precision"], x["device"] + (" (emulated)" if x["emulated"] else ""),
@@ -308,42 +307,17 @@ def convert(model, output, mode, io, per_tensor, calibration, num_calibration, s
             verbose, as_json):
     """Convert a Keras model (.keras, .h5, SavedModel dir), a TF1 frozen graph (.pb) or a float32 .tflite to
     .tflite."""
-    from edgecnn.convert.request import ConversionRequest
+    from edgecnn import api
 
-    if precision is not None and max_accuracy_drop is not None:
-        raise EdgecnnError("--precision and --max-accuracy-drop: the guided mode does not take a plan yet")
-    from edgecnn.convert.precision import load_plan
-
-    req = ConversionRequest(mode, io, per_tensor, calibration, num_calibration, seed, tuple(keep_float),
-                            allow_float_fallback, scale, offset, mean, std, target=target, rewrite=not no_rewrite,
-                            bias_correction=bias_correction, equalize=equalize, quality=quality,
-                            calibrator=calibrator, calibration_method=calibration_method,
-                            precision=load_plan(precision) if precision is not None else None,
-                            postprocess=postprocess, graph_input=graph_input,
-                            graph_outputs=tuple(o.strip() for o in (graph_outputs or "").split(",") if o.strip()))
-    _lint_foreign(model)  # a foreign .tflite whose outputs int8 would ruin: one warning line each
-    if max_accuracy_drop is not None:
-        from edgecnn.guided import guided_convert
-
-        if not eval_data:
-            raise EdgecnnError("--max-accuracy-drop needs --eval-data SRC to measure the drop on")
-        report = guided_convert(model, output, req, max_accuracy_drop, eval_data, verbose=verbose,
-                                log=(lambda s: None) if as_json else (lambda s: click.echo(s, err=True)))
-    else:
-        from edgecnn.convert.converter import convert_model
-
-        report = convert_model(model, output, req, verbose=verbose)
-    if report.get("precision"):
-        from edgecnn.bench.delegation import place
-
-        place(report["precision"], output)
-        for line in report["precision"]["warnings"]:
-            click.echo(f"edgecnn: warning: {line}", err=True)
-    after = TARGETS[target]  # the target's check of the written model: Edge TPU preflight, CPU delegate partitions
-    if after.after_convert and mode in after.after_convert_modes:
-        from edgecnn.targets import hook
-
-        report[after.report_key] = hook(after.after_convert)(output)
+    report = api.convert(model, output, quant=mode, io=io, per_tensor=per_tensor, calibration=calibration,
+                         num_calibration=num_calibration, seed=seed, keep_float=keep_float,
+                         allow_float_fallback=allow_float_fallback, scale=scale, offset=offset, mean=mean, std=std,
+                         calibrator=calibrator, calibration_method=calibration_method,
+                         max_accuracy_drop=max_accuracy_drop, eval_data=eval_data, target=target,
+                         rewrite=not no_rewrite, bias_correction=bias_correction, equalize=equalize, quality=quality,
+                         precision=precision, postprocess=postprocess, graph_input=graph_input,
+                         graph_outputs=(graph_outputs or "").split(","), verbose=verbose,
+                         log=None if as_json else (lambda s: click.echo(s, err=True))).to_dict()
     if as_json:
         echo_json(report)
         return
@@ -363,13 +337,10 @@ def eval_cmd(models, data, limit, scale, offset, mean, std, executor, as_json):
     """Top-1/top-5 of Keras and .tflite models (any IO dtype) on --data's test split; COCO mAP@[.5:.95] and mAP@.5
     (+ per-class AP in --json) for detectors on a detection set (scenes:digits, a COCO or YOLO folder); mIoU, pixel
     and mean accuracy (+ per-class IoU in --json) for segmenters on a set with masks (scenes:digits, a mask folder)."""
-    from edgecnn.data.spec import InputScaling
-    from edgecnn.evaluate.accuracy import evaluate
-    from edgecnn.executor import open_executor
+    from edgecnn import api
 
-    with open_executor(executor) as ex:
-        rows = [evaluate(m, data, limit, InputScaling(scale, offset, mean, std), ex and ex.map_shards)
-                for m in models]
+    rows = [r.to_dict() for r in api.evaluate_all(models, data, limit=limit, scale=scale, offset=offset, mean=mean,
+                                                  std=std, executor=executor)]
     if as_json:
         echo_json(rows)
         return
@@ -400,20 +371,10 @@ def compare(float_model, quant_model, data, limit, top_layers, scale, offset, me
             as_json):
     """Quantized vs float: agreement, output SNR, KL divergence and the layers that lose it; with labels also the
     accuracy drop and per-class deltas."""
-    from edgecnn.data.spec import InputScaling
-    from edgecnn.evaluate.compare import compare as run_compare
-    from edgecnn.executor import open_executor
+    from edgecnn import api
 
-    if explorer_path:
-        from edgecnn.report.explorer import check_overlay_path, write_overlays
-
-        check_overlay_path(explorer_path)  # before minutes of comparing
-    with open_executor(executor) as ex:
-        r = run_compare(float_model, quant_model, data, limit, top_layers=None if explorer_path else top_layers,
-                        scaling=InputScaling(scale, offset, mean, std), map_shards=ex and ex.map_shards)
-    if explorer_path:  # every compared layer goes on the graph; the table keeps the worst --layers
-        r["explorer"] = write_overlays(explorer_path, quant_model, r["worst_layers"])
-        r["worst_layers"] = r["worst_layers"][:top_layers]
+    r = api.compare(float_model, quant_model, data, limit=limit, layers=top_layers, scale=scale, offset=offset,
+                    mean=mean, std=std, executor=executor, explorer=explorer_path).to_dict()
     if as_json:
         echo_json(r)
         return
@@ -455,18 +416,8 @@ def explore(model, overlays, port, no_browser):
 # --- bench / history / devices ----------------------------------------------------------------------------------
 
 
-def _bench_several(db, model, profiles, settings_for, data, limit, as_json) -> None:
-    """`bench --device A --device B ...`: all devices in parallel, every run recorded, one table."""
-    from edgecnn.bench.multi import bench_devices
-
-    def record(doc):
-        doc["run_id"] = db.record(doc)
-
-    try:
-        docs = bench_devices(model, profiles, settings_for, data, limit, record)
-    except KeyboardInterrupt:
-        click.echo("edgecnn: interrupted (unfinished runs recorded as failed)", err=True)
-        sys.exit(130)
+def _bench_several(docs, as_json) -> None:
+    """`bench --device A --device B ...`: one table of every device's run."""
     if as_json:
         echo_json(docs)
     else:
@@ -581,28 +532,6 @@ def edgetpu_check(model, runtime_version, as_json):
         sys.exit(2)
 
 
-def _lint_foreign(model) -> None:
-    """One warning line on stderr per mixed-range concatenated output of a foreign .tflite (edgecnn.tflite.detect)."""
-    from pathlib import Path
-
-    from edgecnn.errors import EdgecnnError as _Error
-
-    p = Path(model)
-    if p.suffix != ".tflite" or not p.is_file():
-        return
-    from edgecnn.tflite.detect import mixed_range_outputs
-    from edgecnn.tflite.metadata import read_spec
-
-    try:
-        if read_spec(p) is not None:
-            return
-        warnings = mixed_range_outputs(p, str(p))
-    except _Error:
-        return  # an unreadable model is reported by the step itself
-    for line in warnings:
-        click.echo(f"edgecnn: warning: {line}", err=True)
-
-
 @main.command()
 @click.argument("model")
 @click.option("--device", "devices", multiple=True, default=("local-cpu",), show_default=True,
@@ -635,25 +564,22 @@ def bench(model, devices, threads, warmup, runs, min_secs, no_xnnpack, op_profil
     and mAP@[.5:.95] of the boxes the device found (as `edgecnn eval` computes them), not a top-1. A segmenter's
     arg-max is timed the same way; with --data the device returns one confusion matrix, scored here as mIoU.
     """
-    from edgecnn.devices.profiles import load_profile
-    from edgecnn.bench.protocol import BenchSettings
-    from edgecnn.bench.run import bench_model
-    from edgecnn.store.db import open_db
+    from edgecnn import api
 
-    def settings_for(profile):
-        return BenchSettings(threads=profile.threads if threads is None else threads, warmup=warmup, runs=runs,
-                             min_secs=min_secs, xnnpack=not no_xnnpack and profile.delegate == "xnnpack",
-                             op_profile=op_profile, seed=seed, head=head)
-
-    _lint_foreign(model)
-    with open_db(db_path) as db:  # a bad database fails here, before a run is wasted
-        profiles = [load_profile(d) for d in dict.fromkeys(devices)]
-        if len(profiles) > 1:
-            _bench_several(db, model, profiles, settings_for, data, limit, as_json)
-            return
-        profile = profiles[0]
-        doc = bench_model(model, profile, settings_for(profile), data, limit)
-        doc["run_id"] = db.record(doc)
+    several = len(dict.fromkeys(devices)) > 1
+    try:
+        docs = api.bench_records(model, devices, data=data, limit=limit, db=db_path, threads=threads, warmup=warmup,
+                                 runs=runs, min_secs=min_secs, xnnpack=not no_xnnpack, op_profile=op_profile,
+                                 seed=seed, head=head)
+    except KeyboardInterrupt:
+        if not several:
+            raise
+        click.echo("edgecnn: interrupted (unfinished runs recorded as failed)", err=True)
+        sys.exit(130)
+    if several:
+        _bench_several(docs, as_json)
+        return
+    [doc] = docs
     if as_json:
         echo_json(doc)
     if doc.get("interrupted"):

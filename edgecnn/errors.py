@@ -6,3 +6,7 @@
 
 class EdgecnnError(Exception):
     """An error whose message is written for the user (one line, names the file and the problem)."""
+
+
+class EdgecnnWarning(UserWarning):
+    """A warning written for the user (one line): the CLI prints it as `edgecnn: warning: <message>`."""

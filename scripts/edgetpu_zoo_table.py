@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Edge TPU preflight of every zoo model converted to int8 (batch 1): prints the README's Markdown table.
+"""Edge TPU preflight of every zoo model converted to int8 (batch 1): prints the Markdown table of docs/targets/edgetpu.md.
 
     .venv/bin/python scripts/edgetpu_zoo_table.py [PATTERN] [--input-size N] [--json]
 

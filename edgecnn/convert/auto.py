@@ -2,7 +2,7 @@
 measuring them on calibration samples held out from everything else, and say what was chosen and why.
 
 Why: no option wins everywhere, and a user cannot know which one helps without converting and comparing each.
-Measured on real, externally trained models (README, "Real, externally trained models"; top-1 agreement with float on
+Measured on real, externally trained models (docs/guides/quantization.md, "Real, externally trained models"; top-1 agreement with float on
 64 held-out photos): bias correction lifts the ImageNet MobileNet V1 from 0.547 to 0.875 per-channel, while on the
 MediaPipe face-landmark model percentile ranges do more (29.6 dB against 27.5); per-tensor, CLE then bias correction
 is best on both classifiers (0.031 -> 0.688, 0.062 -> 0.766) and per-channel CLE lowers both.

@@ -25,7 +25,7 @@ constant clamped by the activation) moves 1:1 once it is, and is corrected 1:1.
 Biases shared between layers (one int32 buffer behind two layers' bias tensors: TFLite's converter deduplicates
 equal constants, e.g. the zero biases of two layers without a Keras bias) are split before a layer's is changed, so
 that correcting one layer does not move another (before, the last layer's correction was written into all of them).
-Measured (README, "Real, externally trained models"; top-1 agreement with float on 64 held-out photos): see the
+Measured (docs/guides/quantization.md, "Real, externally trained models"; top-1 agreement with float on 64 held-out photos): see the
 table there. Not always a gain (MediaPipe's face-landmark model loses SNR with it): opt-in, and check it with
 `edgecnn compare`.
 """

@@ -1,7 +1,7 @@
 """`--calibration-method best`: try every activation-range method and keep the one whose int8 model stays closest
 to float, measured on calibration samples it was not calibrated on.
 
-Why: no range method wins everywhere. On the models measured here (README, "Real, externally trained models")
+Why: no range method wins everywhere. On the models measured here (docs/guides/quantization.md, "Real, externally trained models")
 MSE ranges gave a face-landmark model 3 dB more output SNR, and changed nothing for MobileNet V1; percentile helped
 one output and hurt another. Trying them costs little: the fast calibrator fills min/max and the histograms of all
 methods in one pass.

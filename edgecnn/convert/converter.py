@@ -377,7 +377,7 @@ def check_output(out_path) -> Path:
 
 def convert_model(model_path: str | Path, out_path: str | Path, req: ConversionRequest,
                   verbose: bool = False) -> dict:
-    """Convert per `req`, write `out_path` atomically, return the report dict (keys documented in README)."""
+    """Convert per `req`, write `out_path` atomically, return the report dict (keys documented in docs/json.md)."""
     out_path = check_output(out_path)
     prep = Prepared(model_path, req, verbose)
     return prep.finish(prep.build(), out_path)
