@@ -67,7 +67,9 @@ def _commit() -> str | None:
 
     try:
         rev = git("rev-parse", "--short", "HEAD")
-        return rev + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+        # the results files themselves do not make a tree dirty: a re-run rewrites them
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results")
+        return rev + ("-dirty" if changed else "")
     except (OSError, subprocess.CalledProcessError):
         return None
 
