@@ -4,7 +4,8 @@
 
 Each model is built at its default input (untrained, weights=None: sizes and convertibility do not depend on
 training; accuracy on real data is benchmarks/convert_accuracy.py). int8 and int16x8 calibrate on the shipped
-photo set (3-channel models) or digits (1-channel models). Prints a Markdown table and writes results.json.
+photo set (3-channel models) or digits (1-channel models). Prints a Markdown table and writes
+benchmarks/results/convert_zoo.{json,md} (docs/guides/quantization.md includes it; a mode that fails is a note).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from results import Column, publish  # noqa: E402
 
 MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
 
@@ -66,17 +68,27 @@ def main() -> int:
         results.append(row)
         print(json.dumps(row), flush=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    print("\n| model | input | " + " | ".join(MODES) + " |")
-    print("|---|---|" + "---|" * len(MODES))
+    table, notes = [], []
     for row in results:
-        cells = []
+        cells = {"model": row["model"], "input": row["input"]}
         for mode in MODES:
             c = row[mode]
-            cells.append(f"{c['size_bytes'] / 1024:,.0f} KiB ({c['ratio']:.2f})" if c["ok"] else "fails")
-        print(f"| {row['model']} | {row['input']} | " + " | ".join(cells) + " |")
-    fails = [(r["model"], m, r[m]["error"]) for r in results for m in MODES if not r[m]["ok"]]
-    for model, mode, err in fails:
-        print(f"- {model} {mode}: {err}")
+            if c["ok"]:
+                cells[mode] = f"{c['size_bytes'] / 1024:,.0f} KiB ({c['ratio']:.2f})"
+            else:
+                notes.append(f"{row['model']} {mode}: {c['error']}")
+                cells[mode] = f"fails ({len(notes)})"
+        table.append(cells)
+    print("\n| model | input | " + " | ".join(MODES) + " |")
+    print("|---|---|" + "---|" * len(MODES))
+    for cells in table:
+        print("| " + " | ".join(cells[k] for k in ("model", "input", *MODES)) + " |")
+    for k, note in enumerate(notes, 1):
+        print(f"({k}) {note}")
+    publish("convert_zoo", [Column("model", "model"), Column("input", "input"), *(Column(m, m) for m in MODES)],
+            table, notes=[f"({k}) {n}" for k, n in enumerate(notes, 1)]
+            + [f"untrained (weights=None) at each model's default input; size (ratio to float32); int8 and int16x8 "
+               f"calibrated on {args.calibration} images of the shipped photos (digits for 1-channel models)"])
     return 0
 
 
