@@ -4,7 +4,8 @@
 
 For each model: train (few epochs, the lead's trainer), convert to int8 with int8 IO (the lead's converter,
 100 calibration images), then `edgecnn mcu-check --device cortex-m4-256k --data fashion-mnist` (the full 10k test
-split under TFLM and under LiteRT). Prints a Markdown table; writes the reports to OUT/mcu_check.json.
+split under TFLM and under LiteRT). Prints a Markdown table; writes the reports to OUT/mcu_check.json and the table
+to benchmarks/results/mcu_check.{json,md} (docs/targets/mcu.md includes it).
 (Short runs work for MobileNets because the trainer caps batch-norm momentum to the run's length: see
 `edgecnn.train.trainer.fit_bn_momentum`.)
 Needs the real data set (Debian: apt-get install dataset-fashion-mnist) and `pip install 'edgecnn[mcu]'`.
@@ -26,6 +27,7 @@ from edgecnn.convert.converter import convert_model  # noqa: E402
 from edgecnn.convert.request import ConversionRequest  # noqa: E402
 from edgecnn.deploy.mcu import mcu_check  # noqa: E402
 from edgecnn.train.trainer import TrainConfig, train  # noqa: E402
+from results import Column, publish  # noqa: E402
 
 MODELS = [  # label, zoo name, input side, builder knobs, epochs argument
     ("LeNet-5 32x32x1", "lenet5", 32, {}, "epochs_lenet"),
@@ -71,6 +73,21 @@ def main() -> int:
               f"{keras_top1:.2%} | {a['top1_litert']:.2%} | {a['top1_tflm']:.2%} | "
               f"{a['prediction_agreement']:.2%} ({a['disagreements']} of {a['samples']} differ) | "
               f"{a['identical_outputs']:.1%} |")
+    table = [{"model": label, "epochs": epochs, "arena": r["arena_bytes"], "flash": r["flash_bytes"],
+              "fits": "yes" if r["fits"] else "no", "keras": r["train"]["keras_test_top1"],
+              "litert": r["accuracy"]["top1_litert"], "tflm": r["accuracy"]["top1_tflm"],
+              "agreement": f"{r['accuracy']['prediction_agreement']:.2%} ({r['accuracy']['disagreements']} of "
+                           f"{r['accuracy']['samples']} differ)",
+              "identical": r["accuracy"]["identical_outputs"]} for label, epochs, r in rows]
+    publish("mcu_check", [Column("model", "model (int8)"), Column("epochs", "epochs"),
+                          Column("arena", "arena bytes", "{:,}"), Column("flash", "flash bytes", "{:,}"),
+                          Column("fits", f"fits {args.device}"), Column("keras", "top-1 Keras float", "{:.2%}"),
+                          Column("litert", "top-1 LiteRT", "{:.2%}"), Column("tflm", "top-1 TFLM", "{:.2%}"),
+                          Column("agreement", "TFLM vs LiteRT agreement"),
+                          Column("identical", "bit-identical outputs", "{:.1%}")], table,
+            notes=[f"`edgecnn mcu-check MODEL --device {args.device} --data fashion-mnist`, TFLM "
+                   f"{rows[0][2]['tflm_version']} on this x86-64 host, {args.limit} test images; trained on "
+                   "Fashion-MNIST by `edgecnn train` (batch 128), int8 with int8 IO, 100 calibration images"])
     return 0
 
 
