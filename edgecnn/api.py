@@ -34,14 +34,15 @@ from edgecnn.errors import EdgecnnError, EdgecnnWarning
 from edgecnn.targets import DEFAULT as DEFAULT_TARGET, TARGETS
 
 __all__ = ["BenchResult", "BuildResult", "CompareResult", "ConvertResult", "EvalResult", "Result", "RunResult",
-           "TrainResult", "bench", "build", "compare", "convert", "evaluate", "models", "run", "train"]
+           "TrainResult", "bench", "bench_records", "build", "compare", "convert", "evaluate", "evaluate_all",
+           "models", "run", "train"]
 
 
 class Result(BaseModel):
     """A stage's result: the `--json` document, its main fields typed, every other key an attribute too.
 
     A declared field the document lacks (or holds null for: a detector's compare without boxes has no agreement) is
-    None, so a result never fails on a document its stage wrote."""
+    None. A key that names a pydantic method (`schema`, `copy`, `json`) is read as an item: `r["schema"]`."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
     _doc: dict = PrivateAttr(default_factory=dict)
@@ -50,7 +51,7 @@ class Result(BaseModel):
     def of(cls, doc: dict):
         """The result of the stage's document `doc`, as `--json` prints it (paths and numpy numbers as JSON has
         them)."""
-        doc = json.loads(json.dumps(doc, default=str))
+        doc = json.loads(json.dumps(doc, default=_plain))
         out = cls.model_validate(doc)
         out._doc = doc
         return out
@@ -159,6 +160,20 @@ class RunResult(Result):
     skipped: list[dict] | None = None
 
 
+def _plain(value):
+    """JSON for what `json` cannot write: a numpy number as its Python number, anything else (a Path) as text."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) and getattr(value, "shape", None) == () else str(value)
+
+
+def _names(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """A list option given as a list, or as one comma-separated string ("flip,shift")."""
+    if value is None:
+        return ()
+    parts = value.split(",") if isinstance(value, str) else value
+    return tuple(p.strip() for p in parts if p.strip())
+
+
 def _scaling(scale, offset, mean, std):
     from edgecnn.data.spec import InputScaling
 
@@ -193,7 +208,7 @@ def build(name: str, output: str, *, input_shape: tuple[int, ...] | None = None,
 def train(model: str, output: str, *, data: str = "digits", epochs: int = 10, batch_size: int = 64,
           learning_rate: float = 1e-3, val_split: float = 0.1, seed: int = 0, input_size: int | None = None,
           options: dict | None = None, skip_bad: bool = False, max_train_samples: int | None = None,
-          augment: Sequence[str] | None = None, lr_schedule: str = "cosine", cut_at: str | None = None,
+          augment: str | Sequence[str] | None = None, lr_schedule: str = "cosine", cut_at: str | None = None,
           freeze: bool | None = None, fine_tune_blocks: int = 0, fine_tune_lr: float | None = None,
           fine_tune_epochs: int | None = None, qat: bool = False, per_tensor: bool = False,
           scale: float | None = None, offset: float | None = None, mean: float | None = None,
@@ -207,7 +222,7 @@ def train(model: str, output: str, *, data: str = "digits", epochs: int = 10, ba
     scaling = _scaling(scale, offset, mean, std)
     cfg = TrainConfig(model, data, epochs, batch_size, learning_rate, val_split, seed, input_size, dict(options or {}),
                       skip_bad, max_train_samples, lr_schedule=lr_schedule,
-                      augment=None if augment is None else tuple(augment),
+                      augment=None if augment is None else _names(augment),
                       input_scale=scaling.scale_offset() if scaling.given else None, cut_at=cut_at, freeze=freeze,
                       fine_tune_blocks=fine_tune_blocks, fine_tune_lr=fine_tune_lr, fine_tune_epochs=fine_tune_epochs,
                       qat=qat, per_tensor=per_tensor)
@@ -236,13 +251,13 @@ def _lint_foreign(model: str) -> None:
 
 def convert(model: str, output: str, *, quant: str = "float32", io: str | None = None, per_tensor: bool = False,
             calibration: str | None = None, num_calibration: int = 100, seed: int = 0,
-            keep_float: Sequence[str] = (), allow_float_fallback: bool = False, scale: float | None = None,
+            keep_float: str | Sequence[str] = (), allow_float_fallback: bool = False, scale: float | None = None,
             offset: float | None = None, mean: float | None = None, std: float | None = None,
             calibrator: str = "fast", calibration_method: str = "minmax", max_accuracy_drop: float | None = None,
             eval_data: str | None = None, target: str = DEFAULT_TARGET, rewrite: bool = True,
             bias_correction: bool = False, equalize: bool = False, quality: str = "default",
             precision: str | None = None, postprocess: str = "graph", graph_input: str | None = None,
-            graph_outputs: Sequence[str] = (), verbose: bool = False,
+            graph_outputs: str | Sequence[str] = (), verbose: bool = False,
             log: Callable[[str], None] | None = None) -> ConvertResult:
     """Convert `model` (.keras, .h5, SavedModel dir, TF1 .pb, .onnx or a float .tflite) to a .tflite at `output`
     in `quant` precision (float32, float16, dynamic, int8, int16x8) for `target` (cpu, edgetpu, tflm): int8 is
@@ -258,13 +273,13 @@ def convert(model: str, output: str, *, quant: str = "float32", io: str | None =
         raise EdgecnnError("--precision and --max-accuracy-drop: the guided mode does not take a plan yet")
     from edgecnn.convert.precision import load_plan
 
-    req = ConversionRequest(quant, io, per_tensor, calibration, num_calibration, seed, tuple(keep_float),
+    req = ConversionRequest(quant, io, per_tensor, calibration, num_calibration, seed, _names(keep_float),
                             allow_float_fallback, scale, offset, mean, std, target=target, rewrite=rewrite,
                             bias_correction=bias_correction, equalize=equalize, quality=quality,
                             calibrator=calibrator, calibration_method=calibration_method,
                             precision=load_plan(precision) if precision is not None else None,
                             postprocess=postprocess, graph_input=graph_input,
-                            graph_outputs=tuple(o.strip() for o in graph_outputs if o.strip()))
+                            graph_outputs=_names(graph_outputs))
     _lint_foreign(model)  # a foreign .tflite whose outputs int8 would ruin: one warning each
     if max_accuracy_drop is not None:
         from edgecnn.guided import guided_convert
@@ -335,6 +350,10 @@ def compare(float_model: str, quant_model: str, data: str, *, limit: int | None 
     return CompareResult.of(r)
 
 
+class RunsInterrupted(KeyboardInterrupt):
+    """Ctrl-C while several devices were being benched: the unfinished runs are recorded as failed."""
+
+
 def bench_settings(profile, *, threads: int | None = None, warmup: int = 10, runs: int = 100, min_secs: float = 0.0,
                    xnnpack: bool = True, op_profile: bool = False, seed: int = 0, head: str | None = None):
     """The runner's settings on device `profile` (its own thread count unless `threads`)."""
@@ -365,7 +384,10 @@ def bench_records(model: str, devices: Sequence[str] = ("local-cpu",), *, data: 
         def record(doc):
             doc["run_id"] = store.record(doc)
 
-        return bench_devices(model, profiles, lambda p: bench_settings(p, **settings), data, limit, record)
+        try:
+            return bench_devices(model, profiles, lambda p: bench_settings(p, **settings), data, limit, record)
+        except KeyboardInterrupt:
+            raise RunsInterrupted("unfinished runs recorded as failed") from None
 
 
 def bench(model: str, *, device: str = "local-cpu", threads: int | None = None, warmup: int = 10, runs: int = 100,
@@ -374,7 +396,7 @@ def bench(model: str, *, device: str = "local-cpu", threads: int | None = None, 
     """Benchmark `model` (.tflite) on `device` (a profile name or .yaml path; this CPU by default) in a fresh runner
     process: latency (`timing.steady`: p50, p90, ...), peak RSS, delegate partitions, and with `data` the task's
     accuracy on the device. Every run is a row of the results database `db` (default: $EDGECNN_DB or the user data
-    dir); a failed run is recorded, then raised as `EdgecnnError`."""
+    dir); a failed run is recorded, then raised as `EdgecnnError` (an interrupted one as `KeyboardInterrupt`)."""
     [doc] = bench_records(model, [device], data=data, limit=limit, db=db, threads=threads, warmup=warmup, runs=runs,
                           min_secs=min_secs, xnnpack=xnnpack, op_profile=op_profile, seed=seed, head=head)
     if doc.get("interrupted"):

@@ -1,4 +1,4 @@
-"""The `edgecnn` command line: click commands only — parse, call one stage function, print.
+"""The `edgecnn` command line: click commands only — parse, call one function of `edgecnn.api` (or of a stage), print.
 
 Every heavy import (TensorFlow, Keras, LiteRT) happens inside a command, so `edgecnn --help` stays instant.
 An `EdgecnnError` becomes one line on stderr and exit code 1; Ctrl-C becomes exit code 130.
@@ -6,6 +6,7 @@ An `EdgecnnError` becomes one line on stderr and exit code 1; Ctrl-C becomes exi
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import warnings
@@ -15,9 +16,6 @@ import click
 from edgecnn import __version__
 from edgecnn.errors import EdgecnnError, EdgecnnWarning
 from edgecnn.targets import DEFAULT as DEFAULT_TARGET, TARGETS
-
-
-_python_show_warning = warnings.showwarning
 
 
 class _Group(click.Group):
@@ -32,7 +30,7 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             with warnings.catch_warnings():
-                warnings.showwarning = _show_warning
+                warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
                 warnings.simplefilter("always", EdgecnnWarning)
                 return super().invoke(ctx)
         except EdgecnnError as exc:
@@ -45,12 +43,13 @@ class _Group(click.Group):
             sys.exit(130)
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None):
-    """An `EdgecnnWarning` is one line on stderr, `edgecnn: warning: ...`; any other warning is Python's."""
+def _show_warning(python_show, message, category, filename, lineno, file=None, line=None):
+    """An `EdgecnnWarning` is one line on stderr, `edgecnn: warning: ...`; any other warning goes to `python_show`
+    (what `warnings.showwarning` was when the command started)."""
     if issubclass(category, EdgecnnWarning):
         click.echo(f"edgecnn: warning: {message}", err=True)
     else:
-        _python_show_warning(message, category, filename, lineno, file, line)
+        python_show(message, category, filename, lineno, file, line)
 
 
 def _usage_line(exc: click.UsageError) -> None:
@@ -566,17 +565,14 @@ def bench(model, devices, threads, warmup, runs, min_secs, no_xnnpack, op_profil
     """
     from edgecnn import api
 
-    several = len(dict.fromkeys(devices)) > 1
     try:
         docs = api.bench_records(model, devices, data=data, limit=limit, db=db_path, threads=threads, warmup=warmup,
                                  runs=runs, min_secs=min_secs, xnnpack=not no_xnnpack, op_profile=op_profile,
                                  seed=seed, head=head)
-    except KeyboardInterrupt:
-        if not several:
-            raise
-        click.echo("edgecnn: interrupted (unfinished runs recorded as failed)", err=True)
+    except api.RunsInterrupted as exc:
+        click.echo(f"edgecnn: interrupted ({exc})", err=True)
         sys.exit(130)
-    if several:
+    if len(dict.fromkeys(devices)) > 1:
         _bench_several(docs, as_json)
         return
     [doc] = docs
