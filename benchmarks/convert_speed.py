@@ -9,7 +9,8 @@ Both start from the Keras model file; rounds alternate. Quality checks: stock vs
 (top-1 agreement, max |diff|); and, on edgecnn's own graph (whose tensor names differ from the stock front end's),
 every tensor's scale/zero-point from the fast calibrator against TF's stock calibrator. Also the per-sample
 calibration cost against one float inference, for each activation-range method (`--calibration-method`: the
-histogram methods fill their histograms in the same pass).
+histogram methods fill their histograms in the same pass). The table goes to benchmarks/results/convert_speed.{json,md}
+(docs/targets/cpu.md includes it).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from results import Column, publish  # noqa: E402
 
 
 def main() -> int:
@@ -139,6 +141,25 @@ def main() -> int:
           f"ratio {res['ratio_median']:.2f} ({res['ratio_median_excluding_keras_load']:.2f} without the "
           f"{res['keras_load_s_median']:.1f} s Keras load both pay); calibration {res['calibration_cost_vs_inference']:.2f}x a float "
           f"inference per sample; scales equal to {max_scale_rel:.1e} (rel), zero points within {max_zp}")
+    rows = [{"path": path, **{f"r{k + 1}": v for k, v in enumerate(times)}, "median": statistics.median(times)}
+            for path, times in (("stock `from_keras_model` + representative dataset", t_stock),
+                                ("`edgecnn convert --quant int8`", t_ours))]
+    rows.append({"path": "ratio edgecnn / stock", "median": res["ratio_median"]})
+    timings = res["edgecnn_timings_s"]
+    publish("convert_speed", [Column("path", "MobileNetV2 1.0 224, int8, int8 IO"),
+                              *(Column(f"r{k + 1}", f"round {k + 1} s", "{:.1f}") for k in range(args.rounds)),
+                              Column("median", "median", "{:.2f}")], rows, notes=[
+        f"{args.samples} calibration images (the shipped photos), both from the same .keras file, rounds alternating",
+        f"ratio {res['ratio_median']:.2f}, {res['ratio_median_excluding_keras_load']:.2f} without the "
+        f"{res['keras_load_s_median']:.1f} s Keras load both pay",
+        "edgecnn's time: " + ", ".join(f"{k} {v:.2f} s" for k, v in timings.items() if isinstance(v, (int, float))),
+        f"calibration {res['calibration_ms_per_sample']:.1f} ms per sample, {res['calibration_cost_vs_inference']:.2f}x "
+        f"a float inference ({res['float_inference_ms']:.1f} ms); by range method: "
+        + ", ".join(f"{m} {v:.2f}x" for m, v in res["calibration_cost_vs_inference_by_method"].items()),
+        f"same result: stock and edgecnn outputs on the {args.samples} samples differ by at most "
+        f"{res['max_abs_output_diff']:g} (top-1 agreement {res['top1_agreement_stock_vs_edgecnn']:.3f}); on "
+        f"edgecnn's graph {len(common)} tensors' scales match TF's own calibrator to {max_scale_rel:.1e} (relative), "
+        f"zero points within {max_zp}"])
     return 0
 
 
