@@ -4,7 +4,7 @@
 
 Each model is built at its default input (untrained, weights=None: sizes and convertibility do not depend on
 training; accuracy on real data is benchmarks/convert_accuracy.py). int8 and int16x8 calibrate on the shipped
-photo set (3-channel models) or digits (1-channel models). Prints a Markdown table and writes
+photo set (3-channel models) or digits (1-channel models). Writes (and prints) the table to
 benchmarks/results/convert_zoo.{json,md} (docs/guides/quantization.md includes it; a mode that fails is a note).
 """
 
@@ -79,12 +79,6 @@ def main() -> int:
                 notes.append(f"{row['model']} {mode}: {c['error']}")
                 cells[mode] = f"fails ({len(notes)})"
         table.append(cells)
-    print("\n| model | input | " + " | ".join(MODES) + " |")
-    print("|---|---|" + "---|" * len(MODES))
-    for cells in table:
-        print("| " + " | ".join(cells[k] for k in ("model", "input", *MODES)) + " |")
-    for k, note in enumerate(notes, 1):
-        print(f"({k}) {note}")
     publish("convert_zoo", [Column("model", "model"), Column("input", "input"), *(Column(m, m) for m in MODES)],
             table, notes=[f"({k}) {n}" for k, n in enumerate(notes, 1)]
             + [f"untrained (weights=None) at each model's default input; size (ratio to float32); int8 and int16x8 "

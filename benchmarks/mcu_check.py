@@ -4,8 +4,8 @@
 
 For each model: train (few epochs, the lead's trainer), convert to int8 with int8 IO (the lead's converter,
 100 calibration images), then `edgecnn mcu-check --device cortex-m4-256k --data fashion-mnist` (the full 10k test
-split under TFLM and under LiteRT). Prints a Markdown table; writes the reports to OUT/mcu_check.json and the table
-to benchmarks/results/mcu_check.{json,md} (docs/targets/mcu.md includes it).
+split under TFLM and under LiteRT). Writes the reports to OUT/mcu_check.json and the table (printed too) to
+benchmarks/results/mcu_check.{json,md} (docs/targets/mcu.md includes it).
 (Short runs work for MobileNets because the trainer caps batch-norm momentum to the run's length: see
 `edgecnn.train.trainer.fit_bn_momentum`.)
 Needs the real data set (Debian: apt-get install dataset-fashion-mnist) and `pip install 'edgecnn[mcu]'`.
@@ -66,18 +66,6 @@ def main() -> int:
         rows.append((label, epochs, r))
         print(f"{label}: done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     (out / "mcu_check.json").write_text(json.dumps([r for _, _, r in rows], indent=2, default=str))
-    print(f"\n`.venv/bin/python benchmarks/mcu_check.py` -> `edgecnn mcu-check MODEL --device {args.device} "
-          f"--data fashion-mnist` (TFLM {rows[0][2]['tflm_version']}, x86-64 host)\n")
-    print("| model (int8, Fashion-MNIST) | epochs | arena bytes | flash bytes | fits "
-          f"{args.device} | top-1 Keras float | top-1 LiteRT | top-1 TFLM | agreement | identical outputs |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for label, epochs, r in rows:
-        a = r["accuracy"]
-        keras_top1 = r["train"]["keras_test_top1"]
-        print(f"| {label} | {epochs} | {r['arena_bytes']:,} | {r['flash_bytes']:,} | {'yes' if r['fits'] else 'no'} | "
-              f"{keras_top1:.2%} | {a['top1_litert']:.2%} | {a['top1_tflm']:.2%} | "
-              f"{a['prediction_agreement']:.2%} ({_differ(a)} of {a['samples']} differ) | "
-              f"{a['identical_outputs']:.1%} |")
     table = [{"model": label, "epochs": epochs, "arena": r["arena_bytes"], "flash": r["flash_bytes"],
               "fits": "yes" if r["fits"] else "no", "keras": r["train"]["keras_test_top1"],
               "litert": r["accuracy"]["top1_litert"], "tflm": r["accuracy"]["top1_tflm"],

@@ -119,7 +119,8 @@ def _write(path: Path, text: str) -> None:
 
 def publish(name: str, columns: list[Column], rows: list[dict], notes: list[str] = (),
             argv: list[str] | None = None, out: Path = RESULTS) -> Path:
-    """Write `out/NAME.json` (rows, command, date, commit, machine) and `out/NAME.md` (its table); return the .md."""
+    """Write `out/NAME.json` (rows, command, date, commit, machine) and `out/NAME.md` (its table), print the table;
+    return the .md's path."""
     if not rows:
         raise ValueError(f"{name}: no rows to publish")
     argv = list(sys.argv if argv is None else argv)
@@ -129,7 +130,7 @@ def publish(name: str, columns: list[Column], rows: list[dict], notes: list[str]
     out.mkdir(parents=True, exist_ok=True)
     _write(out / f"{name}.json", json.dumps(doc, indent=2, default=str) + "\n")
     _write(out / f"{name}.md", render(doc))
-    print(f"results: {out / name}.json, .md", flush=True)
+    print(f"\n{render(doc)}\nresults: {out / name}.json, .md", flush=True)
     return out / f"{name}.md"
 
 
