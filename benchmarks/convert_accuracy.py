@@ -1,11 +1,11 @@
 """int8 accuracy on real data: float vs int8 top-1 on the full Fashion-MNIST test set (10,000 images).
 
-    .venv/bin/python benchmarks/convert_accuracy.py [--out runs/bench/accuracy] [--epochs-scale 1.0]
+    .venv/bin/python benchmarks/convert_accuracy.py [--out runs/bench/accuracy] [--epochs-scale 1.0] [--max-drop 0.3,0]
 
 Trains (or reuses, if present in --out) LeNet-5, a MobileNetV2 (alpha 0.35) and a MobileNetV3-Small (alpha 0.75,
 hard-swish + squeeze-excite) at 32x32, converts each to full-integer int8 (200 calibration images from the *train*
-split), evaluates both on the test split, and runs the accuracy-guided mode on the MobileNetV3 with a 0.3-point
-limit. Prints a Markdown table and writes results.json.
+split), evaluates both on the test split; the MobileNetV3 also with per-tensor weights, and through the accuracy-guided
+mode (`--max-accuracy-drop`) at each limit of --max-drop. Writes benchmarks/results/convert_accuracy.{json,md}.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results import Column, publish  # noqa: E402
 
 MODELS = [  # (label, zoo name, knobs, epochs)
     ("lenet5", "lenet5", {}, 15),
@@ -35,11 +38,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/bench/accuracy")
     ap.add_argument("--epochs-scale", type=float, default=1.0)
-    ap.add_argument("--max-drop", type=float, default=0.3)
+    ap.add_argument("--max-drop", default="0.3,0", help="the guided mode's limits, in points (comma-separated)")
     args = ap.parse_args()
+    limits = [float(v) for v in args.max_drop.split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, notes = [], []
     for label, name, knobs, epochs in MODELS:
         keras_path = out / f"{label}.keras"
         if not keras_path.exists():
@@ -47,55 +51,56 @@ def main() -> int:
             train(TrainConfig(name, "fashion-mnist", epochs=max(1, int(epochs * args.epochs_scale)), batch_size=128,
                               input_size=32, knobs=knobs), keras_path)
             print(f"trained {label} in {time.perf_counter() - t:.0f} s", flush=True)
-        req = ConversionRequest("int8", calibration="recipe:fashion-mnist-200")
-        conv = convert_model(keras_path, out / f"{label}_int8.tflite", req)
         f = evaluate(keras_path, "fashion-mnist")["top1"]
-        q = evaluate(out / f"{label}_int8.tflite", "fashion-mnist")["top1"]
-        row = {"model": label, "float_top1": f, "int8_top1": q, "ratio": q / f, "drop_points": 100 * (f - q),
-               "size_ratio": conv["size_ratio_to_float32"], "convert_s": conv["wall_seconds"]}
-        rows.append(row)
-        if name.startswith("mobilenet_v3"):
+        weights = ("per-channel", "per-tensor") if name.startswith("mobilenet_v3") else ("per-channel",)
+        for tag in weights:
             # per-tensor weights (what some integer accelerators require) hurt hard-swish/SE nets more: the
             # guided mode has work to do there
-            for per_tensor in (False, True):
-                greq = ConversionRequest("int8", calibration="recipe:fashion-mnist-200", per_tensor=per_tensor)
-                tag = "per-tensor" if per_tensor else "per-channel"
-                gpath = out / f"{label}_int8_{tag}_guided.tflite"
-                plain = out / f"{label}_int8_{tag}.tflite"
-                convert_model(keras_path, plain, greq)
-                q0 = evaluate(plain, "fashion-mnist")["top1"]
+            req = ConversionRequest("int8", calibration="recipe:fashion-mnist-200", per_tensor=tag == "per-tensor")
+            plain = out / f"{label}_int8_{tag}.tflite"
+            conv = convert_model(keras_path, plain, req)
+            q = evaluate(plain, "fashion-mnist")["top1"]
+            row = {"model": label, "weights": tag, "variant": "int8", "float_top1": f, "int8_top1": q,
+                   "ratio": q / f, "drop_points": 100 * (f - q), "size_ratio": conv["size_ratio_to_float32"],
+                   "size_bytes": conv["size_bytes"], "convert_s": conv["wall_seconds"]}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            if not name.startswith("mobilenet_v3"):
+                continue
+            for limit in limits:
+                gpath = out / f"{label}_int8_{tag}_guided_{limit:g}.tflite"
+                variant = f"guided, limit {limit:g} pts"
                 try:
-                    g = guided_convert(keras_path, gpath, greq, args.max_drop, "fashion-mnist", eval_limit=None,
-                                       log=print)
-                    gq = evaluate(gpath, "fashion-mnist")["top1"]
-                    rows.append({"model": f"{label} int8 {tag}", "float_top1": f, "int8_top1": q0,
-                                 "ratio": q0 / f, "drop_points": 100 * (f - q0),
-                                 "size_ratio": conv["size_ratio_to_float32"],
-                                 "guided": {"top1": gq, "drop_points": 100 * (f - gq),
-                                            "kept_in_float": g["guided"]["kept_in_float"],
-                                            "steps": [(s["kept"], round(s["drop_points"], 2))
-                                                      for s in g["guided"]["steps"]],
-                                            "cost": g["guided"]["cost"], "size_ratio": g["size_ratio_to_float32"]}})
+                    g = guided_convert(keras_path, gpath, req, limit, "fashion-mnist", eval_limit=None, log=print)
                 except Exception as exc:  # report, do not hide
-                    rows.append({"model": f"{label} int8 {tag}", "float_top1": f, "int8_top1": q0, "ratio": q0 / f,
-                                 "drop_points": 100 * (f - q0), "size_ratio": conv["size_ratio_to_float32"],
-                                 "guided": {"error": str(exc)}})
-                print(json.dumps(rows[-1]), flush=True)
-        print(json.dumps(row), flush=True)
-    (out / "results.json").write_text(json.dumps(rows, indent=2))
-    print("\n| model | float top-1 | int8 top-1 | int8/float | drop (pts) | size vs f32 |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['model']} | {r['float_top1']:.4f} | {r['int8_top1']:.4f} | {r['ratio']:.4f} | "
-              f"{r['drop_points']:.2f} | {r['size_ratio']:.3f} |")
-        g = r.get("guided")
-        if g and "top1" in g:
-            kept = len(g["kept_in_float"])
-            print(f"| {r['model']}, guided (<= {args.max_drop} pts; {kept} layer(s) kept in float) | "
-                  f"{r['float_top1']:.4f} | {g['top1']:.4f} | {g['top1'] / r['float_top1']:.4f} | "
-                  f"{g['drop_points']:.2f} | {g['size_ratio']:.3f} |")
-        elif g:
-            print(f"| {r['model']}, guided | failed: {g['error']} |")
+                    notes.append(f"{label} {tag} {variant}: failed: {exc}")
+                    continue
+                gq = evaluate(gpath, "fashion-mnist")["top1"]
+                kept, int16 = g["guided"]["kept_in_float"], g["guided"].get("int16") or {}
+                cost = g["guided"]["cost"]
+                steps = ", ".join(f"{s['kept']} → {s['drop_points']:.2f}" for s in g["guided"]["steps"])
+                rows.append({"model": label, "weights": tag, "variant": variant, "float_top1": f, "int8_top1": gq,
+                             "ratio": gq / f, "drop_points": 100 * (f - gq),
+                             "size_ratio": g["size_ratio_to_float32"], "size_bytes": g["size_bytes"],
+                             "kept_in_float": len(kept), "kept": kept, "steps": g["guided"]["steps"],
+                             "int16_ops": int16.get("int16_ops") if int16.get("reached") else 0,
+                             "p50_ms": cost["p50_ms_guided"], "p50_ms_int8": cost["p50_ms_full_int8"],
+                             "p50_ms_float32": cost["p50_ms_float32"], "cost": cost})
+                notes.append(f"{label} {tag}, {variant}: layers kept in float → drop (points): {steps}"
+                             + (f"; kept: {', '.join(kept)}" if kept else ""))
+                print(json.dumps(rows[-1], default=str), flush=True)
+    (out / "results.json").write_text(json.dumps(rows, indent=2, default=str))
+    publish("convert_accuracy",
+            [Column("model", "model"), Column("weights", "weights"), Column("variant", "int8 graph"),
+             Column("float_top1", "float top-1", "{:.4f}"), Column("int8_top1", "int8 top-1", "{:.4f}"),
+             Column("ratio", "int8 / float", "{:.4f}"), Column("drop_points", "drop (points)", "{:.2f}"),
+             Column("kept_in_float", "layers kept in float"), Column("int16_ops", "int16 rules"),
+             Column("p50_ms", "guided p50 ms", "{:.3f}"), Column("p50_ms_int8", "full int8 p50 ms", "{:.3f}"), Column("size_bytes", "size (B)", "{:,}"),
+             Column("size_ratio", "size vs float32", "{:.3f}")],
+            rows, notes=["Fashion-MNIST, all 10,000 test images, 32x32x1; int8 IO, 200 calibration images of the "
+                         "train split (`recipe:fashion-mnist-200`); the guided mode evaluates on the same test "
+                         "images; its p50s are its own latency check (board runner, 1 thread, XNNPACK, 30 runs)",
+                   *notes])
     return 0
 
 

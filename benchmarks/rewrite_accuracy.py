@@ -7,7 +7,8 @@ alpha 0.75 at 32x32 on the Fashion-MNIST train split, converts it to full-intege
 calibration (200 train images, `recipe:fashion-mnist-200`) — the converter's plain graph (`--no-rewrite`) and the
 rewritten one (`--target cpu`, and `--target edgetpu`) — and evaluates all on the 10,000 test images: top-1 of
 each, the difference in points, how often their predictions agree, and each model's delegate partitions and p50
-on this CPU against float32's (1 thread, XNNPACK, 3 alternating rounds of 200 runs). Prints a Markdown table and writes rewrite_accuracy.json.
+on this CPU against float32's (1 thread, XNNPACK, 3 alternating rounds of 200 runs). Writes rewrite_accuracy.json in --out and
+benchmarks/results/rewrite_accuracy.{json,md}.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results import Column, publish  # noqa: E402
 
 
 def main() -> int:
@@ -76,18 +80,18 @@ def main() -> int:
         rows[name]["diff_points_vs_plain"] = 100 * (rows[name]["top1"] - rows["plain"]["top1"])
         rows[name]["prediction_agreement_vs_plain"] = float(np.mean(preds[name] == preds["plain"]))
     (out / "rewrite_accuracy.json").write_text(json.dumps(rows, indent=2))
-    print(json.dumps(rows, indent=2))
-    print(f"\nMobileNetV3-Small 0.75, Fashion-MNIST test set ({len(test)} images), int8 (float32 p50 "
-          f"{f32_p50:.4f} ms):\n")
-    print("| int8 graph | top-1 | vs plain (points) | predictions equal to plain | partitions | p50 ms | "
-          "p50 / float32 | Edge TPU ops mapped |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name in variants:
-        r = rows[name]
-        ratio = f"{r['p50_over_float32']:.2f}" if "p50_over_float32" in r else "-"
-        print(f"| {name} | {r['top1']:.4f} | {r.get('diff_points_vs_plain', 0):+.2f} | "
-              f"{r.get('prediction_agreement_vs_plain', 1):.4f} | {r.get('partitions', '-')} | "
-              f"{r.get('p50_ms', '-')} | {ratio} | {r['edgetpu_ops']} |")
+    labels = {"plain": "plain (`--no-rewrite`)", "cpu": "rewritten (`--target cpu`)",
+              "edgetpu": "rewritten (`--target edgetpu`)"}
+    publish("rewrite_accuracy",
+            [Column("graph", "int8 graph"), Column("top1", "top-1", "{:.4f}"),
+             Column("diff_points_vs_plain", "vs plain (points)", "{:+.2f}"),
+             Column("prediction_agreement_vs_plain", "predictions equal to plain", "{:.2%}"),
+             Column("partitions", "partitions"), Column("p50_ms", "p50 ms", "{:.3f}"),
+             Column("p50_over_float32", "p50 / float32", "{:.2f}"), Column("edgetpu_ops", "Edge TPU ops mapped")],
+            [{"graph": labels[name], **rows[name]} for name in variants],
+            notes=[f"MobileNetV3-Small alpha 0.75 trained {args.epochs} epochs on Fashion-MNIST at 32x32x1; int8 from "
+                   f"the same 200 calibration images; all {len(test):,} test images; float32 p50 {f32_p50:.3f} ms "
+                   "(1 thread, XNNPACK, 3 alternating rounds of 200 runs)"])
     return 0
 
 
