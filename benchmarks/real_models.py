@@ -14,9 +14,9 @@ Each float .tflite goes through `edgecnn convert` to int8 (per-channel and per-t
 percentile and MSE activation ranges; with and without `--bias-correction` and `--equalize`; the stock converter
 (`--calibrator stock --no-rewrite`); `--quality auto`, which calibrates on 52 of them and scores its options on the
 other 12; 64 of the shipped photos to calibrate), then `edgecnn compare`
-on the other 64 photos, which have no labels: top-1 agreement with float (classifier), output SNR and KL. Prints two
-Markdown tables (every variant; `--quality auto` against the best single option and the stock converter, with its
-cost) and writes results.json.
+on the other 64 photos, which have no labels: top-1 agreement with float (classifier), output SNR and KL. Writes two
+tables (every variant: benchmarks/results/real_models.{json,md}; `--quality auto` against the best single option and
+the stock converter, with its cost: real_models_auto.{json,md}) and results.json in --out.
 """
 
 from __future__ import annotations
@@ -29,6 +29,10 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from results import Column, publish  # noqa: E402
+
 EDGECNN = [sys.executable, "-m", "edgecnn.cli"]
 # (weights, activation ranges, extra convert flags)
 STOCK = ("--calibrator", "stock", "--no-rewrite")  # TF's own calibration and int8 graph: the stock converter
@@ -54,13 +58,9 @@ def _method(method: str, flags: tuple) -> str:
     return " + ".join([method] + [FLAG_NAMES[f] for f in flags])
 
 
-def _auto_table(rows: list[dict]) -> list[str]:
+def _auto_rows(rows: list[dict]) -> list[dict]:
     """Per model and weights: the stock converter, the best single option, --quality auto (what it chose) and its
     cost against a plain conversion (min/max), from the rows of this run."""
-    table = ["| model | int8 weights | stock converter | best single option | --quality auto: chose | auto | "
-             "auto - best (pts / dB) | auto - stock (pts / dB) | convert s plain → auto |",
-             "|---|---|---|---|---|---|---|---|---|"]
-
     def q(r):
         snr = f"{r['snr_db']:.1f} dB"
         return snr if r["model"] in REGRESSION else f"{r['top1_agreement']:.3f} / {snr}"
@@ -69,6 +69,7 @@ def _auto_table(rows: list[dict]) -> list[str]:
         pts = "" if a["model"] in REGRESSION else f"{100 * (a['top1_agreement'] - b['top1_agreement']):+.1f} / "
         return pts + f"{a['snr_db'] - b['snr_db']:+.1f}"
 
+    table = []
     for model in dict.fromkeys(r["model"] for r in rows):
         for weights in ("per-channel", "per-tensor"):
             group = [r for r in rows if r["model"] == model and r["weights"] == weights]
@@ -77,9 +78,10 @@ def _auto_table(rows: list[dict]) -> list[str]:
             plain = next(r for r in group if r["method"] == "minmax")
             single = [r for r in group if r not in (stock, auto)]
             best = max(single, key=lambda r: (0 if model in REGRESSION else r["top1_agreement"], r["snr_db"]))
-            table.append(f"| {model} | {weights} | {q(stock)} | {best['method']}: {q(best)} | {auto['chose']} | "
-                         f"{q(auto)} | {d(auto, best)} | {d(auto, stock)} | {plain['convert_s']:.1f} → "
-                         f"{auto['convert_s']:.1f} ({auto['convert_s'] / plain['convert_s']:.1f}x) |")
+            table.append({"model": model, "weights": weights, "stock": q(stock), "best": f"{best['method']}: {q(best)}",
+                          "chose": auto["chose"], "auto": q(auto), "auto_vs_best": d(auto, best),
+                          "auto_vs_stock": d(auto, stock), "convert_s_plain": plain["convert_s"],
+                          "convert_s_auto": auto["convert_s"], "cost": auto["convert_s"] / plain["convert_s"]})
     return table
 
 
@@ -134,13 +136,7 @@ def _run(*args) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/bench/real")
-    ap.add_argument("--tables", metavar="RESULTS.json", help="Print the tables of an earlier run's results.json "
-                    "again (no conversion).")
     args = ap.parse_args()
-    if args.tables:
-        rows = json.loads(Path(args.tables).read_text())["rows"]
-        print("\n".join(_table(rows)) + "\n\n" + "\n".join(_auto_table(rows)))
-        return 0
     out = (ROOT / args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     # 64 photos to calibrate, the other 64 to compare on (a flat folder each: unlabeled)
@@ -180,22 +176,34 @@ def main() -> int:
                          "top5_agreement": cmp.get("top5_agreement"), "snr_db": cmp["snr_db"],
                          "kl_divergence": cmp["kl_divergence"], "n": cmp["n"]})
             print(json.dumps(rows[-1]), flush=True)
-    table, auto = _table(rows), _auto_table(rows)
-    (out / "results.json").write_text(json.dumps({"rows": rows, "table": table, "auto_table": auto}, indent=2))
-    print("\n" + "\n".join(table) + "\n\n" + "\n".join(auto))
+    (out / "results.json").write_text(json.dumps({"rows": rows}, indent=2))
+    setup = ("int8 (`edgecnn convert --quant int8`) calibrated on 64 of the shipped photos, compared with the float "
+             "model by `edgecnn compare` on the other 64 (no labels)")
+    publish("real_models",
+            [Column("model", "model"), Column("weights", "int8 weights"), Column("method", "method"),
+             Column("sizes", "size float → int8"), Column("top1_agreement", "top-1 agreement with float", "{:.3f}"),
+             Column("snr_db", "output SNR dB", "{:.1f}"), Column("kl_divergence", "KL", "{:.3g}"),
+             Column("partitions", "XNNPACK partitions"), Column("convert_s", "convert s", "{:.1f}")],
+            _rows(rows), notes=[setup, "face landmarks is a regression: its SNR is the measure"])
+    publish("real_models_auto",
+            [Column("model", "model"), Column("weights", "int8 weights"), Column("stock", "stock converter"),
+             Column("best", "best single option"), Column("chose", "--quality auto: chose"), Column("auto", "auto"),
+             Column("auto_vs_best", "auto - best (pts / dB)"), Column("auto_vs_stock", "auto - stock (pts / dB)"),
+             Column("convert_s_plain", "convert s, plain", "{:.1f}"), Column("convert_s_auto", "convert s, auto", "{:.1f}"),
+             Column("cost", "auto / plain", "{:.1f}x")],
+            _auto_rows(rows), notes=[setup, "quality: top-1 agreement / output SNR (SNR alone for the regression); "
+                                     "--quality auto calibrates on 52 of the 64 photos and scores its options on the "
+                                     "other 12"])
     return 0
 
 
-def _table(rows: list[dict]) -> list[str]:
-    table = ["| model | int8 weights | method | size float → int8 | top-1 agreement with float | output SNR dB | "
-             "KL | XNNPACK partitions | convert s |", "|---|---|---|---|---|---|---|---|---|"]
+def _rows(rows: list[dict]) -> list[dict]:
+    table = []
     for r in rows:
         regression = r["model"] in REGRESSION
-        table.append(f"| {r['model']} | {r['weights']} | {r['method']} | {r['size_float'] / 1e6:.1f} → "
-                     f"{r['size_int8'] / 1e6:.1f} MB | "
-                     + ("(regression) | " if regression else f"{r['top1_agreement']:.3f} | ") + f"{r['snr_db']:.1f} | "
-                     + ("— | " if regression else f"{r['kl_divergence']:.3g} | ")
-                     + f"{r['partitions']} | {r['convert_s']:.1f} |")
+        table.append({**r, "sizes": f"{r['size_float'] / 1e6:.1f} → {r['size_int8'] / 1e6:.1f} MB",
+                      "top1_agreement": "(regression)" if regression else r["top1_agreement"],
+                      "kl_divergence": None if regression else r["kl_divergence"]})
     return table
 
 
