@@ -6,8 +6,9 @@ Starts N sshd of the emulated Raspberry Pi (`scripts/emulated_pi.sh start PORT K
 board with its own work folder), writes a device profile for each, and benches LeNet-5 (untrained, 32x32x1) as
 float32 and int8 on every board with the pipeline's own bench step: first with `LocalExecutor` (one bench after
 another, as `edgecnn run` does without --executor), then with `RayExecutor` (each bench a task holding its board's
-resource `board:127.0.0.1:PORT`), rounds alternating. Prints the wall times, their ratio, and the overlap check
-from the recorded start/end of every bench: on one board never two at once; across boards, at once in the Ray run.
+resource `board:127.0.0.1:PORT`), rounds alternating. Writes the wall times, their ratio, and the overlap check
+from the recorded start/end of every bench (on one board never two at once; across boards, at once in the Ray run)
+to benchmarks/results/ray_fleet.{json,md}.
 
 All emulated boards are qemu processes on this machine's cores, so the parallel speed-up is bounded by the cores
 (2 here), not by the number of boards; real boards each bring their own CPU.
@@ -30,6 +31,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from results import Column, publish  # noqa: E402
+
 SCRIPT = ROOT / "scripts" / "emulated_pi.sh"
 
 
@@ -160,21 +164,26 @@ def main() -> int:
     finally:
         for port in ports:
             subprocess.run(["bash", str(SCRIPT), "stop", str(port)], capture_output=True)
-    print(f"{args.boards} emulated boards (ports {', '.join(map(str, ports))}), LeNet-5 float32 + int8 on each, "
-          f"{args.runs} timed runs per bench, {args.rounds} rounds; Ray start {ray_start:.1f} s (not counted)")
-    print("| executor | wall s (median of rounds) | benches | overlapping pairs on one board | overlapping pairs "
-          "across boards |")
-    print("|---|---|---|---|---|")
-    medians = {}
-    for name, ms in rows.items():
-        medians[name] = statistics.median(m["wall"] for m in ms)
-        walls = ", ".join(f"{m['wall']:.1f}" for m in ms)
-        print(f"| {name} | {medians[name]:.1f} ({walls}) | {ms[0]['benches']} | "
-              f"{max(m['same_board'] for m in ms)} | {min(m['across'] for m in ms)}-{max(m['across'] for m in ms)} |")
-    print(f"ratio parallel / sequential: {medians[par] / medians[seq]:.2f} (speed-up "
-          f"{medians[seq] / medians[par]:.2f}x)")
+    medians = {name: statistics.median(m["wall"] for m in ms) for name, ms in rows.items()}
     ok = all(m["same_board"] == 0 for name in (seq, par) for m in rows[name])
-    print("no two benches on one board overlapped" if ok else "FAILED: two benches overlapped on one board")
+    n = len(models)  # benches per board
+    pairs_board = args.boards * n * (n - 1) // 2
+    pairs_across = (n * args.boards) * (n * args.boards - 1) // 2 - pairs_board
+    table = [{"executor": name, "wall": medians[name], "rounds": ", ".join(f"{m['wall']:.1f}" for m in ms),
+              "benches": ms[0]["benches"], "same_board": f"{max(m['same_board'] for m in ms)} of {pairs_board}",
+              "across": f"{min(m['across'] for m in ms)}-{max(m['across'] for m in ms)} of {pairs_across}"}
+             for name, ms in rows.items()]
+    publish("ray_fleet",
+            [Column("executor", "executor"), Column("wall", "wall s, median", "{:.1f}"), Column("rounds", "rounds (s)"),
+             Column("benches", "benches"), Column("same_board", "overlapping pairs on one board"),
+             Column("across", "overlapping pairs across boards")], table,
+            notes=[f"{args.boards} emulated boards (qemu-user sshd on this machine's cores), LeNet-5 float32 + int8 on "
+                   f"each, {args.runs} timed runs per bench, {args.rounds} alternating rounds; Ray start "
+                   f"{ray_start:.1f} s (not counted)",
+                   f"parallel / sequential: {medians[par] / medians[seq]:.2f} (speed-up "
+                   f"{medians[seq] / medians[par]:.2f}x)",
+                   "no two benches on one board overlapped under either executor" if ok
+                   else "FAILED: two benches overlapped on one board"])
     return 0 if ok else 1
 
 
