@@ -9,9 +9,9 @@ augmentation: a mirrored digit is another glyph; each detector's own recipe in `
 `edgecnn convert` to float32 and to int8 (int8 IO, calibrated on the train split), `edgecnn eval` of all three on
 the 500 test scenes (1,193 objects), `edgecnn bench` of both files on the local CPU (1 thread, XNNPACK; the
 runner times invoke and post-processing apart when it can) and the Edge TPU preflight of the int8 file. Every step
-is the library call the CLI makes. Prints a Markdown table (params, MACs, size, float and int8 mAP@.5 and
-mAP@[.5:.95], the int8 drop in points, p50 latencies, XNNPACK partitions, the preflight verdict) and writes
-results.json.
+is the library call the CLI makes. Writes a table (params, MACs, size, float and int8 mAP@.5 and
+mAP@[.5:.95], the int8 drop in points, p50 latencies, XNNPACK partitions, the preflight verdict) to
+benchmarks/results/detect_zoo.{json,md}, and results.json in --out.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results import Column, publish  # noqa: E402
 
 
 # the training recipe of each detector on scenes:digits (the detect-quick recipe's for centernet_mobilenet_v1)
@@ -120,6 +123,31 @@ def edgetpu_preflight(path: Path) -> dict:
     return {k: pf[k] for k in ("maps_fully", "ops_edgetpu", "ops_total", "first_cpu_op")}
 
 
+SETUP = ("int8 IO, calibrated on {args.calibration} train scenes; `edgecnn bench` on the local CPU, 1 thread, XNNPACK, "
+         "{args.runs} runs")
+
+
+def zoo_row(r: dict, args) -> dict:
+    """The columns every zoo benchmark of a task shares, from one of its rows: size, cost, speed, where it runs."""
+    f, q, e = r["float32"], r["int8"], r["edgetpu_preflight"]
+    cut = e["first_cpu_op"]
+    return {"model": r["model"], "input": args.input_size, "params": r["params"], "macs": r["macs"] / 1e6,
+            "train": f"{r['epochs']} ep, {r['train_seconds'] / 60:.1f} min", "f32_kib": f["size_bytes"] / 1024,
+            "int8_kib": q["size_bytes"] / 1024, "f32_ms": f["bench"]["p50_ms"], "int8_ms": q["bench"]["p50_ms"],
+            "post_ms": q["bench"]["postprocess_p50_ms"], "partitions": q["bench"]["partitions"],
+            "edgetpu": "maps fully" if e["maps_fully"] else f"{e['ops_edgetpu']}/{e['ops_total']} ops"
+                       + (f", cut at {cut['op']}" if cut else "")}
+
+
+def zoo_columns(metric: list, post: str) -> list:
+    """`zoo_row`'s columns around the task's own `metric` columns; `post` heads the post-processing time."""
+    return [Column("model", "model"), Column("input", "input"), Column("params", "params", "{:,}"),
+            Column("macs", "MACs", "{:.1f}M"), Column("train", "train"), Column("f32_kib", "float32 KiB", "{:.0f}"),
+            Column("int8_kib", "int8 KiB", "{:.0f}"), *metric, Column("f32_ms", "p50 float32 ms", "{:.2f}"),
+            Column("int8_ms", "p50 int8 ms", "{:.2f}"), Column("post_ms", post, "{:.2f}"),
+            Column("partitions", "int8 partitions"), Column("edgetpu", "Edge TPU preflight")]
+
+
 def main() -> int:
     from edgecnn.evaluate.accuracy import evaluate
 
@@ -136,28 +164,16 @@ def main() -> int:
         row["drop_map_points"] = round(100 * (row["float32"]["map"] - row["int8"]["map"]), 2)
         rows.append(row)
     write_results(args, rows)
-    print("| model | input | params | MACs | train | float32 KiB | int8 KiB | float mAP@.5 | int8 mAP@.5 | drop pts | "
-          "float mAP@[.5:.95] | int8 mAP@[.5:.95] | drop pts | p50 float32 ms | p50 int8 ms | post-proc ms | "
-          "int8 partitions | Edge TPU preflight |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-
-    def ms(v):
-        return "–" if v is None else f"{v:.2f}"
-
-    for r in rows:
-        f, q, e = r["float32"], r["int8"], r["edgetpu_preflight"]
-        cut = e["first_cpu_op"]
-        verdict = "maps fully" if e["maps_fully"] else f"{e['ops_edgetpu']}/{e['ops_total']} ops" + (
-            f", cut at {cut['op']}" if cut else "")
-        print(f"| {r['model']} | {args.input_size} | {r['params']:,} | {r['macs'] / 1e6:.1f}M | "
-              f"{r['epochs']} ep, {r['train_seconds'] / 60:.1f} min | "
-              f"{f['size_bytes'] / 1024:.0f} | {q['size_bytes'] / 1024:.0f} | {f['map50']:.3f} | {q['map50']:.3f} | "
-              f"{r['drop_map50_points']:+.2f} | {f['map']:.3f} | {q['map']:.3f} | {r['drop_map_points']:+.2f} | "
-              f"{ms(f['bench']['p50_ms'])} | {ms(q['bench']['p50_ms'])} | {ms(q['bench']['postprocess_p50_ms'])} | "
-              f"{q['bench']['partitions']} | {verdict} |")
-    print(f"(test split of {args.data}: {rows[0]['images'] if rows else 0} images, "
-          f"{rows[0]['objects'] if rows else 0} objects; Keras mAP@.5 "
-          + ", ".join(f"{r['model']} {r['keras']['map50']:.3f}" for r in rows) + ")")
+    table = [{**zoo_row(r, args), "f32_map50": r["float32"]["map50"], "int8_map50": r["int8"]["map50"],
+              "drop50": r["drop_map50_points"], "f32_map": r["float32"]["map"], "int8_map": r["int8"]["map"],
+              "drop": r["drop_map_points"]} for r in rows]
+    metric = [Column("f32_map50", "float mAP@.5", "{:.3f}"), Column("int8_map50", "int8 mAP@.5", "{:.3f}"),
+              Column("drop50", "drop pts", "{:+.2f}"), Column("f32_map", "float mAP@[.5:.95]", "{:.3f}"),
+              Column("int8_map", "int8 mAP@[.5:.95]", "{:.3f}"), Column("drop", "drop pts", "{:+.2f}")]
+    publish("detect_zoo", zoo_columns(metric, "post-proc ms"), table,
+            notes=[f"test split of {args.data}: {rows[0]['images'] if rows else 0} images, "
+                   f"{rows[0]['objects'] if rows else 0} objects; {SETUP.format(args=args)}; Keras mAP@.5 "
+                   + ", ".join(f"{r['model']} {r['keras']['map50']:.3f}" for r in rows)])
     return 0
 
 

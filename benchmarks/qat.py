@@ -1,7 +1,6 @@
 """Quantization-aware training against post-training int8: float / PTQ / QAT top-1 side by side in one run.
 
     .venv/bin/python benchmarks/qat.py [--out runs/bench/qat] [--data fashion-mnist] [--pattern '*'] [--runs 100]
-    .venv/bin/python benchmarks/qat.py --tables runs/bench/qat/results.json   # re-print the table
 
 Each model of MODELS (three classifiers on --data at 32x32; the detect-quick CenterNet on scenes:digits at 128x128,
 measured by mAP@.5) is trained in float (or reused from --out), then trained --qat-epochs more at --qat-lr without
@@ -9,7 +8,8 @@ the simulation (the control: what the extra epochs alone give), then for per-cha
 post-training int8 of both (`edgecnn convert --quant int8`, 200 calibration images of the train split, the default path),
 and `edgecnn train --qat` from the float model for --qat-epochs at --qat-lr, converted the same way (its learned
 ranges). Every model is evaluated on the first --eval-limit test images and benched here (1 thread, XNNPACK): sizes,
-p50, XNNPACK partitions and the op histogram of both int8 graphs (QAT must give the PTQ graph).
+p50, XNNPACK partitions and the op histogram of both int8 graphs (QAT must give the PTQ graph). Writes
+results.json in --out and benchmarks/results/qat.{json,md}.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results import Column, publish  # noqa: E402
 
 MODELS = [  # (label, zoo name, knobs, float epochs, settings other than CLASSIFIER's)
     ("mobilenet_v1_0.25", "mobilenet_v1", {"alpha": 0.25}, 5, {}),
@@ -103,24 +105,24 @@ def measure(label: str, name: str, knobs: dict, epochs: int, settings: dict, arg
     return row
 
 
-def table(rows: list) -> None:
+def table(rows: list) -> list[dict]:
     """One row per model and weight granularity: the float model and its PTQ int8, the control (the float model
     trained the QAT epochs again without the simulation, and its PTQ int8), and QAT int8; drops against the float
     model each int8 model came from (QAT: the control's float, trained as long)."""
-    print("| model | weights | float top-1 / mAP@.5 | PTQ int8 (drop pts) | float, +N epochs | its PTQ int8 (drop pts) | "
-          "QAT int8, N epochs (drop pts) | QAT time | int8 KiB PTQ / QAT | p50 ms PTQ / QAT | partitions PTQ / QAT | "
-          "same graph |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    out = []
     for r in rows:
         f, lf = r["float_top1"], r["longer"]["float_top1"]
         for tag, _ in GRANULARITY:
             p, q, lp = r[tag]["ptq"], r[tag]["qat"], r["longer_ptq"][tag]
-            print(f"| {r['model']} | {tag} | {f:.4f} | {p['top1']:.4f} ({100 * (f - p['top1']):+.2f}) | "
-                  f"{lf:.4f} | {lp:.4f} ({100 * (lf - lp):+.2f}) | "
-                  f"{q['top1']:.4f}, {q['epochs']} ({100 * (lf - q['top1']):+.2f}) | {q['train_s']:.0f} s | "
-                  f"{p['size_bytes'] / 1024:.0f} / {q['size_bytes'] / 1024:.0f} | {p['p50_ms']:.3f} / "
-                  f"{q['p50_ms']:.3f} | {p['partitions']} / {q['partitions']} | "
-                  f"{'yes' if r[tag]['same_graph'] else 'NO'} |")
+            out.append({"model": r["model"], "weights": tag, "metric": r["metric"], "float": f,
+                        "ptq": f"{p['top1']:.4f} ({100 * (f - p['top1']):+.2f})", "control": lf,
+                        "control_ptq": f"{lp:.4f} ({100 * (lf - lp):+.2f})",
+                        "qat": f"{q['top1']:.4f} ({100 * (lf - q['top1']):+.2f})", "qat_epochs": q["epochs"],
+                        "qat_s": q["train_s"], "kib": f"{p['size_bytes'] / 1024:.0f} / {q['size_bytes'] / 1024:.0f}",
+                        "p50": f"{p['p50_ms']:.3f} / {q['p50_ms']:.3f}",
+                        "partitions": f"{p['partitions']} / {q['partitions']}",
+                        "same_graph": "yes" if r[tag]["same_graph"] else "NO"})
+    return out
 
 
 def main() -> int:
@@ -133,21 +135,25 @@ def main() -> int:
     ap.add_argument("--qat-lr", type=float, default=1e-4)
     ap.add_argument("--eval-limit", type=int, default=2000)
     ap.add_argument("--runs", type=int, default=100)
-    ap.add_argument("--tables", help="re-print the table of a results.json")
     args = ap.parse_args()
-    if args.tables:
-        table(json.loads(Path(args.tables).read_text()))
-        return 0
     rows = [measure(*m, args) for m in MODELS if fnmatch.fnmatch(m[0], args.pattern)]
     out = Path(args.out)
-    done = out / "results.json"  # rows of other models from earlier runs (--pattern) kept
-    kept = [r for r in json.loads(done.read_text()) if r["model"] not in {x["model"] for x in rows}] \
-        if done.exists() else []
-    rows = kept + rows
     tmp = out / "results.json.tmp"
     tmp.write_text(json.dumps(rows, indent=2))
     tmp.replace(out / "results.json")
-    table(rows)
+    publish("qat", [Column("model", "model"), Column("weights", "weights"), Column("metric", "metric"),
+                    Column("float", "float", "{:.4f}"), Column("ptq", "PTQ int8 (drop pts)"),
+                    Column("control", "control float", "{:.4f}"), Column("control_ptq", "its PTQ int8 (drop)"),
+                    Column("qat", "QAT int8 (drop)"), Column("qat_epochs", "QAT epochs"),
+                    Column("qat_s", "QAT time (s)", "{:.0f}"), Column("kib", "int8 KiB PTQ / QAT"),
+                    Column("p50", "p50 ms PTQ / QAT"), Column("partitions", "partitions PTQ / QAT"),
+                    Column("same_graph", "same graph")], table(rows),
+            notes=[f"classifiers: {args.data} at 32x32, float trained on {args.max_train_samples} training images; "
+                   "the detector: detect-quick's CenterNet on scenes:digits (mAP@.5 on the 500 test scenes); "
+                   f"control and QAT: {args.qat_epochs} epochs at lr {args.qat_lr:g} from the same float model; "
+                   f"int8: 200 calibration images, int8 IO; metrics on the first {args.eval_limit} test images; "
+                   f"p50: local CPU, 1 thread, XNNPACK, {args.runs} runs; drops against the float model each int8 "
+                   "model came from (PTQ: float; the control's PTQ and QAT: the control's float)"])
     return 0
 
 

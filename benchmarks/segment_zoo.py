@@ -9,7 +9,8 @@ classes: background and the ten digits; each segmenter's recipe in `RECIPES` unl
 otherwise), `edgecnn convert` to float32, int8 (per-channel) and int8 --per-tensor (int8 IO, calibrated on the
 train split), `edgecnn eval` of all on the 500 test scenes (mIoU from one confusion matrix), `edgecnn bench` on the
 local CPU (1 thread, XNNPACK; arg-max post-processing timed apart from invoke) and the Edge TPU preflight of the
-int8 file. Every step is the library call the CLI makes. Prints a Markdown table and writes results.json.
+int8 file. Every step is the library call the CLI makes. Writes results.json in --out and
+benchmarks/results/segment_zoo.{json,md}.
 """
 
 from __future__ import annotations
@@ -19,13 +20,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detect_zoo import each_trained, edgetpu_preflight, measured, parser, write_results  # noqa: E402 - what every zoo benchmark of a task shares
+from detect_zoo import (SETUP, each_trained, edgetpu_preflight, measured, parser, write_results,  # noqa: E402 - what
+                        zoo_columns, zoo_row)  # every zoo benchmark of a task shares
+from results import Column, publish  # noqa: E402
 
 # the training recipe of each segmenter on scenes:digits (the seg-quick recipe's for the first)
 RECIPES = {"lraspp_mobilenet_v3_small": {"epochs": 7, "batch_size": 32, "lr": 5e-3,
                                          "options": {"minimalistic": True}}}
 DEFAULT_RECIPE = {"epochs": 5, "batch_size": 32, "lr": 5e-3}
 MODES = (("float32", "float32", False), ("int8", "int8", False), ("int8-per-tensor", "int8", True))
+
+
+def _largest_class_change(r: dict) -> str:
+    """Per class float → int8 IoU: the background's and the digit that changed most."""
+    pairs = [(a["name"], a["iou"], b["iou"]) for a, b in zip(r["float32"]["per_class"], r["int8"]["per_class"])
+             if a["iou"] is not None and b["iou"] is not None]
+    if not pairs:
+        return f"{r['model']}: no class scored"
+    bg = pairs[0]
+    name, f, q = max(pairs[1:] or pairs, key=lambda t: abs(t[1] - t[2]))
+    return (f"{r['model']} per class, float → int8 IoU: background {bg[1]:.3f} → {bg[2]:.3f}; the largest change "
+            f"of a digit: '{name}' {f:.3f} → {q:.3f}")
 
 
 def main() -> int:
@@ -44,27 +59,16 @@ def main() -> int:
             row[f"drop_{label}_points"] = round(100 * (row["float32"]["miou"] - row[label]["miou"]), 2)
         rows.append(row)
     write_results(args, rows)
-    print("| model | input | params | MACs | train | float32 KiB | int8 KiB | float mIoU | int8 mIoU (drop pts) | "
-          "int8 per-tensor mIoU (drop pts) | p50 float32 ms | p50 int8 ms | arg-max ms | int8 partitions | "
-          "Edge TPU preflight |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-
-    def ms(v):
-        return "–" if v is None else f"{v:.2f}"
-
-    for r in rows:
-        f, q, t, e = r["float32"], r["int8"], r["int8-per-tensor"], r["edgetpu_preflight"]
-        cut = e["first_cpu_op"]
-        verdict = "maps fully" if e["maps_fully"] else f"{e['ops_edgetpu']}/{e['ops_total']} ops" + (
-            f", cut at {cut['op']}" if cut else "")
-        print(f"| {r['model']} | {args.input_size} | {r['params']:,} | {r['macs'] / 1e6:.1f}M | "
-              f"{r['epochs']} ep, {r['train_seconds'] / 60:.1f} min | "
-              f"{f['size_bytes'] / 1024:.0f} | {q['size_bytes'] / 1024:.0f} | {f['miou']:.4f} | "
-              f"{q['miou']:.4f} ({r['drop_int8_points']:+.2f}) | {t['miou']:.4f} ({r['drop_int8-per-tensor_points']:+.2f}) | "
-              f"{ms(f['bench']['p50_ms'])} | {ms(q['bench']['p50_ms'])} | {ms(q['bench']['postprocess_p50_ms'])} | "
-              f"{q['bench']['partitions']} | {verdict} |")
-    print(f"(test split of {args.data}: {rows[0]['images'] if rows else 0} images; Keras mIoU "
-          + ", ".join(f"{r['model']} {r['keras_miou']:.4f}" for r in rows) + ")")
+    table = [{**zoo_row(r, args), "f32_miou": r["float32"]["miou"],
+              "int8_miou": f"{r['int8']['miou']:.4f} ({r['drop_int8_points']:+.2f})",
+              "pt_miou": f"{r['int8-per-tensor']['miou']:.4f} ({r['drop_int8-per-tensor_points']:+.2f})"}
+             for r in rows]
+    metric = [Column("f32_miou", "float mIoU", "{:.4f}"), Column("int8_miou", "int8 mIoU (drop pts)"),
+              Column("pt_miou", "int8 per-tensor mIoU (drop pts)")]
+    publish("segment_zoo", zoo_columns(metric, "arg-max ms"), table,
+            notes=[f"test split of {args.data}: {rows[0]['images'] if rows else 0} images; {SETUP.format(args=args)}; "
+                   "Keras mIoU " + ", ".join(f"{r['model']} {r['keras_miou']:.4f}" for r in rows),
+                   *(_largest_class_change(r) for r in rows)])
     return 0
 
 
