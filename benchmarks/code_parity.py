@@ -7,7 +7,7 @@ What a redesign that claims "behaviour kept" must show: the same accuracy number
 into a temporary git worktree; each round runs `edgecnn bench MODEL --runs 300 --data DATA --json` once with the base
 code and once with this checkout's, in alternating order (base first in even rounds), so drift of the machine's load
 falls on both. Reported per model: both revisions' accuracy values (must be equal), and the median over rounds of each
-revision's p50, with their ratio (this / base).
+revision's p50, with their ratio (this / base). Writes benchmarks/results/code_parity.{json,md}.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from results import Column, publish  # noqa: E402
 
 
 def _edgecnn(code: Path, *args: str) -> dict | list:
@@ -78,16 +81,21 @@ def main() -> int:
                              "p50_rounds": p50})
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(base)], capture_output=True)
-    print("| model | data | eval base | eval this | bench --data base | bench --data this | p50 ms base | "
-          "p50 ms this | this/base |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['model']} | {r['data']} | {r['eval_base']:.4f} | {r['eval_this']:.4f} | "
-              f"{r['bench_data_base']:.4f} | {r['bench_data_this']:.4f} | {r['p50_ms_base']:.3f} | "
-              f"{r['p50_ms_this']:.3f} | {r['ratio']:.2f} |")
-    print(json.dumps(rows, indent=1))
+    (REPO / "runs").mkdir(exist_ok=True)
+    (REPO / "runs" / "code_parity.json").write_text(json.dumps(rows, indent=1))
     same = all(r["eval_base"] == r["eval_this"] and r["bench_data_base"] == r["bench_data_this"] for r in rows)
-    print("accuracy identical" if same else "ACCURACY DIFFERS")
+    for r in rows:
+        r["spread"] = "; ".join(f"{k} {min(v):.3f}-{max(v):.3f}" for k, v in r["p50_rounds"].items())
+    publish("code_parity",
+            [Column("model", "model"), Column("data", "data"), Column("eval_base", f"eval {args.base}", "{:.4f}"),
+             Column("eval_this", "eval this", "{:.4f}"), Column("bench_data_base", f"bench --data {args.base}", "{:.4f}"),
+             Column("bench_data_this", "bench --data this", "{:.4f}"),
+             Column("p50_ms_base", f"p50 ms {args.base}", "{:.3f}"), Column("p50_ms_this", "p50 ms this", "{:.3f}"),
+             Column("ratio", f"this / {args.base}", "{:.2f}"), Column("spread", "p50 range over rounds (ms)")], rows,
+            notes=[f"{args.rounds} rounds of `edgecnn bench MODEL --runs {args.runs} --data DATA --limit 200` with each "
+                   "revision's code, alternating which goes first; eval of all of DATA's test split; `bench --data` "
+                   "scores the first 200 test samples, hence their difference",
+                   "accuracy identical in every row" if same else "ACCURACY DIFFERS"])
     return 0 if same else 1
 
 
