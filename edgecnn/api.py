@@ -33,9 +33,11 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr
 from edgecnn.errors import EdgecnnError, EdgecnnWarning
 from edgecnn.targets import DEFAULT as DEFAULT_TARGET, TARGETS
 
-__all__ = ["BenchResult", "BuildResult", "CompareResult", "ConvertResult", "EvalResult", "Result", "RunResult",
-           "TrainResult", "bench", "bench_records", "build", "compare", "convert", "evaluate", "evaluate_all",
-           "models", "run", "train"]
+__all__ = ["BenchResult", "BuildResult", "CompareResult", "ConvertResult", "DeployedResult", "DeviceCheckResult",
+           "EvalResult", "ExportCResult", "FlashResult", "McuCheckResult", "PreflightResult", "ReportResult", "Result",
+           "RunResult", "TrainResult", "bench", "bench_records", "build", "check_device", "compare", "convert",
+           "deployed", "devices", "edgetpu_check", "evaluate", "evaluate_all", "export_c", "flash", "history",
+           "mcu_check", "models", "report", "rollback", "run", "train"]
 
 
 class Result(BaseModel):
@@ -158,6 +160,86 @@ class RunResult(Result):
     report: str | None = None
     rows: list[dict] | None = None
     skipped: list[dict] | None = None
+
+
+class PreflightResult(Result):
+    """`edgecnn edgetpu-check`: Coral's model requirements and every op against its supported-op list; where
+    edgetpu_compiler would cut the graph back to the CPU."""
+
+    model: str | None = None
+    maps_fully: bool | None = None
+    ops_edgetpu: int | None = None
+    ops_total: int | None = None
+    first_cpu_op: dict | None = None
+
+
+class DeviceCheckResult(Result):
+    """`edgecnn devices check`: what the board has (Python, numpy, LiteRT, CPU, disk) and what is missing, each
+    with the command that installs it."""
+
+    device: str | None = None
+    host: str | None = None
+    arch: str | None = None
+    python: str | None = None
+    missing: list[dict] | None = None
+
+
+class ExportCResult(Result):
+    """`edgecnn export-c`: the .c and .h written, the array's identifier, size and checksums."""
+
+    source: str | None = None
+    header: str | None = None
+    identifier: str | None = None
+    bytes: int | None = None
+    sha256: str | None = None
+
+
+class McuCheckResult(Result):
+    """`edgecnn mcu-check`: the model in TFLite Micro on this host: arena, flash, missing ops, the fit, accuracy
+    against LiteRT with data. `failure` is the one line the CLI exits 1 with (None when it runs and fits)."""
+
+    model: str | None = None
+    device: str | None = None
+    runs_in_tflm: bool | None = None
+    arena_bytes: int | None = None
+    flash_bytes: int | None = None
+    fits: bool | None = None
+    problems: list[str] | None = None
+
+    @property
+    def failure(self) -> str | None:
+        from edgecnn.deploy.mcu import failure_line
+
+        return failure_line(self._doc)
+
+
+class FlashResult(Result):
+    """`edgecnn flash` (or `--rollback`): what the board holds now under the name, and what it held before."""
+
+    device: str | None = None
+    name: str | None = None
+    board_path: str | None = None
+    model_sha256: str | None = None
+    previous_sha256: str | None = None
+
+
+class DeployedResult(Result):
+    """`edgecnn deployed`: the models on a board, hashes computed there, with the previous version of each."""
+
+    device: str | None = None
+    dir: str | None = None
+    emulated: bool | None = None
+    models: list[dict] | None = None
+
+
+class ReportResult(Result):
+    """`edgecnn report`: the report written, its rows and plots, the benches that failed."""
+
+    output: str | None = None
+    rows: int | None = None
+    plots: list | None = None
+    failed: list[dict] | None = None
+    notes: list[str] | None = None
 
 
 def _plain(value):
@@ -422,3 +504,133 @@ def run(recipe: str | None = None, out: str | None = None, *, executor: str | No
                                progress=progress and not ex, executor=ex)
     return RunResult.of(summary)
 
+
+
+def edgetpu_check(model: str, *, runtime_version: int | None = None) -> PreflightResult:
+    """Offline Edge TPU preflight of `model` (.tflite; no Coral software needed) against Edge TPU runtime
+    `runtime_version` (10-16, default 14)."""
+    from edgecnn.convert.edgetpu import preflight
+
+    return PreflightResult.of(preflight(model, runtime_version))
+
+
+def devices() -> list[dict]:
+    """The device profiles `device=NAME` finds (devices/*.yaml, ~/.config/edgecnn/devices/): name, kind, where
+    (user@host:port or this machine), description; a profile that does not parse has `error`."""
+    from edgecnn.devices.profiles import available, load_profile
+
+    rows = []
+    for name in available():
+        try:
+            p = load_profile(name)
+        except EdgecnnError as exc:
+            rows.append({"name": name, "kind": "?", "where": "", "emulated": False, "description": "",
+                         "error": str(exc)})
+            continue
+        where = f"{p.ssh.user + '@' if p.ssh and p.ssh.user else ''}{p.ssh.host}:{p.ssh.port}" if p.ssh else "this machine"
+        rows.append({**p.model_dump(), "where": where})
+    return json.loads(json.dumps(rows, default=_plain))
+
+
+def check_device(name: str) -> DeviceCheckResult:
+    """Reach board `name` (a profile) over SSH: its Python, LiteRT, CPU and disk, and what is `missing`."""
+    from edgecnn.devices.board import check_device as run_check
+    from edgecnn.devices.profiles import load_profile
+
+    profile = load_profile(name)
+    if profile.kind == "local":
+        raise EdgecnnError(f"device {profile.name} is this machine (kind local): nothing to check over SSH")
+    return DeviceCheckResult.of(run_check(profile))
+
+
+def history(*, model: str | None = None, device: str | None = None, limit: int = 50,
+            db: str | None = None) -> list[dict]:
+    """Stored bench runs, oldest first, each compared with the previous comparable one (same model hash, device,
+    threads, XNNPACK): `model` is a file, a sha256 prefix or part of the model's path; the newest `limit` (0: all)."""
+    import re
+    from pathlib import Path
+
+    from edgecnn.store.db import open_db
+    from edgecnn.store.history import compare as compare_runs
+
+    sha = like = None
+    if model and Path(model).is_file():
+        import hashlib
+
+        sha = hashlib.sha256(Path(model).read_bytes()).hexdigest()
+    elif model and re.fullmatch(r"[0-9a-fA-F]{6,64}", model):
+        sha = model
+    elif model:
+        like = model
+    with open_db(db, write=False) as store:
+        rows = compare_runs(store.runs(model_sha256=sha, model_like=like, device=device))
+    rows = rows[-limit:] if limit > 0 else rows
+    return json.loads(json.dumps([{k: v for k, v in r.items() if k != "result_json"} for r in rows], default=_plain))
+
+
+def export_c(model: str, output: str = "model_data", *, name: str | None = None) -> ExportCResult:
+    """`model` (.tflite) as a 16-byte aligned C array: `output`.c and `output`.h, identifier `name` (default: the
+    output's file name), for TFLM, ESP-IDF, Arduino or Zephyr."""
+    from edgecnn.deploy.export_c import export_c as run_export
+
+    return ExportCResult.of(run_export(model, output, name))
+
+
+def mcu_check(model: str, *, device: str | None = None, ram: str | None = None, flash: str | None = None,
+              data: str | None = None, limit: int = 1000, allow_float: bool = False) -> McuCheckResult:
+    """Run `model` (.tflite) in TensorFlow Lite for Microcontrollers on this host: tensor arena, flash, missing ops,
+    whether it fits `ram`/`flash` (e.g. "256K", "1M"; default: MCU profile `device`'s), and with `data` its metric
+    under TFLM against LiteRT. A model that does not run or fit is a result (`fits`, `problems`, `failure`), not an
+    error."""
+    from edgecnn.deploy.mcu import mcu_check as run_check
+
+    return McuCheckResult.of(run_check(model, ram, flash, device, data, limit, allow_float))
+
+
+def flash(model: str, device: str, *, name: str | None = None, smoke: bool = False,
+          db: str | None = None) -> FlashResult:
+    """Install `model` (.tflite) on SSH board `device` as `name` (default: the file's stem): a temporary copy, its
+    sha256 checked on the board, an atomic rename, the previous version kept; `smoke` runs one inference there
+    first. Recorded in the results database."""
+    from edgecnn.deploy import flash as fl
+
+    return FlashResult.of(fl.flash(model, device, name, smoke, db))
+
+
+def rollback(device: str, *, name: str | None = None, model: str | None = None, db: str | None = None) -> FlashResult:
+    """Put the previous version of `name` (or of `model`'s stem; the only model deployed when neither is given)
+    back on board `device`."""
+    from pathlib import Path
+
+    from edgecnn.deploy import flash as fl
+
+    if not name and not model:
+        names = [m["name"] for m in fl.deployed(device)["models"]]
+        if len(names) != 1:
+            raise EdgecnnError(f"--rollback: say which model with --name ({', '.join(names) or 'none deployed'})")
+        name = names[0]
+    return FlashResult.of(fl.rollback(device, name or Path(model).stem, db))
+
+
+def deployed(device: str) -> DeployedResult:
+    """The models flashed on board `device`, with hashes computed on the board and dates."""
+    from edgecnn.deploy.flash import deployed as list_deployed
+
+    return DeployedResult.of(list_deployed(device))
+
+
+def report(source: str | None = None, output: str | None = None, *, db: str | None = None) -> ReportResult:
+    """An HTML (or, for `output` ending .md, Markdown + PNGs) report of a run directory `source` (from `run`) or of
+    a results database `db`: the model x precision x device table and its plots. `output` defaults to
+    SOURCE/report.html, else ./report.html."""
+    from pathlib import Path
+
+    from edgecnn.report import make_report
+
+    if source and db:
+        raise EdgecnnError("give a run directory or --db PATH, not both")
+    if db and Path(db).is_dir():
+        raise EdgecnnError(f"{db}: is a directory, expected a results database file")
+    if output is None:
+        output = str(Path(source) / "report.html") if source and Path(source).is_dir() else "report.html"
+    return ReportResult.of(make_report(source or db, output))

@@ -445,18 +445,9 @@ def devices(ctx, as_json):
 @click.option("--json", "as_json", is_flag=True)
 def devices_list(as_json):
     """List the device profiles that `--device NAME` finds (a profile that does not parse says why)."""
-    from edgecnn.devices.profiles import available, load_profile
+    from edgecnn import api
 
-    rows = []
-    for name in available():
-        try:
-            p = load_profile(name)
-        except EdgecnnError as exc:
-            rows.append({"name": name, "kind": "?", "where": "", "emulated": False, "description": "",
-                         "error": str(exc)})
-            continue
-        where = f"{p.ssh.user + '@' if p.ssh and p.ssh.user else ''}{p.ssh.host}:{p.ssh.port}" if p.ssh else "this machine"
-        rows.append({**p.model_dump(), "where": where})
+    rows = api.devices()
     if as_json:
         echo_json(rows)
         return
@@ -476,13 +467,9 @@ def devices_check(name, as_json):
     Exit code 0 when the board has everything the profile needs, 1 otherwise (each missing part is listed with
     the command that installs it).
     """
-    from edgecnn.devices.profiles import load_profile
-    from edgecnn.devices.board import check_device
+    from edgecnn import api
 
-    profile = load_profile(name)
-    if profile.kind == "local":
-        raise EdgecnnError(f"device {profile.name} is this machine (kind local): nothing to check over SSH")
-    info = check_device(profile)
+    info = api.check_device(name).to_dict()
     if as_json:
         echo_json(info)
     else:
@@ -519,10 +506,10 @@ def edgetpu_check(model, runtime_version, as_json):
     unsupported op and every op after it. Exit code 0 when the model maps fully, 2 when part of it would run on
     the CPU, 1 for an error (e.g. a float model).
     """
-    from edgecnn.convert.edgetpu import preflight
+    from edgecnn import api
     from edgecnn.console import preflight_table
 
-    report = preflight(model, runtime_version)
+    report = api.edgetpu_check(model, runtime_version=runtime_version).to_dict()
     if as_json:
         echo_json(report)
     else:
@@ -603,26 +590,11 @@ def history(model, device, limit, db_path, as_json):
     Comparable = same model hash, device, threads and XNNPACK. REGRESSION p50 (or p90) means the newer run is
     slower by more than max(spread) of the two runs, where spread = max(std, p90 - p50).
     """
-    import re
-    from pathlib import Path
+    from edgecnn import api
 
-    from edgecnn.store.db import open_db
-    from edgecnn.store.history import compare
-
-    sha = like = None
-    if model and Path(model).is_file():
-        import hashlib
-
-        sha = hashlib.sha256(Path(model).read_bytes()).hexdigest()
-    elif model and re.fullmatch(r"[0-9a-fA-F]{6,64}", model):
-        sha = model
-    elif model:
-        like = model
-    with open_db(db_path, write=False) as db:
-        rows = compare(db.runs(model_sha256=sha, model_like=like, device=device))
-    rows = rows[-limit:] if limit > 0 else rows
+    rows = api.history(model=model, device=device, limit=limit, db=db_path)
     if as_json:
-        echo_json([{k: v for k, v in r.items() if k != "result_json"} for r in rows])
+        echo_json(rows)
         return
     from edgecnn.console import history_table, show
 
@@ -640,9 +612,9 @@ def history(model, device, limit, db_path, as_json):
 @click.option("--json", "as_json", is_flag=True)
 def export_c(model, output, name, as_json):
     """Write MODEL.tflite as a 16-byte aligned C array (+ header) for TFLM, ESP-IDF, Arduino or Zephyr."""
-    from edgecnn.deploy.export_c import export_c as run_export
+    from edgecnn import api
 
-    info = run_export(model, output, name)
+    info = api.export_c(model, output, name=name).to_dict()
     if as_json:
         echo_json(info)
         return
@@ -668,9 +640,11 @@ def mcu_check(model, device, ram, flash, data, limit, allow_float, as_json):
 
     Exits 1 (one line on stderr) when TFLM cannot run it or it does not fit the budget.
     """
-    from edgecnn.deploy.mcu import failure_line, mcu_check as run_check
+    from edgecnn import api
 
-    r = run_check(model, ram, flash, device, data, limit, allow_float)
+    result = api.mcu_check(model, device=device, ram=ram, flash=flash, data=data, limit=limit,
+                           allow_float=allow_float)
+    r = result.to_dict()
     if as_json:
         echo_json(r)
     else:
@@ -687,9 +661,8 @@ def mcu_check(model, device, ram, flash, data, limit, allow_float, as_json):
                        f"(identical outputs {a['identical_outputs']:.1%})")
         if r["fits"] is not None and not r["problems"]:
             click.echo("  fits the budget")
-    line = failure_line(r)
-    if line:
-        raise EdgecnnError(line)
+    if result.failure:
+        raise EdgecnnError(result.failure)
 
 
 @main.command()
@@ -706,23 +679,16 @@ def flash(model, device, name, smoke, rollback, db_path, as_json):
     `flash --rollback --device D --name N` restores the previous version. Every flash is recorded in the results
     database. The board always keeps a complete model: a failed copy, check or --smoke leaves the old one.
     """
-    from pathlib import Path
-
-    from edgecnn.deploy import flash as fl
+    from edgecnn import api
 
     if rollback:
         if smoke:
             raise EdgecnnError("--smoke applies to a flash, not to --rollback")
-        if not name and not model:
-            names = [m["name"] for m in fl.deployed(device)["models"]]
-            if len(names) != 1:
-                raise EdgecnnError(f"--rollback: say which model with --name ({', '.join(names) or 'none deployed'})")
-            name = names[0]
-        doc = fl.rollback(device, name or Path(model).stem, db_path)
+        doc = api.rollback(device, name=name, model=model, db=db_path).to_dict()
     else:
         if not model:
             raise EdgecnnError("flash: give MODEL.tflite (or --rollback)")
-        doc = fl.flash(model, device, name, smoke, db_path)
+        doc = api.flash(model, device, name=name, smoke=smoke, db=db_path).to_dict()
     if as_json:
         echo_json(doc)
     elif rollback:
@@ -741,9 +707,9 @@ def flash(model, device, name, smoke, rollback, db_path, as_json):
 @click.option("--json", "as_json", is_flag=True)
 def deployed(device, as_json):
     """List the models flashed on a board, with hashes computed on the board and dates."""
-    from edgecnn.deploy.flash import deployed as list_deployed
+    from edgecnn import api
 
-    info = list_deployed(device)
+    info = api.deployed(device).to_dict()
     if as_json:
         echo_json(info)
         return
@@ -777,18 +743,9 @@ def report(source, db_path, output, as_json):
     int8 model, and p50 history when a configuration was benched more than once. A device that failed keeps its
     rows, marked failed with its error.
     """
-    from pathlib import Path
+    from edgecnn import api
 
-    from edgecnn.report import make_report
-
-    if source and db_path:
-        raise EdgecnnError("give a run directory or --db PATH, not both")
-    if db_path and Path(db_path).is_dir():
-        raise EdgecnnError(f"{db_path}: is a directory, expected a results database file")
-    src = source or db_path
-    if output is None:
-        output = str(Path(source) / "report.html") if source and Path(source).is_dir() else "report.html"
-    info = make_report(src, output)
+    info = api.report(source, output, db=db_path).to_dict()
     if as_json:
         echo_json(info)
         return
