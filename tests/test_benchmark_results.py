@@ -15,6 +15,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import results  # noqa: E402
 
 RESULTS = sorted((REPO / "benchmarks" / "results").glob("*.json"))
+SCRIPTS = sorted(p for p in (REPO / "benchmarks").glob("*.py") if p.name != "results.py")
 
 
 def test_there_are_results():
@@ -32,6 +33,17 @@ def test_a_results_file_is_its_rendering_and_is_in_the_docs(path):
     include = f'--8<-- "benchmarks/results/{path.stem}.md"'
     pages = [p for p in (REPO / "docs").rglob("*.md") if include in p.read_text()]
     assert pages, f"no docs page includes {path.stem}.md"
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
+def test_every_benchmark_writes_its_table_and_is_listed(script):
+    """No script prints a table for someone to copy by hand: each publishes through results.py, and the docs' list
+    of scripts names it with its command."""
+    assert SCRIPTS, "no benchmark scripts"
+    text = script.read_text()
+    assert "publish(" in text, f"{script.name} does not write its table with results.publish"
+    listing = (REPO / "docs" / "benchmarks.md").read_text()
+    assert f"| `benchmarks/{script.name}` |" in listing, f"{script.name} is not in docs/benchmarks.md's list"
 
 
 def test_publish_writes_the_table_with_its_command(tmp_path):
