@@ -1,6 +1,6 @@
 """A recipe end to end (`edgecnn run RECIPE`), its report table written as a results file.
 
-    .venv/bin/python benchmarks/recipe.py RECIPE [--out runs/bench/recipe-RECIPE]
+    .venv/bin/python benchmarks/recipe.py RECIPE [--out runs/bench/recipe-RECIPE] [--executor ray]
 
 Runs the recipe (a name in models/ or a YAML file) through the API's `run` into a fresh --out (no cached steps, so the
 wall time is the whole run's), and writes its rows — model, precision, device, size, the task's metric and its drop
@@ -30,23 +30,27 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("recipe")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--executor", default=None, help="as `edgecnn run --executor` (ray, ray:ADDRESS); the results "
+                    "file is then recipe-NAME-ray")
     args = ap.parse_args()
     recipe = load_recipe(args.recipe)
-    out = Path(args.out or f"runs/bench/recipe-{recipe.name}")
+    name = f"recipe-{recipe.name}" + ("-ray" if args.executor else "")
+    out = Path(args.out or f"runs/bench/{name}")
     if out.exists():
         shutil.rmtree(out)  # every step measured, none taken from a cache
     t0 = time.perf_counter()
-    result = run(args.recipe, str(out), log=print)
+    result = run(args.recipe, str(out), executor=args.executor, log=print)
     wall = time.perf_counter() - t0
     rows = [{**r, "size_kib": r["size_bytes"] / 1024, "metric_value": r["value"]} for r in result.rows]
     metric = rows[0]["metric"] if rows else "metric"
-    publish(f"recipe-{recipe.name}",
+    publish(name,
             [Column("model", "model"), Column("precision", "precision"), Column("device", "device"),
              Column("size_kib", "size KiB", "{:,.0f}"), Column("size_ratio", "x float32", "{:.2f}"),
              Column("metric_value", metric, "{:.4f}"), Column("drop_points", "drop vs float (pts)", "{:+.2f}"),
              Column("agreement", "agreement with float", "{:.4f}"), Column("p50_ms", "p50 ms", "{:.3f}"),
              Column("p90_ms", "p90 ms", "{:.3f}"), Column("partitions", "XNNPACK partitions")], rows,
-            notes=[f"`edgecnn run {args.recipe}` on {recipe.data}, from nothing (no cached step): {wall / 60:.1f} min "
+            notes=[f"`edgecnn run {args.recipe}" + (f" --executor {args.executor}" if args.executor else "")
+                   + f"` on {recipe.data}, from nothing (no cached step): {wall / 60:.1f} min "
                    "end to end on this machine; the report: " + str(result.report)])
     return 0
 
