@@ -50,7 +50,7 @@ def main() -> int:
              Column("agreement", "agreement with float", "{:.4f}"), Column("p50_ms", "p50 ms", "{:.3f}"),
              Column("p90_ms", "p90 ms", "{:.3f}"), Column("partitions", "XNNPACK partitions")], rows,
             notes=[f"`edgecnn run {args.recipe}" + (f" --executor {args.executor}" if args.executor else "")
-                   + f"` on {recipe.data}, from nothing (no cached step): {wall / 60:.1f} min "
+                   + f"` on {recipe.data}, from nothing (no cached step): {wall:.0f} s "
                    "end to end on this machine; the report: " + str(result.report)])
     return 0
 
