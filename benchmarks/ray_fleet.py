@@ -130,8 +130,9 @@ def measure(executor, out: Path, models, profiles, runs: int, hold_board: bool =
     per_board: dict[str, list] = {}
     for name, e in entries.items():
         per_board.setdefault(name.rsplit("/", 1)[1], []).append((e["started"], e["ended"]))
-    return {"wall": wall, "benches": len(entries), "same_board": sum(overlaps(s) for s in per_board.values()),
-            "across": overlaps([(e["started"], e["ended"]) for e in entries.values()])}
+    same = sum(overlaps(s) for s in per_board.values())
+    return {"wall": wall, "benches": len(entries), "same_board": same,
+            "across": overlaps([(e["started"], e["ended"]) for e in entries.values()]) - same}  # pairs of two boards
 
 
 def main() -> int:
