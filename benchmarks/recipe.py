@@ -12,6 +12,7 @@ benchmarks/results/recipe-NAME.{json,md}, NAME the recipe's name. What the docs 
 from __future__ import annotations
 
 import argparse
+import resource
 import shutil
 import subprocess
 import sys
@@ -42,6 +43,7 @@ def main() -> int:
     t0 = time.perf_counter()
     result = run(args.recipe, str(out), executor=args.executor, log=print)
     wall = time.perf_counter() - t0
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB on Linux: the run's process
     t0 = time.perf_counter()
     again = [sys.executable, "-m", "edgecnn.cli", "run", args.recipe, "-o", str(out)]
     subprocess.run(again + (["--executor", args.executor] if args.executor else []), check=True,
@@ -57,7 +59,7 @@ def main() -> int:
              Column("p90_ms", "p90 ms", "{:.3f}"), Column("partitions", "XNNPACK partitions")], rows,
             notes=[f"`edgecnn run {args.recipe}" + (f" --executor {args.executor}" if args.executor else "")
                    + f"` on {recipe.data}, from nothing (no cached step): {wall:.0f} s "
-                   f"end to end on this machine; `edgecnn run` again with nothing changed (every step cached): {cached:.0f} s; "
+                   f"end to end on this machine, peak RSS {peak_gb:.1f} GB; `edgecnn run` again with nothing changed (every step cached): {cached:.0f} s; "
                    "the report: " + str(result.report)])
     return 0
 
