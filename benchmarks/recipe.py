@@ -59,7 +59,8 @@ def main() -> int:
              Column("p90_ms", "p90 ms", "{:.3f}"), Column("partitions", "XNNPACK partitions")], rows,
             notes=[f"`edgecnn run {args.recipe}" + (f" --executor {args.executor}" if args.executor else "")
                    + f"` on {recipe.data}, from nothing (no cached step): {wall:.0f} s "
-                   f"end to end on this machine, peak RSS {peak_gb:.1f} GB; `edgecnn run` again with nothing changed (every step cached): {cached:.0f} s; "
+                   f"end to end on this machine, peak RSS {peak_gb:.1f} GB; `edgecnn run` again with nothing "
+                   f"changed (every step cached): {cached:.0f} s; "
                    "the report: " + str(result.report)])
     return 0
 
