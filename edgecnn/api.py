@@ -527,7 +527,8 @@ def devices() -> list[dict]:
             rows.append({"name": name, "kind": "?", "where": "", "emulated": False, "description": "",
                          "error": str(exc)})
             continue
-        where = f"{p.ssh.user + '@' if p.ssh and p.ssh.user else ''}{p.ssh.host}:{p.ssh.port}" if p.ssh else "this machine"
+        where = (f"{p.ssh.user + '@' if p.ssh.user else ''}{p.ssh.host}:{p.ssh.port}" if p.ssh
+                 else "this machine")
         rows.append({**p.model_dump(), "where": where})
     return json.loads(json.dumps(rows, default=_plain))
 
