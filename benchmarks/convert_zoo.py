@@ -43,8 +43,8 @@ def main() -> int:
         shape = entry.default_input
         classes = 1000 if shape[0] >= 224 else 10
         keras_path = out / f"{name}.keras"
-        save_model(build(name, shape, classes), keras_path,
-                   default_spec(name, shape, [str(i) for i in range(classes)], ""))
+        model = build(name, shape, classes)
+        save_model(model, keras_path, default_spec(name, shape, [str(i) for i in range(classes)], "", model))
         cal = "photos" if shape[2] == 3 else "digits"
         row = {"model": name, "input": "x".join(map(str, shape))}
         for mode in MODES:

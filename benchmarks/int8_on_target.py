@@ -62,8 +62,8 @@ def main() -> int:
         shape = get_entry(zoo).default_input
         classes = 1000 if shape[0] >= 224 else 10
         src = out / f"{name}.keras"
-        save_model(build(zoo, shape, classes, **knobs), src,
-                   default_spec(zoo, shape, [str(i) for i in range(classes)], ""))
+        model = build(zoo, shape, classes, **knobs)
+        save_model(model, src, default_spec(zoo, shape, [str(i) for i in range(classes)], "", model))
         cal = "photos" if shape[2] == 3 else "digits"
         paths = {"float32": out / f"{name}_float32.tflite", "int8_plain": out / f"{name}_int8_plain.tflite",
                  "int8": out / f"{name}_int8.tflite", "edgetpu": out / f"{name}_int8_edgetpu.tflite"}

@@ -281,7 +281,7 @@ def build(name: str, output: str, *, input_shape: tuple[int, ...] | None = None,
     from edgecnn.zoo.counting import summarize
 
     model = build_model(name, input_shape, num_classes, **(options or {}))
-    spec = default_spec(name, model.input_shape[1:], [str(i) for i in range(num_classes)], "")
+    spec = default_spec(name, model.input_shape[1:], [str(i) for i in range(num_classes)], "", model)
     save_model(model, output, spec)
     return BuildResult.of({"output": str(output), "name": name, "input_shape": list(model.input_shape[1:]),
                            **summarize(model)})

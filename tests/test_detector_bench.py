@@ -308,3 +308,18 @@ def test_ssh_path_ships_postprocess_and_the_truncated_copy(face, ssd, tmp_path, 
     cached = sorted(p.name.split("-", 1)[1] for p in (work / "cache").iterdir())
     assert cached == ["face_detection_short_range.tflite", "postprocess.py", "runner.py", "ssd_tiny-without-"
                       "postprocess.tflite", "ssd_tiny.tflite"]
+
+
+@pytest.mark.parametrize("name,kind", [("ssdlite_mobilenet_v2", "ssd"), ("centernet_mobilenet_v1", "centernet")])
+def test_a_built_zoo_detector_benches_with_its_own_head(tmp_path, db_path, name, kind):
+    """`build` saves a zoo detector's head in its spec (an SSD's anchors, not CenterNet's default), so its converted
+    model benches with post-processing before any training (an untrained SSDLite used to fail: "head 'centernet'
+    does not fit the model's outputs")."""
+    from edgecnn import api
+    from edgecnn.tflite.metadata import read_spec
+
+    api.build(name, tmp_path / "d.keras", num_classes=10)
+    api.convert(tmp_path / "d.keras", tmp_path / "d.tflite")
+    assert read_spec(tmp_path / "d.tflite").head.get("kind", "centernet") == kind
+    b = api.bench(tmp_path / "d.tflite", runs=3, warmup=1, db=db_path)
+    assert b.status == "ok" and b["postprocess"]["p50_ms"] is not None and b["postprocess"]["detections"] >= 0

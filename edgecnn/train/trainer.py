@@ -61,15 +61,18 @@ class TrainConfig:
     per_tensor: bool = False  # --qat for a per-tensor int8 model (one weight range per layer)
 
 
-def default_spec(name: str, input_shape, class_names, dataset: str) -> PreprocessSpec:
-    """The spec for a zoo model: its input size and channels, the value range its architecture expects, its task."""
+def default_spec(name: str, input_shape, class_names, dataset: str, model=None) -> PreprocessSpec:
+    """The spec for a zoo model: its input size and channels, the value range its architecture expects, its task,
+    and given the built `model`, a detector's head (its kind, anchors, strides: how its outputs decode). Without the
+    model a detector's spec has no head, which readers take as CenterNet's."""
     from edgecnn.zoo import get_entry
 
     entry = get_entry(name)
     lo, hi = entry.input_range
-    return PreprocessSpec(height=int(input_shape[0]), width=int(input_shape[1]), channels=int(input_shape[2]),
+    spec = PreprocessSpec(height=int(input_shape[0]), width=int(input_shape[1]), channels=int(input_shape[2]),
                           scale=(hi - lo) / 255.0, offset=lo, labels=tuple(class_names), dataset=dataset,
                           task=entry.task)
+    return spec.replace(head=entry.head(model)) if model is not None and entry.head else spec
 
 
 def task_trainer(task):
@@ -102,10 +105,10 @@ def _model_and_spec(cfg: TrainConfig, train_ds, task, hooks):
     channels = train_ds.channels if train_ds.channels in (1, 3) else 3
     names = task.class_names(train_ds)
     model = build(cfg.model, (h, w, channels), len(names), **cfg.knobs)
-    spec = default_spec(cfg.model, (h, w, channels), names, train_ds.name)
+    spec = default_spec(cfg.model, (h, w, channels), names, train_ds.name, model)
     given = {k: str(cfg.knobs[k]) for k in ("weights", "backbone_weights") if cfg.knobs.get(k) is not None}
     moved = {"from": cfg.model, **given} if given else None  # pretrained: ImageNet, a weights file, a backbone's
-    return model, (spec.replace(head=entry.head(model)) if entry.head else spec), moved
+    return model, spec, moved
 
 
 def _saved(model: str) -> bool:
