@@ -48,7 +48,8 @@ def main() -> int:
     for alpha in (float(a) for a in args.alphas.split(",")):
         model = build(args.model, shape, args.classes, alpha=alpha)
         keras_path = out / f"{args.model}_{alpha:g}.keras"
-        save_model(model, keras_path, default_spec(args.model, shape, [str(i) for i in range(args.classes)], ""))
+        save_model(model, keras_path, default_spec(args.model, shape, [str(i) for i in range(args.classes)], "",
+                                                   model))
         row = {"alpha": alpha, "macs": summarize(model)["macs"]}
         for mode in ("float32", "int8"):
             path = out / f"{args.model}_{alpha:g}_{mode}.tflite"

@@ -119,7 +119,7 @@ def table(rows: list) -> list[dict]:
                         "control_ptq": f"{lp:.4f} ({100 * (lf - lp):+.2f})",
                         "qat": f"{q['top1']:.4f} ({100 * (lf - q['top1']):+.2f})", "qat_epochs": q["epochs"],
                         "qat_s": q["train_s"], "kib": f"{p['size_bytes'] / 1024:.0f} / {q['size_bytes'] / 1024:.0f}",
-                        "p50": f"{p['p50_ms']:.3f} / {q['p50_ms']:.3f}",
+                        "p50": " / ".join("-" if v is None else f"{v:.3f}" for v in (p["p50_ms"], q["p50_ms"])),
                         "partitions": f"{p['partitions']} / {q['partitions']}",
                         "same_graph": "yes" if r[tag]["same_graph"] else "NO"})
     return out

@@ -43,7 +43,8 @@ def main() -> int:
     t0 = time.perf_counter()
     result = run(args.recipe, str(out), executor=args.executor, log=print)
     wall = time.perf_counter() - t0
-    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB on Linux: the run's process
+    peak_gib = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) \
+        / 2 ** 20  # KiB on Linux: this process (training runs in it) or its largest child (a bench runner)
     t0 = time.perf_counter()
     again = [sys.executable, "-m", "edgecnn.cli", "run", args.recipe, "-o", str(out)]
     subprocess.run(again + (["--executor", args.executor] if args.executor else []), check=True,
@@ -59,7 +60,8 @@ def main() -> int:
              Column("p90_ms", "p90 ms", "{:.3f}"), Column("partitions", "XNNPACK partitions")], rows,
             notes=[f"`edgecnn run {args.recipe}" + (f" --executor {args.executor}" if args.executor else "")
                    + f"` on {recipe.data}, from nothing (no cached step): {wall:.0f} s "
-                   f"end to end on this machine, peak RSS {peak_gb:.1f} GB; `edgecnn run` again with nothing "
+                   f"end to end on this machine" + (f", peak RSS {peak_gib:.1f} GiB" if not args.executor else "")
+                   + "; `edgecnn run` again with nothing "
                    f"changed (every step cached): {cached:.0f} s; "
                    "the report: " + str(result.report)])
     return 0

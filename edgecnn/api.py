@@ -46,7 +46,7 @@ class Result(BaseModel):
     A declared field the document lacks (or holds null for: a detector's compare without boxes has no agreement) is
     None. A key that names a pydantic method (`schema`, `copy`, `json`) is read as an item: `r["schema"]`."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, protected_namespaces=())  # a field may be `model_sha256`
     _doc: dict = PrivateAttr(default_factory=dict)
 
     @classmethod

@@ -468,11 +468,13 @@ def devices_check(name, as_json):
     the command that installs it).
     """
     from edgecnn import api
+    from edgecnn.devices.profiles import load_profile
 
     info = api.check_device(name).to_dict()
     if as_json:
         echo_json(info)
     else:
+        profile = load_profile(name)  # what the report is read against: its Python, its delegate
         gib = info["disk_free_bytes"] / 2 ** 30 if info.get("disk_free_bytes") is not None else None
         click.echo(f"{info['device']}: reachable at {info['user'] or ''}@{info['host']} in {info['connect_s']:.2f} s"
                    + ("  [EMULATED: timings are not board timings]" if info["emulated"] else ""))

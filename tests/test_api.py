@@ -94,7 +94,8 @@ def test_the_api_gives_the_cli_s_documents(tmp_path, db_path):
     assert b.status == "ok" and b.p50_ms > 0 and b.run_id != cli_doc["run_id"]
     assert b.model["sha256"] == cli_doc["model"]["sha256"] and b.device["name"] == "local-cpu"
 
-    # the commands after bench: the store, the Edge TPU and MCU checks, the C export, the report, the profiles
+    # the commands after bench: the store, the Edge TPU check, the C export, the report, the profiles (the MCU
+    # check: tests/test_mcu.py)
     int8 = tmp_path / "api_int8.tflite"
     h = api.history(model=str(int8), db=db_path)
     cli = run_cli("history", "--model", int8, "--db", db_path, "--json")
@@ -113,16 +114,6 @@ def test_the_api_gives_the_cli_s_documents(tmp_path, db_path):
     _same({k: v for k, v in x.to_dict().items() if k not in ("source", "header")},
           {k: v for k, v in json.loads(cli.stdout).items() if k not in ("source", "header")})
     assert x.bytes == int8.stat().st_size and x.identifier == "lenet" and (tmp_path / "api_model.c").stat().st_size
-
-    m = api.mcu_check(int8, ram="1M", flash="1M")
-    cli = run_cli("mcu-check", int8, "--ram", "1M", "--flash", "1M", "--json")
-    assert cli.returncode == 0, cli.stderr[-2000:]
-    _same(m.to_dict(), json.loads(cli.stdout))
-    assert m.runs_in_tflm and m.arena_bytes > 0 and m.fits and m.failure is None
-    tight = api.mcu_check(int8, ram="1K", flash="1M")
-    assert tight.fits is False and tight.failure and "int8.tflite" in tight.failure
-    line = assert_one_line_error(run_cli("mcu-check", int8, "--ram", "1K", "--flash", "1M"))
-    assert line == f"edgecnn: error: {tight.failure}"
 
     r = api.report(output=tmp_path / "api_report.html", db=db_path)
     cli = run_cli("report", "--db", db_path, "-o", tmp_path / "cli_report.html", "--json")

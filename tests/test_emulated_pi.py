@@ -189,7 +189,8 @@ def test_devices_check_reports_aarch64_and_litert(board):
     assert info["python"].startswith("3.11") and info["ai_edge_litert"] and info["numpy"]
     assert "Cortex-A72" in info["cpu"] and info["missing"] == []
     human = run_cli("devices", "check", board.profile())
-    assert "aarch64" in human.stdout and "ai-edge-litert " + info["ai_edge_litert"] in human.stdout
+    assert human.returncode == 0 and "Traceback" not in human.stderr, human.stderr[-2000:]
+    assert human.stdout.rstrip().endswith("ready") and "aarch64" in human.stdout and "ai-edge-litert " + info["ai_edge_litert"] in human.stdout
     assert "EMULATED" in human.stdout
 
 

@@ -107,3 +107,23 @@ def test_sizes_and_mcu_profiles(tmp_path):
     bad.write_text("kind: mcu\nram: 1024\n")
     with pytest.raises(EdgecnnError, match="needs field 'flash'"):
         load_profile(str(bad))
+
+
+def test_the_api_gives_the_cli_s_document_and_line(small):
+    """`edgecnn.api.mcu_check` is what `edgecnn mcu-check` prints: the same --json document; a model that does not fit
+    is a result whose `failure` is the CLI's one error line."""
+    from edgecnn import api
+    from helpers import run_cli
+
+    m = api.mcu_check(small["int8"], ram="1M", flash="1M")
+    cli = run_cli("mcu-check", small["int8"], "--ram", "1M", "--flash", "1M", "--json")
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    doc = json.loads(cli.stdout)
+    assert m.to_dict().keys() == doc.keys() and m.arena_bytes == doc["arena_bytes"]
+    assert {k: v for k, v in m.to_dict().items() if k != "wall_seconds"} == {k: v for k, v in doc.items()
+                                                                              if k != "wall_seconds"}
+    assert m.runs_in_tflm and m.arena_bytes > 0 and m.fits and m.failure is None
+    tight = api.mcu_check(small["int8"], ram="1K", flash="1M")
+    assert tight.fits is False and "int8.tflite" in tight.failure
+    line = assert_one_line_error(run_cli("mcu-check", small["int8"], "--ram", "1K", "--flash", "1M"))
+    assert line == f"edgecnn: error: {tight.failure}"
