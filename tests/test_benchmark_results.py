@@ -20,6 +20,7 @@ SCRIPTS = sorted(p for p in (REPO / "benchmarks").glob("*.py") if p.name != "res
 
 def test_there_are_results():
     assert RESULTS, "benchmarks/results/ holds no results"
+    assert SCRIPTS, "benchmarks/ holds no scripts"
 
 
 @pytest.mark.parametrize("path", RESULTS, ids=[p.stem for p in RESULTS])
@@ -39,7 +40,6 @@ def test_a_results_file_is_its_rendering_and_is_in_the_docs(path):
 def test_every_benchmark_writes_its_table_and_is_listed(script):
     """No script prints a table for someone to copy by hand: each publishes through results.py, and the docs' list
     of scripts names it with its command."""
-    assert SCRIPTS, "no benchmark scripts"
     text = script.read_text()
     assert "publish(" in text, f"{script.name} does not write its table with results.publish"
     listing = (REPO / "docs" / "benchmarks.md").read_text()
