@@ -50,7 +50,8 @@ def main() -> int:
     subprocess.run(again + (["--executor", args.executor] if args.executor else []), check=True,
                    capture_output=True)  # as a user re-runs it, nothing changed: every step from the cache
     cached = time.perf_counter() - t0
-    rows = [{**r, "size_kib": r["size_bytes"] / 1024, "metric_value": r["value"]} for r in result.rows]
+    rows = [{**r, "size_kib": r["size_bytes"] / 1024, "metric_value": r["value"],
+             "drop_points": r["drop_points"] + 0.0} for r in result.rows]  # + 0.0: float's own row is 0, not -0
     metric = rows[0]["metric"] if rows else "metric"
     publish(name,
             [Column("model", "model"), Column("precision", "precision"), Column("device", "device"),
