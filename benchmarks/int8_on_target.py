@@ -6,10 +6,11 @@
 Each zoo model (and LeNet-5 with average pooling, `lenet5_avg`) is built at its default input (untrained: the
 ops and their speed do not depend on the weights, but a near-dead activation of an untrained net can leave an
 elementwise op outside XNNPACK; docs/targets/cpu.md says why), converted to float32, to int8 with `--no-rewrite`
-(the converter's plain graph) and to int8 (`--target cpu`, the default), and for the Edge TPU (`--target edgetpu`). The three CPU models are benched side by side by the
-board runner (1 thread, XNNPACK), in rounds that alternate their order, so their ratios come from one run on one
-machine; the table gives medians over rounds. Edge TPU: the offline preflight's mapped ops, plain vs rewritten.
-Writes results.json in --out and benchmarks/results/int8_on_target.{json,md}.
+(the converter's plain graph) and to int8 (`--target cpu`, the default), and for the Edge TPU (`--target
+edgetpu`). The three CPU models are benched side by side by the board runner (1 thread, XNNPACK), in rounds that
+alternate their order, so their ratios come from one run on one machine; the table gives medians over rounds.
+Edge TPU: the offline preflight's mapped ops, plain vs rewritten. Writes results.json in --out and
+benchmarks/results/int8_on_target.{json,md}.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import results  # noqa: E402
 
 RESULTS = sorted((REPO / "benchmarks" / "results").glob("*.json"))
 SCRIPTS = sorted(p for p in (REPO / "benchmarks").glob("*.py") if p.name != "results.py")
+DOC_PAGES = sorted((REPO / "docs").rglob("*.md"))
 
 
 def test_there_are_results():
@@ -34,7 +35,7 @@ def test_a_results_file_is_its_rendering_and_is_in_the_docs(path):
     md = path.with_suffix(".md").read_text()
     assert md == results.render(doc), f"{path.with_suffix('.md').name} was edited by hand: re-run the benchmark"
     include = f'--8<-- "benchmarks/results/{path.stem}.md"'
-    pages = [p for p in (REPO / "docs").rglob("*.md") if include in p.read_text()]
+    pages = [p for p in DOC_PAGES if include in p.read_text()]
     assert pages, f"no docs page includes {path.stem}.md"
 
 
@@ -74,7 +75,7 @@ def test_typed_table_finder():
 def test_no_docs_page_types_a_table_of_measurements():
     """Measured tables in README.md and the docs are includes of results files, never typed (#23: numbers copied
     by hand drift)."""
-    pages = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+    pages = [REPO / "README.md", *DOC_PAGES]
     typed = [f"{p.relative_to(REPO)}:{n}: {h[:80]}" for p in pages
              if not p.relative_to(REPO).as_posix().startswith(RECORDS)
              for n, h in typed_measured_tables(p.read_text(encoding="utf-8"))]
