@@ -291,7 +291,8 @@ def print_convert_report(r: dict) -> None:
                     + ("applied" if row["applied"] else f"NOT applied ({row.get('note', '')})")
                     + (f" (vs float on {row['samples']} calibration samples: mean error {row['error_steps_before']:.2f}"
                        f" -> {row['error_steps_after']:.2f} output steps, agreement "
-                       f"{_num3(row['agreement_vs_float_before'])} -> {_num3(row['agreement_vs_float_after'])})"
+                       f"{_num3(row['agreement_vs_float_before'])} -> {_num3(row['agreement_vs_float_after'])}"
+                       + (f"; the first {row['screen']['samples']} had refused it" if "screen" in row else "") + ")"
                        if "error_steps_after" in row and row["applied"] else ""))
     pr = r.get("precision")
     if pr:

@@ -194,3 +194,54 @@ def test_the_check_counts_int8_steps_when_the_output_is_float(models, tmp_path):
 
     (step8,), (stepf,) = output_steps(read_tflite(tmp_path / "i8.tflite")), output_steps(read_tflite(tmp_path / "f32.tflite"))
     assert step8 == stepf == pytest.approx(1 / 256)
+
+
+def test_a_refusal_on_the_first_samples_is_rejudged_on_all_of_them(tmp_path, monkeypatch):
+    """The check screens on the first MAX_SAMPLES calibration samples; a refusal there stands only if all the samples
+    confirm it (a QAT MobileNetV3-Small lost its hard_swish rewrite to a 32-sample refusal that 200 overturned). The
+    samples are ordered so that the screen sees those the rewrite does worst on, and the tolerance is set between the
+    screen's excess error and the whole set's: the screen refuses, all the samples accept. The model ends on its
+    hard-swish feature map (2,048 outputs a sample: a softmax head hides the gate's rounding on an untrained net)."""
+    import keras
+    import numpy as np
+    from keras import layers
+
+    from edgecnn.convert.rewrite import check, hard_swish
+    from edgecnn.convert.rewrite.graph import Graph
+    from edgecnn.tflite.reader import parse
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16, 16, 3))
+    x = layers.Activation("hard_swish")(layers.Conv2D(8, 3, padding="same")(inp))
+    src = _save(keras.Model(inp, layers.Activation("hard_swish")(layers.DepthwiseConv2D(3, padding="same")(x))),
+                tmp_path / "map.keras")
+    _convert(src, tmp_path / "plain.tflite", rewrite=False)
+    convert_model(src, tmp_path / "f32.tflite", ConversionRequest("float32"))
+    before, reference = read_tflite(tmp_path / "plain.tflite"), read_tflite(tmp_path / "f32.tflite")
+    g = Graph(parse(before))
+    assert hard_swish.apply(g) == 2
+    after = g.serialize()
+    x = np.random.default_rng(0).uniform(0, 1, (64, 16, 16, 3)).astype(np.float32)
+    (step,) = check.output_steps(before)
+    f = check.run_outputs(reference, x)[0][0].reshape(64, -1)
+    err = [np.abs(check.real_values(r[0][0], r[1][0]).reshape(64, -1) - f).mean(axis=1) / step
+           for r in (check.run_outputs(before, x), check.run_outputs(after, x))]
+    order = np.argsort(err[0] - err[1])  # the samples where the rewrite adds the most error first
+    x, excess = x[order], (err[1] - err[0])[order]
+    monkeypatch.setattr(check, "MAX_SAMPLES", 8)
+    screen, whole = excess[:8].mean(), excess.mean()
+    assert screen > whole + 1e-3, (screen, whole)
+    tolerance = (screen + whole) / 2
+
+    def agree(a, b):  # a feature map has no class to agree on: the decision is the error's
+        return None
+
+    assert not check.acceptable(check.compare(before, after, x, reference, agree), tolerance)  # the screen alone
+    row = check.decide(before, after, x, tolerance, reference, agree)
+    assert row["accepted"] and row["samples"] == 64
+    assert not row["screen"]["accepted"] and row["screen"]["samples"] == 8
+    assert row["error_steps_after"] - row["error_steps_before"] == pytest.approx(whole, rel=1e-6)
+    refused = check.decide(before, after, x, -1.0, reference, agree)  # never acceptable: confirmed on all 64
+    assert not refused["accepted"] and refused["samples"] == 64 and refused["screen"]["samples"] == 8
+    accepted = check.decide(before, after, x[::-1].copy(), tolerance, reference, agree)  # the screen accepts: done
+    assert accepted["accepted"] and accepted["samples"] == 8 and "screen" not in accepted

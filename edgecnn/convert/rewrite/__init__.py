@@ -20,7 +20,7 @@ Each pass module has REPLACES, TOLERANCE_STEPS and `apply(graph) -> count`; addi
 in PASSES and its name in the `passes` of the targets that want it.
 
 Every pass is checked when applied (`check.py`: the model before and after it, and the float model, on the
-calibration samples): the report gives how far the outputs moved (max steps, the task's agreement) and each model's
+calibration samples; a refusal on the first 32 is re-judged on all of them): the report gives how far the outputs moved (max steps, the task's agreement) and each model's
 distance to float; a pass that takes the model further from float than its tolerance (mean output steps), or
 loses agreement with float (the model's task's: the same class, the same boxes), is not applied, and the report
 says so. `--no-rewrite` gives the converter's plain output.
@@ -48,7 +48,7 @@ def run_passes(model: bytes, target: str, samples: np.ndarray | None,
                reference: bytes | None = None, agree=None) -> tuple[bytes, list[dict]]:
     """Apply `target`'s passes one at a time, each checked against the model before it and the float `reference`
     it was quantized from, with the model's task's agreement `agree` (`check.judge`); returns (model, report rows)."""
-    from edgecnn.convert.rewrite.check import acceptable, compare
+    from edgecnn.convert.rewrite.check import decide
     from edgecnn.convert.rewrite.graph import Graph
     from edgecnn.tflite.reader import parse
 
@@ -68,8 +68,8 @@ def run_passes(model: bytes, target: str, samples: np.ndarray | None,
             row["note"] = "not applied: no calibration samples to check it on"
             rows.append(row)
             continue
-        row.update(compare(model, after, samples, reference, agree))
-        if acceptable(row, mod.TOLERANCE_STEPS):
+        row.update(decide(model, after, samples, mod.TOLERANCE_STEPS, reference, agree))
+        if row.pop("accepted"):
             model, row["applied"] = after, True
         elif "error_steps_after" in row:
             row["note"] = (f"not applied: error vs float {row['error_steps_before']:.3f} -> "
