@@ -38,10 +38,11 @@ def lenet(tmp_path_factory):
     return d, summary, _convert(d / "q.keras", d / "q.tflite")
 
 
-@pytest.fixture(scope="module")
-def bn_net(tmp_path_factory):
+def _bn_block(d, *flags):
     """A small MobileNetV2-like block (conv, depthwise and projection each with a batch norm of moved statistics,
-    ReLU6, a residual add, a pooling mean, a softmax dense) on [-1, 1] inputs, through one QAT epoch, converted."""
+    ReLU6, a residual add, a pooling mean, a softmax dense) on [-1, 1] inputs, through one QAT epoch, converted.
+    One depthwise channel's variance is near zero, as a pretrained net's dead channels' are: its folded kernel is
+    ~300x the others', which sets a per-tensor weight scale (and the bias grid: input scale x weight scale)."""
     import keras
 
     keras.utils.set_random_seed(5)
@@ -61,14 +62,25 @@ def bn_net(tmp_path_factory):
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             g, b, mean, var = layer.get_weights()
+            var = rng.uniform(0.3, 3, var.shape).astype("float32")
+            if layer.name == "dw_bn":
+                var[3] = 1e-5
             layer.set_weights([rng.uniform(0.5, 2, g.shape).astype("float32"), rng.normal(0, 0.2, b.shape).astype(
-                "float32"), rng.normal(0, 0.3, mean.shape).astype("float32"),
-                rng.uniform(0.3, 3, var.shape).astype("float32")])
-    d = tmp_path_factory.mktemp("qat_bn")
+                "float32"), rng.normal(0, 0.3, mean.shape).astype("float32"), var])
     save_model(model, d / "start.keras", PreprocessSpec(16, 16, 1, scale=2 / 255, offset=-1.0,
                                                         labels=tuple("0123456789")))
-    _train(d / "q.keras", d / "start.keras")
-    return d, _convert(d / "q.keras", d / "q.tflite")
+    _train(d / "q.keras", d / "start.keras", *flags)
+    return d, _convert(d / "q.keras", d / "q.tflite", *flags)
+
+
+@pytest.fixture(scope="module")
+def bn_net(tmp_path_factory):
+    return _bn_block(tmp_path_factory.mktemp("qat_bn"))
+
+
+@pytest.fixture(scope="module")
+def bn_net_per_tensor(tmp_path_factory):
+    return _bn_block(tmp_path_factory.mktemp("qat_bn_pt"), "--per-tensor")
 
 
 def _nested_classifier(path):
@@ -130,11 +142,11 @@ def _on_grid(x, scale, zero):
     return ((np.clip(np.round(x / scale + zero), -128, 127) - zero) * scale).astype(np.float32)
 
 
-@pytest.mark.parametrize("which", ["lenet", "bn_net", "nested"])
+@pytest.mark.parametrize("which", ["lenet", "bn_net", "bn_net_per_tensor", "nested"])
 def test_the_simulation_is_the_int8_model(which, request):
     """LeNet-5: convs and dense layers with their own ReLU and softmax; the block: batch norms folded with moved
-    statistics, depthwise, ReLU6, an add, a mean, and a [-1, 1] input whose zero point is a tie; a backbone nested in
-    the model (trained and saved flat)."""
+    statistics, depthwise, ReLU6, an add, a mean, and a [-1, 1] input whose zero point is a tie (and per-tensor: its
+    coarse weight and bias grids); a backbone nested in the model (trained and saved flat)."""
     from edgecnn.data import load_split
 
     d, report = request.getfixturevalue(which)[0], request.getfixturevalue(which)[-1]
@@ -142,6 +154,39 @@ def test_the_simulation_is_the_int8_model(which, request):
     want, got, so = want[0], got[0], scales[0]
     assert want.shape == got.shape == (48, 10)  # class scores, not nothing: each image's sum to 1, and differ
     assert np.allclose(want.sum(1), 1.0, atol=0.05) and np.ptp(want, axis=0).max() > 0
+    _within_a_step(want, got, so)
+
+
+def test_a_per_tensor_layer_s_bias_is_simulated_on_its_int32_grid(bn_net_per_tensor):
+    """Per-tensor weights make the bias grid coarse (input scale x weight scale, the weight scale set by the dead
+    channel's ~300x kernel): the simulation rounds the folded bias onto it as the converter does. Checked on the
+    depthwise layer's own output, before pooling averages the error away."""
+    import keras
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgecnn.data import load_split
+    from edgecnn.train import qat
+
+    d = bn_net_per_tensor[0]
+    model, spec = load_model(d / "q.keras")
+    ranges = read_keras_qat(d / "q.keras")
+    assert ranges["weights"] == "per-tensor"
+    sim, _ = qat.simulate(model, spec, None, True, ranges)
+    it = Interpreter(model_path=str(d / "q.tflite"), experimental_preserve_all_tensors=True)
+    it.allocate_tensors()
+    i = it.get_input_details()[0]
+    si, zi = i["quantization"]
+    x = _on_grid(spec.apply(load_split("digits", "test").images[:32]), si, zi)
+    want = keras.Model(sim.input, sim.get_layer("qat_dw_relu").output).predict(x, verbose=0)
+    (t,) = [t for t in it.get_tensor_details() if "dw_relu" in t["name"] and t["dtype"] == np.int8]
+    so, zo = t["quantization"]
+    got = []
+    for row in x:
+        it.set_tensor(i["index"], np.round(row[None] / si + zi).astype(np.int8))
+        it.invoke()
+        got.append((it.get_tensor(t["index"]).astype(np.float32) - zo) * so)
+    got = np.concatenate(got)
+    assert want.shape == got.shape == (32, 16, 16, 8) and np.ptp(got) > 0
     _within_a_step(want, got, so)
 
 
@@ -154,7 +199,8 @@ def _sim_and_int8(d, report, images):
 
     assert report["calibration"]["method"] == "learned (QAT)"
     model, spec = load_model(d / "q.keras")
-    sim, _ = qat.simulate(model, spec, None, False, read_keras_qat(d / "q.keras"))
+    ranges = read_keras_qat(d / "q.keras")
+    sim, _ = qat.simulate(model, spec, None, ranges["weights"] == "per-tensor", ranges)
     it = Interpreter(model_path=str(d / "q.tflite"))
     it.allocate_tensors()
     i, outs = it.get_input_details()[0], it.get_output_details()

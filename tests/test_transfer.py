@@ -169,6 +169,26 @@ def test_a_detector_takes_its_backbone_from_a_classifier_file(v2_classifier):
     assert not np.array_equal(fresh.get_layer("Conv1").get_weights()[0], got["Conv1"][0])
 
 
+def test_a_grayscale_model_takes_an_rgb_backbone_with_its_first_kernel_summed(v2_classifier):
+    """One input channel (Fashion-MNIST) under an RGB backbone: the first convolution's kernel summed over R, G and B
+    gives on a gray image the features the RGB backbone gives on that image repeated in three channels."""
+    import keras
+
+    from edgecnn.zoo import build
+
+    rgb = build("mobilenet_v2", (96, 96, 3), 3, alpha=0.35, backbone_weights=str(v2_classifier))
+    gray = build("mobilenet_v2", (96, 96, 1), 3, alpha=0.35, backbone_weights=str(v2_classifier))
+    assert gray.get_layer("Conv1").get_weights()[0].shape == (3, 3, 1, 16)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 96, 96, 1)).astype(np.float32)
+    feats = [keras.Model(m.input, m.get_layer("block_3_expand_relu").output).predict(v, verbose=0)
+             for m, v in ((gray, x), (rgb, np.repeat(x, 3, axis=-1)))]
+    peak = np.abs(feats[1]).max()
+    assert feats[0].shape == (2, 24, 24, 48) and peak > 0  # (an untrained backbone's deep features all but vanish)
+    np.testing.assert_allclose(feats[0], feats[1], rtol=0, atol=1e-5 * peak)
+    fresh = build("mobilenet_v2", (96, 96, 1), 3, alpha=0.35)
+    assert not np.allclose(fresh.get_layer("Conv1").get_weights()[0], gray.get_layer("Conv1").get_weights()[0])
+
+
 def test_backbone_weights_of_another_width_or_no_file_are_one_line(v2_classifier, tmp_path):
     out = tmp_path / "d.keras"
     r = run_cli_in_process("build", "centernet_mobilenet_v2", "-o", out, "--input-shape", "128x128x3",

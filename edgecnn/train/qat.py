@@ -11,8 +11,10 @@ straight-through gradients):
 | a Conv2D / DepthwiseConv2D / Dense, its    | one fused op, as the converter folds it: the batch norm folded    |
 | batch norm and a ReLU / ReLU6 after them   | into the kernel with its moving statistics (frozen: what the      |
 | (each the previous one's only reader)      | converter folds), the folded kernel fake-quantized symmetric      |
-|                                            | narrow-range per output channel (`per_tensor`: one range), the   |
-|                                            | activation after it                                               |
+|                                            | narrow-range per output channel (`per_tensor`: one range), its    |
+|                                            | bias rounded onto the int32 grid (input scale x weight scale:    |
+|                                            | coarse per tensor, where a dead channel's folded kernel sets the  |
+|                                            | scale), the activation after it                                   |
 | the value each op writes (the end of such  | asymmetric int8 per tensor over a range tracked by a moving       |
 | a chain, an add, a pooling mean, a raw op  | average of the batches' min/max (tfmot's MovingAverageQuantizer),|
 | like hard sigmoid's `x + 3.0`...)          | started from a calibration pass over the first training images   |
@@ -242,9 +244,9 @@ def _make_layers():
         """A conv / depthwise / dense with its batch norm folded in and its kernel fake-quantized (symmetric,
         narrow range, per output channel or per tensor), then its fused activation: the converter's int8 op."""
 
-        def __init__(self, chain, per_tensor: bool, **kw):
+        def __init__(self, chain, per_tensor: bool, source=None, **kw):
             super().__init__(**kw)
-            self.kernel_layer = chain[0]
+            self.kernel_layer, self.source = chain[0], source  # source: the RangeQuant whose grid the input is on
             self.bn = next((c for c in chain[1:] if type(c).__name__ == "BatchNormalization"), None)
             acts = [c for c in chain[1:] if type(c).__name__ != "BatchNormalization"]
             own = _activation_name(self.kernel_layer)
@@ -272,6 +274,9 @@ def _make_layers():
             m = ops.stop_gradient(ops.maximum(m, 1e-8))
             wq = keras.quantizers.fake_quant_with_min_max_vars(w, -m, m, num_bits=8, narrow_range=True,
                                                                axis=None if self.per_tensor else -1)
+            if b is not None and self.source is not None:  # int32 on the grid of input scale x weight scale
+                step = ops.stop_gradient((self.source.hi - self.source.lo) / 255.0 * m / 127.0)
+                b = b + ops.stop_gradient(ops.round(b / step) * step - b)
             return ops.reshape(wq, shape), b
 
         def call(self, x):
@@ -388,7 +393,7 @@ def simulate(model, spec, x_start: np.ndarray | None, per_tensor: bool = False, 
         if id(layer) in fused:
             chain = fused[id(layer)]
             names = [c.name for c in chain]
-            y = FusedQuant(chain, per_tensor, name=f"qat_fused_{layer.name}")(args[0])
+            y = FusedQuant(chain, per_tensor, made.get(id(args[0])), name=f"qat_fused_{layer.name}")(args[0])
             own = _activation_name(layer)
             if len(chain) == 1 and own not in FUSED_ACTIVATIONS:  # softmax, sigmoid, hard swish: their own op
                 y = rq([layer.name + LINEAR], *start[layer.name + LINEAR])(y)

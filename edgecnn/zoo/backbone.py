@@ -7,6 +7,11 @@ CenterNet and SSDLite), and a convolution's weights do not depend on the input s
 layer name, wherever the two layers' weight shapes agree (a different width `alpha` disagrees everywhere: nothing
 is copied, which is one line). Nested models (a backbone saved as one layer, as `keras.applications` under a new
 head is) are opened.
+
+A grayscale model (one input channel: Fashion-MNIST, X-rays) takes an RGB backbone's first convolution summed over
+its three input channels (`gray_kernel`, timm's `adapt_input_conv`): a gray image seen by the summed kernel gives
+exactly what the RGB kernel gives on that image repeated in R, G and B, so the pretrained features start where they
+were (checked in tests/test_transfer.py to float rounding).
 """
 
 from __future__ import annotations
@@ -52,21 +57,33 @@ def copy_backbone(model, source: str | Path) -> dict:
         raise EdgecnnError(f"{source}: backbone weights file does not exist")
     src, _ = load_model(str(source))
     by_name = {x.name: x for x in leaf_layers(src) if x.weights}
-    copied, params = [], 0
+    copied, params, gray = [], 0, None
     for layer in leaf_layers(model):
         other = by_name.get(layer.name)
         if other is None or not layer.weights:
             continue
         theirs, ours = ([tuple(w.shape) for w in x.weights] for x in (other, layer))
-        if theirs != ours:
+        weights = other.get_weights()
+        if theirs != ours and gray_kernel(theirs, ours):
+            weights[0] = weights[0].sum(axis=2, keepdims=True)
+            gray = layer.name
+        elif theirs != ours:
             if _auto_named(layer):
                 continue
             raise EdgecnnError(f"{source}: layer {layer.name} has weights {theirs} there, {ours} in {model.name}: "
                                f"give a classifier of the same family and width (alpha)")
-        layer.set_weights(other.get_weights())
+        layer.set_weights(weights)
         copied.append(layer.name)
         params += sum(int(np.prod(w.shape)) for w in layer.weights)
     if len(copied) < MIN_COPIED:
         raise EdgecnnError(f"{source}: {len(copied)} of its layers match {model.name}'s by name and weight shape; "
                            f"give a classifier of the same family and width (alpha)")
-    return {"from": str(source), "layers": len(copied), "params": params}
+    return {"from": str(source), "layers": len(copied), "params": params,
+            **({"gray_input": f"{gray}: the RGB kernel summed over its 3 input channels"} if gray else {})}
+
+
+def gray_kernel(theirs: list[tuple], ours: list[tuple]) -> bool:
+    """A convolution kernel (kh, kw, 3, out) there and (kh, kw, 1, out) here, every other weight alike: the first
+    convolution of an RGB backbone under a grayscale input."""
+    return (len(theirs) == len(ours) and len(ours[0]) == 4 and ours[0][2] == 1 and theirs[0][2] == 3
+            and theirs[0][:2] + theirs[0][3:] == ours[0][:2] + ours[0][3:] and theirs[1:] == ours[1:])
