@@ -19,11 +19,11 @@ Which passes a target runs, and in what order, is its `passes` in the target tab
 Each pass module has REPLACES, TOLERANCE_STEPS and `apply(graph) -> count`; adding a pass is one module, one entry
 in PASSES and its name in the `passes` of the targets that want it.
 
-Every pass is checked when applied (`check.py`: the model before and after it, and the float model, on the
-calibration samples; a refusal on the first 32 is re-judged on all of them): the report gives how far the outputs moved (max steps, the task's agreement) and each model's
-distance to float; a pass that takes the model further from float than its tolerance (mean output steps), or
-loses agreement with float (the model's task's: the same class, the same boxes), is not applied, and the report
-says so. `--no-rewrite` gives the converter's plain output.
+Every pass is checked when applied (`check.py`: the model before and after it, and the float model, on the first
+32 calibration samples, and a refusal there again on all of them, up to 256): the report gives how far the outputs
+moved (max steps, the task's agreement) and each model's distance to float; a pass that takes the model further
+from float than its tolerance (mean output steps), or loses agreement with float (the model's task's: the same
+class, the same boxes), is not applied, and the report says so. `--no-rewrite` gives the converter's plain output.
 """
 
 from __future__ import annotations
