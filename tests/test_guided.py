@@ -74,6 +74,23 @@ def test_guided_says_why_not(v3_digits, tmp_path, monkeypatch):
     assert not (tmp_path / "g.tflite").exists()
 
 
+def test_the_qat_hint_keeps_the_weight_granularity():
+    """A per-tensor conversion that cannot reach its limit is told to train per tensor, and longer (QAT_EPOCHS)."""
+    from types import SimpleNamespace
+
+    from edgecnn import tasks
+    from edgecnn.guided import QAT_EPOCHS, _qat_hint
+
+    def hint(per_tensor: bool) -> str:
+        prep = SimpleNamespace(model=object(), qat=None, model_path="m.keras", task=(tasks.get("classification"),),
+                               req=ConversionRequest("int8", calibration="digits", per_tensor=per_tensor))
+        return _qat_hint(prep, SimpleNamespace(labeled=True))
+
+    assert "--qat --epochs 2 --lr 1e-4" in hint(False) and "--per-tensor" not in hint(False)
+    assert f"--qat --per-tensor --epochs {QAT_EPOCHS['per-tensor']} --lr 1e-4" in hint(True)
+    assert hint(True).endswith("then convert qat.keras with --per-tensor")
+
+
 def test_guided_rejects_non_int8(tmp_path):
     with pytest.raises(EdgecnnError, match="works with --quant int8"):
         guided_convert("x.keras", tmp_path / "g.tflite", ConversionRequest("float16"), 0.3, "digits")

@@ -274,8 +274,11 @@ def _make_layers():
             m = ops.stop_gradient(ops.maximum(m, 1e-8))
             wq = keras.quantizers.fake_quant_with_min_max_vars(w, -m, m, num_bits=8, narrow_range=True,
                                                                axis=None if self.per_tensor else -1)
-            if b is not None and self.source is not None:  # int32 on the grid of input scale x weight scale
-                step = ops.stop_gradient((self.source.hi - self.source.lo) / 255.0 * m / 127.0)
+            # the bias: int32 on the grid of input scale x weight scale (no source: an input on no simulated grid,
+            # which `simulate` does not build, as every value it makes is quantized or keeps its input's grid)
+            if b is not None and self.source is not None:
+                span = ops.maximum(self.source.hi - self.source.lo, 1e-8)  # a dead input's (0, 0) start: no NaN
+                step = ops.stop_gradient(span / 255.0 * m / 127.0)
                 b = b + ops.stop_gradient(ops.round(b / step) * step - b)
             return ops.reshape(wq, shape), b
 

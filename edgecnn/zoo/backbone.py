@@ -10,8 +10,9 @@ head is) are opened.
 
 A grayscale model (one input channel: Fashion-MNIST, X-rays) takes an RGB backbone's first convolution summed over
 its three input channels (`gray_kernel`, timm's `adapt_input_conv`): a gray image seen by the summed kernel gives
-exactly what the RGB kernel gives on that image repeated in R, G and B, so the pretrained features start where they
-were (checked in tests/test_transfer.py to float rounding).
+exactly what the RGB kernel gives on that image repeated in R, G and B (when the three channels are normalised
+alike, as MobileNet's (x - 127.5) / 127.5 is; not ImageNet's per-channel mean and std), so the pretrained features
+start where they were (checked in tests/test_transfer.py to float rounding).
 """
 
 from __future__ import annotations
@@ -64,12 +65,12 @@ def copy_backbone(model, source: str | Path) -> dict:
             continue
         theirs, ours = ([tuple(w.shape) for w in x.weights] for x in (other, layer))
         weights = other.get_weights()
+        if theirs != ours and _auto_named(layer):
+            continue
         if theirs != ours and gray_kernel(theirs, ours):
             weights[0] = weights[0].sum(axis=2, keepdims=True)
             gray = layer.name
         elif theirs != ours:
-            if _auto_named(layer):
-                continue
             raise EdgecnnError(f"{source}: layer {layer.name} has weights {theirs} there, {ours} in {model.name}: "
                                f"give a classifier of the same family and width (alpha)")
         layer.set_weights(weights)

@@ -28,6 +28,7 @@ class Segmentation(Task):
     metric_key = "miou"
     example_source = "scenes:digits"
     trainer = "edgecnn.train.segmentation"
+    qat = True  # its fit hook compiles the simulation (one `logits` output) with the pixel-wise loss as the model
     board_module = "edgecnn.tasks.segmentation.postprocess"
     details = ("miou", "pixel_accuracy", "mean_accuracy", "examples")
     per_class_in_rows = True  # the report's per-class IoU change (classes scored in both models; n: true pixels)
