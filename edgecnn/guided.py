@@ -311,8 +311,8 @@ def _qat_hint(prep, ev: EvalSet) -> str:
     if (prep.model is None or not ev.labeled or prep.qat is not None or Path(prep.model_path).suffix != ".keras"
             or not prep.task[0].qat):
         return ""
-    per_tensor = bool(prep.req.per_tensor)
+    flag = " --per-tensor" if prep.req.per_tensor else ""
+    epochs = QAT_EPOCHS["per-tensor" if prep.req.per_tensor else "per-channel"]
     return (f", or fine-tune it through the int8 simulation, which post-training int8 cannot match: `edgecnn train "
-            f"{prep.model_path} --data DATA --qat{' --per-tensor' if per_tensor else ''} --epochs "
-            f"{QAT_EPOCHS['per-tensor' if per_tensor else 'per-channel']} --lr 1e-4 -o qat.keras`, then convert "
-            f"qat.keras" + (" with --per-tensor" if per_tensor else ""))
+            f"{prep.model_path} --data DATA --qat{flag} --epochs {epochs} --lr 1e-4 -o qat.keras`, then convert "
+            f"qat.keras" + (" with" + flag if flag else ""))

@@ -58,29 +58,28 @@ def copy_backbone(model, source: str | Path) -> dict:
         raise EdgecnnError(f"{source}: backbone weights file does not exist")
     src, _ = load_model(str(source))
     by_name = {x.name: x for x in leaf_layers(src) if x.weights}
-    copied, params, gray = [], 0, None
+    copied, params = [], 0
     for layer in leaf_layers(model):
         other = by_name.get(layer.name)
         if other is None or not layer.weights:
             continue
         theirs, ours = ([tuple(w.shape) for w in x.weights] for x in (other, layer))
+        if theirs != ours:
+            if _auto_named(layer):
+                continue
+            if not gray_kernel(theirs, ours):
+                raise EdgecnnError(f"{source}: layer {layer.name} has weights {theirs} there, {ours} in "
+                                   f"{model.name}: give a classifier of the same family and width (alpha)")
         weights = other.get_weights()
-        if theirs != ours and _auto_named(layer):
-            continue
-        if theirs != ours and gray_kernel(theirs, ours):
+        if theirs != ours:  # an RGB first kernel under a gray input
             weights[0] = weights[0].sum(axis=2, keepdims=True)
-            gray = layer.name
-        elif theirs != ours:
-            raise EdgecnnError(f"{source}: layer {layer.name} has weights {theirs} there, {ours} in {model.name}: "
-                               f"give a classifier of the same family and width (alpha)")
         layer.set_weights(weights)
         copied.append(layer.name)
         params += sum(int(np.prod(w.shape)) for w in layer.weights)
     if len(copied) < MIN_COPIED:
         raise EdgecnnError(f"{source}: {len(copied)} of its layers match {model.name}'s by name and weight shape; "
                            f"give a classifier of the same family and width (alpha)")
-    return {"from": str(source), "layers": len(copied), "params": params,
-            **({"gray_input": f"{gray}: the RGB kernel summed over its 3 input channels"} if gray else {})}
+    return {"from": str(source), "layers": len(copied), "params": params}
 
 
 def gray_kernel(theirs: list[tuple], ours: list[tuple]) -> bool:
