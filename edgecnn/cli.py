@@ -280,7 +280,8 @@ def run(recipe, out_dir, executor, as_json):
 @click.option("--target", default=DEFAULT_TARGET, show_default=True, type=click.Choice(list(TARGETS)),
               help="Where the model runs (" + "; ".join(f"{t.name}: {t.runs_on}" for t in TARGETS.values())
               + "): picks the modes it takes, the int8 rewrite passes and the check run on the written model.")
-@click.option("--no-rewrite", is_flag=True, help="Keep the converter's plain int8 graph (no rewrite passes).")
+@click.option("--no-rewrite", is_flag=True, help="Keep the converter's plain int8 graph (no rewrite passes; per-tensor: no "
+              "dead-input zeroing).")
 @click.option("--bias-correction", is_flag=True, help="int8: fold the mean output shift of int8 weights back into "
               "each layer's bias, measured layer by layer on the calibration samples (slow on big models).")
 @click.option("--equalize", is_flag=True, help="int8: cross-layer equalization of conv/depthwise pairs before "

@@ -280,6 +280,11 @@ def print_convert_report(r: dict) -> None:
                 if i16.get("steps") else f"not possible ({i16['failed']})" if i16.get("failed") else
                 f"not tried ({i16.get('why', 'no layer has an int16 kernel on the target')})"),
                 markup=False, highlight=False)
+    dead = r.get("dead_inputs")
+    if dead and dead["zeroed_channels"]:
+        c.print(f"  dead inputs: the weights reading {dead['zeroed_channels']} channel(s) that are 0 on every "
+                f"calibration sample set to 0, in {len(dead['layers'])} layer(s), so they stop setting the per-tensor "
+                "weight step", markup=False, highlight=False)
     if r.get("bias_correction"):
         bc = r["bias_correction"]
         c.print(f"  bias correction: {bc['layers']} layers on {bc['samples']} calibration samples"

@@ -154,6 +154,7 @@ class Prepared:
         self.rewrites: dict[int, list[dict]] = {}  # rewrite report of each int8 variant made, by hash of its bytes
         self.corrections: dict[int, dict | None] = {}  # bias-correction report of each, likewise
         self.equalization: dict | None = None
+        self.dead_inputs: dict | None = None  # per tensor: the weights reading always-zero channels, zeroed
         self.plan = None  # --precision: (planned {output name: precision}, rule rows, warnings), set on calibration
 
     def _keep_detection_postprocess(self) -> None:
@@ -197,6 +198,13 @@ class Prepared:
         self.samples, self.calib_desc = calibration_samples(self.req.calibration, self.spec,
                                                             self.req.num_calibration, self.req.seed)
         if self.req.mode == "int8":
+            if self.req.per_tensor and self.req.rewrite and self.qat is None and self.dead_inputs is None:
+                from edgecnn.convert.dead_inputs import zero_dead_inputs  # see there: why and when
+
+                t = time.perf_counter()
+                f32, self.dead_inputs = zero_dead_inputs(self.f32, self.samples)
+                self.use_float(f32)
+                self.timings["dead_inputs_s"] = time.perf_counter() - t
             if self.req.quality == "auto":  # convert/auto.py calibrates each option it tries itself
                 return
             if self.req.equalize and self.equalization is None:  # before calibration: every later step sees it
@@ -360,7 +368,8 @@ class Prepared:
             "weight_dtypes": info.weight_dtypes(),
             "inputs": [t.to_dict() for t in info.inputs], "outputs": [t.to_dict() for t in info.outputs],
             "calibration": self.calib_desc, "preprocessing": self.spec.to_dict(), "rewrites": rewrites,
-            "bias_correction": correction, "equalization": self.equalization, "precision": plan_report,
+            "bias_correction": correction, "equalization": self.equalization, "dead_inputs": self.dead_inputs,
+            "precision": plan_report,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "wall_seconds": round(time.perf_counter() - self.t0, 3),
         }

@@ -148,7 +148,7 @@ def _clip_after(model, op1, clip: np.ndarray) -> None:
     ops.insert(ops.index(op1) + 1, g.make_op("MINIMUM", 2, [relu, const], [out], "MaximumMinimumOptions"))
 
 
-def _channel_extremes(data: bytes, tensors: list[int], samples: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+def channel_extremes(data: bytes, tensors: list[int], samples: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Per-channel (min, max) of each tensor in `tensors` over `samples` (the float model on LiteRT)."""
     from edgecnn.tflite.interpreter import allocate, make_interpreter
 
@@ -190,7 +190,7 @@ def equalize(data: bytes, samples: np.ndarray) -> tuple[bytes, dict]:
                           "ReLU or ReLU6 between): the model is unchanged")
         return data, report
     before = spread(model, found)
-    extremes = _channel_extremes(data, [int(op1.outputs[0]) for op1, *_ in found], samples)
+    extremes = channel_extremes(data, [int(op1.outputs[0]) for op1, *_ in found], samples)
     total: dict[int, np.ndarray] = {}  # each channel's accumulated scale, per op1 output
     for _ in range(SWEEPS):
         change = 0.0

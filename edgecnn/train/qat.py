@@ -342,6 +342,34 @@ def outputs(model, x: np.ndarray, names=None, batch: int = 32):
         yield {n: keras.ops.convert_to_numpy(v) for n, v in vals.items()}
 
 
+def zero_dead_inputs(model, x: np.ndarray, batch: int = 32) -> dict[str, int]:
+    """Per-tensor QAT starts as per-tensor post-training int8 does (`edgecnn/convert/dead_inputs.py`, which says why):
+    the weights of each Conv2D / DepthwiseConv2D / Dense that read an input channel which is 0 on every image of `x`
+    are set to 0, in `model`'s own variables. Their gradient is 0 (they read zeros), so they stay 0, and the per-tensor
+    weight step the simulation trains with is the one the live channels need. {layer name: channels zeroed}."""
+    import keras
+
+    layers = [l for l in _all_layers(model) if type(l).__name__ in KERNEL_KINDS]
+    probe = keras.Model(model.inputs[0] if len(model.inputs) == 1 else model.inputs, [l.input for l in layers])
+    peak = [None] * len(layers)
+    for i in range(0, len(x), batch):
+        vals = probe(x[i:i + batch], training=False)
+        for k, v in enumerate(vals if isinstance(vals, (list, tuple)) else [vals]):
+            v = np.abs(keras.ops.convert_to_numpy(v)).reshape(-1, v.shape[-1]).max(axis=0)
+            peak[k] = v if peak[k] is None else np.maximum(peak[k], v)
+    zeroed = {}
+    for layer, p in zip(layers, peak):
+        kernel = layer.kernel
+        dead = p == 0
+        if kernel.shape[-2] != len(p) or not dead.any():  # a grouped conv reads its channels otherwise
+            continue
+        w = keras.ops.convert_to_numpy(kernel)
+        w[..., dead, :] = 0.0  # the input-channel axis of a Conv2D, DepthwiseConv2D and Dense kernel
+        kernel.assign(w)
+        zeroed[layer.name] = int(dead.sum())
+    return zeroed
+
+
 def _float_ranges(model, x: np.ndarray) -> dict[str, tuple[float, float]]:
     """{name: (min, max)} of every operation's output over `x` in the float model: where the ranges start."""
     lo, hi = {}, {}

@@ -268,8 +268,10 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     tf.config.experimental.enable_op_determinism()  # once model and phases are known good (global seeds are set)
     cfg = replace(cfg, augment=cfg.augment if cfg.augment is not None else  # a new head on a few photos: flips
                   (transfer.DEFAULT_AUGMENT if plan != [None] else ()))  # and shifts; else none unless asked
-    fitted, quants = model, None
+    fitted, quants, dead = model, None, {}
     if cfg.qat:  # the run trains the int8 simulation, which shares the model's variables
+        if cfg.per_tensor:  # as per-tensor post-training int8 does (convert/dead_inputs.py)
+            dead = qat.zero_dead_inputs(model, x[tr][:qat.CALIBRATION_IMAGES])
         fitted, quants = qat.simulate(model, spec, x[tr], cfg.per_tensor)
     hists, phases = [], []
     for phase in plan:
@@ -294,7 +296,8 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
         "test_samples": int(len(test_ds)), "loss_first_epoch": float(hists[0].history["loss"][0]),
         "loss_last_epoch": float(hist.history["loss"][-1]), **measures, "augment": list(cfg.augment),
         "transfer": moved, "phases": phases,
-        "qat": {"weights": learned["weights"], "ranges": len(learned["ranges"]), "ema_decay": qat.EMA_DECAY}
+        "qat": {"weights": learned["weights"], "ranges": len(learned["ranges"]), "ema_decay": qat.EMA_DECAY,
+                "dead_inputs_zeroed": sum(dead.values())}
         if learned else None,
         "wall_seconds": round(train_secs, 2), "input_shape": list(spec.input_shape), "preprocessing": spec.to_dict(),
         **summarize(model),
