@@ -120,7 +120,7 @@ def guided_convert(model_path: str | Path, out_path: str | Path, req: Conversion
     prep.calibrate()
     ev = EvalSet(model_path, prep.spec, eval_data, eval_limit)
     x, metric = ev.x, ev.metric
-    f1 = _metric(prep.f32, ev)
+    f1 = _metric(prep.original_f32, ev)  # the model as given (--equalize, dead_inputs.py: not on unseen inputs)
     full = prep.quantized()
     q1 = _metric(full, ev)
     steps = [{"kept": 0, "nodes": [], "value": q1, ev.metric_key: q1, "drop_points": 100 * (f1 - q1),

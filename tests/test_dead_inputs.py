@@ -40,6 +40,9 @@ def _net_with_dead_channels():
     (k,) = dw.get_weights()
     k[..., DEAD, 0] *= 300.0
     dw.set_weights([k])
+    w, b = c2.get_weights()  # a live weight sets the 1x1 conv's step
+    w[:, :, DEAD, :] *= 0.1
+    c2.set_weights([w, b])
     return model
 
 
@@ -94,6 +97,33 @@ def test_a_channel_that_is_small_but_not_zero_is_left_alone():
     assert np.all(w[:, 0] == 0) and np.all(w[:, 1:] == 1)
 
 
+def test_a_depthwise_multiplier_zeroes_each_dead_input_s_block_of_outputs():
+    from edgecnn.convert.dead_inputs import _reading
+
+    w = np.ones((1, 3, 3, 6))  # 3 inputs x multiplier 2: input i feeds outputs 2i, 2i + 1
+    mask = _reading(w, "DEPTHWISE_CONV_2D", np.array([False, True, False]))
+    assert mask[0, 0, 0].tolist() == [False, False, True, True, False, False] and mask.all(axis=(0, 1, 2)).sum() == 2
+
+
+def test_a_weight_two_ops_read_is_left_alone():
+    """One Dense called on two branches: its weights read a dead channel on one and a live one on the other. Zeroing
+    them for the first op would change the second's output."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((4,))
+    dead, live, shared = layers.Dense(3, activation="relu"), layers.Dense(3, activation="relu"), layers.Dense(2)
+    model = keras.Model(inp, layers.Add()([shared(dead(inp)), shared(live(inp))]))
+    dead.set_weights([np.ones((4, 3), np.float32), np.float32([-10.0, 0.0, 0.0])])  # unit 0 dead
+    live.set_weights([np.ones((4, 3), np.float32), np.zeros(3, np.float32)])  # every unit live
+    shared.set_weights([np.float32([[50, 50], [1, 1], [1, 1]]), np.zeros(2, np.float32)])
+    f32 = _f32(model)
+    x = np.random.default_rng(0).uniform(0.5, 1, (8, 4)).astype(np.float32)
+    out, report = zero_dead_inputs(f32, x)
+    a = _run(f32, x)
+    assert np.ptp(a) > 0 and np.array_equal(a, _run(out, x)), report
+
+
 def _int8_snr(src, monkeypatch=None) -> tuple[float, Prepared]:
     prep = Prepared(src, ConversionRequest("int8", calibration="photos", num_calibration=16, per_tensor=True))
     original = prep.f32
@@ -114,10 +144,22 @@ def test_per_tensor_int8_gets_the_live_channels_step_back(tmp_path, monkeypatch)
     src = _save(_net_with_dead_channels(), tmp_path / "m.keras")
     with_pass, prep = _int8_snr(src)
     assert prep.dead_inputs["zeroed_channels"] >= len(DEAD), prep.dead_inputs
-    monkeypatch.setattr(dead_inputs, "zero_dead_inputs", lambda data, samples: (data, {"zeroed_channels": 0,
-                                                                                      "layers": {}}))
+    monkeypatch.setattr(dead_inputs, "zero_dead_inputs",
+                        lambda data, samples, skip: (data, {"zeroed_channels": 0, "layers": {}}))
     without, _ = _int8_snr(src)
     assert with_pass > without + 10.0, (without, with_pass)
+
+
+def test_a_layer_kept_in_float_keeps_its_weights(tmp_path):
+    src = _save(_net_with_dead_channels(), tmp_path / "m.keras")
+    req = dict(calibration="photos", num_calibration=8, per_tensor=True)
+    plain = Prepared(src, ConversionRequest("int8", **req))
+    plain.calibrate()
+    (layer,) = plain.dead_inputs["layers"]
+    kept = Prepared(src, ConversionRequest("int8", keep_float=(layer,), **req))
+    assert layer in kept.kept_nodes
+    kept.calibrate()
+    assert kept.dead_inputs == {"zeroed_channels": 0, "layers": {}} and kept.f32 == kept.original_f32
 
 
 def test_per_channel_int8_leaves_the_weights_alone_and_the_report_says_what_was_zeroed(tmp_path):

@@ -13,6 +13,8 @@ below calibrates, corrects and checks on the 80% only and is scored on the held-
 with the model's task's own fidelity measure (`Task.fidelity`: the output SNR pooled over every output, and the
 task's agreement beside it). An option is kept only if it raises the score by more than the held-out fifth's noise
 (NOISE_DB); otherwise the default stays (min/max ranges, the stock converter's; no CLE; no bias correction).
+Per tensor, every option starts from the float model with its dead inputs zeroed on the 80% (`dead_inputs.py`; again
+after CLE, which can grow them), as a plain per-tensor conversion does; the held-out 20% score that too.
 1. ranges: min/max, percentile and MSE from one calibration pass (`fast_calibrator.calibrated_variants`);
 2. CLE (`equalize.py`), with per-tensor weights only and where the model has an equalizable pair: per-channel
    scales already give each output channel its own range, and CLE lowered per-channel agreement on both real
@@ -86,8 +88,11 @@ def auto(prep) -> bytes:
     plain = dataclasses.replace(prep.req, quality="default")  # each option as a plain conversion makes it
     req, prep.req = prep.req, plain
     try:
-        # scored against the float model as given (CLE changes its weights, not its outputs)
-        return _steps(prep, req, plain, (prep.f32, x_held), held)
+        # scored against the float model as given (CLE and dead_inputs.py change its weights, not its outputs on the
+        # samples they saw: the held-out ones show what they do elsewhere)
+        given = prep.f32
+        prep.zero_dead_inputs()
+        return _steps(prep, req, plain, (given, x_held), held)
     finally:
         prep.req = req
 
@@ -129,9 +134,10 @@ def _steps(prep, req, plain, held_out: tuple[bytes, np.ndarray], held: np.ndarra
         if not report["pairs"]:
             step["why"] = "no equalizable pair"
         else:
-            kept = (prep.f32, prep.calibrated)
+            kept = (prep.f32, prep.calibrated, prep.dead_inputs)
             prep.use_float(f32_eq)
-            prep.calibrated = calibrate(f32_eq, prep.samples, "fast", method)
+            prep.zero_dead_inputs()  # CLE can grow a dead channel's weights past the live ones'
+            prep.calibrated = calibrate(prep.f32, prep.samples, "fast", method)
             data = prep.quantized(rewrite=False)
             step["score"] = s = _score(prep, data, held_out)
             if better(s, best_score):
@@ -139,7 +145,7 @@ def _steps(prep, req, plain, held_out: tuple[bytes, np.ndarray], held: np.ndarra
                 step["kept"] = True
             else:
                 prep.use_float(kept[0])
-                prep.calibrated = kept[1]
+                prep.calibrated, prep.dead_inputs = kept[1], kept[2]
         step["seconds"] = round(time.perf_counter() - t, 3)
         steps.append(step)
 

@@ -143,6 +143,7 @@ class Prepared:
             from edgecnn.tasks.detection.postprocess import TASK as DETECTION
 
             self.spec = self.spec.replace(task=DETECTION, head=head)
+        self.original_f32 = self.f32  # the float model as given: what --equalize and dead_inputs.py leave out
         self._f32_info = None
         self._task = None
         self.kept_ops, self.kept_nodes, self.matches = (match_keep_float(self.f32_info, req.keep_float)
@@ -198,13 +199,6 @@ class Prepared:
         self.samples, self.calib_desc = calibration_samples(self.req.calibration, self.spec,
                                                             self.req.num_calibration, self.req.seed)
         if self.req.mode == "int8":
-            if self.req.per_tensor and self.req.rewrite and self.qat is None and self.dead_inputs is None:
-                from edgecnn.convert.dead_inputs import zero_dead_inputs  # see there: why and when
-
-                t = time.perf_counter()
-                f32, self.dead_inputs = zero_dead_inputs(self.f32, self.samples)
-                self.use_float(f32)
-                self.timings["dead_inputs_s"] = time.perf_counter() - t
             if self.req.quality == "auto":  # convert/auto.py calibrates each option it tries itself
                 return
             if self.req.equalize and self.equalization is None:  # before calibration: every later step sees it
@@ -214,6 +208,7 @@ class Prepared:
                 f32, self.equalization = equalize(self.f32, self.samples)
                 self.use_float(f32)
                 self.timings["equalize_s"] = time.perf_counter() - t
+            self.zero_dead_inputs()
             t = time.perf_counter()
             method = self.req.calibration_method
             if method == "best":
@@ -231,6 +226,25 @@ class Prepared:
                                                                            self.samples)
                 self.calib_desc["method"] = "learned (QAT)"
             self.timings["calibrate_s"] = time.perf_counter() - t
+
+    def zero_dead_inputs(self) -> None:
+        """Per tensor (not with --no-rewrite, not on a QAT model), the weights that read channels which are 0 on every
+        calibration sample are zeroed where they set their layer's step (`dead_inputs.py`), after --equalize (which
+        can grow them), before calibration; layers --keep-float or the --precision plan keep in float are left."""
+        if not (self.req.mode == "int8" and self.req.per_tensor and self.req.rewrite and self.qat is None):
+            return
+        from edgecnn.convert.dead_inputs import zero_dead_inputs
+
+        t = time.perf_counter()
+        skip = set(self.kept_nodes)
+        if self.req.precision is not None:
+            from edgecnn.convert import precision
+
+            skip |= {n for n, (_, p) in precision.assign(self.req.precision, self.f32_info)[0].items() if p == "float"}
+        f32, self.dead_inputs = zero_dead_inputs(self.f32, self.samples, skip)
+        if f32 is not self.f32:
+            self.use_float(f32)
+        self.timings["dead_inputs_s"] = self.timings.get("dead_inputs_s", 0.0) + time.perf_counter() - t
 
     def use_float(self, f32: bytes) -> None:
         """Go on from the float model `f32` (the same function: equalized): what was read off the old one is redone."""

@@ -37,19 +37,22 @@ from edgecnn.tflite import reader
 OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
 
-def _candidates(model) -> list:
-    """(op, kind, weight tensor index) for every op of OPS whose weights are a float constant of its own."""
+def _candidates(model, skip: set[str]) -> list:
+    """(op, kind, weight tensor index) for every op of OPS whose weights are a float constant of its own (no other op
+    reads the tensor, no other tensor the buffer) and whose output is not named in `skip`."""
     sg = model.subgraphs[0]
     users: dict[int, int] = {}
     for t in sg.tensors:
         users[t.buffer] = users.get(t.buffer, 0) + 1
+    readers = reader.consumers(sg)
     found = []
     for op in sg.operators or []:
         kind = reader.op_name(model, op)
-        if kind not in OPS or len(op.inputs) < 2:
+        if kind not in OPS or len(op.inputs) < 2 or reader.tensor_name(sg.tensors[int(op.outputs[0])]) in skip:
             continue
         w = sg.tensors[int(op.inputs[1])]
-        if reader.tensor_dtype(w) != "float32" or reader.constant_array(model, w) is None or users[w.buffer] > 1:
+        if reader.tensor_dtype(w) != "float32" or reader.constant_array(model, w) is None or users[w.buffer] > 1 \
+                or len(readers.get(int(op.inputs[1]), [])) > 1:
             continue
         if reader.is_constant(model, sg.tensors[int(op.inputs[0])]):
             continue
@@ -65,14 +68,15 @@ def _reading(w: np.ndarray, kind: str, dead: np.ndarray) -> np.ndarray:
     return np.broadcast_to(dead, w.shape)
 
 
-def zero_dead_inputs(data: bytes, samples: np.ndarray) -> tuple[bytes, dict]:
-    """The float model `data` with the weights that read a channel dead on every one of `samples` set to 0, and a
-    report {"zeroed_channels": n, "layers": {op's output name: n}} (`data` itself when nothing is dead)."""
+def zero_dead_inputs(data: bytes, samples: np.ndarray, skip: set[str] = frozenset()) -> tuple[bytes, dict]:
+    """The float model `data` with the weights that read a channel dead on every one of `samples` set to 0 where they
+    set their op's step, and a report {"zeroed_channels": n, "layers": {op's output name: n}} (`data` itself when
+    nothing is zeroed). Ops whose output is named in `skip` (kept in float) are left alone."""
     from edgecnn.convert.equalize import channel_extremes
 
     model = reader.parse(data)
     sg = model.subgraphs[0]
-    found = _candidates(model)
+    found = _candidates(model, skip)
     extremes = channel_extremes(data, sorted({int(op.inputs[0]) for op, _, _ in found}), samples) if found else {}
     layers: dict[str, int] = {}
     for op, kind, wi in found:
@@ -86,6 +90,6 @@ def zero_dead_inputs(data: bytes, samples: np.ndarray) -> tuple[bytes, dict]:
             continue  # a live weight sets the step: int8 multiplies the dead ones by its zero point, the bytes stay
         w = np.where(mask, 0.0, w).astype(np.float32)
         model.buffers[sg.tensors[wi].buffer].data = np.frombuffer(w.tobytes(), np.uint8)
-        layers[reader.tensor_name(sg.tensors[int(op.outputs[0])]).split(";")[0]] = int(dead.sum())
+        layers[reader.tensor_name(sg.tensors[int(op.outputs[0])])] = int(dead.sum())
     report = {"zeroed_channels": sum(layers.values()), "layers": layers}
     return (reader.serialize(model) if layers else data), report
