@@ -2,10 +2,11 @@
 measuring them on calibration samples held out from everything else, and say what was chosen and why.
 
 Why: no option wins everywhere, and a user cannot know which one helps without converting and comparing each.
-Measured on real, externally trained models (docs/guides/quantization.md, "Real, externally trained models"; top-1 agreement with float on
-64 held-out photos): bias correction lifts the ImageNet MobileNet V1 from 0.547 to 0.875 per-channel, while on the
-MediaPipe face-landmark model percentile ranges do more (29.6 dB against 27.5); per-tensor, CLE then bias correction
-is best on both classifiers (0.031 -> 0.688, 0.062 -> 0.766) and per-channel CLE lowers both.
+Measured on real, externally trained models (docs/guides/quantization.md, "Real, externally trained models";
+top-1 agreement with float on 64 held-out photos): bias correction lifts the ImageNet MobileNet V1 from 0.562 to
+0.875 per-channel, while on the MediaPipe face-landmark model percentile ranges do more (29.6 dB against 26.7 for
+min/max); per-tensor, bias correction then CLE + bias correction are best on both classifiers (0.031 -> 0.688 and
+0.656, 0.047 -> 0.750 and 0.734) and per-channel CLE lowers both.
 
 How (after AIMET's AutoQuant, which applies its techniques in a fixed order and keeps each only if it helps):
 the calibration samples are split 80/20 (every fifth held out, as `--calibration-method best` does); every step
