@@ -148,3 +148,36 @@ def test_a_bias_shared_by_two_layers_is_corrected_for_each(tmp_path):
 def test_bias_correction_is_for_int8_only():
     with pytest.raises(EdgecnnError, match="--bias-correction needs --quant int8"):
         ConversionRequest("float16", bias_correction=True)
+
+
+def test_a_layer_is_measured_on_the_model_up_to_it_with_the_whole_model_s_values(tmp_path):
+    """Each layer's int8 run stops after that layer (`_up_to`): its output must be the whole model's, value for value,
+    and the model must hold fewer ops (the work saved)."""
+    from edgecnn.convert.bias_correction import _up_to
+    from edgecnn.tflite.interpreter import allocate, make_interpreter
+    from edgecnn.tflite.quant import quantize
+
+    src = _save(_spread_net(activation="relu", signed=True), tmp_path / "m.keras")
+    prep = Prepared(src, ConversionRequest("int8", calibration="photos", num_calibration=4, rewrite=False))
+    prep.calibrate()
+    q = prep.quantized()
+    m = reader.parse(q)
+    ops = m.subgraphs[0].operators
+    mid = next(o for o in ops[1:] if reader.op_name(m, o) == "CONV_2D")  # the 1x1 conv: not the first op, not last
+    out = int(mid.outputs[0])
+    part = _up_to(m, out)
+    assert len(reader.parse(part).subgraphs[0].operators) == ops.index(mid) + 1 < len(ops)
+    assert reader.serialize(m) == reader.serialize(reader.parse(q))  # the model object is left as it was
+    x = prep.samples
+    whole = make_interpreter(q, preserve_all=True)
+    cut = make_interpreter(part, delegate=False)
+    for it in (whole, cut):
+        allocate(it)
+    got, want = [], []
+    for i in range(len(x)):
+        for it, into in ((whole, want), (cut, got)):
+            it.set_tensor(it.get_input_details()[0]["index"], quantize(x[i:i + 1], it.get_input_details()[0]))
+            it.invoke()
+            into.append(it.get_tensor(out).copy())
+    want, got = np.concatenate(want), np.concatenate(got)
+    assert want.size and np.ptp(want.astype(np.int32)) > 0 and np.array_equal(want, got)
