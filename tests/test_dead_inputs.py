@@ -124,6 +124,20 @@ def test_a_weight_two_ops_read_is_left_alone():
     assert np.ptp(a) > 0 and np.array_equal(a, _run(out, x)), report
 
 
+def test_a_layer_whose_every_input_is_dead_on_the_samples_is_left_alone():
+    """Blank calibration images make every input channel of the first conv 0: that says nothing of the layer, and
+    zeroing all its weights would leave per-tensor int8 no step at all."""
+    f32 = _f32(_net_with_dead_channels())
+    out, report = zero_dead_inputs(f32, np.zeros((4, 16, 16, 3), np.float32))
+    from edgecnn.tflite import reader
+
+    m = reader.parse(out)
+    first = m.subgraphs[0].operators[0]
+    assert reader.op_name(m, first) == "CONV_2D"
+    w = reader.constant_array(m, m.subgraphs[0].tensors[int(first.inputs[1])])
+    assert np.abs(w).max() > 0, report  # the first conv's weights, all of which read a channel dead on the samples
+
+
 def _int8_snr(src, monkeypatch=None) -> tuple[float, Prepared]:
     prep = Prepared(src, ConversionRequest("int8", calibration="photos", num_calibration=16, per_tensor=True))
     original = prep.f32

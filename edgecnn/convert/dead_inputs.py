@@ -85,6 +85,8 @@ def zero_dead_inputs(data: bytes, samples: np.ndarray, skip: set[str] = frozense
         if w.shape[-1] % len(lo) if kind == "DEPTHWISE_CONV_2D" else w.shape[-1] != len(lo):
             continue  # not the channels this op reads along its last weight axis (a grouped conv, a flattening FC)
         dead = np.maximum(np.abs(lo), np.abs(hi)) == 0
+        if dead.all():  # nothing live to give the step to: samples that say nothing of this layer (blank images)
+            continue
         mask = _reading(w, kind, dead)
         if not dead.any() or np.abs(w[mask]).max(initial=0.0) <= np.abs(w[~mask]).max(initial=0.0):
             continue  # a live weight sets the step: int8 multiplies the dead ones by its zero point, the bytes stay
