@@ -28,9 +28,10 @@ would repeat bias correction, the costliest step, and what was measured is what 
 Ranking by SNR, not agreement: the held-out fifth is small (12 of 64 photos: one photo is 8.3 points of
 agreement), SNR is continuous, and on every real model above the option with the best SNR had the best agreement
 until the dead inputs were zeroed (`dead_inputs.py`); since then MobileNet V1 per-tensor's CLE + bias correction has
-the better SNR (12.6 dB against 11.7) and bias correction alone the better agreement (0.688 against 0.656). Except behind a TFLite_Detection_PostProcess kept in float: its outputs (boxes, class ids, scores, a
-count, in the order of the scores) make an SNR meaningless, so there the task's agreement (the float boxes found
-again) ranks first and SNR breaks ties. The cost is stated per step in the report (`quality.steps[].seconds`).
+the better SNR (12.6 dB against 11.7) and bias correction alone the better agreement (0.688 against 0.656). Except
+behind a TFLite_Detection_PostProcess kept in float: its outputs (boxes, class ids, scores, a count, in the order of
+the scores) make an SNR meaningless, so there the task's agreement (the float boxes found again) ranks first and SNR
+breaks ties. The cost is stated per step in the report (`quality.steps[].seconds`).
 """
 
 from __future__ import annotations
