@@ -72,7 +72,7 @@ def zero_dead_inputs(data: bytes, samples: np.ndarray, skip: set[str] = frozense
     """The float model `data` with the weights that read a channel dead on every one of `samples` set to 0 where they
     set their op's step, and a report {"zeroed_channels": n, "layers": {op's output name: n}} (`data` itself when
     nothing is zeroed). Ops whose output is named in `skip` (kept in float) are left alone."""
-    from edgecnn.convert.equalize import channel_extremes
+    from edgecnn.convert.equalize import channel_extremes, store
 
     model = reader.parse(data)
     sg = model.subgraphs[0]
@@ -90,8 +90,7 @@ def zero_dead_inputs(data: bytes, samples: np.ndarray, skip: set[str] = frozense
         mask = _reading(w, kind, dead)
         if not dead.any() or np.abs(w[mask]).max(initial=0.0) <= np.abs(w[~mask]).max(initial=0.0):
             continue  # a live weight sets the step: int8 multiplies the dead ones by its zero point, the bytes stay
-        w = np.where(mask, 0.0, w).astype(np.float32)
-        model.buffers[sg.tensors[wi].buffer].data = np.frombuffer(w.tobytes(), np.uint8)
+        store(model, wi, np.where(mask, 0.0, w))
         layers[reader.tensor_name(sg.tensors[int(op.outputs[0])])] = int(dead.sum())
     report = {"zeroed_channels": sum(layers.values()), "layers": layers}
     return (reader.serialize(model) if layers else data), report

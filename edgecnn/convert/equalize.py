@@ -61,7 +61,8 @@ def _weights(model, tensor_index: int) -> np.ndarray | None:
     return reader.constant_array(model, t) if reader.tensor_dtype(t) == "float32" else None
 
 
-def _store(model, tensor_index: int, value: np.ndarray) -> None:
+def store(model, tensor_index: int, value: np.ndarray) -> None:
+    """Write `value` (as float32) into the buffer behind float tensor `tensor_index` (equalize.py, dead_inputs.py)."""
     t = model.subgraphs[0].tensors[tensor_index]
     model.buffers[t.buffer].data = np.frombuffer(value.astype(np.float32).tobytes(), np.uint8)
 
@@ -214,11 +215,11 @@ def equalize(data: bytes, samples: np.ndarray) -> tuple[bytes, dict]:
                 s = np.where(peak >= 6.0 * (1 - 1e-3), np.minimum(s, 6.0 / top / acc), s)
             s = np.clip(s, 1 / (S_LIMIT * acc), S_LIMIT / acc)
             change = max(change, float(np.max(np.abs(np.log(s)))))
-            _store(model, int(op1.inputs[1]), w1 / (s[:, None, None, None] if kind1 == "CONV_2D"
+            store(model, int(op1.inputs[1]), w1 / (s[:, None, None, None] if kind1 == "CONV_2D"
                                                     else s[None, None, None, :]))
-            _store(model, int(op2.inputs[1]), w2 * s[None, None, None, :])
+            store(model, int(op2.inputs[1]), w2 * s[None, None, None, :])
             if _has_bias(op1):
-                _store(model, int(op1.inputs[2]), _weights(model, int(op1.inputs[2])) / s)
+                store(model, int(op1.inputs[2]), _weights(model, int(op1.inputs[2])) / s)
             total[out] = acc * s
         if change < 1e-4:
             break
