@@ -283,7 +283,7 @@ def run(recipe, out_dir, executor, as_json):
 @click.option("--no-rewrite", is_flag=True, help="Keep the converter's plain int8 graph (no rewrite passes; per-tensor: no "
               "dead-input zeroing).")
 @click.option("--bias-correction", is_flag=True, help="int8: fold the mean output shift of int8 weights back into "
-              "each layer's bias, measured layer by layer on the calibration samples (slow on big models).")
+              "each layer's bias, measured layer by layer on the calibration samples.")
 @click.option("--equalize", is_flag=True, help="int8: cross-layer equalization of conv/depthwise pairs before "
               "calibration (same float outputs, balanced channel weight ranges: for --per-tensor).")
 @click.option("--quality", default="default", show_default=True, type=click.Choice(["default", "auto"]),

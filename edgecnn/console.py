@@ -259,8 +259,8 @@ def print_convert_report(r: dict) -> None:
                 + f" on {b['held_out_samples']} held-out samples -> {b['chosen']}")
         if cal.get("quality"):
             q = cal["quality"]
-            c.print(f"  quality auto ({q['fit_samples']} samples to calibrate, {q['held_out_samples']} held out to "
-                    f"score): {q['why']}", markup=False, highlight=False)
+            c.print(f"  quality auto (options tried on {q['fit_samples']} samples, scored on {q['held_out_samples']} "
+                    f"held out): {q['why']}", markup=False, highlight=False)
         c.print(f"  calibration: {cal['samples']} samples from {cal['source']} (seed {cal['seed']}; "
                 f"x*{p['scale']:.6g}{p['offset']:+g})")
         for note in cal.get("notes", ()):

@@ -150,34 +150,47 @@ def test_bias_correction_is_for_int8_only():
         ConversionRequest("float16", bias_correction=True)
 
 
-def test_a_layer_is_measured_on_the_model_up_to_it_with_the_whole_model_s_values(tmp_path):
-    """Each layer's int8 run stops after that layer (`_up_to`): its output must be the whole model's, value for value,
-    and the model must hold fewer ops (the work saved)."""
-    from edgecnn.convert.bias_correction import _up_to
+def test_layers_are_measured_segment_by_segment_with_the_whole_model_s_values(tmp_path):
+    """The int8 model runs one layer's segment at a time (`_Int8Segments`: the ops after the layer before, that one
+    again, up to the layer), from the tensors earlier segments kept: every layer's output must be the whole model's,
+    value for value, on a net with a residual add (a tensor kept across segments), and only what later ops read is
+    kept."""
+    from edgecnn.convert.bias_correction import _Int8Segments
     from edgecnn.tflite.interpreter import allocate, make_interpreter
     from edgecnn.tflite.quant import quantize
 
-    src = _save(_spread_net(activation="relu", signed=True), tmp_path / "m.keras")
+    import keras
+
+    inp = keras.Input((16, 16, 3))
+    a = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    b = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(a)
+    c = keras.layers.Conv2D(8, 1)(b)
+    d = keras.layers.Add()([a, c])  # `a` is read again two layers later
+    e = keras.layers.Conv2D(4, 1, activation="relu")(d)
+    out = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(e))
+    src = _save(keras.Model(inp, out), tmp_path / "m.keras")
     prep = Prepared(src, ConversionRequest("int8", calibration="photos", num_calibration=4, rewrite=False))
     prep.calibrate()
     q = prep.quantized()
     m = reader.parse(q)
     ops = m.subgraphs[0].operators
-    mid = next(o for o in ops[1:] if reader.op_name(m, o) == "CONV_2D")  # the 1x1 conv: not the first op, not last
-    out = int(mid.outputs[0])
-    part = _up_to(m, out)
-    assert len(reader.parse(part).subgraphs[0].operators) == ops.index(mid) + 1 < len(ops)
-    assert reader.serialize(m) == reader.serialize(reader.parse(q))  # the model object is left as it was
+    layers = [k for k, o in enumerate(ops) if reader.op_name(m, o) in ("CONV_2D", "DEPTHWISE_CONV_2D",
+                                                                          "FULLY_CONNECTED")]
+    assert len(layers) == 5 and reader.op_name(m, ops[layers[2] + 1]) == "ADD"
     x = prep.samples
     whole = make_interpreter(q, preserve_all=True)
-    cut = make_interpreter(part, delegate=False)
-    for it in (whole, cut):
-        allocate(it)
-    got, want = [], []
+    allocate(whole)
+    want = {}
     for i in range(len(x)):
-        for it, into in ((whole, want), (cut, got)):
-            it.set_tensor(it.get_input_details()[0]["index"], quantize(x[i:i + 1], it.get_input_details()[0]))
-            it.invoke()
-            into.append(it.get_tensor(out).copy())
-    want, got = np.concatenate(want), np.concatenate(got)
-    assert want.size and np.ptp(want.astype(np.int32)) > 0 and np.array_equal(want, got)
+        whole.set_tensor(whole.get_input_details()[0]["index"], quantize(x[i:i + 1], whole.get_input_details()[0]))
+        whole.invoke()
+        for k in layers:
+            want.setdefault(k, []).append(whole.get_tensor(int(ops[k].outputs[0])).copy())
+    segments, first = _Int8Segments(m, x), 0
+    for k in layers:
+        got = segments.run(first, k, int(ops[k].outputs[0]))
+        w, g = np.concatenate(want[k]), np.concatenate(got)
+        assert w.size and np.ptp(w.astype(np.int32)) > 0 and np.array_equal(w, g), k
+        first = k
+    assert set(segments.kept) <= {int(t) for o in ops[layers[-1]:] for t in o.inputs}  # only what later ops read
+    assert reader.serialize(m) == reader.serialize(reader.parse(q))  # the model object is left as it was

