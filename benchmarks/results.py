@@ -61,7 +61,7 @@ def machine() -> dict:
             "python": platform.python_version(), "packages": versions}
 
 
-def _commit() -> str | None:
+def commit() -> str | None:
     def git(*args):
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
 
@@ -125,7 +125,7 @@ def publish(name: str, columns: list[Column], rows: list[dict], notes: list[str]
         raise ValueError(f"{name}: no rows to publish")
     argv = list(sys.argv if argv is None else argv)
     doc = {"name": name, "script": f"benchmarks/{Path(argv[0]).name}", "command": command(argv),
-           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": _commit(), "machine": machine(),
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit(), "machine": machine(),
            "columns": [asdict(c) for c in columns], "rows": rows, "notes": list(notes)}
     out.mkdir(parents=True, exist_ok=True)
     _write(out / f"{name}.json", json.dumps(doc, indent=2, default=str) + "\n")

@@ -287,8 +287,9 @@ def run(recipe, out_dir, executor, as_json):
 @click.option("--equalize", is_flag=True, help="int8: cross-layer equalization of conv/depthwise pairs before "
               "calibration (same float outputs, balanced channel weight ranges: for --per-tensor).")
 @click.option("--quality", default="default", show_default=True, type=click.Choice(["default", "auto"]),
-              help="int8: auto tries the range methods, CLE (per-tensor) and bias correction on held-out calibration "
-                   "samples, keeps each only if it brings the model closer to float, and says what it chose.")
+              help="int8: auto tries the range methods, bias correction and CLE (per-tensor), scores each on held-out "
+                   "calibration samples, keeps each only if it brings the model closer to float, writes the options "
+                   "kept calibrated on every sample, and says what it chose.")
 @click.option("--precision", "precision", metavar="PLAN", help="int8 with per-op int16/float: a YAML plan file or "
               "rules 'MATCH=int8|int16|float,...' (MATCH: an op type like CONV_2D, or a regex on the output tensor "
               "name); the last match wins, unmatched ops are int8. Needs the `precision` extra.")

@@ -150,6 +150,21 @@ def test_bias_correction_is_for_int8_only():
         ConversionRequest("float16", bias_correction=True)
 
 
+def _residual_net():
+    """Five layers with a bias (conv, depthwise, 1x1 conv, 1x1 conv, dense) and a residual add that reads the first
+    layer's output two layers later."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((16, 16, 3))
+    a = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    b = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(a)
+    c = keras.layers.Conv2D(8, 1)(b)
+    d = keras.layers.Add()([a, c])  # `a` is read again two layers later
+    e = keras.layers.Conv2D(4, 1, activation="relu")(d)
+    return keras.Model(inp, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(e)))
+
+
 def test_layers_are_measured_segment_by_segment_with_the_whole_model_s_values(tmp_path):
     """The int8 model runs one layer's segment at a time (`_Int8Segments`: the ops after the layer before, that one
     again, up to the layer), from the tensors earlier segments kept: every layer's output must be the whole model's,
@@ -159,16 +174,7 @@ def test_layers_are_measured_segment_by_segment_with_the_whole_model_s_values(tm
     from edgecnn.tflite.interpreter import allocate, make_interpreter
     from edgecnn.tflite.quant import quantize
 
-    import keras
-
-    inp = keras.Input((16, 16, 3))
-    a = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
-    b = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(a)
-    c = keras.layers.Conv2D(8, 1)(b)
-    d = keras.layers.Add()([a, c])  # `a` is read again two layers later
-    e = keras.layers.Conv2D(4, 1, activation="relu")(d)
-    out = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(e))
-    src = _save(keras.Model(inp, out), tmp_path / "m.keras")
+    src = _save(_residual_net(), tmp_path / "m.keras")
     prep = Prepared(src, ConversionRequest("int8", calibration="photos", num_calibration=4, rewrite=False))
     prep.calibrate()
     q = prep.quantized()
@@ -194,3 +200,45 @@ def test_layers_are_measured_segment_by_segment_with_the_whole_model_s_values(tm
         first = k
     assert set(segments.kept) <= {int(t) for o in ops[layers[-1]:] for t in o.inputs}  # only what later ops read
     assert reader.serialize(m) == reader.serialize(reader.parse(q))  # the model object is left as it was
+
+
+def test_the_segments_correct_every_layer_as_whole_model_runs_would(tmp_path, monkeypatch):
+    """Every bias `correct` writes is the one it writes when each layer is measured on the whole int8 model with the
+    layers before it corrected (the definition), on a per-tensor net where every layer needs a correction: the
+    segments re-run the layer before with its corrected bias and carry the residual branch across."""
+    from edgecnn.convert import bias_correction
+    from edgecnn.tflite.interpreter import allocate, make_interpreter
+    from edgecnn.tflite.quant import quantize
+
+    class WholeModel:
+        def __init__(self, model, x):
+            self.model, self.x = model, x
+
+        def run(self, first, last, out):
+            it = make_interpreter(reader.serialize(self.model), preserve_all=True)
+            allocate(it)
+            got = []
+            for i in range(len(self.x)):
+                it.set_tensor(it.get_input_details()[0]["index"], quantize(self.x[i:i + 1], it.get_input_details()[0]))
+                it.invoke()
+                got.append(it.get_tensor(out).copy())
+            return got
+
+    src = _save(_residual_net(), tmp_path / "m.keras")
+    prep = Prepared(src, ConversionRequest("int8", calibration="photos", num_calibration=8, per_tensor=True,
+                                           rewrite=False))
+    prep.calibrate()
+    q = prep.quantized()
+
+    def biases(data):
+        m = reader.parse(data)
+        sg = m.subgraphs[0]
+        return [reader.constant_array(m, sg.tensors[int(o.inputs[2])]) for o in sg.operators
+                if reader.op_name(m, o) in bias_correction.OPS]
+
+    got, _ = correct(prep.f32, q, prep.samples)
+    monkeypatch.setattr(bias_correction, "_Int8Segments", WholeModel)
+    want, _ = correct(prep.f32, q, prep.samples)
+    before, want, got = biases(q), biases(want), biases(got)
+    assert len(want) == 5 and sum(np.any(w != b) for w, b in zip(want, before)) >= 4  # corrections down the chain
+    assert all(np.array_equal(w, g) for w, g in zip(want, got)), (want, got)

@@ -14,8 +14,9 @@ below calibrates, corrects and checks on the 80% only and is scored on the held-
 with the model's task's own fidelity measure (`Task.fidelity`: the output SNR pooled over every output, and the
 task's agreement beside it). An option is kept only if it raises the score by more than the held-out fifth's noise
 (NOISE_DB); otherwise the default stays (min/max ranges, the stock converter's; no CLE; no bias correction).
-Per tensor, every option starts from the float model with its dead inputs zeroed on the 80% (`dead_inputs.py`; again
-after CLE, which can grow them), as a plain per-tensor conversion does; the held-out 20% score that too.
+Per tensor, every option starts from the float model with its dead inputs zeroed on the 80% (`dead_inputs.py`; CLE
+equalizes the model as given and zeroes them after, as `--equalize` does: CLE can grow them), as a plain per-tensor
+conversion does; the held-out 20% score that too.
 1. ranges: min/max, percentile and MSE from one calibration pass (`fast_calibrator.calibrated_variants`);
 2. bias correction (`bias_correction.py`) on the ranges kept;
 3. CLE (`equalize.py`), with per-tensor weights only and where the model has an equalizable pair: per-channel
@@ -169,7 +170,7 @@ def _steps(prep, req, plain, held_out: tuple[bytes, np.ndarray]) -> tuple[dict, 
     if skip:
         steps.append({"step": "equalize", "kept": False, "why": skip, "seconds": 0.0})
     else:
-        f32_eq, report = equalize(prep.f32, prep.samples)
+        f32_eq, report = equalize(held_out[0], prep.samples)  # the model as given, as --equalize does
         step = {"step": "equalize", "pairs": report["pairs"], "kept": False, "bias_correction": corrected}
         if not report["pairs"]:
             step["why"] = "no equalizable pair"
