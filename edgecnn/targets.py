@@ -3,7 +3,7 @@ its own rewrite pass modules and hooks), not an edit in the stages.
 
 | target    | runs on            | `--quant` modes        | plan precisions    | rewrite passes, in order        |
 |-----------|--------------------|------------------------|--------------------|---------------------------------|
-| `cpu`     | LiteRT, XNNPACK    | all five               | int8, int16, float | hard_swish, avg_pool, minimum   |
+| `cpu`     | LiteRT, XNNPACK    | all five               | int8, int16, float | hard_swish, avg_pool, minimum, relu, concat_split |
 | `edgetpu` | Coral Edge TPU     | int8, full-integer     | int8               | hard_swish, leaky_relu, minimum |
 | `tflm`    | TFLite Micro (MCU) | float32, int8, int16x8 | int8, int16        | minimum                         |
 
@@ -70,7 +70,7 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
            modes=("float32", "float16", "dynamic", "int8", "int16x8"), modes_need="a mode LiteRT runs",
            full_integer=None, precisions=("int8", "int16", "float"), precision_rule="runs int8, int16 and float",
            no_int16={"HARD_SWISH": "LiteRT has no int16 HARD_SWISH kernel (activations.cc: float32/uint8/int8 only)"},
-           passes=("hard_swish", "avg_pool", "minimum", "concat_split"),
+           passes=("hard_swish", "avg_pool", "minimum", "relu", "concat_split"),
            after_convert="edgecnn.bench.delegation:measure", report_key="delegate", after_convert_modes=("int8",),
            device_kinds=("local", "ssh"), delegates=("xnnpack", "none")),
     Target(name="edgetpu", runs_on="a Coral Edge TPU, with the preflight and edgetpu_compiler when installed",

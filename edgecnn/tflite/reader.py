@@ -59,6 +59,15 @@ def parse(data: bytes, source: str = "model"):
         raise EdgecnnError(f"{source}: cannot parse the .tflite flatbuffer ({type(exc).__name__})") from None
     if not model.subgraphs:  # garbage after a TFL3 header parses as an empty model: every real one has a graph
         raise EdgecnnError(f"{source}: the model has no subgraph (a corrupt or truncated .tflite?)")
+    for buf in model.buffers or ():
+        # data stored after the flatbuffer, by offset and size (ai-edge-quantizer writes its models so): taken into
+        # the buffer, as `serialize` writes one flatbuffer (it kept the offsets and lost the data: "Constant buffer
+        # 82 specified an out of range offset" on LiteRT's load of a rewritten --precision model)
+        if (getattr(buf, "offset", 0) or 0) > 1:
+            end = int(buf.offset) + int(buf.size)
+            if end > len(data):
+                raise EdgecnnError(f"{source}: a constant buffer points past the end of the file (truncated .tflite?)")
+            buf.data, buf.offset, buf.size = np.frombuffer(bytes(data[int(buf.offset):end]), np.uint8), 0, 0
     return model
 
 

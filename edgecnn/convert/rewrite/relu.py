@@ -1,0 +1,49 @@
+"""A standalone int8 RELU / RELU6 / RELU_N1_TO_1 -> fused into the op that produces its input.
+
+Why: XNNPACK takes int8 ReLUs only fused into a conv, depthwise conv, dense layer or element-wise op; a standalone
+int8 RELU falls back to the builtin kernel and splits the graph (LiteRT 2.3's xnnpack_delegate.cc). TFLite's own
+quantizer fuses an ADD and the RELU after it, but ai-edge-quantizer, which builds the mixed models of `--precision`
+plans, keeps the float graph's ops as they are: on MediaPipe's BlazeFace, whose float .tflite has its 16 residual
+ADDs followed by standalone RELUs, every plan's int8 RELUs stayed outside XNNPACK (10 of them, in 11 partitions, with
+the blocks from `depthwise_conv2d_9` on in float).
+What: a RELU-family op whose int8 input is written by a CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, SUB or MUL
+with no fused activation, and read by nothing else (not a graph output), is removed: the producer gets the
+activation fused and writes the RELU's output tensor, with its scale and zero point. The int8 kernels requantize
+straight to that scale and clamp at its zero (or 6, or -1..1): one rounding instead of two, the values the float
+graph's fused op gives. Checked like every pass on the calibration samples (tolerance 0.25 mean output steps).
+Targets: the CPU (XNNPACK); the Edge TPU and TFLite Micro run standalone int8 ReLUs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgecnn.convert.rewrite.graph import Graph, usable_int8
+from edgecnn.tflite import reader
+
+REPLACES = "RELU"
+TOLERANCE_STEPS = 0.25  # as the other passes: one requantization fewer moves int8 rounding, never further from float
+ACTIVATION = {"RELU": 1, "RELU_N1_TO_1": 2, "RELU6": 3}  # tflite ActivationFunctionType of each op
+FUSING = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "SUB", "MUL")  # requantize to any output scale
+
+
+def apply(g: Graph) -> int:
+    producers = {int(o): op for op in g.sg.operators for o in op.outputs}
+    readers = reader.consumers(g.sg)
+    outputs = {int(i) for i in g.sg.outputs}
+    n = 0
+    for name, code in ACTIVATION.items():
+        for op in g.ops(name):
+            x, y = int(op.inputs[0]), int(op.outputs[0])
+            src = producers.get(x)
+            if (src is None or g.op_name(src) not in FUSING or len(readers.get(x, [])) != 1 or x in outputs
+                    or not usable_int8(g, x, rank=None) or not usable_int8(g, y, rank=None)):
+                continue
+            opts = src.builtinOptions
+            if opts is None or int(getattr(opts, "fusedActivationFunction", 0) or 0) != 0:
+                continue
+            opts.fusedActivationFunction = code
+            src.outputs = np.asarray([y if int(o) == x else int(o) for o in src.outputs], np.int32)
+            g.replace(op, [])
+            n += 1
+    return n
