@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import numpy as np
 
+import pytest
+
 from conftest import require
 from edgecnn.tflite import reader
 
 
-def _unfused_float(tmp_path):
+def _unfused_float(tmp_path, relu: str = "RELU", also_output: bool = False):
     """test_precision's `_wide` net as a float .tflite whose residual ADD's fused ReLU is split off into a standalone
-    RELU, as MediaPipe's float models have it."""
+    `relu` op, as MediaPipe's float models have it (`also_output`: the ADD's own output a graph output too)."""
     from edgecnn.convert.converter import convert_model
     from edgecnn.convert.request import ConversionRequest
     from edgecnn.convert.rewrite.graph import Graph
@@ -28,13 +30,16 @@ def _unfused_float(tmp_path):
     pre = g.add_tensor("res_add_before_relu", g.shape(out), "float32")
     add.builtinOptions.fusedActivationFunction = 0
     add.outputs = np.asarray([pre], np.int32)
-    g.replace(add, [add, g.make_op("RELU", 1, [pre], [out])])
+    g.replace(add, [add, g.make_op(relu, 1, [pre], [out])])
+    if also_output:
+        g.sg.outputs = np.asarray([*map(int, g.sg.outputs), pre], np.int32)
     path = tmp_path / "unfused.tflite"
     path.write_bytes(g.serialize())
     return path
 
 
-def test_a_standalone_int8_relu_is_fused_and_the_graph_runs_whole_on_xnnpack(tmp_path):
+@pytest.mark.parametrize("relu, code", [("RELU", 1)])  # ai-edge-quantizer leaves RELU6 in float: no int8 case
+def test_a_standalone_int8_relu_is_fused_and_the_graph_runs_whole_on_xnnpack(tmp_path, relu, code):
     from edgecnn.bench.delegation import measure
     from edgecnn.convert.converter import convert_model
     from edgecnn.convert.mixed import available
@@ -44,7 +49,7 @@ def test_a_standalone_int8_relu_is_fused_and_the_graph_runs_whole_on_xnnpack(tmp
     from edgecnn.tflite.quant import quantize
 
     require(available(), "ai-edge-quantizer is not installed (pip install 'edgecnn[precision]')")
-    src = _unfused_float(tmp_path)
+    src = _unfused_float(tmp_path, relu)
     plan = load_plan("FULLY_CONNECTED=int8")  # every op int8, through ai-edge-quantizer (the --precision path)
     reports = {}
     for rewrite in (False, True):
@@ -52,18 +57,18 @@ def test_a_standalone_int8_relu_is_fused_and_the_graph_runs_whole_on_xnnpack(tmp
         reports[rewrite] = (out, convert_model(src, out, ConversionRequest(
             "int8", calibration="photos", num_calibration=16, precision=plan, rewrite=rewrite, scale=1 / 255)))
     (plain, before), (fused, after) = reports[False], reports[True]
-    assert before["op_histogram"].get("RELU") == 1  # ai-edge-quantizer kept it: the case the pass is for
+    assert before["op_histogram"].get(relu) == 1  # ai-edge-quantizer kept it: the case the pass is for
     row = next(r for r in after["rewrites"] if r["pass"] == "relu")
     assert row["count"] == 1 and row["applied"], row
-    assert "RELU" not in after["op_histogram"]
+    assert relu not in after["op_histogram"]
     parts = [measure(str(path)) for path in (plain, fused)]
     assert [d["partitions"] for d in parts] == [2, 1], parts
     outside = [{o["op"] for o in d["ops_outside"]} for d in parts]  # (the int8 SOFTMAX at the end: both)
-    assert "RELU" in outside[0] and "RELU" not in outside[1] and outside[0] - {"RELU"} == outside[1]
+    assert relu in outside[0] and relu not in outside[1] and outside[0] - {relu} == outside[1]
     # the fused ADD requantizes once, straight to the RELU's output scale: within a step of the two-op model
     m = reader.read_model(fused)
     add = next(op for op in m.subgraphs[0].operators if reader.op_name(m, op) == "ADD")
-    assert add.builtinOptions.fusedActivationFunction == 1
+    assert add.builtinOptions.fusedActivationFunction == code
     out = int(add.outputs[0])
     x = np.random.default_rng(0).uniform(0, 1, (8, 16, 16, 3)).astype(np.float32)
     got = []
@@ -78,6 +83,21 @@ def test_a_standalone_int8_relu_is_fused_and_the_graph_runs_whole_on_xnnpack(tmp
             vals.append(it.get_tensor(out).astype(np.int32))
         got.append(np.concatenate(vals))
     assert got[0].size and np.ptp(got[0]) > 0 and np.abs(got[0] - got[1]).max() <= 1
+
+
+def test_a_relu_whose_input_is_read_elsewhere_stays(tmp_path):
+    """The ADD's own output also a graph output: fusing would change what that output holds, so nothing is fused."""
+    from edgecnn.convert.converter import convert_model
+    from edgecnn.convert.mixed import available
+    from edgecnn.convert.precision import load_plan
+    from edgecnn.convert.request import ConversionRequest
+
+    require(available(), "ai-edge-quantizer is not installed (pip install 'edgecnn[precision]')")
+    out = tmp_path / "m.tflite"
+    report = convert_model(_unfused_float(tmp_path, also_output=True), out, ConversionRequest(
+        "int8", calibration="photos", num_calibration=16, precision=load_plan("FULLY_CONNECTED=int8"), scale=1 / 255))
+    row = next(r for r in report["rewrites"] if r["pass"] == "relu")
+    assert row["count"] == 0 and report["op_histogram"].get("RELU") == 1 and len(report["outputs"]) == 2
 
 
 def test_constants_stored_after_the_flatbuffer_survive_a_rewrite(tmp_path):

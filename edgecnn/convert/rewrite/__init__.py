@@ -11,7 +11,7 @@ with ops the target takes, on the quantized flatbuffer, after the quantize pass 
 | `avg_pool`   | AVERAGE_POOL_2D   | MEAN (global) / DEPTHWISE_CONV_2D (windowed)  | division rounding     |
 | `leaky_relu` | LEAKY_RELU        | PRELU with a constant slope                   | to one step           |
 | `minimum`    | MINIMUM by a constant (`--equalize`'s clips) | nothing (int8 saturation clips) | at/above the range; else up to the calibration peaks |
-| `relu`       | a standalone RELU / RELU6 / RELU_N1_TO_1 after a conv, dense or element-wise op (ai-edge-quantizer's mixed models) | nothing (the producer's fused activation) | one rounding fewer |
+| `relu`       | a standalone RELU after a conv, dense or element-wise op (ai-edge-quantizer's mixed models) | nothing (the producer's fused activation) | one rounding fewer |
 | `float_tail` | DEQUANTIZE feeding a float tail (an SSD's TFLite_Detection_PostProcess) | the same, moved last | yes (order only) |
 | `concat_split` | CONCATENATION of more than 5 inputs (XNNPACK takes up to 5) | a chain of CONCATENATIONs of at most 5 | yes |
 
