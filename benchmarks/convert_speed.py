@@ -9,8 +9,9 @@ Both start from the Keras model file; rounds alternate. Quality checks: stock vs
 (top-1 agreement, max |diff|); and, on edgecnn's own graph (whose tensor names differ from the stock front end's),
 every tensor's scale/zero-point from the fast calibrator against TF's stock calibrator. Also the per-sample
 calibration cost against one float inference, for each activation-range method (`--calibration-method`: the
-histogram methods fill their histograms in the same pass). The table goes to benchmarks/results/convert_speed.{json,md}
-(docs/targets/cpu.md includes it).
+histogram methods fill their histograms in the same pass). The options (`--calibration-method best`, `--equalize`,
+`--bias-correction`, `--quality auto`) are costed in the same rounds, each beside the stock converter's time. The
+table goes to benchmarks/results/convert_speed.{json,md} (docs/targets/cpu.md includes it).
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from results import Column, publish  # noqa: E402
+
+# the converter's options, each costed in the same rounds (ConversionRequest fields)
+OPTIONS = {"--calibration-method best": {"method": "best"}, "--equalize": {"equalize": True},
+           "--bias-correction": {"bias_correction": True}, "--quality auto": {"quality": "auto"}}
 
 
 def main() -> int:
@@ -67,14 +72,15 @@ def main() -> int:
         with converter_quiet():
             return conv.convert()
 
-    def ours(calibrator="fast", method="minmax"):
+    def ours(calibrator="fast", method="minmax", **options):
         r = convert_model(model_path, tmp / "ours.tflite", ConversionRequest("int8", calibration="photos",
                                                                              num_calibration=args.samples, seed=0,
                                                                              calibrator=calibrator,
-                                                                             calibration_method=method))
+                                                                             calibration_method=method, **options))
         return (tmp / "ours.tflite").read_bytes(), r
 
     t_stock, t_ours, report = [], [], None
+    t_options = {flag: [] for flag in OPTIONS}
     for _ in range(args.rounds):
         t = time.perf_counter()
         stock_bytes = stock()
@@ -82,6 +88,10 @@ def main() -> int:
         t = time.perf_counter()
         ours_bytes, report = ours()
         t_ours.append(time.perf_counter() - t)
+        for flag, options in OPTIONS.items():  # the options' cost, in the same rounds
+            t = time.perf_counter()
+            ours(**options)
+            t_options[flag].append(time.perf_counter() - t)
     # quantization parameters, tensor by tensor (matched by name)
     from tensorflow.lite.tools import flatbuffer_utils
 
@@ -146,14 +156,17 @@ def main() -> int:
           f"ratio {res['ratio_median']:.2f} ({res['ratio_median_excluding_keras_load']:.2f} without the "
           f"{res['keras_load_s_median']:.1f} s Keras load both pay); calibration {res['calibration_cost_vs_inference']:.2f}x a float "
           f"inference per sample; scales equal to {max_scale_rel:.1e} (rel), zero points within {max_zp}")
-    rows = [{"path": path, **{f"r{k + 1}": v for k, v in enumerate(times)}, "median": statistics.median(times)}
+    res["options_s"] = t_options
+    rows = [{"path": path, **{f"r{k + 1}": v for k, v in enumerate(times)}, "median": statistics.median(times),
+             "ratio": statistics.median(times) / statistics.median(t_stock)}
             for path, times in (("stock `from_keras_model` + representative dataset", t_stock),
-                                ("`edgecnn convert --quant int8`", t_ours))]
-    rows.append({"path": "ratio edgecnn / stock", "median": res["ratio_median"]})
+                                ("`edgecnn convert --quant int8`", t_ours),
+                                *((f"`edgecnn convert --quant int8 {flag}`", t) for flag, t in t_options.items()))]
     timings = res["edgecnn_timings_s"]
     publish("convert_speed", [Column("path", "MobileNetV2 1.0 224, int8, int8 IO"),
                               *(Column(f"r{k + 1}", f"round {k + 1} s", "{:.1f}") for k in range(args.rounds)),
-                              Column("median", "median", "{:.2f}")], rows, notes=[
+                              Column("median", "median", "{:.2f}"), Column("ratio", "/ stock", "{:.2f}")], rows,
+            notes=[
         f"{args.samples} calibration images (the shipped photos), both from the same .keras file, rounds alternating",
         f"ratio {res['ratio_median']:.2f}, {res['ratio_median_excluding_keras_load']:.2f} without the "
         f"{res['keras_load_s_median']:.1f} s Keras load both pay",
