@@ -74,6 +74,9 @@ def test_per_channel_skips_equalization_and_says_why(unbalanced):
     eq = q["steps"][2]
     assert eq["step"] == "equalize" and not eq["kept"] and "per-channel" in eq["why"]
     assert prep.equalization is None and not q["chosen"]["equalize"]
+    # timings_s is the written model's: no bias correction chosen, none timed (the trial's is in its step)
+    assert not q["chosen"]["bias_correction"] and "bias_correction_s" not in prep.timings
+    assert q["steps"][1]["step"] == "bias_correction" and q["steps"][1]["seconds"] > 0
     assert "no equalize: per-channel weights" in q["why"]
 
 

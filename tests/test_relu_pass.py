@@ -98,6 +98,7 @@ def test_a_relu_whose_input_is_read_elsewhere_stays(tmp_path):
         "int8", calibration="photos", num_calibration=16, precision=load_plan("FULLY_CONNECTED=int8"), scale=1 / 255))
     row = next(r for r in report["rewrites"] if r["pass"] == "relu")
     assert row["count"] == 0 and report["op_histogram"].get("RELU") == 1 and len(report["outputs"]) == 2
+    assert row["note"].startswith("no standalone int8 RELU that its producer")  # there is a RELU: not "no RELU"
 
 
 def test_constants_stored_after_the_flatbuffer_survive_a_rewrite(tmp_path):

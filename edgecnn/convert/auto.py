@@ -110,6 +110,8 @@ def auto(prep) -> bytes:
         chosen, score, steps = _steps(prep, req, plain, (given, x_held))
         # the options chosen, rebuilt on every sample: what the plain conversion with those flags writes
         t = time.perf_counter()
+        for k in ("equalize_s", "dead_inputs_s", "calibrate_s", "quantize_s", "bias_correction_s", "rewrite_s"):
+            prep.timings.pop(k, None)  # the trials' (steps[].seconds has them): timings_s is the model written's
         prep.samples, prep.equalization, prep.dead_inputs = samples, None, None
         prep.use_float(given)
         prep.req = dataclasses.replace(plain, calibration_method=chosen["calibration_method"],

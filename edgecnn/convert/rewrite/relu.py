@@ -30,6 +30,7 @@ from edgecnn.tflite import reader
 REPLACES = "RELU"
 TOLERANCE_STEPS = 0.25  # as the other passes: one requantization fewer moves int8 rounding, never further from float
 ACTIVATION = {"RELU": 1}  # the op -> its tflite ActivationFunctionType
+NOTHING = "no standalone int8 RELU that its producer (a conv, dense or element-wise op, read by it alone) can take"
 FUSING = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "SUB", "MUL")  # requantize to any output scale
 
 
