@@ -77,13 +77,7 @@ def _segment(model, first: int, last: int, keep: set[int]) -> tuple[bytes, list[
     inputs = list(dict.fromkeys(int(t) for op in ops for t in op.inputs if int(t) >= 0 and int(t) not in written
                                 and not reader.is_constant(model, sg.tensors[int(t)])))
     outputs = list(dict.fromkeys(t for t in written if t in keep))
-    saved = sg.operators, sg.inputs, sg.outputs, model.signatureDefs
-    sg.operators, model.signatureDefs = ops, []
-    sg.inputs, sg.outputs = np.asarray(inputs, np.int32), np.asarray(outputs, np.int32)
-    try:
-        return reader.serialize(model), inputs, outputs
-    finally:
-        sg.operators, sg.inputs, sg.outputs, model.signatureDefs = saved
+    return reader.expose(model, outputs, ops, inputs), inputs, outputs
 
 
 class _Int8Segments:

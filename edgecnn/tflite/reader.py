@@ -142,16 +142,18 @@ def consumers(subgraph) -> dict[int, list]:
     return found
 
 
-def expose(model, tensors) -> bytes:
+def expose(model, tensors, operators: list | None = None, inputs: list[int] | None = None) -> bytes:
     """`model` serialized with `tensors` (subgraph 0) as its outputs and no signature, so an interpreter returns
-    them; `model` itself is left as it was."""
+    them (and, given, with only `operators`, fed `inputs`: a part of the graph); `model` itself is left as it was."""
     sub = model.subgraphs[0]
-    saved = sub.outputs, model.signatureDefs
+    saved = sub.outputs, model.signatureDefs, sub.operators, sub.inputs
     sub.outputs, model.signatureDefs = np.asarray(tensors, dtype=np.int32), []
+    if operators is not None:
+        sub.operators, sub.inputs = operators, np.asarray(inputs, dtype=np.int32)
     try:
         return serialize(model)
     finally:
-        sub.outputs, model.signatureDefs = saved
+        sub.outputs, model.signatureDefs, sub.operators, sub.inputs = saved
 
 
 @dataclass

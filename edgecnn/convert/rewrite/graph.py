@@ -119,6 +119,16 @@ class Graph:
             op.builtinOptions = opts
         return op
 
+    def producers(self) -> dict[int, object]:
+        """Tensor index -> the op that writes it."""
+        return {int(o): op for op in self.sg.operators for o in op.outputs}
+
+    def bypass(self, op, src, x: int) -> None:
+        """Remove `op`, whose input `x` `src` writes: `src` writes `op`'s output 0 instead (minimum.py, relu.py)."""
+        y = int(op.outputs[0])
+        src.outputs = np.asarray([y if int(o) == x else int(o) for o in src.outputs], np.int32)
+        self.replace(op, [])
+
     def replace(self, old, new_ops: list) -> None:
         """Put `new_ops` where `old` was (same position, so the order stays topological)."""
         i = next(k for k, op in enumerate(self.sg.operators) if op is old)

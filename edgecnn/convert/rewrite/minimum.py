@@ -37,7 +37,7 @@ def _constant_values(g: Graph, i: int) -> np.ndarray | None:
 
 
 def apply(g: Graph) -> int:
-    producers = {int(o): op for op in g.sg.operators for o in op.outputs}
+    producers = g.producers()
     readers = reader.consumers(g.sg)
     graph_io = {int(i) for i in g.sg.outputs} | {int(i) for i in g.sg.inputs}
     n = 0
@@ -57,8 +57,6 @@ def apply(g: Graph) -> int:
         if (sx, zx) != (sy, zy) or not (exact or is_clip(reader.tensor_name(g.tensor(const)))):
             continue
         g.notes["exact"] = g.notes.get("exact", 0) + int(exact)
-        src = producers[x]
-        src.outputs = np.asarray([y if int(o) == x else int(o) for o in src.outputs], np.int32)
-        g.replace(op, [])
+        g.bypass(op, producers[x], x)
         n += 1
     return n

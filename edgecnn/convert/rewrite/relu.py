@@ -22,35 +22,29 @@ p50 2.7x int8's (was 9.2x), one partition.
 
 from __future__ import annotations
 
-import numpy as np
-
 from edgecnn.convert.rewrite.graph import Graph, usable_int8
 from edgecnn.tflite import reader
 
 REPLACES = "RELU"
 TOLERANCE_STEPS = 0.25  # as the other passes: one requantization fewer moves int8 rounding, never further from float
-ACTIVATION = {"RELU": 1}  # the op -> its tflite ActivationFunctionType
+RELU = 1  # tflite ActivationFunctionType
 NOTHING = "no standalone int8 RELU that its producer (a conv, dense or element-wise op, read by it alone) can take"
 FUSING = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "SUB", "MUL")  # requantize to any output scale
 
 
 def apply(g: Graph) -> int:
-    producers = {int(o): op for op in g.sg.operators for o in op.outputs}
-    readers = reader.consumers(g.sg)
-    outputs = {int(i) for i in g.sg.outputs}
+    producers, readers, outputs = g.producers(), reader.consumers(g.sg), {int(i) for i in g.sg.outputs}
     n = 0
-    for name, code in ACTIVATION.items():
-        for op in g.ops(name):
-            x, y = int(op.inputs[0]), int(op.outputs[0])
-            src = producers.get(x)
-            if (src is None or g.op_name(src) not in FUSING or len(readers.get(x, [])) != 1 or x in outputs
-                    or not usable_int8(g, x, rank=None) or not usable_int8(g, y, rank=None)):
-                continue
-            opts = src.builtinOptions
-            if opts is None or int(getattr(opts, "fusedActivationFunction", 0) or 0) != 0:
-                continue
-            opts.fusedActivationFunction = code
-            src.outputs = np.asarray([y if int(o) == x else int(o) for o in src.outputs], np.int32)
-            g.replace(op, [])
-            n += 1
+    for op in g.ops("RELU"):
+        x, y = int(op.inputs[0]), int(op.outputs[0])
+        src = producers.get(x)
+        if (src is None or g.op_name(src) not in FUSING or len(readers.get(x, [])) != 1 or x in outputs
+                or not usable_int8(g, x, rank=None) or not usable_int8(g, y, rank=None)):
+            continue
+        opts = src.builtinOptions
+        if opts is None or int(getattr(opts, "fusedActivationFunction", 0) or 0) != 0:
+            continue
+        opts.fusedActivationFunction = RELU
+        g.bypass(op, src, x)
+        n += 1
     return n
