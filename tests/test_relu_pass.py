@@ -101,13 +101,9 @@ def test_a_relu_whose_input_is_read_elsewhere_stays(tmp_path):
     assert row["note"].startswith("no standalone int8 RELU that its producer")  # there is a RELU: not "no RELU"
 
 
-def test_constants_stored_after_the_flatbuffer_survive_a_rewrite(tmp_path):
-    """A buffer given by offset and size past the flatbuffer (as ai-edge-quantizer writes them) is read into the
-    model object, so that serializing it again (every rewrite pass does) keeps the data: the round trip loads in
-    LiteRT and holds the same constants."""
-    from edgecnn.tflite.interpreter import allocate, make_interpreter
-
-    src = _unfused_float(tmp_path)
+def _external(src) -> tuple[bytes, int, int]:
+    """`src`'s .tflite with its largest constant stored after the flatbuffer, by offset and size (as ai-edge-quantizer
+    writes them): the bytes, that buffer's index and its length."""
     m = reader.parse(src.read_bytes())
     big = max(range(len(m.buffers)), key=lambda b: len(m.buffers[b].data) if m.buffers[b].data is not None else 0)
     data = bytes(bytearray(m.buffers[big].data))
@@ -118,7 +114,16 @@ def test_constants_stored_after_the_flatbuffer_survive_a_rewrite(tmp_path):
     m.buffers[big].offset = at  # the same field width: the flatbuffer keeps its length
     head = reader.serialize(m)
     assert len(head) <= at
-    external = head + b"\0" * (at - len(head)) + data
+    return head + b"\0" * (at - len(head)) + data, big, len(data)
+
+
+def test_constants_stored_after_the_flatbuffer_survive_a_rewrite(tmp_path):
+    """A buffer given by offset and size past the flatbuffer is read into the model object, so that serializing it
+    again (every rewrite pass does) keeps the data: the round trip loads in LiteRT and holds the same constants."""
+    from edgecnn.tflite.interpreter import allocate, make_interpreter
+
+    src = _unfused_float(tmp_path)
+    external, big, _ = _external(src)
     it = make_interpreter(external)
     allocate(it)  # LiteRT reads the data where the offset points
     again = reader.serialize(reader.parse(external))
@@ -131,3 +136,16 @@ def test_constants_stored_after_the_flatbuffer_survive_a_rewrite(tmp_path):
     for a, b in zip(want.subgraphs[0].tensors, got.subgraphs[0].tensors):
         va, vb = reader.constant_array(want, a), reader.constant_array(got, b)
         assert (va is None) == (vb is None) and (va is None or np.array_equal(va, vb)), reader.tensor_name(a)
+
+
+def test_a_constant_past_the_end_of_the_file_is_one_line(tmp_path):
+    """The same file cut short (its stored constant lost): one line naming the file, nothing written."""
+    from helpers import assert_one_line_error, run_cli_in_process
+
+    external, _, size = _external(_unfused_float(tmp_path))
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(external[:-size // 2])
+    out = tmp_path / "out.tflite"
+    r = run_cli_in_process("convert", cut, "-o", out, "--quant", "float16")
+    assert_one_line_error(r, str(cut), "points past the end of the file")
+    assert not out.exists()
