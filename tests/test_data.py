@@ -10,7 +10,7 @@ from PIL import Image
 from conftest import require
 from edgecnn.data import PreprocessSpec, load_split
 from edgecnn.data.idx import DEBIAN_DIR, FILES
-from edgecnn.data.transform import resize_batch
+from edgecnn.data.transform import convert_channels, resize_batch
 from edgecnn.errors import EdgecnnError
 
 
@@ -160,6 +160,23 @@ def test_resize_matches_tensorflow():
         ours = resize_batch(x, h, w)
         ref = tf.image.resize(x.astype(np.float32), (h, w), "bilinear").numpy()
         np.testing.assert_allclose(ours, ref, atol=1e-3)
+
+
+def test_spec_apply_scales_a_copy_and_leaves_its_input_alone():
+    """apply scales geometry's new array in place: every kind of input stays as it was, the values are the formula's."""
+    rng = np.random.default_rng(0)
+    spec = PreprocessSpec(8, 8, 3, 2 / 255, -1.0)
+    inputs = {"uint8 NHWC": rng.integers(0, 256, (2, 8, 8, 3)).astype(np.uint8),
+              "float32 NHWC, the model's size": rng.uniform(0, 255, (2, 8, 8, 3)).astype(np.float32),
+              "float32 NHW": rng.uniform(0, 255, (2, 8, 8)).astype(np.float32),
+              "float32 RGBA": rng.uniform(0, 255, (2, 8, 8, 4)).astype(np.float32)}
+    for name, images in inputs.items():
+        before = images.copy()
+        x = spec.apply(images)
+        np.testing.assert_array_equal(images, before, err_msg=name)
+        want = convert_channels(before.astype(np.float32) if before.ndim == 4 else before[..., None], 3)
+        np.testing.assert_array_equal(x, want * np.float32(2 / 255) + np.float32(-1.0), err_msg=name)
+        assert x.dtype == np.float32 and x.shape == (2, 8, 8, 3) and np.ptp(x) > 0, name
 
 
 def test_spec_round_trip_and_unknown_field():
