@@ -163,20 +163,32 @@ def test_resize_matches_tensorflow():
 
 
 def test_spec_apply_scales_a_copy_and_leaves_its_input_alone():
-    """apply scales geometry's new array in place: every kind of input stays as it was, the values are the formula's."""
+    """apply scales geometry's new array in place: no input is touched or shared, the values are the formula's."""
     rng = np.random.default_rng(0)
-    spec = PreprocessSpec(8, 8, 3, 2 / 255, -1.0)
-    inputs = {"uint8 NHWC": rng.integers(0, 256, (2, 8, 8, 3)).astype(np.uint8),
-              "float32 NHWC, the model's size": rng.uniform(0, 255, (2, 8, 8, 3)).astype(np.float32),
-              "float32 NHW": rng.uniform(0, 255, (2, 8, 8)).astype(np.float32),
-              "float32 RGBA": rng.uniform(0, 255, (2, 8, 8, 4)).astype(np.float32)}
-    for name, images in inputs.items():
-        before = images.copy()
+    big = rng.uniform(0, 255, (2, 16, 16, 3)).astype(np.float32)
+    frozen = rng.uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
+    frozen.setflags(write=False)
+    cases = {  # (input, spec channels); float32 at the model's size: resize and channels have nothing to do
+        "uint8 NHWC": (rng.integers(0, 256, (2, 8, 8, 3)).astype(np.uint8), 3),
+        "float32 NHWC": (rng.uniform(0, 255, (2, 8, 8, 3)).astype(np.float32), 3),
+        "float32 NHW, gray model": (rng.uniform(0, 255, (2, 8, 8)).astype(np.float32), 1),
+        "float32 NHW1, gray model": (rng.uniform(0, 255, (2, 8, 8, 1)).astype(np.float32), 1),
+        "float32 gray + alpha, gray model": (rng.uniform(0, 255, (2, 8, 8, 2)).astype(np.float32), 1),
+        "float32 RGBA": (rng.uniform(0, 255, (2, 8, 8, 4)).astype(np.float32), 3),
+        "a view with strides": (big[:, ::2, ::2], 3),
+        "read-only": (frozen, 3),
+        "a list": (list(rng.uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)), 3),
+    }
+    for name, (images, channels) in cases.items():
+        spec = PreprocessSpec(8, 8, channels, 2 / 255, -1.0)
+        before = np.array(images).copy()
         x = spec.apply(images)
-        np.testing.assert_array_equal(images, before, err_msg=name)
-        want = convert_channels(before.astype(np.float32) if before.ndim == 4 else before[..., None], 3)
+        np.testing.assert_array_equal(np.array(images), before, err_msg=name)
+        assert not any(np.shares_memory(x, a) for a in (images if isinstance(images, list) else [images])), name
+        want = convert_channels(before.astype(np.float32) if before.ndim == 4 else before[..., None], channels)
         np.testing.assert_array_equal(x, want * np.float32(2 / 255) + np.float32(-1.0), err_msg=name)
-        assert x.dtype == np.float32 and x.shape == (2, 8, 8, 3) and np.ptp(x) > 0, name
+        assert x.dtype == np.float32 and x.shape == (2, 8, 8, channels) and x.flags.c_contiguous, name
+        assert np.ptp(x) > 0, name
 
 
 def test_spec_round_trip_and_unknown_field():

@@ -80,7 +80,8 @@ class PreprocessSpec(Strict):
         return (self.height, self.width, self.channels)
 
     def geometry(self, images) -> np.ndarray:
-        """Resize and convert channels; returns uint8-valued float32 (N, H, W, C) before scaling."""
+        """Resize and convert channels; returns uint8-valued float32 (N, H, W, C) before scaling, always in memory of
+        its own (`apply` scales it in place): never the caller's array or a view of it."""
         from edgecnn.data.transform import convert_channels, resize_batch
 
         out = resize_batch(images, self.height, self.width, self.resize)
@@ -91,7 +92,7 @@ class PreprocessSpec(Strict):
         x = self.geometry(images)  # a new float32 array: scaled in place (a 6,000-scene set is 1.2 GB per copy)
         x *= np.float32(self.scale)
         x += np.float32(self.offset)
-        return x
+        return np.ascontiguousarray(x)  # RGBA -> RGB is a view of the 4-channel array
 
     def to_dict(self) -> dict:
         """The spec as JSON-ready data; `task` and `head` only for detectors, so a classifier's spec reads as before."""
