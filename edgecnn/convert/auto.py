@@ -106,12 +106,13 @@ def auto(prep) -> bytes:
         # scored against the float model as given (CLE and dead_inputs.py change its weights, not its outputs on the
         # samples they saw: the held-out ones show what they do elsewhere)
         given = prep.f32
+        timings = dict(prep.timings)  # timings_s is the written model's: the trials' are in steps[].seconds
         prep.zero_dead_inputs()
         chosen, score, steps = _steps(prep, req, plain, (given, x_held))
         # the options chosen, rebuilt on every sample: what the plain conversion with those flags writes
         t = time.perf_counter()
-        for k in ("equalize_s", "dead_inputs_s", "calibrate_s", "quantize_s", "bias_correction_s", "rewrite_s"):
-            prep.timings.pop(k, None)  # the trials' (steps[].seconds has them): timings_s is the model written's
+        prep.timings.clear()
+        prep.timings.update(timings)
         prep.samples, prep.equalization, prep.dead_inputs = samples, None, None
         prep.use_float(given)
         prep.req = dataclasses.replace(plain, calibration_method=chosen["calibration_method"],
