@@ -15,7 +15,7 @@ from helpers import assert_one_line_error, run_cli_in_process
 from test_equalize import _unbalanced_net
 from test_rewrite import _save
 
-N = 20  # calibration samples: 16 to calibrate, 4 held out
+N = 20  # calibration samples: 10 to calibrate, 10 held out
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def test_per_tensor_keeps_what_helps_and_writes_what_the_plain_conversion_with_t
     prep, original, data = _auto(unbalanced, per_tensor=True)
     q = prep.calib_desc["quality"]
     assert [s["step"] for s in q["steps"]] == ["ranges", "bias_correction", "equalize", "rebuild"]
-    assert (q["fit_samples"], q["held_out_samples"]) == (16, 4) and prep.calib_desc["samples"] == N
+    assert (q["fit_samples"], q["held_out_samples"]) == (10, 10) and prep.calib_desc["samples"] == N
     assert q["steps"][-1]["samples"] == N
     tried = q["steps"][0]["tried"]
     assert set(tried) == {"minmax", "percentile", "mse"}
@@ -92,7 +92,7 @@ def test_cli_json_and_text_say_what_was_chosen(unbalanced, tmp_path):
     r = run_cli_in_process("convert", unbalanced, "-o", tmp_path / "b.tflite", "--quant", "int8", "--calibration",
                            "photos", "--num-calibration", N, "--quality", "auto")
     assert r.returncode == 0, r.stderr
-    assert "quality auto (options tried on 16 samples, scored on 4 held out)" in r.stdout
+    assert "quality auto (options tried on 10 samples, scored on 10 held out)" in r.stdout
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -100,7 +100,7 @@ def test_cli_json_and_text_say_what_was_chosen(unbalanced, tmp_path):
     (["--equalize", "--calibration-method", "mse"], "--quality auto chooses --calibration-method, --equalize itself"),
     (["--calibrator", "stock"], "--quality auto needs the fast calibrator"),
     (["--max-accuracy-drop", "1", "--eval-data", "digits"], "--quality auto and --max-accuracy-drop"),
-    (["--num-calibration", "3"], "--quality auto needs at least 5 calibration samples"),
+    (["--num-calibration", "3"], "--quality auto needs at least 4 calibration samples"),
 ], ids=["bias-correction", "two-options", "stock", "guided", "few-samples"])
 def test_refusals_are_one_line(unbalanced, tmp_path, extra, message):
     out = tmp_path / "x.tflite"

@@ -27,10 +27,17 @@ MIN_SAMPLES = 5
 
 def score(reference: bytes, model: bytes, x: np.ndarray, task, ctx: dict) -> dict:
     """How close `model` stays to the float `reference` on `x`: pooled output SNR (dB) and the task's agreement."""
+    from edgecnn.convert.rewrite.check import run_outputs
+
+    return score_outputs(run_outputs(reference, x)[0], model, x, task, ctx)
+
+
+def score_outputs(reference_outputs: list[np.ndarray], model: bytes, x: np.ndarray, task, ctx: dict) -> dict:
+    """`score` against the float model's outputs on `x`, run once by the caller (`run_outputs(reference, x)[0]`)."""
     from edgecnn.convert.rewrite.check import real_values, run_outputs
 
-    (f, _), (q, qp) = run_outputs(reference, x), run_outputs(model, x)
-    fid = task.fidelity(f, [real_values(v, p) for v, p in zip(q, qp)], ctx)
+    q, qp = run_outputs(model, x)
+    fid = task.fidelity(reference_outputs, [real_values(v, p) for v, p in zip(q, qp)], ctx)
     return {"snr_db": round(fid["snr_db"], 3), "agreement": fid["agreement"]}
 
 

@@ -77,9 +77,12 @@ class ConversionRequest:
             if chosen:
                 raise EdgecnnError(f"--quality auto chooses {', '.join(chosen)} itself: drop "
                                    f"{'it' if len(chosen) == 1 else 'them'}, or drop --quality auto")
-            if self.num_calibration < 5:
-                raise EdgecnnError(f"--quality auto needs at least 5 calibration samples (it holds out a fifth to "
-                                   f"score the options on), got --num-calibration {self.num_calibration}")
+            from edgecnn.convert.auto import MIN_SAMPLES
+
+            if self.num_calibration < MIN_SAMPLES:
+                raise EdgecnnError(f"--quality auto needs at least {MIN_SAMPLES} calibration samples (it holds out "
+                                   f"half of them to score the options on), got --num-calibration "
+                                   f"{self.num_calibration}")
             if self.calibrator != "fast":
                 raise EdgecnnError("--quality auto needs the fast calibrator (it calibrates every range method in "
                                    "one pass): drop --calibrator stock")
