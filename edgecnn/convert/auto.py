@@ -81,14 +81,26 @@ def _score(prep, data: bytes, held_out: tuple[bytes, np.ndarray]) -> dict:
     return score_outputs(reference_outputs, data, x, *prep.task)
 
 
+def snr_better(margin: float):
+    """`better(new, old)` by output SNR: whether score `new` beats `old` by more than `margin` dB."""
+    def better(new, old):
+        return new["snr_db"] > old["snr_db"] + margin
+    return better
+
+
+def range_kept(tried: dict[str, dict], better) -> str:
+    """The range method kept from the score of each (`tried`): the best of those `better` than min/max (the stock
+    converter's), or min/max."""
+    beyond = [m for m in tried if m != "minmax" and better(tried[m], tried["minmax"])]
+    return max(beyond, key=lambda m: tried[m]["snr_db"]) if beyond else "minmax"
+
+
 def _better(prep):
     """`better(new, old)`: whether score `new` beats `old` by more than the noise of the held-out half (NOISE_DB of
     SNR), or, behind a kept post-processing op, by a higher agreement (SNR beyond NOISE_DB breaking a tie)."""
     from edgecnn.convert import detection_postprocess as dp
 
-    def snr(new, old):
-        return new["snr_db"] > old["snr_db"] + NOISE_DB
-
+    snr = snr_better(NOISE_DB)
     if dp.KEPT_OP not in prep.kept_ops:
         return snr
 
@@ -159,8 +171,7 @@ def _steps(prep, req, plain, held_out: tuple) -> tuple[dict, dict, list[dict]]:
     for method, cal in variants.items():
         prep.calibrated = cal
         tried[method] = _score(prep, prep.quantized(rewrite=False), held_out)
-    beyond = [m for m in METHODS if better(tried[m], tried["minmax"])]  # min/max: the stock converter's
-    method = max(beyond, key=lambda m: tried[m]["snr_db"]) if beyond else "minmax"
+    method = range_kept(tried, better)
     prep.calibrated, best_score = variants[method], tried[method]
     del variants
     steps.append({"step": "ranges", "tried": tried, "kept": method, "seconds": round(time.perf_counter() - t, 3)})
