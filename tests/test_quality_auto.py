@@ -68,6 +68,27 @@ def test_per_tensor_keeps_what_helps_and_writes_what_the_plain_conversion_with_t
     assert report["equalization"]["pairs"] == eq["pairs"]
 
 
+@pytest.mark.parametrize("n, split", [(4, (2, 2)), (5, (3, 2))], ids=["fewest", "odd"])
+def test_every_second_sample_is_held_out(unbalanced, n, split):
+    prep = Prepared(unbalanced, ConversionRequest("int8", calibration="photos", num_calibration=n, quality="auto"))
+    prep.build()
+    q = prep.calib_desc["quality"]
+    assert (q["fit_samples"], q["held_out_samples"]) == split and q["steps"][-1]["samples"] == n
+    assert all(np.isfinite(s["snr_db"]) for s in q["steps"][0]["tried"].values())
+
+
+def test_a_range_method_is_kept_only_beyond_the_margin():
+    from edgecnn.convert.auto import range_kept, snr_better
+
+    tried = {"minmax": {"snr_db": 10.0}, "percentile": {"snr_db": 10.9}, "mse": {"snr_db": 11.5}}
+    assert range_kept(tried, snr_better(1.0)) == "mse"
+    assert range_kept(tried, snr_better(1.5)) == "minmax"  # no gain beyond the margin: the stock converter's
+    tried["percentile"]["snr_db"] = 12.0
+    assert range_kept(tried, snr_better(0.5)) == "percentile"  # the best of those beyond it
+    assert not snr_better(1.0)({"snr_db": 11.0}, {"snr_db": 10.0})  # exactly the margin is not beyond it
+    assert snr_better(1.0)({"snr_db": 11.01}, {"snr_db": 10.0})
+
+
 def test_per_channel_skips_equalization_and_says_why(unbalanced):
     prep, _, _ = _auto(unbalanced, per_tensor=False)
     q = prep.calib_desc["quality"]

@@ -32,11 +32,13 @@ def score(reference: bytes, model: bytes, x: np.ndarray, task, ctx: dict) -> dic
     return score_outputs(run_outputs(reference, x)[0], model, x, task, ctx)
 
 
-def score_outputs(reference_outputs: list[np.ndarray], model: bytes, x: np.ndarray, task, ctx: dict) -> dict:
-    """`score` against the float model's outputs on `x`, run once by the caller (`run_outputs(reference, x)[0]`)."""
+def score_outputs(reference_outputs: list[np.ndarray], model: bytes, x: np.ndarray, task, ctx: dict,
+                  delegate: bool = False) -> dict:
+    """`score` against the float model's outputs on `x`, run once by the caller (`run_outputs(reference, x)[0]`);
+    `delegate`: `model` on XNNPACK (`run_outputs`)."""
     from edgecnn.convert.rewrite.check import real_values, run_outputs
 
-    q, qp = run_outputs(model, x)
+    q, qp = run_outputs(model, x, delegate)
     fid = task.fidelity(reference_outputs, [real_values(v, p) for v, p in zip(q, qp)], ctx)
     return {"snr_db": round(fid["snr_db"], 3), "agreement": fid["agreement"]}
 

@@ -34,12 +34,14 @@ MAX_SAMPLES = 32  # reference kernels are slow (~50 ms a MobileNet at 224): 3 mo
 CONFIRM_SAMPLES = 256  # a refusal is re-judged on up to this many: 3 x 256 x 50 ms = 38 s at worst, refusals only
 
 
-def run_outputs(model: bytes, x: np.ndarray) -> tuple[list[np.ndarray], list[tuple[float, int]]]:
-    """Raw outputs per output tensor (ints for quantized ones) and their (scale, zero point)."""
+def run_outputs(model: bytes, x: np.ndarray,
+                delegate: bool = False) -> tuple[list[np.ndarray], list[tuple[float, int]]]:
+    """Raw outputs per output tensor (ints for quantized ones) and their (scale, zero point), on the builtin kernels
+    (`delegate`: XNNPACK where it takes the ops, as `edgecnn compare` runs)."""
     from edgecnn.tflite.interpreter import allocate, make_interpreter
     from edgecnn.tflite.quant import quantize, scale_zero_point
 
-    it = make_interpreter(model, delegate=False)
+    it = make_interpreter(model, delegate=delegate)
     allocate(it)
     inp, outs = it.get_input_details()[0], it.get_output_details()
     got: list[list[np.ndarray]] = [[] for _ in outs]
