@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from results import Column, publish  # noqa: E402
 
-from edgecnn.convert.auto import HOLD_OUT as AUTO_HOLD_OUT  # noqa: E402
+from edgecnn.convert.auto import held_out  # noqa: E402
 
 EDGECNN = [sys.executable, "-m", "edgecnn.cli"]
 # (weights, activation ranges, extra convert flags)
@@ -186,7 +186,7 @@ def main() -> int:
                          "kl_divergence": cmp["kl_divergence"], "n": cmp["n"]})
             print(json.dumps(rows[-1]), flush=True)
     (out / "results.json").write_text(json.dumps({"rows": rows}, indent=2))
-    held = len(range(AUTO_HOLD_OUT - 1, CALIBRATE, AUTO_HOLD_OUT))  # the samples --quality auto scores on
+    held = int(held_out(CALIBRATE).sum())  # the samples --quality auto scores on
     setup = ("int8 (`edgecnn convert --quant int8`) calibrated on 64 of the shipped photos, compared with the float "
              "model by `edgecnn compare` on the other 64 (no labels)")
     publish("real_models",

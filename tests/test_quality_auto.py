@@ -68,13 +68,21 @@ def test_per_tensor_keeps_what_helps_and_writes_what_the_plain_conversion_with_t
     assert report["equalization"]["pairs"] == eq["pairs"]
 
 
-@pytest.mark.parametrize("n, split", [(4, (2, 2)), (5, (3, 2))], ids=["fewest", "odd"])
+@pytest.mark.parametrize("n, split", [(4, (2, 2)), (5, (3, 2)), (70, (38, 32))], ids=["fewest", "odd", "at-most-32"])
 def test_every_second_sample_is_held_out(unbalanced, n, split):
     prep = Prepared(unbalanced, ConversionRequest("int8", calibration="photos", num_calibration=n, quality="auto"))
     prep.build()
     q = prep.calib_desc["quality"]
     assert (q["fit_samples"], q["held_out_samples"]) == split and q["steps"][-1]["samples"] == n
     assert all(np.isfinite(s["snr_db"]) for s in q["steps"][0]["tried"].values())
+
+
+def test_held_out_is_every_second_sample_up_to_the_cap():
+    from edgecnn.convert.auto import MAX_HELD_OUT, held_out
+
+    assert (held_out(64) == (np.arange(64) % 2 == 1)).all()  # the split benchmarks/auto_holdout.py replays
+    big = held_out(200)
+    assert big.sum() == MAX_HELD_OUT and np.flatnonzero(big)[-1] == 2 * MAX_HELD_OUT - 1
 
 
 def test_a_range_method_is_kept_only_beyond_the_margin():
