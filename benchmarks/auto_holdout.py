@@ -57,10 +57,9 @@ def _name(cfg: tuple) -> str:
     return " + ".join([method] + ["CLE"] * cle + ["bias correction"] * bc)
 
 
-
-
 def measure(label: str, src: Path, scaling: dict, per_tensor: bool, split: dict, splits: list[int]) -> dict:
     """{cfg: {"compare": score, S: held-out score}} for every combination, and what `--quality auto` chose."""
+    from edgecnn.convert.auto import HOLD_OUT, held_out
     from edgecnn.convert.choose import score_outputs
     from edgecnn.convert.converter import Prepared
     from edgecnn.convert.request import ConversionRequest
@@ -78,7 +77,8 @@ def measure(label: str, src: Path, scaling: dict, per_tensor: bool, split: dict,
     samples, given, (task, ctx) = prep.samples, prep.f32, prep.task
     x_cmp, _ = calibration_samples(str(split["compare"]), prep.spec, real_models.CALIBRATE)
     plain = dataclasses.replace(req, quality="default")
-    held_by = {s: np.arange(len(samples)) % s == s - 1 for s in splits}
+    held_by = {s: held_out(len(samples)) if s == HOLD_OUT else np.arange(len(samples)) % s == s - 1
+               for s in splits}  # auto's own split as auto makes it
     refs = {"compare": run_outputs(given, x_cmp, delegate=True)[0],
             **{s: run_outputs(given, samples[h])[0] for s, h in held_by.items()}}
     out = {}
@@ -123,7 +123,7 @@ def main() -> int:
     ap.add_argument("--margins", default="0,0.25,0.5,0.75,1,1.25,1.5")
     ap.add_argument("--only", default="", help="only the models whose label contains this (a quick look)")
     args = ap.parse_args()
-    from edgecnn.convert.auto import HOLD_OUT, NOISE_DB
+    from edgecnn.convert.auto import HOLD_OUT, NOISE_DB, held_out
 
     splits = sorted({int(s) for s in args.splits.split(",")} | {HOLD_OUT}, reverse=True)
     margins = sorted({float(m) for m in args.margins.split(",")} | {NOISE_DB})
@@ -141,7 +141,8 @@ def main() -> int:
     rows, checks = [], []
     for s in splits:
         for m in margins:
-            held = len(range(s - 1, real_models.CALIBRATE, s))
+            held = (int(held_out(real_models.CALIBRATE).sum()) if s == HOLD_OUT
+                    else len(range(s - 1, real_models.CALIBRATE, s)))
             row = {"split": f"every {_nth(s)}: {held} of {real_models.CALIBRATE}",
                    "margin": m, "auto": "yes" if s == HOLD_OUT and m == NOISE_DB else ""}
             worst = None

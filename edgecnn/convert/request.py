@@ -81,7 +81,7 @@ class ConversionRequest:
 
             if self.num_calibration < MIN_SAMPLES:
                 raise EdgecnnError(f"--quality auto needs at least {MIN_SAMPLES} calibration samples (it holds out "
-                                   f"half of them to score the options on), got --num-calibration "
+                                   f"every second one to score the options on), got --num-calibration "
                                    f"{self.num_calibration}")
             if self.calibrator != "fast":
                 raise EdgecnnError("--quality auto needs the fast calibrator (it calibrates every range method in "
