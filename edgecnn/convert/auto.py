@@ -52,8 +52,8 @@ agreement), SNR is continuous, and on every real model above the option with the
 until the dead inputs were zeroed (`dead_inputs.py`); since then MobileNet V1 per-tensor's CLE + bias correction has
 the better SNR (12.6 dB against 11.7) and bias correction alone an agreement as good or better (0.688 against 0.656
 at 10cd976, 0.688 both at 227856a). Except behind a TFLite_Detection_PostProcess kept in float: its outputs (boxes,
-class ids, scores, a count, in the order of the scores) make an SNR meaningless, so there the task's agreement (the float boxes found again) ranks first and SNR
-breaks ties. The cost is stated per step in the report (`quality.steps[].seconds`, the rebuild's too).
+class ids, scores, a count, in the order of the scores) make an SNR meaningless, so there the task's agreement (the
+float boxes found again) ranks first and SNR breaks ties. The cost is stated per step in the report (`quality.steps[].seconds`, the rebuild's too).
 """
 
 from __future__ import annotations
@@ -77,17 +77,17 @@ MIN_SAMPLES = 4  # two to calibrate on, two to score on
 # best single option or better on all six rows, judged on XNNPACK (at 766c3d2). Judged on LiteRT's built-in kernels
 # (at 3f91004), 0.5 dB and below kept CLE on top of bias correction on MobileNet V1 per tensor (+0.6 dB held out;
 # +0.9 dB on the comparison photos on XNNPACK, at 766c3d2), where it agrees on three photos fewer: SNR and
-# agreement part ways that close. 1.0 dB passes
-# both. The gains that decide the real models are far larger: bias correction on the classifiers, 8 to 15 dB.
+# agreement part ways that close. 1.0 dB passes both. The gains that decide the real models are far larger: bias
+# correction on the classifiers, 8 to 15 dB.
 NOISE_DB = 1.0
 
 
-def _score(prep, data: bytes, held_out: tuple) -> dict:
-    """`data` against the float model on the held-out samples (`held_out`: the float model, the samples and its
+def _score(prep, data: bytes, scoring: tuple) -> dict:
+    """`data` against the float model on the held-out samples (`scoring`: the float model, the samples and its
     outputs on them)."""
     from edgecnn.convert.choose import score_outputs
 
-    _, x, reference_outputs = held_out
+    _, x, reference_outputs = scoring
     return score_outputs(reference_outputs, data, x, *prep.task)
 
 
@@ -174,7 +174,7 @@ def auto(prep) -> bytes:
         prep.req = req
 
 
-def _steps(prep, req, plain, held_out: tuple) -> tuple[dict, dict, list[dict]]:
+def _steps(prep, req, plain, scoring: tuple) -> tuple[dict, dict, list[dict]]:
     """The options chosen ({calibration_method, equalize, bias_correction}), the held-out score of the model they
     make on the fit samples, and the report of each step."""
     import dataclasses
@@ -191,7 +191,7 @@ def _steps(prep, req, plain, held_out: tuple) -> tuple[dict, dict, list[dict]]:
     tried = {}
     for method, cal in variants.items():
         prep.calibrated = cal
-        tried[method] = _score(prep, prep.quantized(rewrite=False), held_out)
+        tried[method] = _score(prep, prep.quantized(rewrite=False), scoring)
     method = range_kept(tried, better)
     prep.calibrated, best_score = variants[method], tried[method]
     del variants
@@ -200,7 +200,7 @@ def _steps(prep, req, plain, held_out: tuple) -> tuple[dict, dict, list[dict]]:
     t = time.perf_counter()
     prep.req = dataclasses.replace(plain, bias_correction=True)
     data = prep.quantized(rewrite=False)
-    step = {"step": "bias_correction", "score": _score(prep, data, held_out), "kept": False}
+    step = {"step": "bias_correction", "score": _score(prep, data, scoring), "kept": False}
     if better(step["score"], best_score):
         best_score, step["kept"] = step["score"], True
     corrected = step["kept"]
@@ -217,7 +217,7 @@ def _steps(prep, req, plain, held_out: tuple) -> tuple[dict, dict, list[dict]]:
     if skip:
         steps.append({"step": "equalize", "kept": False, "why": skip, "seconds": 0.0})
     else:
-        f32_eq, report = equalize(held_out[0], prep.samples)  # the model as given, as --equalize does
+        f32_eq, report = equalize(scoring[0], prep.samples)  # the model as given, as --equalize does
         step = {"step": "equalize", "pairs": report["pairs"], "kept": False, "bias_correction": corrected}
         if not report["pairs"]:
             step["why"] = "no equalizable pair"
@@ -226,7 +226,7 @@ def _steps(prep, req, plain, held_out: tuple) -> tuple[dict, dict, list[dict]]:
             prep.zero_dead_inputs()  # CLE can grow a dead channel's weights past the live ones'
             prep.calibrated = calibrate(prep.f32, prep.samples, "fast", method)
             data = prep.quantized(rewrite=False)  # bias-corrected again when step 2 kept it: CLE is judged on top
-            step["score"] = s = _score(prep, data, held_out)
+            step["score"] = s = _score(prep, data, scoring)
             if better(s, best_score):
                 best_score, step["kept"] = s, True
             equalized = step["kept"]
