@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import real_models  # noqa: E402
 from results import Column, publish  # noqa: E402
 
-METHODS = ("minmax", "percentile", "mse")
+from edgecnn.convert.ranges import METHODS  # noqa: E402
 # the single options of real_models.py's table (VARIANTS without the stock converter, auto and per-channel CLE, which
 # is never the best there): (method, bc, cle)
 SINGLE = {"per-channel": [("minmax", False, False), ("percentile", False, False), ("mse", False, False),
@@ -69,7 +69,7 @@ def measure(label: str, src: Path, scaling: dict, per_tensor: bool, split: dict,
     req = ConversionRequest("int8", per_tensor=per_tensor, calibration=str(split["calibrate"]),
                             num_calibration=real_models.CALIBRATE, quality="auto", **scaling)
     prep = Prepared(src, req)
-    auto_model = prep.build()  # --quality auto itself
+    prep.build()  # --quality auto itself: what it chose
     q = prep.calib_desc["quality"]["chosen"]
     chose = (q["calibration_method"], q["bias_correction"], q["equalize"])
     prep = Prepared(src, req)
@@ -97,7 +97,6 @@ def measure(label: str, src: Path, scaling: dict, per_tensor: bool, split: dict,
         out[cfg] = scores
         print(label, "per-tensor" if per_tensor else "per-channel", _name(cfg),
               {k: v["snr_db"] for k, v in scores.items()}, flush=True)
-    del auto_model
     return {"scores": out, "auto": chose}
 
 

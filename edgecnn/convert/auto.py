@@ -14,8 +14,7 @@ every step below calibrates, corrects and checks on the others only (the fit sam
 ones against the float model with the model's task's own fidelity measure (`Task.fidelity`: the output SNR pooled
 over every output, and the task's agreement beside it; the float model's outputs on the held-out samples are
 computed once). An option is kept only if it raises the score by more than the held-out samples' noise (NOISE_DB);
-otherwise the default stays (min/max ranges,
-the stock converter's; no CLE; no bias correction).
+otherwise the default stays (min/max ranges, the stock converter's; no CLE; no bias correction).
 Per tensor, every option starts from the float model with its dead inputs zeroed on the fit samples
 (`dead_inputs.py`; CLE equalizes the model as given and zeroes them after, as `--equalize` does: CLE can grow them),
 as a plain per-tensor conversion does; the held-out samples score that too.
@@ -53,7 +52,8 @@ until the dead inputs were zeroed (`dead_inputs.py`); since then MobileNet V1 pe
 the better SNR (12.6 dB against 11.7) and bias correction alone an agreement as good or better (0.688 against 0.656
 at 10cd976, 0.688 both at 227856a). Except behind a TFLite_Detection_PostProcess kept in float: its outputs (boxes,
 class ids, scores, a count, in the order of the scores) make an SNR meaningless, so there the task's agreement (the
-float boxes found again) ranks first and SNR breaks ties. The cost is stated per step in the report (`quality.steps[].seconds`, the rebuild's too).
+float boxes found again) ranks first and SNR breaks ties. The cost is stated per step in the report
+(`quality.steps[].seconds`, the rebuild's too).
 """
 
 from __future__ import annotations
