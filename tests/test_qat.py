@@ -70,6 +70,13 @@ def _bn_block(d, *flags):
     save_model(model, d / "start.keras", PreprocessSpec(16, 16, 1, scale=2 / 255, offset=-1.0,
                                                         labels=tuple("0123456789")))
     _train(d / "q.keras", d / "start.keras", *flags)
+    # one QAT epoch with the batch's statistics moved the depthwise channel's variance to its real one: put back, as
+    # a pretrained net's dead channel keeps it (its batch variance is ~0 too), so that per tensor it sets the scale
+    trained, spec = load_model(d / "q.keras")
+    g, b, mean, var = trained.get_layer("dw_bn").get_weights()
+    var[3] = 1e-5
+    trained.get_layer("dw_bn").set_weights([g, b, mean, var])
+    save_model(trained, d / "q.keras", spec, qat=read_keras_qat(d / "q.keras"))
     return d, _convert(d / "q.keras", d / "q.tflite", *flags)
 
 
@@ -136,6 +143,52 @@ def test_a_nested_model_is_flattened_into_one_graph_of_the_same_layers(tmp_path)
     assert want.shape == (4, 10) and np.array_equal(want, flat.predict(x, verbose=0))
     qat.check(flat)
     assert qat.flatten(flat) is flat  # nothing nested: the model itself
+
+
+def test_qat_trains_with_the_batch_s_statistics_then_folds_the_frozen_ones():
+    """While training, a conv's batch norm normalizes by the batch's statistics (the conv's own output, from its
+    quantized kernel) and updates its moving ones; from the last epoch on (of 2 or more) it folds the frozen moving
+    statistics, as the converter and the simulation at inference do. The moving statistics here are far from the
+    data's, so the two paths differ by much more than the int8 weights' rounding."""
+    import keras
+
+    from edgecnn.train import qat
+
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", use_bias=False, name="c")(inp)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.ReLU(name="r")(x)
+    model = keras.Model(inp, keras.layers.Dense(3, activation="softmax", name="p")(
+        keras.layers.GlobalAveragePooling2D(name="g")(x)))
+    bn = model.get_layer("bn")
+    rng = np.random.default_rng(0)
+    bn.set_weights([rng.uniform(0.5, 2, 4).astype("float32"), rng.normal(0, 0.2, 4).astype("float32"),
+                    np.full(4, 5.0, "float32"), np.full(4, 9.0, "float32")])
+    images = rng.uniform(0, 1, (16, 8, 8, 3)).astype("float32")
+    sim, _ = qat.simulate(model, PreprocessSpec(8, 8, 3, labels=("a", "b", "c")), images)
+    fused = sim.get_layer("qat_fused_c")
+    (freeze,) = qat.callbacks(sim, 3)
+
+    conv = keras.ops.convert_to_numpy(model.get_layer("c")(images))
+    g, beta, mean0, var0 = bn.get_weights()
+    batch = np.maximum(g * (conv - conv.mean((0, 1, 2))) / np.sqrt(conv.var((0, 1, 2)) + bn.epsilon) + beta, 0)
+    moving = np.maximum(g * (conv - mean0) / np.sqrt(var0 + bn.epsilon) + beta, 0)
+    assert np.ptp(batch) > 1.0 and np.abs(batch - moving).max() > 0.5  # the two paths differ, by far
+    for epoch in (0, 1):
+        freeze.on_epoch_begin(epoch)
+        got = keras.ops.convert_to_numpy(fused(images, training=True))
+        assert np.abs(got - batch).max() < 0.02 * np.ptp(batch)  # the int8 kernel's rounding only
+    assert not np.allclose(bn.get_weights()[2], mean0)  # the moving statistics followed the batches
+    freeze.on_epoch_begin(2)
+    moved = bn.get_weights()
+    got = keras.ops.convert_to_numpy(fused(images, training=True))
+    assert all(np.array_equal(a, b) for a, b in zip(moved, bn.get_weights()))  # frozen
+    assert np.array_equal(got, keras.ops.convert_to_numpy(fused(images, training=False)))  # the converter's fold
+    (one,) = qat.callbacks(sim, 1)
+    one.on_epoch_begin(0)  # a one-epoch run trains with the batch's statistics throughout
+    assert np.abs(keras.ops.convert_to_numpy(fused(images, training=True)) - batch).max() < 0.02 * np.ptp(batch)
+    assert qat.callbacks(model, 3) == []  # a float model: nothing to switch
 
 
 def _on_grid(x, scale, zero):

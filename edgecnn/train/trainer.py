@@ -210,6 +210,10 @@ def _fit_phase(cfg, phase, model, spec, hooks, x, train_ds, tr, va, steps, progr
         from edgecnn.train.progress import rich_progress_callback
 
         callbacks.append(rich_progress_callback(epochs, steps))
+    if cfg.qat:
+        from edgecnn.train import qat
+
+        callbacks += qat.callbacks(model, epochs)
     if phase and len(va):  # a transfer phase on a few photos: stop once validation stops improving
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=transfer.PATIENCE,
                                                        restore_best_weights=True))
