@@ -18,8 +18,8 @@ from edgecnn.data import PreprocessSpec
 from edgecnn.modelfile import QAT_ENTRY, load_model, read_keras_qat, save_model
 
 
-def _train(out, *args):
-    r = run_cli("train", *args, "--data", "digits", "--epochs", "1", "--qat", "-o", out, "--json")
+def _train(out, *args, epochs=1):
+    r = run_cli("train", *args, "--data", "digits", "--epochs", str(epochs), "--qat", "-o", out, "--json")
     assert r.returncode == 0, r.stderr[-2000:]
     return json.loads(r.stdout)
 
@@ -38,9 +38,9 @@ def lenet(tmp_path_factory):
     return d, summary, _convert(d / "q.keras", d / "q.tflite")
 
 
-def _bn_block(d, *flags):
+def _bn_start(d):
     """A small MobileNetV2-like block (conv, depthwise and projection each with a batch norm of moved statistics,
-    ReLU6, a residual add, a pooling mean, a softmax dense) on [-1, 1] inputs, through one QAT epoch, converted.
+    ReLU6, a residual add, a pooling mean, a softmax dense) on [-1, 1] inputs: start.keras.
     One depthwise channel's variance is near zero, as a pretrained net's dead channels' are: its folded kernel is
     ~300x the others', which sets a per-tensor weight scale (and the bias grid: input scale x weight scale)."""
     import keras
@@ -69,9 +69,16 @@ def _bn_block(d, *flags):
                 "float32"), rng.normal(0, 0.3, mean.shape).astype("float32"), var])
     save_model(model, d / "start.keras", PreprocessSpec(16, 16, 1, scale=2 / 255, offset=-1.0,
                                                         labels=tuple("0123456789")))
+
+
+def _bn_block(d, *flags):
+    """The block above through one QAT epoch, converted."""
+    _bn_start(d)
     _train(d / "q.keras", d / "start.keras", *flags)
     # one QAT epoch with the batch's statistics moved the depthwise channel's variance to its real one: put back, as
-    # a pretrained net's dead channel keeps it (its batch variance is ~0 too), so that per tensor it sets the scale
+    # a pretrained net's dead channel keeps it (its batch variance is ~0 too), so that per tensor it sets the scale.
+    # The tests on this model then compare a simulation and an int8 model of the same edited weights and learned
+    # ranges (learned with the channel's real variance): faithfulness, not what the run produced
     trained, spec = load_model(d / "q.keras")
     g, b, mean, var = trained.get_layer("dw_bn").get_weights()
     var[3] = 1e-5
@@ -145,50 +152,112 @@ def test_a_nested_model_is_flattened_into_one_graph_of_the_same_layers(tmp_path)
     assert qat.flatten(flat) is flat  # nothing nested: the model itself
 
 
-def test_qat_trains_with_the_batch_s_statistics_then_folds_the_frozen_ones():
-    """While training, a conv's batch norm normalizes by the batch's statistics (the conv's own output, from its
-    quantized kernel) and updates its moving ones; from the last epoch on (of 2 or more) it folds the frozen moving
-    statistics, as the converter and the simulation at inference do. The moving statistics here are far from the
-    data's, so the two paths differ by much more than the int8 weights' rounding."""
+def _bn_after(kind):
+    """A kernel layer of `kind` and a batch norm after it whose moving statistics are far from the data's (one
+    channel's gamma 0 where the norm scales), a ReLU, a softmax dense; its simulation and [0, 1) images."""
     import keras
 
     from edgecnn.train import qat
 
     keras.utils.set_random_seed(3)
     inp = keras.Input((8, 8, 3))
-    x = keras.layers.Conv2D(4, 3, padding="same", use_bias=False, name="c")(inp)
-    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = {"conv": lambda t: keras.layers.Conv2D(4, 3, padding="same", use_bias=False, name="k")(t),
+         "conv_bias": lambda t: keras.layers.Conv2D(4, 3, padding="same", bias_initializer="ones", name="k")(t),
+         "no_gamma": lambda t: keras.layers.Conv2D(4, 3, padding="same", use_bias=False, name="k")(t),
+         "depthwise": lambda t: keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2, use_bias=False,
+                                                             name="k")(t),
+         "dense": lambda t: keras.layers.Dense(6, use_bias=False, name="k")(keras.layers.Flatten(name="f")(t)),
+         }[kind](inp)
+    x = keras.layers.BatchNormalization(scale=kind != "no_gamma", name="bn")(x)
     x = keras.layers.ReLU(name="r")(x)
-    model = keras.Model(inp, keras.layers.Dense(3, activation="softmax", name="p")(
-        keras.layers.GlobalAveragePooling2D(name="g")(x)))
+    if kind != "dense":
+        x = keras.layers.GlobalAveragePooling2D(name="g")(x)
+    model = keras.Model(inp, keras.layers.Dense(3, activation="softmax", name="p")(x))
     bn = model.get_layer("bn")
     rng = np.random.default_rng(0)
-    bn.set_weights([rng.uniform(0.5, 2, 4).astype("float32"), rng.normal(0, 0.2, 4).astype("float32"),
-                    np.full(4, 5.0, "float32"), np.full(4, 9.0, "float32")])
+    n = bn.moving_mean.shape[0]
+    gamma = rng.uniform(0.5, 2, n).astype("float32")
+    gamma[1] = 0.0  # folds to a kernel of 0: the channel is its beta
+    bn.set_weights(([gamma] if kind != "no_gamma" else []) + [
+        rng.normal(0, 0.2, n).astype("float32"), np.full(n, 5.0, "float32"), np.full(n, 9.0, "float32")])
     images = rng.uniform(0, 1, (16, 8, 8, 3)).astype("float32")
     sim, _ = qat.simulate(model, PreprocessSpec(8, 8, 3, labels=("a", "b", "c")), images)
-    fused = sim.get_layer("qat_fused_c")
-    (freeze,) = qat.callbacks(sim, 3)
+    return model, sim, images
 
-    conv = keras.ops.convert_to_numpy(model.get_layer("c")(images))
-    g, beta, mean0, var0 = bn.get_weights()
-    batch = np.maximum(g * (conv - conv.mean((0, 1, 2))) / np.sqrt(conv.var((0, 1, 2)) + bn.epsilon) + beta, 0)
-    moving = np.maximum(g * (conv - mean0) / np.sqrt(var0 + bn.epsilon) + beta, 0)
+
+@pytest.mark.parametrize("kind", ["conv", "conv_bias", "no_gamma", "depthwise", "dense"])
+def test_qat_trains_with_the_batch_s_statistics_then_folds_the_frozen_ones(kind):
+    """While training, a kernel's batch norm normalizes by the batch's statistics (of the kernel's own output, from
+    its quantized weights) and updates its moving ones; from the last epoch on (of 2 or more) it folds the frozen
+    moving statistics, as the converter and the simulation at inference do. The moving statistics here are far
+    from the data's, so the two paths differ by much more than the int8 weights' rounding."""
+    import keras
+
+    from edgecnn.train import qat
+
+    model, sim, images = _bn_after(kind)
+    bn, fused = model.get_layer("bn"), sim.get_layer("qat_fused_k")
+    (freeze,) = qat.callbacks(sim, 3)
+    inner = images.reshape(16, -1) if kind == "dense" else images
+    raw = keras.ops.convert_to_numpy(model.get_layer("k")(inner))
+    weights = bn.get_weights()
+    g, (beta, mean0, var0) = (weights[0] if kind != "no_gamma" else 1.0), weights[-3:]
+    axes = tuple(range(raw.ndim - 1))
+    batch = np.maximum(g * (raw - raw.mean(axes)) / np.sqrt(raw.var(axes) + bn.epsilon) + beta, 0)
+    moving = np.maximum(g * (raw - mean0) / np.sqrt(var0 + bn.epsilon) + beta, 0)
     assert np.ptp(batch) > 1.0 and np.abs(batch - moving).max() > 0.5  # the two paths differ, by far
     for epoch in (0, 1):
         freeze.on_epoch_begin(epoch)
-        got = keras.ops.convert_to_numpy(fused(images, training=True))
-        assert np.abs(got - batch).max() < 0.02 * np.ptp(batch)  # the int8 kernel's rounding only
-    assert not np.allclose(bn.get_weights()[2], mean0)  # the moving statistics followed the batches
+        got = keras.ops.convert_to_numpy(fused(inner, training=True))
+        assert np.isfinite(got).all() and np.abs(got - batch).max() < 0.02 * np.ptp(batch)  # int8 rounding only
+    assert np.isfinite(bn.get_weights()[-2:]).all() and not np.allclose(bn.get_weights()[-2], mean0)  # followed
     freeze.on_epoch_begin(2)
     moved = bn.get_weights()
-    got = keras.ops.convert_to_numpy(fused(images, training=True))
+    got = keras.ops.convert_to_numpy(fused(inner, training=True))
     assert all(np.array_equal(a, b) for a, b in zip(moved, bn.get_weights()))  # frozen
-    assert np.array_equal(got, keras.ops.convert_to_numpy(fused(images, training=False)))  # the converter's fold
+    assert np.array_equal(got, keras.ops.convert_to_numpy(fused(inner, training=False)))  # the converter's fold
+    assert qat.frozen_epochs(sim) == 1
     (one,) = qat.callbacks(sim, 1)
     one.on_epoch_begin(0)  # a one-epoch run trains with the batch's statistics throughout
-    assert np.abs(keras.ops.convert_to_numpy(fused(images, training=True)) - batch).max() < 0.02 * np.ptp(batch)
-    assert qat.callbacks(model, 3) == []  # a float model: nothing to switch
+    assert np.abs(keras.ops.convert_to_numpy(fused(inner, training=True)) - batch).max() < 0.02 * np.ptp(batch)
+    assert qat.callbacks(model, 3) == [] and qat.frozen_epochs(model) == 0  # a float model: nothing to switch
+
+
+def test_the_switch_holds_in_a_compiled_fit():
+    """Keras compiles the train step once: the switch is a variable the graph reads, not a Python value it traced.
+    Two epochs at learning rate 0: the moving statistics move in the first (the batch's) and not in the second."""
+    import keras
+
+    from edgecnn.train import qat
+
+    model, sim, images = _bn_after("conv")
+    bn = model.get_layer("bn")
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(bn.get_weights()[-2].copy())
+
+    start = bn.get_weights()[-2].copy()
+    sim.compile(optimizer=keras.optimizers.SGD(0.0), loss="sparse_categorical_crossentropy")
+    sim.fit(images, np.arange(16) % 3, batch_size=4, epochs=2, verbose=0, callbacks=qat.callbacks(sim, 2) + [Record()])
+    assert len(seen) == 2 and not np.allclose(seen[0], start)  # the batch's statistics, in the compiled step
+    assert np.array_equal(seen[1], seen[0])  # frozen in the last epoch
+    assert qat.frozen_epochs(sim) == 1
+
+
+def test_a_qat_run_of_two_epochs_freezes_the_last(tmp_path):
+    """`edgecnn train --qat` switches its batch norms to their frozen statistics for the last epoch (the summary
+    counts the epochs that began frozen), having trained their moving statistics before it."""
+    import keras
+
+    _bn_start(tmp_path)  # the block with moved statistics, far from digits'
+    summary = _train(tmp_path / "two.keras", tmp_path / "start.keras", epochs=2)
+    assert summary["epochs"] == 2 and summary["qat"]["bn_frozen_epochs"] == 1
+    start, _ = load_model(tmp_path / "start.keras")
+    trained, _ = load_model(tmp_path / "two.keras")
+    assert isinstance(trained.get_layer("c1_bn"), keras.layers.BatchNormalization)
+    assert not np.allclose(trained.get_layer("c1_bn").get_weights()[2], start.get_layer("c1_bn").get_weights()[2])
 
 
 def _on_grid(x, scale, zero):

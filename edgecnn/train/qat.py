@@ -10,8 +10,8 @@ straight-through gradients):
 |--------------------------------------------|-------------------------------------------------------------------|
 | a Conv2D / DepthwiseConv2D / Dense, its    | one fused op, as the converter folds it: the batch norm folded    |
 | batch norm and a ReLU / ReLU6 after them   | into the kernel with its moving statistics (what the converter    |
-| (each the previous one's only reader)      | folds; while training, see BN_FREEZE_EPOCHS), the folded kernel   |
-|                                            | fake-quantized symmetric                                          |
+| (each the previous one's only reader)      | folds; while training, the batch's: see BN_FREEZE_EPOCHS), the    |
+|                                            | folded kernel fake-quantized symmetric                            |
 |                                            | narrow-range per output channel (`per_tensor`: one range), its    |
 |                                            | bias rounded onto the int32 grid (input scale x weight scale:    |
 |                                            | coarse per tensor, where a dead channel's folded kernel sets the  |
@@ -44,8 +44,9 @@ from edgecnn.errors import EdgecnnError
 # torchvision's QAT recipe freezes them after a few epochs). Measured: QAT int8 below its control's float (5 epochs
 # at 5e-4 from benchmarks/qat.py's pretrained CenterNet and DeepLabV3 MobileNetV2 1.0, per channel; points of mAP@.5,
 # mIoU at seed 0, mIoU at seed 1): all epochs frozen 1.08, 1.09, -; batch statistics throughout 0.51, 0.86, 1.49;
-# the last epoch frozen -0.66 (above it), 1.68, 1.21. The seeds differ by more than the choices; the last one is
-# the mean's lowest and the literature's.
+# the last epoch frozen -0.66 (above it), 1.68, 1.21 (one script with the benchmark's settings on an AMD EPYC, float
+# and control trained there: not the published table's run). Both beat all frozen; between the two the seeds differ
+# by more than the choice, which follows the literature: the last epochs train the model the converter writes.
 BN_FREEZE_EPOCHS = 1
 EMA_DECAY = 0.99  # tfmot uses 0.999 for ImageNet-length runs; edge fine-tunes are a few hundred steps
 CALIBRATION_IMAGES = 256  # the ranges' starting point: min/max of the float model over these training images
@@ -252,11 +253,12 @@ def _make_layers():
 
     class FusedQuant(keras.layers.Layer):
         """A conv / depthwise / dense with its batch norm folded in and its kernel fake-quantized (symmetric,
-        narrow range, per output channel or per tensor), then its fused activation: the converter's int8 op."""
+        narrow range, per output channel or per tensor), then its fused activation: the converter's int8 op. While
+        training with `batch_stats` set, the quantized conv's output is normalized by the batch's statistics."""
 
         def __init__(self, chain, per_tensor: bool, source=None, batch_stats=None, **kw):
             super().__init__(**kw)
-            self.batch_stats = batch_stats  # a shared boolean variable: normalize by the batch's statistics
+            self.batch_stats = batch_stats  # the run's flag (`.value`, a bool variable): the batch's statistics
             self.kernel_layer, self.source = chain[0], source  # source: the RangeQuant whose grid the input is on
             self.bn = next((c for c in chain[1:] if type(c).__name__ == "BatchNormalization"), None)
             acts = [c for c in chain[1:] if type(c).__name__ != "BatchNormalization"]
@@ -320,7 +322,9 @@ def _make_layers():
             s = ops.rsqrt(bn.moving_variance + bn.epsilon)
             if bn.gamma is not None:
                 s = s * bn.gamma
-            y = y / s
+            # a gamma of 0 folds to a kernel of 0 (the channel is its beta either way): 0 / 0 would put NaN in the
+            # moving statistics (PyTorch's ConvBn had it: pytorch/pytorch#77434)
+            y = y / ops.where(ops.equal(s, 0.0), 1.0, s)
             if getattr(k, "use_bias", False):
                 y = y + k.bias
             return bn(y, training=True)
@@ -453,7 +457,7 @@ def simulate(model, spec, x_start: np.ndarray | None, per_tensor: bool = False, 
         if id(layer) in fused:
             chain = fused[id(layer)]
             names = [c.name for c in chain]
-            y = FusedQuant(chain, per_tensor, made.get(id(args[0])), _Untracked(batch_stats),
+            y = FusedQuant(chain, per_tensor, made.get(id(args[0])), batch_stats,
                            name=f"qat_fused_{layer.name}")(args[0])
             own = _activation_name(layer)
             if len(chain) == 1 and own not in FUSED_ACTIVATIONS:  # softmax, sigmoid, hard swish: their own op
@@ -462,7 +466,8 @@ def simulate(model, spec, x_start: np.ndarray | None, per_tensor: bool = False, 
                 if own in FIXED_RANGE:
                     return rq(names, *FIXED_RANGE[own], fixed=True)(y)
             return rq(names, *start[chain[-1].name])(y)
-        if kind == "BatchNormalization":  # one not after a kernel: its moving statistics, frozen as in a chain
+        if kind == "BatchNormalization":  # one not after a kernel: a multiply and add of its moving statistics,
+            # which stay frozen (after a kernel, one trains with the batch's: BN_FREEZE_EPOCHS)
             kwargs["training"] = False
         out = layer(*args, **kwargs)
         if kind in SAME_SCALE or (kind in ELEMENTWISE and _fused_relu(layer, readers) is not None):
@@ -477,7 +482,7 @@ def simulate(model, spec, x_start: np.ndarray | None, per_tensor: bool = False, 
             return rq([layer.name], *FIXED_RANGE[act], fixed=True)(out)
         return rq([layer.name], *start.get(layer.name, (0.0, 1.0)))(out)
 
-    batch_stats = keras.Variable(True, dtype="bool", trainable=False, name="qat_batch_stats")
+    batch_stats = _Untracked(keras.Variable(True, dtype="bool", trainable=False, name="qat_batch_stats"))
     inp = keras.Input(model.input_shape[1:])
     x = rq([INPUT], lo_in, hi_in, fixed=True)(inp)
     out = model._run_through_graph(x, call_fn=call)  # Keras' own graph walk (what clone_model runs), flat
@@ -486,15 +491,16 @@ def simulate(model, spec, x_start: np.ndarray | None, per_tensor: bool = False, 
     # outputs would be flattened in sorted order, and a detector's (heat map, size, offset) targets trained the
     # wrong heads: mAP 0.57 -> 0.00 after 2 epochs)
     sim.output_names = list(model.output_names)
-    sim._edgecnn_batch_stats = _Untracked(batch_stats)
+    sim._edgecnn_batch_stats = batch_stats  # the run's switch (callbacks), which every FusedQuant reads
     return sim, quants
 
 
 class _Untracked:
-    """Holds a variable out of Keras' tracking (the flag is the run's, not a weight of the model)."""
+    """Holds the run's batch-statistics flag out of Keras' tracking (not a weight of the model), and counts the
+    epochs that began with it off."""
 
     def __init__(self, value):
-        self.value = value
+        self.value, self.frozen_epochs = value, 0
 
 
 def callbacks(sim, epochs: int) -> list:
@@ -509,8 +515,15 @@ def callbacks(sim, epochs: int) -> list:
     class FreezeBatchNorm(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             flag.value.assign(epoch < batch_epochs)
+            flag.frozen_epochs += epoch >= batch_epochs
 
     return [FreezeBatchNorm()]
+
+
+def frozen_epochs(sim) -> int:
+    """How many epochs of the run trained `sim` with its batch norms' statistics frozen and folded."""
+    flag = getattr(sim, "_edgecnn_batch_stats", None)
+    return flag.frozen_epochs if flag is not None else 0
 
 
 def _single(out):

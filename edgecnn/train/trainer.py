@@ -301,6 +301,7 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
         "loss_last_epoch": float(hist.history["loss"][-1]), **measures, "augment": list(cfg.augment),
         "transfer": moved, "phases": phases,
         "qat": {"weights": learned["weights"], "ranges": len(learned["ranges"]), "ema_decay": qat.EMA_DECAY,
+                "bn_frozen_epochs": qat.frozen_epochs(fitted),
                 "dead_inputs_zeroed": sum(dead.values())}
         if learned else None,
         "wall_seconds": round(train_secs, 2), "input_shape": list(spec.input_shape), "preprocessing": spec.to_dict(),
