@@ -276,9 +276,7 @@ def _make_layers():
             w = ops.reshape(w, out_shape)
             if self.bn is not None:
                 bn = self.bn
-                s = ops.rsqrt(bn.moving_variance + bn.epsilon)
-                if bn.gamma is not None:
-                    s = s * bn.gamma
+                s = self._fold_scale()
                 beta = bn.beta if bn.beta is not None else 0.0
                 w = w * s
                 b = (b if b is not None else 0.0) - bn.moving_mean
@@ -315,13 +313,17 @@ def _make_layers():
                 y = y + b
             return _fused(self.act, y)
 
+        def _fold_scale(self):
+            """gamma / sqrt(moving variance + epsilon): what folding the batch norm multiplies the kernel by."""
+            bn = self.bn
+            s = ops.rsqrt(bn.moving_variance + bn.epsilon)
+            return s * bn.gamma if bn.gamma is not None else s
+
         def _batch_norm(self, y):
             """The folded kernel's output un-scaled (the conv's own, with its quantized weights) and normalized by the
             batch's statistics, as the float model trains (the moving statistics updated on the way)."""
             bn, k = self.bn, self.kernel_layer
-            s = ops.rsqrt(bn.moving_variance + bn.epsilon)
-            if bn.gamma is not None:
-                s = s * bn.gamma
+            s = self._fold_scale()
             # a gamma of 0 folds to a kernel of 0 (the channel is its beta either way): 0 / 0 would put NaN in the
             # moving statistics (PyTorch's ConvBn had it: pytorch/pytorch#77434)
             y = y / ops.where(ops.equal(s, 0.0), 1.0, s)
@@ -482,7 +484,7 @@ def simulate(model, spec, x_start: np.ndarray | None, per_tensor: bool = False, 
             return rq([layer.name], *FIXED_RANGE[act], fixed=True)(out)
         return rq([layer.name], *start.get(layer.name, (0.0, 1.0)))(out)
 
-    batch_stats = _Untracked(keras.Variable(True, dtype="bool", trainable=False, name="qat_batch_stats"))
+    batch_stats = _Switch(keras.Variable(True, dtype="bool", trainable=False, name="qat_batch_stats"))
     inp = keras.Input(model.input_shape[1:])
     x = rq([INPUT], lo_in, hi_in, fixed=True)(inp)
     out = model._run_through_graph(x, call_fn=call)  # Keras' own graph walk (what clone_model runs), flat
@@ -495,9 +497,9 @@ def simulate(model, spec, x_start: np.ndarray | None, per_tensor: bool = False, 
     return sim, quants
 
 
-class _Untracked:
-    """Holds the run's batch-statistics flag out of Keras' tracking (not a weight of the model), and counts the
-    epochs that began with it off."""
+class _Switch:
+    """The run's batch-statistics flag (`value`, a bool variable held out of Keras' tracking: not a weight of the
+    model), and the count of the epochs that began with it off."""
 
     def __init__(self, value):
         self.value, self.frozen_epochs = value, 0
