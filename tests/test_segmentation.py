@@ -140,3 +140,34 @@ def test_class_ids_of_a_graphs_arg_max_are_taken_as_they_are(tmp_path):
     assert np.asarray(doc["matrix"]).shape == (3, 3) and np.asarray(doc["matrix"]).sum() == 28
     assert TASK.same_outputs([[4, 4]], [[4, 4, 21]]) and TASK.same_outputs([[4, 4, 3]], [[4, 4]])
     assert not TASK.same_outputs([[4, 4, 11]], [[4, 4, 21]]) and not TASK.same_outputs([[4, 4]], [[8, 8, 3]])
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_training_batches_move_each_mask_with_its_image_and_cover_the_rows_once_per_epoch(flip):
+    """`train.segmentation.batches`: the rows given, each once per epoch (the set repeats: fit takes `steps`), each
+    image with its own mask, mirrored together when `flip` (some mirrored, some not, over two epochs)."""
+    from edgecnn.train.segmentation import batches, steps
+
+    n, h, w = 10, 4, 6
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (n, h, w, 3)).astype(np.float32)
+    x[..., 0] = np.arange(n)[:, None, None]  # channel 0 names the row
+    masks = rng.integers(0, 11, (n, h, w)).astype(np.uint8)
+    rows = np.array([1, 2, 4, 5, 7, 8, 9])
+    it = iter(batches(x, masks, 3, seed=0, flip=flip, rows=rows))
+    assert steps(rows, 3) == 3
+    mirrored = 0
+    for _epoch in range(2):
+        seen = []
+        for _ in range(steps(rows, 3)):
+            img, m = (a.numpy() for a in next(it))
+            assert m.dtype == np.int32 and img.shape[1:] == (h, w, 3) and m.shape == img.shape[:3]
+            for i, mask in zip(img, m):
+                r = int(i[0, 0, 0])
+                seen.append(r)
+                plain = np.array_equal(i, x[r]) and np.array_equal(mask, masks[r])
+                flipped = np.array_equal(i, x[r][:, ::-1]) and np.array_equal(mask, masks[r][:, ::-1])
+                assert plain or (flip and flipped), r
+                mirrored += flipped and not plain
+        assert sorted(seen) == rows.tolist()
+    assert (mirrored > 0) == flip

@@ -63,6 +63,54 @@ def test_lraspp_head_macs_by_hand():
     assert count_macs(model) == count_macs(backbone) + head
 
 
+@pytest.mark.parametrize("name,tap", [("lraspp_mobilenet_v3_small", "expanded_conv_1_depthwise_pad"),
+                                      ("lraspp_mobilenet_v3_large", "expanded_conv_3_depthwise_pad")])
+def test_lraspp_refined_at_stride_4(name, tap):
+    """`refine_channels`: the stride-8 logits go up to stride 4 and get a residual from them and the stride-4
+    feature; what it adds to the plain head, by hand (1x1 conv over the concatenation, 3x3 depthwise, 1x1 conv to
+    the classes)."""
+    shape, classes, rc = (64, 96, 3), 7, 8
+    plain = build(name, shape, classes, alpha=0.35, head_channels=16)
+    model = build(name, shape, classes, alpha=0.35, head_channels=16, refine_channels=rc)
+    _, h4, w4, c4 = model.get_layer(tap).input.shape
+    assert (h4, w4) == (16, 24) and model.get_layer("refine_up").output.shape[1:] == (16, 24, classes)
+    assert model.get_layer("refine").output.shape[1:] == (16, 24, classes) and "refine" not in {
+        layer.name for layer in plain.layers}
+    added = h4 * w4 * (classes + c4) * rc + h4 * w4 * rc * 9 + h4 * w4 * rc * classes
+    assert count_macs(model) == count_macs(plain) + added
+    y = model(np.random.default_rng(0).uniform(-1, 1, (2, *shape)).astype(np.float32), training=False).numpy()
+    assert y.shape == (2, 64, 96, classes) and np.isfinite(y).all() and y.std() > 0
+
+
+@pytest.mark.parametrize("name,block", [("lraspp_mobilenet_v3_small", "expanded_conv_3"),
+                                        ("lraspp_mobilenet_v3_large", "expanded_conv_6")])
+def test_lraspp_output_stride_8_keeps_the_weights_and_runs_the_stage_at_stride_8(name, block):
+    """`output_stride=8`: the block that began stride 16 no longer strides, so the high-level feature is at stride
+    8 like the low-level one (no resize between them); the same weights (a stride has none), copied over by
+    `_unstrided`; any other stride is one line."""
+    from keras.applications import MobileNetV3Small
+
+    from edgecnn.zoo.segmenters import _unstrided
+
+    shape = (64, 96, 3)
+    os16 = build(name, shape, 7, alpha=0.35, minimalistic=True)
+    os8 = build(name, shape, 7, alpha=0.35, minimalistic=True, output_stride=8)
+    assert os16.get_layer("aspp_pool").input.shape[1:3] == (4, 6)
+    assert os8.get_layer("aspp_pool").input.shape[1:3] == (8, 12) == os8.get_layer("classifier").output.shape[1:3]
+    assert "aspp_up" in {layer.name for layer in os16.layers} and "aspp_up" not in {layer.name for layer in os8.layers}
+    assert os8.count_params() == os16.count_params() and count_macs(os8) > 2 * count_macs(os16)
+    base = MobileNetV3Small(input_shape=shape, include_top=False, alpha=0.35, minimalistic=True,
+                            include_preprocessing=False, weights=None)
+    moved = _unstrided(base, "expanded_conv_3")
+    assert len(base.weights) == len(moved.weights) > 0
+    assert all(np.array_equal(a, b) for a, b in zip(base.get_weights(), moved.get_weights()))
+    assert moved.get_layer("expanded_conv_3_depthwise").output.shape[1:3] == (8, 12)
+    with pytest.raises(EdgecnnError, match=rf"^{name}: output_stride 32: use 16 \(the paper's\) or 8$"):
+        build(name, shape, 7, output_stride=32)
+    with pytest.raises(EdgecnnError, match=rf"^{name}: refine_channels -1: use 0 \(no refinement\) or more$"):
+        build(name, shape, 7, refine_channels=-1)
+
+
 def test_deeplab_head_macs_by_hand():
     import keras
 
@@ -116,15 +164,19 @@ def segmenter_files(tmp_path_factory):
     d = tmp_path_factory.mktemp("segmenters")
     shape = (64, 64, 3)
     out = {}
-    for name in ("lraspp_mobilenet_v3_small", "deeplabv3_mobilenet_v2"):
+    for key, name, kw in (("lraspp_mobilenet_v3_small", "lraspp_mobilenet_v3_small", {}),
+                          ("lraspp_refined", "lraspp_mobilenet_v3_small",
+                           {"refine_channels": 16, "minimalistic": True, "output_stride": 8}),
+                          ("deeplabv3_mobilenet_v2", "deeplabv3_mobilenet_v2", {})):
         keras.utils.set_random_seed(0)
-        model = _with_batch_statistics(build(name, shape, 11, alpha=0.35), shape)
-        out[name] = save_model(model, d / f"{name}.keras", default_spec(name, shape, [str(i) for i in range(11)], ""))
+        model = _with_batch_statistics(build(name, shape, 11, alpha=0.35, **kw), shape)
+        out[key] = save_model(model, d / f"{key}.keras", default_spec(name, shape, [str(i) for i in range(11)], ""))
     return out
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,target", [("lraspp_mobilenet_v3_small", "cpu"), ("lraspp_mobilenet_v3_small", "edgetpu"),
+                                         ("lraspp_refined", "cpu"), ("lraspp_refined", "edgetpu"),
                                          ("deeplabv3_mobilenet_v2", "cpu")])
 def test_int8_runs_whole_on_xnnpack_and_maps_on_the_edgetpu(segmenter_files, tmp_path, name, target):
     """`edgecnn convert --quant int8 --target cpu|edgetpu`: one XNNPACK partition with no op outside it (the cpu
@@ -144,7 +196,7 @@ def test_int8_runs_whole_on_xnnpack_and_maps_on_the_edgetpu(segmenter_files, tmp
                 "QUANTIZE", "DEQUANTIZE"} & set(ops), ops
     if name.startswith("lraspp"):
         assert ops["LOGISTIC"] == 1 and ops["MUL"] > 0
-        assert next(r for r in report["rewrites"] if r["pass"] == "hard_swish")["applied"]
+        assert next(r for r in report["rewrites"] if r["pass"] == "hard_swish")["applied"] == (name != "lraspp_refined")
     delegate = report["delegate"] if target == "cpu" else measure(out)
     assert delegate["partitions"] == 1 and delegate["ops_outside"] == [], delegate
     assert delegate["ops_delegated"] == delegate["ops_total"] == sum(ops.values())
