@@ -156,7 +156,8 @@ def test_training_batches_move_each_mask_with_its_image_and_cover_the_rows_once_
     rows = np.array([1, 2, 4, 5, 7, 8, 9])
     it = iter(batches(x, masks, 3, seed=0, flip=flip, rows=rows))
     assert steps(rows, 3) == 3
-    mirrored = 0
+    mirrored = plain_seen = 0
+    orders = []
     for _epoch in range(2):
         seen = []
         for _ in range(steps(rows, 3)):
@@ -169,5 +170,8 @@ def test_training_batches_move_each_mask_with_its_image_and_cover_the_rows_once_
                 flipped = np.array_equal(i, x[r][:, ::-1]) and np.array_equal(mask, masks[r][:, ::-1])
                 assert plain or (flip and flipped), r
                 mirrored += flipped and not plain
+                plain_seen += plain and not flipped
         assert sorted(seen) == rows.tolist()
-    assert (mirrored > 0) == flip
+        orders.append(seen)
+    assert (mirrored > 0) == flip and plain_seen > 0
+    assert orders[0] != orders[1]  # reshuffled each epoch

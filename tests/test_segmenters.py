@@ -88,7 +88,7 @@ def test_lraspp_output_stride_8_keeps_the_weights_and_runs_the_stage_at_stride_8
     """`output_stride=8`: the block that began stride 16 no longer strides, so the high-level feature is at stride
     8 like the low-level one (no resize between them); the same weights (a stride has none), copied over by
     `_unstrided`; any other stride is one line."""
-    from keras.applications import MobileNetV3Small
+    from keras.applications import MobileNetV3Large, MobileNetV3Small
 
     from edgecnn.zoo.segmenters import _unstrided
 
@@ -99,12 +99,19 @@ def test_lraspp_output_stride_8_keeps_the_weights_and_runs_the_stage_at_stride_8
     assert os8.get_layer("aspp_pool").input.shape[1:3] == (8, 12) == os8.get_layer("classifier").output.shape[1:3]
     assert "aspp_up" in {layer.name for layer in os16.layers} and "aspp_up" not in {layer.name for layer in os8.layers}
     assert os8.count_params() == os16.count_params() and count_macs(os8) > 2 * count_macs(os16)
-    base = MobileNetV3Small(input_shape=shape, include_top=False, alpha=0.35, minimalistic=True,
-                            include_preprocessing=False, weights=None)
-    moved = _unstrided(base, "expanded_conv_3")
-    assert len(base.weights) == len(moved.weights) > 0
-    assert all(np.array_equal(a, b) for a, b in zip(base.get_weights(), moved.get_weights()))
-    assert moved.get_layer("expanded_conv_3_depthwise").output.shape[1:3] == (8, 12)
+    full = build(name, shape, 7, alpha=0.35, output_stride=8)  # hard-swish and squeeze-excite blocks cloned too
+    assert full.get_layer("aspp_pool").input.shape[1:3] == (8, 12)
+    app = MobileNetV3Small if name.endswith("small") else MobileNetV3Large
+    base = app(input_shape=shape, include_top=False, alpha=0.35, minimalistic=False, include_preprocessing=False,
+               weights=None)
+    moved = _unstrided(base, block)
+    assert base.get_layer(f"{block}_depthwise").output.shape[1:3] == (4, 6)
+    assert moved.get_layer(f"{block}_depthwise").output.shape[1:3] == (8, 12)
+    with_weights = [layer for layer in base.layers if layer.weights]
+    assert len(with_weights) > 20
+    for layer in with_weights:  # by name: each layer's own weights, not just the same list in the same order
+        for a, b in zip(layer.get_weights(), moved.get_layer(layer.name).get_weights(), strict=True):
+            assert np.array_equal(a, b), layer.name
     with pytest.raises(EdgecnnError, match=rf"^{name}: output_stride 32: use 16 \(the paper's\) or 8$"):
         build(name, shape, 7, output_stride=32)
     with pytest.raises(EdgecnnError, match=rf"^{name}: refine_channels -1: use 0 \(no refinement\) or more$"):

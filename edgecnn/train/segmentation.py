@@ -29,7 +29,8 @@ def batches(x: np.ndarray, masks: np.ndarray, batch_size: int, seed: int, flip: 
     `seed`; `flip` mirrors each image and its mask with probability 1/2 (drawn from `seed` anew each epoch).
 
     The data set repeats: fit it with `steps_per_epoch` (`steps(rows, batch_size)`), so that Keras keeps one
-    iterator for the whole run. Without the repeat Keras makes an iterator per epoch, and destroying the last one
+    training iterator for the whole run (the validation arrays still get one per epoch; no validation pass
+    stalled in the runs below). Without the repeat Keras makes an iterator per epoch, and destroying the last one
     could stall an epoch for 15-18 s before its first step (the stack: tf.data's `~IteratorResource::State`
     waiting on its thread pool; epochs of 23 s, 5,400 scenes, batch 32, a 2-core CPU): in 5 experiment runs of 7
     epochs without the repeat, 2 to 5 of the 6 epochs after the first stalled; in 9 runs with it, none did. The
