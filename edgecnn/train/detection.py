@@ -17,6 +17,7 @@ import numpy as np
 from edgecnn.data.detection import input_boxes
 from edgecnn.errors import EdgecnnError
 from edgecnn.tasks.detection import DEFAULT_HEAD
+from edgecnn.train.rows import shuffled_rows
 
 AUGMENTATIONS = ("flip",)
 
@@ -45,17 +46,14 @@ def batches(x: np.ndarray, boxes: list, encode, batch_size: int, seed: int, flip
     images = tf.constant(x)
     boxes = [boxes[i] for i in rows]
     plain = tuple(tf.constant(np.asarray(a)) for a in encode(boxes))
-    order = tf.data.Dataset.from_tensor_slices(np.arange(len(rows), dtype=np.int64))
-    order = order.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+    order = shuffled_rows(len(rows), batch_size, seed, flip)
     to_image = tf.constant(rows)
     if not flip:
         return order.map(lambda i: (tf.gather(images, tf.gather(to_image, i)),
                                     tuple(tf.gather(t, i) for t in plain))).prefetch(2)
     mirrored = tuple(tf.constant(np.asarray(a)) for a in encode([flip_boxes(b, x.shape[2]) for b in boxes]))
-    draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
 
-    def pick(i, draw):
-        coin = tf.random.stateless_uniform(tf.shape(i), seed=tf.stack([draw, draw // 2])) < 0.5
+    def pick(i, coin):
         img = tf.gather(images, tf.gather(to_image, i))
         img = tf.where(coin[:, None, None, None], tf.reverse(img, axis=[2]), img)
         targets = []
@@ -64,7 +62,7 @@ def batches(x: np.ndarray, boxes: list, encode, batch_size: int, seed: int, flip
             targets.append(tf.where(c, tf.gather(m, i), tf.gather(p, i)))
         return img, tuple(targets)
 
-    return tf.data.Dataset.zip((order, draws)).map(pick).prefetch(2)
+    return order.map(pick).prefetch(2)
 
 
 def check_detector(model, spec, data: str, num_classes: int, where: str) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.tasks.segmentation.postprocess import IGNORE, resize_nearest
+from edgecnn.train.rows import shuffled_rows
 
 AUGMENTATIONS = ("flip",)
 
@@ -34,14 +35,13 @@ def batches(x: np.ndarray, masks: np.ndarray, batch_size: int, seed: int, flip: 
     could stall an epoch for 15-18 s before its first step (the stack: tf.data's `~IteratorResource::State`
     waiting on its thread pool; epochs of 23 s, 5,400 scenes, batch 32, a 2-core CPU): in 5 experiment runs of 7
     epochs without the repeat, 2 to 5 of the 6 epochs after the first stalled; in 9 runs with it, none did. The
-    rows are shuffled as numbers, and each batch gathers its rows, as the detection trainer's `batches` does.
+    rows are shuffled as numbers (`rows.shuffled_rows`, as in the detection trainer), and each batch gathers them.
     """
     import tensorflow as tf
 
     rows = np.arange(len(x)) if rows is None else np.asarray(rows, np.int64)
     images, labels, to_row = tf.constant(x), tf.constant(masks.astype(np.uint8)), tf.constant(rows)
-    order = tf.data.Dataset.from_tensor_slices(np.arange(len(rows), dtype=np.int64))
-    order = order.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+    order = shuffled_rows(len(rows), batch_size, seed, flip)
 
     def gather(i):
         r = tf.gather(to_row, i)
@@ -49,15 +49,13 @@ def batches(x: np.ndarray, masks: np.ndarray, batch_size: int, seed: int, flip: 
 
     if not flip:
         return order.map(gather).repeat().prefetch(2)
-    draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
 
-    def pick(i, draw):
+    def pick(i, coin):
         img, m = gather(i)
-        coin = tf.random.stateless_uniform(tf.shape(i), seed=tf.stack([draw, draw // 2])) < 0.5
         return (tf.where(coin[:, None, None, None], tf.reverse(img, axis=[2]), img),
                 tf.where(coin[:, None, None], tf.reverse(m, axis=[2]), m))
 
-    return tf.data.Dataset.zip((order, draws)).map(pick).repeat().prefetch(2)
+    return order.map(pick).repeat().prefetch(2)
 
 
 def steps(rows, batch_size: int) -> int:
