@@ -2,11 +2,11 @@
 a mask folder) and a segmenter (`task: segmentation` in the zoo, or a saved one to fine-tune).
 
 `trainer.train` does what every task's run does and calls these hooks: `adopt` a saved model (its logits checked
-against the set's classes), `fit` it with a pixel-wise cross-entropy on the logits that skips the ignore label
-(255, `SparseCategoricalCrossentropy(ignore_class=255)`), and `measure` the test split's mIoU (the float model,
-scored as `edgecnn eval` scores it). The masks are brought to the model's input size once, before training, with
-the nearest-neighbour resize the scoring uses (`postprocess.resize_nearest`); `--augment flip` mirrors an image and
-its mask together, drawn from the run's seed each epoch, so a run is repeatable.
+against the set's classes), `fit` it with a pixel-wise cross-entropy + soft Dice loss on the logits that skips the
+ignore label (255; `pixel_loss.py`), and `measure` the test split's mIoU (the float model, scored as `edgecnn eval`
+scores it). The masks are brought to the model's input size once, before training, with the nearest-neighbour
+resize the scoring uses (`postprocess.resize_nearest`); `--augment flip` mirrors an image and its mask together,
+drawn from the run's seed each epoch, so a run is repeatable.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.tasks.segmentation.postprocess import IGNORE, resize_nearest
+from edgecnn.tasks.segmentation.postprocess import resize_nearest
 from edgecnn.train.rows import shuffled_rows
 
 AUGMENTATIONS = ("flip",)
@@ -80,9 +80,9 @@ def adopt(task, model, spec, cfg, train_ds):
 
 
 def loss():
-    import keras
+    from edgecnn.train.pixel_loss import pixel_loss
 
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=IGNORE)
+    return pixel_loss()
 
 
 def fit(model, spec, cfg, x, train_ds, tr, va, lr, callbacks):
