@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from edgecnn.tasks.segmentation.postprocess import IGNORE
-
-tf = pytest.importorskip("tensorflow")
 
 
 def _batch(seed=0, n=2, size=16, classes=5):
