@@ -40,7 +40,7 @@ def batches(x: np.ndarray, masks: np.ndarray, batch_size: int, seed: int, flip: 
     import tensorflow as tf
 
     rows = np.arange(len(x)) if rows is None else np.asarray(rows, np.int64)
-    images, labels, to_row = tf.constant(x), tf.constant(masks.astype(np.uint8)), tf.constant(rows)
+    images, labels, to_row = tf.constant(x), tf.constant(np.asarray(masks, np.uint8)), tf.constant(rows)
     order = shuffled_rows(len(rows), batch_size, seed, flip)
 
     def gather(i):
